@@ -1,0 +1,82 @@
+"""The Engine protocol: the one interface every LLM backend implements.
+
+Recipes, compressors and the graph layer talk to an engine only through these
+methods, so `hf`, `vllm`, `openai` and users' own backends are interchangeable.
+Generation is batched on purpose: a recipe step hands over all of its prompts
+at once and the backend decides how to batch them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol, Sequence, runtime_checkable
+
+from pydantic import BaseModel, Field
+
+
+class SamplingParams(BaseModel):
+    max_new_tokens: int = Field(default=256, gt=0)
+    temperature: float = Field(default=0.0, ge=0.0, description="0 means greedy decoding")
+    top_p: float = Field(default=1.0, gt=0.0, le=1.0)
+    stop: list[str] = Field(default_factory=list)
+    seed: int | None = None
+
+
+@dataclass
+class Message:
+    role: str  # "system" | "user" | "assistant"
+    content: str
+
+
+Prompt = Sequence[Message] | str
+"""A chat, or a string taken as one user message; rendered with the model's own chat template."""
+
+
+@dataclass
+class Completion:
+    text: str
+    prompt_tokens: int
+    completion_tokens: int
+    finish_reason: str = "stop"  # "stop" | "length"
+
+
+@dataclass
+class TokenScores:
+    """Log-probabilities of each token of `text`, conditioned on the preceding context.
+
+    `offsets[i]` is the (start, end) character span of token i within `text`, so a
+    compressor can drop tokens and still map what it keeps back to the source.
+    """
+
+    text: str
+    offsets: list[tuple[int, int]] = field(default_factory=list)
+    logprobs: list[float] = field(default_factory=list)
+
+
+@runtime_checkable
+class Engine(Protocol):
+    name: str
+
+    @property
+    def context_window(self) -> int:
+        """Tokens the model can attend to: prompt plus completion."""
+        ...
+
+    def count_tokens(self, text: str) -> int:
+        """Tokens `text` costs with this engine's own tokenizer."""
+        ...
+
+    def generate(self, prompts: Sequence[Prompt], params: SamplingParams | None = None) -> list[Completion]:
+        """One completion per prompt, in order."""
+        ...
+
+    def score(self, texts: Sequence[str], contexts: Sequence[str] | None = None) -> list[TokenScores]:
+        """Per-token log-probs of each text given its context (empty context when None)."""
+        ...
+
+
+def render_messages(prompt: Prompt) -> list[dict[str, str]]:
+    """Turn a Prompt into the list-of-dicts form chat templates and OpenAI servers take."""
+    if isinstance(prompt, str):
+        return [{"role": "user", "content": prompt}]
+    return [{"role": m.role, "content": m.content} for m in prompt]

