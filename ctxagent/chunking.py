@@ -1,0 +1,132 @@
+"""Token-aware chunking on paragraph and sentence bounds, keeping exact offsets.
+
+Every chunk satisfies `document.text[chunk.start:chunk.end] == chunk.text`; that
+invariant is what lets every later step (compression, retrieval, quoting) cite
+the original document exactly.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Callable, Iterator
+
+from ctxagent.errors import InputError
+from ctxagent.types import Chunk, Document
+
+TokenCounter = Callable[[str], int]
+
+_PARAGRAPH_BREAK = re.compile(r"\n[ \t]*\n\s*")
+# A sentence ends at . ! ? (optionally followed by quotes/brackets) and then whitespace.
+_SENTENCE_END = re.compile(r"(?<=[.!?])[\"')\]]*\s+")
+
+
+@dataclass(frozen=True)
+class Span:
+    start: int
+    end: int
+
+
+def _split(text: str, start: int, end: int, pattern: re.Pattern[str]) -> Iterator[Span]:
+    """Spans of text[start:end] between matches of `pattern`, stripped of surrounding whitespace."""
+    cursor = start
+    for match in pattern.finditer(text, start, end):
+        yield from _stripped(text, cursor, match.start())
+        cursor = match.end()
+    yield from _stripped(text, cursor, end)
+
+
+def _stripped(text: str, start: int, end: int) -> Iterator[Span]:
+    while start < end and text[start].isspace():
+        start += 1
+    while end > start and text[end - 1].isspace():
+        end -= 1
+    if end > start:
+        yield Span(start, end)
+
+
+def sentence_spans(text: str, start: int = 0, end: int | None = None) -> list[Span]:
+    """Sentence spans within text[start:end], never crossing a paragraph break."""
+    end = len(text) if end is None else end
+    return [s for para in _split(text, start, end, _PARAGRAPH_BREAK) for s in _split(text, para.start, para.end, _SENTENCE_END)]
+
+
+def _word_pieces(text: str, span: Span, max_tokens: int, count: TokenCounter) -> Iterator[tuple[Span, int]]:
+    """Split a sentence longer than max_tokens at word bounds (at character bounds for one giant word)."""
+    words = [m.span() for m in re.finditer(r"\S+", text[span.start : span.end])]
+    piece_start, piece_end = span.start + words[0][0], span.start + words[0][0]
+    for w_start, w_end in words:
+        w_start, w_end = span.start + w_start, span.start + w_end
+        candidate = count(text[piece_start:w_end])
+        if candidate > max_tokens and piece_end > piece_start:
+            yield Span(piece_start, piece_end), count(text[piece_start:piece_end])
+            piece_start = w_start
+        piece_end = w_end
+        while count(text[piece_start:piece_end]) > max_tokens:  # one word longer than a chunk
+            cut = piece_start + max(1, (piece_end - piece_start) // 2)
+            while cut > piece_start + 1 and count(text[piece_start:cut]) > max_tokens:
+                cut = piece_start + (cut - piece_start) // 2
+            yield Span(piece_start, cut), count(text[piece_start:cut])
+            piece_start = cut
+    if piece_end > piece_start:
+        yield Span(piece_start, piece_end), count(text[piece_start:piece_end])
+
+
+def chunk_document(
+    document: Document,
+    count_tokens: TokenCounter,
+    max_tokens: int = 512,
+    overlap_sentences: int = 0,
+    limit_chars: int | None = None,
+) -> list[Chunk]:
+    """Pack whole sentences into chunks of at most `max_tokens` tokens.
+
+    Sentences stay together within a paragraph when they fit; a paragraph break is
+    preferred as a chunk edge. `overlap_sentences` repeats the last sentences of a
+    chunk at the start of the next, for recipes that read chunks in isolation.
+    `limit_chars` chunks only the first characters of a huge document.
+    """
+    if max_tokens < 1:
+        raise InputError(f"max_tokens must be positive, got {max_tokens}")
+    text = document.text
+    end = len(text) if limit_chars is None else min(len(text), limit_chars)
+    pieces: list[tuple[Span, int, bool]] = []  # (span, tokens, starts_paragraph)
+    for para in _split(text, 0, end, _PARAGRAPH_BREAK):
+        first = True
+        for sentence in _split(text, para.start, para.end, _SENTENCE_END):
+            n = count_tokens(text[sentence.start : sentence.end])
+            parts = [(sentence, n)] if n <= max_tokens else list(_word_pieces(text, sentence, max_tokens, count_tokens))
+            for span, tokens in parts:
+                pieces.append((span, tokens, first))
+                first = False
+    chunks: list[Chunk] = []
+    group: list[tuple[Span, int, bool]] = []
+
+    def flush(group: list[tuple[Span, int, bool]]) -> list[tuple[Span, int, bool]]:
+        """Emit the group as a chunk; pieces that overflow once joined are handed back."""
+        spill: list[tuple[Span, int, bool]] = []
+        while True:
+            chunk_text = text[group[0][0].start : group[-1][0].end]
+            n = count_tokens(chunk_text)
+            if n <= max_tokens or len(group) == 1:
+                break
+            spill.insert(0, group.pop())
+        start = group[0][0].start
+        chunks.append(Chunk(doc_id=document.id, index=len(chunks), start=start, end=start + len(chunk_text), text=chunk_text, n_tokens=n))
+        return spill
+
+    for piece in pieces:
+        # Joining whitespace costs tokens too: one per piece is the estimate, and flush() checks it.
+        if group and sum(t + 1 for _, t, _ in group) + piece[1] > max_tokens:
+            spill = flush(group)
+            keep = group[-overlap_sentences:] if overlap_sentences and not spill else []
+            group = keep + spill
+            while len(group) > 1 and sum(t + 1 for _, t, _ in group) + piece[1] > max_tokens:
+                if keep:
+                    keep, group = keep[1:], group[1:]
+                else:
+                    group = flush(group)
+        group.append(piece)
+    while group:
+        group = flush(group)
+    return chunks
