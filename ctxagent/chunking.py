@@ -130,3 +130,26 @@ def chunk_document(
     while group:
         group = flush(group)
     return chunks
+
+
+def prefix_within(text: str, count_tokens: TokenCounter, max_tokens: int) -> int:
+    """Length of the longest prefix of `text` that fits in `max_tokens`, cut at a word bound.
+
+    Never tokenises more than a bounded window of the text, so a ten-million
+    character document costs no more to truncate than a short one.
+    """
+    if max_tokens <= 0:
+        return 0
+    # No tokenizer we know of averages more than 16 characters a token on real text.
+    hi = min(len(text), max_tokens * 16)
+    if hi == len(text) and count_tokens(text) <= max_tokens:
+        return len(text)
+    lo = 0
+    while lo < hi:  # largest cut with count <= max_tokens
+        mid = (lo + hi + 1) // 2
+        if count_tokens(text[:mid]) <= max_tokens:
+            lo = mid
+        else:
+            hi = mid - 1
+    space = max(text.rfind(" ", 0, lo), text.rfind("\n", 0, lo))
+    return space if space > lo // 2 else lo

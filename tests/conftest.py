@@ -42,3 +42,12 @@ def engine():
 @pytest.fixture(scope="session")
 def data_dir() -> Path:
     return ROOT / "tests" / "data"
+
+
+@pytest.fixture(scope="session")
+def engine_2k():
+    """The same embedded model with its window capped at 2048 tokens: CPU prefill grows
+    quadratically, so tests of window-filling logic run at a quarter of the cost."""
+    from ctxagent.engines import get_engine
+
+    return get_engine("hf", context_window=2048)

@@ -1,0 +1,125 @@
+"""`ctxagent` on the command line: composes with pipes and JSON.
+
+    ctxagent ask report.pdf "What was the Q3 revenue?"
+    cat notes.txt | ctxagent ask - "Who signed?" --json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from typing import Callable, Sequence
+
+from ctxagent.errors import CtxAgentError
+
+Command = Callable[[argparse.Namespace], int]
+
+
+def _add_engine_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--engine", default="hf", help="engine backend (hf, vllm, openai, or a registered name); default hf")
+    parser.add_argument("--model", help="model for the engine: hub id, local folder or .gguf file (default: embedded SmolLM2-135M-Instruct)")
+    parser.add_argument("--base-url", help="server URL for the openai engine, e.g. http://127.0.0.1:8000/v1")
+
+
+def engine_options(args: argparse.Namespace) -> dict:
+    options = {}
+    if args.model:
+        options["model"] = args.model
+    if getattr(args, "base_url", None):
+        options["base_url"] = args.base_url
+    return options
+
+
+def _add_budget_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--max-tokens", type=int, help="budget: prompt + completion tokens over all engine calls")
+    parser.add_argument("--max-calls", type=int, help="budget: engine calls")
+    parser.add_argument("--max-seconds", type=float, help="budget: wall-clock seconds")
+    parser.add_argument("--max-new-tokens", type=int, default=256, help="length of the answer (default 256)")
+
+
+def budget_from(args: argparse.Namespace):
+    from ctxagent.types import Budget
+
+    return Budget(max_tokens=args.max_tokens, max_calls=args.max_calls, max_seconds=args.max_seconds, max_new_tokens=args.max_new_tokens)
+
+
+def cmd_ask(args: argparse.Namespace) -> int:
+    from ctxagent.agent import ContextAgent
+    from ctxagent.loaders import document_from_text, load_document
+
+    if args.file == "-":
+        document = document_from_text(sys.stdin.read(), doc_id="stdin")
+    else:
+        document = load_document(args.file, encoding=args.encoding)
+    agent = ContextAgent(engine=args.engine, **engine_options(args))
+    answer = agent.ask(document, args.question, recipe=args.recipe, budget=budget_from(args))
+    if args.json:
+        print(answer.model_dump_json())
+        return 0
+    print(answer.text)
+    for i, c in enumerate(answer.citations, 1):
+        print(f"  [{i}] {c.doc_id}:{c.start}-{c.end} \"{c.quote}\"")
+    for note in answer.notes:
+        print(f"  note: {note}", file=sys.stderr)
+    u = answer.usage
+    flag = " (partial: budget ran out)" if answer.partial else ""
+    print(f"  recipe {answer.recipe}{flag}; {u.engine_calls} engine calls, {u.prompt_tokens}+{u.completion_tokens} tokens, {u.seconds:.1f} s", file=sys.stderr)
+    return 0
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    from ctxagent import engines, recipes
+
+    listing = {"engines": engines.registry.names(), "recipes": recipes.registry.names()}
+    for name in ("compressors", "retrievers"):
+        try:
+            module = __import__(f"ctxagent.{name}", fromlist=["registry"])
+            listing[name] = module.registry.names()
+        except (ImportError, AttributeError):
+            pass
+    print(json.dumps(listing) if args.json else "\n".join(f"{k}: {', '.join(v)}" for k, v in listing.items()))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="ctxagent", description="Ask questions of documents longer than your model's context window.")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log progress to stderr")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    ask = sub.add_parser("ask", help="answer a question about a file (.txt .md .html .pdf, or - for stdin)")
+    ask.add_argument("file")
+    ask.add_argument("question")
+    ask.add_argument("--recipe", default="auto", help="recipe name (default auto); see `ctxagent list`")
+    ask.add_argument("--json", action="store_true", help="print the whole Answer as one JSON line")
+    ask.add_argument("--encoding", default="utf-8", help="text encoding of the file (default utf-8)")
+    _add_engine_options(ask)
+    _add_budget_options(ask)
+    ask.set_defaults(func=cmd_ask)
+
+    listing = sub.add_parser("list", help="list the registered engines, recipes, retrievers and compressors")
+    listing.add_argument("--json", action="store_true")
+    listing.set_defaults(func=cmd_list)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    if not args.verbose:
+        import os
+
+        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # transformers' weight-loading bars
+    try:
+        return args.func(args)
+    except CtxAgentError as exc:
+        print(f"ctxagent: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("ctxagent: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

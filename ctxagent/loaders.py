@@ -1,0 +1,117 @@
+"""Files to Documents: .txt, .md, .html and .pdf, through well-kept parsers.
+
+A loader either returns a Document whose text is what later citations quote, or
+raises InputError naming the file, what is wrong and what to do. It never
+guesses: binary input, bad UTF-8 and empty files are errors, not blank answers.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Callable
+
+from ctxagent.errors import InputError
+from ctxagent.types import Document
+
+Loader = Callable[[Path, bytes, str], tuple[str, dict]]
+
+
+def _decode(path: Path, data: bytes, encoding: str) -> str:
+    if b"\x00" in data[:8192]:
+        raise InputError(f"{path}: looks like a binary file (it contains NUL bytes); convert it to text, HTML or PDF first")
+    try:
+        return data.decode(encoding)
+    except UnicodeDecodeError as exc:
+        raise InputError(
+            f"{path}: not valid {encoding} at byte {exc.start} ({data[exc.start:exc.start + 4]!r}); "
+            "pass encoding='latin-1' (CLI: --encoding latin-1) or the file's real encoding"
+        ) from None
+
+
+def _load_text(path: Path, data: bytes, encoding: str) -> tuple[str, dict]:
+    return _decode(path, data, encoding).replace("\r\n", "\n"), {}
+
+
+_BLOCK_TAGS = (
+    "p", "div", "section", "article", "header", "footer", "main", "aside", "nav", "blockquote", "pre",
+    "h1", "h2", "h3", "h4", "h5", "h6", "li", "dt", "dd", "tr", "table", "ul", "ol", "figure", "figcaption",
+)
+
+
+def _load_html(path: Path, data: bytes, encoding: str) -> tuple[str, dict]:
+    from bs4 import BeautifulSoup
+
+    soup = BeautifulSoup(_decode(path, data, encoding), "html.parser")
+    title = soup.title.get_text(strip=True) if soup.title else None
+    for tag in soup(["script", "style", "noscript", "template", "head"]):
+        tag.decompose()
+    # Block elements end paragraphs; inline ones (<b>, <a>) must not break the sentence they sit in.
+    for tag in soup.find_all(_BLOCK_TAGS):
+        tag.append("\n\n")
+    for tag in soup.find_all("br"):
+        tag.replace_with("\n")
+    lines = (" ".join(line.split()) for line in soup.get_text().split("\n"))
+    text = re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip()
+    return text, ({"title": title} if title else {})
+
+
+def _load_pdf(path: Path, data: bytes, encoding: str) -> tuple[str, dict]:
+    import io
+
+    from pypdf import PdfReader
+    from pypdf.errors import PdfReadError
+
+    try:
+        reader = PdfReader(io.BytesIO(data))
+        pages = [page.extract_text() or "" for page in reader.pages]
+    except (PdfReadError, ValueError, KeyError) as exc:
+        raise InputError(f"{path}: not a readable PDF ({exc})") from None
+    page_starts, parts, offset = [], [], 0
+    for page in pages:
+        page_starts.append(offset)
+        parts.append(page.strip())
+        offset += len(parts[-1]) + 2
+    text = "\n\n".join(parts)
+    if not text.strip():
+        raise InputError(f"{path}: the PDF has no extractable text (a scanned PDF?); run OCR on it first")
+    return text, {"pages": len(pages), "page_starts": page_starts}
+
+
+LOADERS: dict[str, Loader] = {
+    ".txt": _load_text,
+    ".text": _load_text,
+    ".md": _load_text,
+    ".markdown": _load_text,
+    ".rst": _load_text,
+    ".html": _load_html,
+    ".htm": _load_html,
+    ".pdf": _load_pdf,
+}
+
+
+def load_document(path: str | Path, doc_id: str | None = None, encoding: str = "utf-8") -> Document:
+    """Read one file into a Document whose id defaults to the file name."""
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"file not found: {path}")
+    if path.is_dir():
+        raise InputError(f"{path} is a folder; pass a file (for a corpus, use `ctxagent batch`)")
+    loader = LOADERS.get(path.suffix.lower())
+    if loader is None:
+        raise InputError(f"{path}: unsupported file type {path.suffix or '(none)'!r}; supported: {', '.join(sorted(LOADERS))}")
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise InputError(f"cannot read {path}: {exc.strerror}") from None
+    text, metadata = loader(path, data, encoding)
+    if not text.strip():
+        raise InputError(f"{path}: the file is empty (no text to ask about)")
+    return Document(id=doc_id or path.name, text=text, metadata={"source": str(path), **metadata})
+
+
+def document_from_text(text: str, doc_id: str = "text") -> Document:
+    """A Document from a string already in memory (stdin, an API), with the same checks as files."""
+    if not text.strip():
+        raise InputError(f"{doc_id}: the text is empty (no text to ask about)")
+    return Document(id=doc_id, text=text)

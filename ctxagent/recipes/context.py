@@ -1,0 +1,98 @@
+"""The run context: the one door through which a recipe reaches the engine.
+
+Every engine call goes through `RunContext`, which checks the Budget before the
+call, counts tokens, calls and seconds after it, and records a trace step. So
+recipes never do their own accounting, and they cannot overspend by accident:
+a call that would break the budget raises `BudgetExhausted` before it is made,
+and the recipe turns that into a partial Answer.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+from ctxagent.engines.base import Completion, Engine, Prompt, SamplingParams, TokenScores, render_messages
+from ctxagent.errors import BudgetExhausted
+from ctxagent.types import Answer, Budget, Citation, Trace, Usage
+
+
+@dataclass
+class RunContext:
+    engine: Engine
+    budget: Budget = field(default_factory=Budget)
+    trace: Trace = field(default_factory=Trace)
+    usage: Usage = field(default_factory=Usage)
+    started: float = field(default_factory=time.perf_counter)
+
+    # -- budget -------------------------------------------------------------------------
+    def elapsed(self) -> float:
+        return time.perf_counter() - self.started
+
+    def calls_left(self) -> int | None:
+        return None if self.budget.max_calls is None else self.budget.max_calls - self.usage.engine_calls
+
+    def tokens_left(self) -> int | None:
+        return None if self.budget.max_tokens is None else self.budget.max_tokens - self.usage.total_tokens
+
+    def check(self, planned_tokens: int = 0) -> None:
+        """Raise BudgetExhausted if one more engine call costing `planned_tokens` would overspend."""
+        b, u = self.budget, self.usage
+        if b.max_calls is not None and u.engine_calls + 1 > b.max_calls:
+            raise BudgetExhausted("engine calls", b.max_calls, u.engine_calls)
+        if b.max_seconds is not None and self.elapsed() >= b.max_seconds:
+            raise BudgetExhausted("seconds", b.max_seconds, round(self.elapsed(), 2))
+        if b.max_tokens is not None and u.total_tokens + planned_tokens > b.max_tokens:
+            raise BudgetExhausted("tokens", b.max_tokens, u.total_tokens + planned_tokens)
+
+    # -- engine access ------------------------------------------------------------------
+    def count_tokens(self, text: str) -> int:
+        return self.engine.count_tokens(text)
+
+    def prompt_tokens(self, prompt: Prompt) -> int:
+        """Tokens of a prompt's content (the chat template adds a few more)."""
+        return sum(self.engine.count_tokens(m["content"]) for m in render_messages(prompt))
+
+    def generate(self, prompts: Sequence[Prompt], params: SamplingParams | None = None, *, step: str, **detail: Any) -> list[Completion]:
+        """One batched engine call, counted as one call against the budget."""
+        params = params or SamplingParams(max_new_tokens=self.budget.max_new_tokens)
+        planned = 0
+        if self.budget.max_tokens is not None:
+            planned = sum(self.prompt_tokens(p) + params.max_new_tokens for p in prompts)
+        self.check(planned)
+        began = time.perf_counter()
+        completions = self.engine.generate(list(prompts), params)
+        seconds = time.perf_counter() - began
+        prompt_tokens = sum(c.prompt_tokens for c in completions)
+        completion_tokens = sum(c.completion_tokens for c in completions)
+        self.usage = self.usage.add(Usage(prompt_tokens=prompt_tokens, completion_tokens=completion_tokens, engine_calls=1, seconds=seconds))
+        self.trace.add(step, seconds=round(seconds, 3), prompts=len(prompts), prompt_tokens=prompt_tokens, completion_tokens=completion_tokens, **detail)
+        return completions
+
+    def score(self, texts: Sequence[str], contexts: Sequence[str] | None = None, *, step: str, **detail: Any) -> list[TokenScores]:
+        """One batched scoring call (log-probs), counted like a generation without new tokens."""
+        planned = 0
+        if self.budget.max_tokens is not None:
+            planned = sum(self.engine.count_tokens(t) for t in texts) + sum(self.engine.count_tokens(c) for c in contexts or [])
+        self.check(planned)
+        began = time.perf_counter()
+        scores = self.engine.score(list(texts), list(contexts) if contexts is not None else None)
+        seconds = time.perf_counter() - began
+        tokens = planned or sum(len(s.logprobs) for s in scores)
+        self.usage = self.usage.add(Usage(prompt_tokens=tokens, engine_calls=1, seconds=seconds))
+        self.trace.add(step, seconds=round(seconds, 3), texts=len(texts), **detail)
+        return scores
+
+    # -- result -------------------------------------------------------------------------
+    def answer(
+        self,
+        text: str,
+        *,
+        recipe: str,
+        citations: Sequence[Citation] = (),
+        partial: bool = False,
+        notes: Sequence[str] = (),
+    ) -> Answer:
+        usage = self.usage.model_copy(update={"seconds": round(self.elapsed(), 3)})
+        return Answer(text=text, citations=list(citations), usage=usage, trace=self.trace, recipe=recipe, partial=partial, notes=list(notes))
