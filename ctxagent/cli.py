@@ -106,7 +106,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    # ctxagent's own progress (model conversion, index building) always shows; libraries' only with -v.
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(name)s: %(message)s")
+    logging.getLogger("ctxagent").setLevel(logging.INFO)
     if not args.verbose:
         import os
 

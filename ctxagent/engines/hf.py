@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import logging
+import os
 import shutil
 import time
 from pathlib import Path
@@ -56,20 +57,23 @@ def _load_gguf_converted(gguf: Path, dtype: Any) -> tuple[Any, Any]:
     target = _converted_dir_for(gguf)
     if (target / "config.json").is_file() and (target / "model.safetensors").is_file():
         return AutoTokenizer.from_pretrained(target), AutoModelForCausalLM.from_pretrained(target, dtype=dtype)
-    log.info("converting %s to transformers weights once (cached at %s)", gguf.name, target)
+    log.info("converting %s to transformers weights, once (about a minute); cached at %s", gguf.name, target)
     tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
     model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=dtype)
     # The de-quantised weights are plain tensors; drop the GGUF marker so they can be saved.
     model.hf_quantizer = None
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config
-    # Write beside the target and rename, so an interrupted conversion is never mistaken for a finished one.
-    partial = target.with_name(target.name + ".partial")
-    shutil.rmtree(partial, ignore_errors=True)
+    # Write beside the target and rename, so an interrupted conversion is never mistaken for a
+    # finished one, and two processes converting at once do not trip over each other.
+    partial = target.with_name(f"{target.name}.partial-{os.getpid()}")
     model.save_pretrained(partial)
     tokenizer.save_pretrained(partial)
-    shutil.rmtree(target, ignore_errors=True)
-    partial.rename(target)
+    shutil.rmtree(target, ignore_errors=True)  # an incomplete earlier attempt
+    try:
+        partial.rename(target)
+    except OSError:  # another process finished first; its copy is as good as ours
+        shutil.rmtree(partial, ignore_errors=True)
     return tokenizer, model
 
 
