@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import sys
 from collections import defaultdict
 from datetime import datetime, timezone
 from pathlib import Path
@@ -85,13 +86,18 @@ def kind_table(results: Sequence[Result]) -> str:
 
 
 def machine() -> dict[str, Any]:
-    return {
+    info = {
         "platform": platform.platform(),
         "processor": platform.processor() or platform.machine(),
         "cpus": os.cpu_count(),
         "python": platform.python_version(),
         "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "gpu": "",
     }
+    torch = sys.modules.get("torch")  # only if the engine already loaded it
+    if torch is not None and torch.cuda.is_available():
+        info["gpu"] = torch.cuda.get_device_name(0)
+    return info
 
 
 # -- plots -------------------------------------------------------------------------------------
@@ -200,7 +206,8 @@ def write_report(results: Sequence[Result], out_dir: str | Path, *, command: str
     if results:
         r = results[0]
         lines.append(f"Engine `{r.engine}` ({r.model}), context window {r.context_window} tokens; {len(results)} runs over {len({x.task_id for x in results})} tasks.")
-    lines.append(f"Machine: {info['processor']}, {info['cpus']} CPUs, {info['platform']}; {info['date']}. Seconds are wall-clock on that machine (noisy when it is shared).")
+    gpu = f", GPU {info['gpu']}" if info["gpu"] else ", no GPU"
+    lines.append(f"Machine: {info['processor']}, {info['cpus']} CPUs{gpu}, {info['platform']}; {info['date']}. Seconds are wall-clock on that machine (noisy when it is shared).")
     if command:
         lines += ["", "Produced by:", "", "    " + command]
     rows = summary(results)

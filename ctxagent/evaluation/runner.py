@@ -65,10 +65,19 @@ def resolve_recipes(names: Sequence[str] | str) -> list[str]:
     known = recipes.registry.names()
     out: list[str] = []
     for name in names:
-        for n in known if name == "all" else [name]:
-            recipes.registry.get(n)  # raises UnknownNameError naming the known recipes
-            if n not in out:
-                out.append(n)
+        if name == "all":
+            for n in known:
+                try:
+                    recipes.registry.get(n)
+                except ImportError as exc:  # a recipe whose optional dependency is missing
+                    log.warning("skipping recipe %s: %s", n, exc)
+                    continue
+                if n not in out:
+                    out.append(n)
+        else:
+            recipes.registry.get(name)  # raises UnknownNameError naming the known recipes
+            if name not in out:
+                out.append(name)
     if not out:
         raise InputError(f"no recipe to evaluate; pass --recipes with names from: {', '.join(known)}, or 'all'")
     return out
@@ -107,8 +116,8 @@ def run_one(agent: Any, task: Task, recipe: str, budget: Budget, engine_label: s
     began = time.perf_counter()
     try:
         answer = agent.ask(Document(id=task.id, text=task.context), task.question, recipe=recipe, budget=budget)
-    except CtxAgentError as exc:
-        log.warning("%s on %s failed: %s", recipe, task.id, exc)
+    except Exception as exc:  # noqa: BLE001 - one failing run must not end the evaluation
+        log.warning("%s on %s failed: %s", recipe, task.id, exc, exc_info=not isinstance(exc, CtxAgentError))
         return Result(**base, prediction="", score=0.0, exact=0.0, contains=0.0, f1=0.0, seconds=round(time.perf_counter() - began, 3), error=f"{type(exc).__name__}: {exc}")
     scores = score_prediction(answer.text, task.answers, task.metric)
     u = answer.usage
