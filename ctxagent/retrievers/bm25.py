@@ -28,17 +28,17 @@ TOKEN_PATTERN = r"(?u)\b\w+\b"
 
 @register("bm25")
 class BM25Retriever(Retriever):
-    """Okapi BM25 (Lucene variant) over lower-cased word tokens, English stopwords removed.
+    """Okapi BM25 (Lucene variant) over lower-cased word tokens, English stopwords (question words included) removed.
 
     Options: `k1`, `b` (BM25's term-frequency saturation and length normalisation),
-    `stopwords` ("en", a language name bm25s knows, or None), `stemmer` (a PyStemmer
+    `stopwords` ("en_plus", the default, an English list of 179 words with question words; "en", a short Lucene-style list; another language bm25s knows; or None), `stemmer` (a PyStemmer
     language such as "english"; needs `pip install PyStemmer`). Only chunks that share
     at least one term with the query are returned, so a search may return fewer than k.
     """
 
     name = "bm25"
 
-    def __init__(self, k1: float = 1.5, b: float = 0.75, stopwords: str | None = "en", stemmer: str | None = None) -> None:
+    def __init__(self, k1: float = 1.5, b: float = 0.75, stopwords: str | None = "en_plus", stemmer: str | None = None) -> None:
         super().__init__()
         if k1 < 0 or not 0 <= b <= 1:
             raise InputError(f"BM25 needs k1 >= 0 and 0 <= b <= 1, got k1={k1}, b={b} (defaults: 1.5, 0.75)")

@@ -10,10 +10,14 @@ Two fusions, chosen with `fusion=`:
 - `"convex"` (default): a weighted mean of two scores on absolute scales, in the spirit
   of Bruch et al. (2023, "An Analysis of Fusion Functions for Hybrid Retrieval"), who find
   convex combination beats RRF: cosine similarity, and BM25 normalised per query by the
-  score of an ideal match (see `BM25Retriever.normalized_scores`). A chunk that matches
-  only a common word of the query gets a small lexical score even when BM25 ranks it
-  first, so the evidence, not the rank, decides. Every chunk is scored exactly (a sparse
-  lookup and one matrix product), so no candidate is lost to a cut-off.
+  score of an ideal match (see `BM25Retriever.normalized_scores`), raised to
+  `lexical_exponent` (default 2). That normalised score is roughly the share of the
+  query's information (IDF mass) a chunk contains; squaring it means a chunk holding
+  half of the query's terms gets a quarter of the lexical credit, so a chunk that shares
+  one word with a paraphrased question cannot outvote the chunk the embedding clearly
+  prefers, while a chunk matching a rare ID in full keeps its full credit. Every chunk
+  is scored exactly (a sparse lookup and one matrix product), so no candidate is lost
+  to a cut-off.
 
 `benchmarks/retrievers.py` measures both on exact-term and paraphrased needle queries.
 """
@@ -40,7 +44,8 @@ class HybridRetriever(Retriever):
 
     Options: everything `dense` takes (`model`, `device`, `batch_size`, ...), BM25's `k1`,
     `b`, `stopwords`, `stemmer`, and fusion settings that do not change the index:
-    `bm25_weight` / `dense_weight` (default 1.0 each), and for RRF `rrf_k` (default 60,
+    `bm25_weight` / `dense_weight` (default 1.0 each), `lexical_exponent` (convex only,
+    default 2.0), and for RRF `rrf_k` (default 60,
     the usual constant) and `candidates` (how deep each ranked list goes; default 100).
     """
 
@@ -56,18 +61,21 @@ class HybridRetriever(Retriever):
         document_prompt: str = "",
         k1: float = 1.5,
         b: float = 0.75,
-        stopwords: str | None = "en",
+        stopwords: str | None = "en_plus",
         stemmer: str | None = None,
         rrf_k: float = 60.0,
         bm25_weight: float = 1.0,
         dense_weight: float = 1.0,
         candidates: int = 100,
         fusion: str = "convex",
+        lexical_exponent: float = 2.0,
     ) -> None:
         super().__init__()
         if fusion not in FUSIONS:
             raise InputError(f"fusion must be one of {FUSIONS}, got {fusion!r}")
-        self.fusion = fusion
+        if lexical_exponent <= 0:
+            raise InputError(f"lexical_exponent must be positive, got {lexical_exponent}")
+        self.fusion, self.lexical_exponent = fusion, float(lexical_exponent)
         if rrf_k < 0 or bm25_weight < 0 or dense_weight < 0 or bm25_weight + dense_weight == 0:
             raise InputError(f"hybrid fusion needs rrf_k >= 0 and non-negative weights, not both 0; got rrf_k={rrf_k}, bm25_weight={bm25_weight}, dense_weight={dense_weight}")
         if candidates <= 0:
@@ -98,7 +106,7 @@ class HybridRetriever(Retriever):
         total = self.bm25_weight + self.dense_weight
         for start in range(0, len(queries), _QUERY_BLOCK):
             block = queries[start : start + _QUERY_BLOCK]
-            fused = self.bm25_weight * self.bm25.normalized_scores(block)
+            fused = self.bm25_weight * self.bm25.normalized_scores(block) ** self.lexical_exponent
             fused += self.dense_weight * self.dense.similarities(block)
             results.extend(top_k_rows(fused / total, k))
         return results
