@@ -78,7 +78,7 @@ def a_shape_index(
     """Attention sinks (the first `sink` tokens) plus a local window of about `local`
     tokens (rounded up to whole block diagonals, at least the diagonal block and the one
     before it, so every query sees at least `block` previous tokens)."""
-    n_diag = max(2, math.ceil(local / block))
+    n_diag = min(max(2, math.ceil(local / block)), num_blocks(n, block))
     diags = torch.arange(n_diag, device=device, dtype=torch.int32).expand(batch, heads, n_diag)
     cols = torch.arange(min(sink, n), device=device, dtype=torch.int32).expand(batch, heads, min(sink, n))
     return diagonal_index(diags, cols if sink > 0 else None, n, block)

@@ -16,21 +16,24 @@ def index_mask_rows(index: SparseIndex, rows: torch.Tensor, n: int, head: int | 
     rows = rows.to(index.block_cnt.device).long()
     qb = rows // block
     sel = slice(None) if head is None else head
-    block_idx = index.block_idx[:, sel][..., qb, :].long()  # [B, (H), R, MAXB]
-    block_cnt = index.block_cnt[:, sel][..., qb]  # [B, (H), R]
     M = index.block_cnt.shape[-1]
-    listed = torch.arange(block_idx.shape[-1], device=rows.device) < block_cnt[..., None]
+    # Per query block first (M rows, not R), then pick each row's block.
+    block_idx = index.block_idx[:, sel].long()  # [B, (H), M, MAXB]
+    listed = torch.arange(block_idx.shape[-1], device=rows.device) < index.block_cnt[:, sel][..., None]
     blocks = torch.zeros(*block_idx.shape[:-1], M + 1, dtype=torch.bool, device=rows.device)
     blocks.scatter_(-1, torch.where(listed, block_idx, M), True)
-    mask = blocks[..., :M].repeat_interleave(block, dim=-1)[..., :n]
+    blocks = blocks[..., qb, :M]  # [B, (H), R, M]
+    mask = blocks.unsqueeze(-1).expand(*blocks.shape, block).reshape(*blocks.shape[:-1], M * block)[..., :n]
     if index.cols is not None:
-        cols = index.cols[:, sel].long()  # [B, (H), C]
+        cols = index.cols[:, sel].long()  # [B, (H), C], sorted
+        # col_cnt counts a prefix of the sorted columns; with causality applied below,
+        # every listed column at or before the row is exactly the prefix that matters.
         col_cnt = index.col_cnt[:, sel][..., qb]  # [B, (H), R]
         listed = torch.arange(cols.shape[-1], device=rows.device) < col_cnt[..., None]
         target = torch.where(listed, cols.unsqueeze(-2).expand(*listed.shape), n)
         colmask = torch.zeros(*listed.shape[:-1], n + 1, dtype=torch.bool, device=rows.device)
         colmask.scatter_(-1, target, True)
-        mask |= colmask[..., :n]
+        mask = mask | colmask[..., :n]
     causal = torch.arange(n, device=rows.device)[None, :] <= rows[:, None]
     return mask & causal
 
@@ -41,15 +44,14 @@ def index_to_mask(index: SparseIndex, n: int) -> torch.Tensor:
 
 
 def masked_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor, scale: float | None = None) -> torch.Tensor:
-    """Softmax attention in float32 over `mask` [B, H, Nq, Nk]; GQA by repeating K/V."""
+    """Softmax attention in float32 over `mask` [B, H, Nq, Nk] (every row must keep at
+    least one key); GQA by repeating K/V. SDPA's math, which is fast on CPU too."""
     H, Hkv = q.shape[1], k.shape[1]
     scale = scale if scale is not None else q.shape[-1] ** -0.5
     kk = k.float().repeat_interleave(H // Hkv, dim=1)
     vv = v.float().repeat_interleave(H // Hkv, dim=1)
-    logits = torch.matmul(q.float(), kk.transpose(-1, -2)) * scale
-    logits = logits.masked_fill(~mask, float("-inf"))
-    probs = torch.softmax(logits, dim=-1).nan_to_num(0.0)
-    return torch.matmul(probs, vv).to(q.dtype)
+    out = torch.nn.functional.scaled_dot_product_attention(q.float(), kk, vv, attn_mask=mask, scale=scale)
+    return out.to(q.dtype)
 
 
 def dense_causal_reference(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float | None = None) -> torch.Tensor:

@@ -17,6 +17,9 @@ heaviest first (the last blocks see the most columns) to balance the grid.
 
 from __future__ import annotations
 
+import os
+
+import torch
 import triton
 import triton.language as tl
 
@@ -54,6 +57,7 @@ def _sparse_attn_fwd(
     HEAD_DIM: tl.constexpr,
     BLOCK: tl.constexpr,
     HAS_COLS: tl.constexpr,
+    DOT_F32: tl.constexpr,
 ):
     m = NUM_M - 1 - tl.program_id(0)  # heaviest query blocks first
     bh = tl.program_id(1)
@@ -69,6 +73,8 @@ def _sparse_attn_fwd(
         mask=offs_m[:, None] < N,
         other=0.0,
     )
+    if DOT_F32:  # Triton's CPU interpreter mis-multiplies bf16 in tl.dot; tests only
+        q = q.to(tl.float32)
     k_base = K + b * stride_kb + kvh * stride_kh
     v_base = V + b * stride_vb + kvh * stride_vh
 
@@ -83,6 +89,8 @@ def _sparse_attn_fwd(
         cols = kb * BLOCK + offs_n
         in_range = cols < N
         k = tl.load(k_base + cols[:, None] * stride_kn + offs_d[None, :], mask=in_range[:, None], other=0.0)
+        if DOT_F32:
+            k = k.to(tl.float32)
         qk = tl.dot(q, tl.trans(k)) * qk_scale
         valid = (cols[None, :] <= offs_m[:, None]) & in_range[None, :]
         qk = tl.where(valid, qk, float("-inf"))
@@ -93,6 +101,8 @@ def _sparse_attn_fwd(
         l_i = l_i * alpha + tl.sum(p, 1)
         v = tl.load(v_base + cols[:, None] * stride_vn + offs_d[None, :], mask=in_range[:, None], other=0.0)
         acc = acc * alpha[:, None]
+        if DOT_F32:
+            v = v.to(tl.float32)
         acc = tl.dot(p.to(v.dtype), v, acc)
         m_i = m_new
 
@@ -108,6 +118,8 @@ def _sparse_attn_fwd(
             covered = tl.load(diag_base + (m - cols // BLOCK), mask=listed, other=1)
             use = listed & (covered == 0)
             k = tl.load(k_base + cols[:, None] * stride_kn + offs_d[None, :], mask=use[:, None], other=0.0)
+            if DOT_F32:
+                k = k.to(tl.float32)
             qk = tl.dot(q, tl.trans(k)) * qk_scale
             valid = use[None, :] & (cols[None, :] <= offs_m[:, None])
             qk = tl.where(valid, qk, float("-inf"))
@@ -118,6 +130,8 @@ def _sparse_attn_fwd(
             l_i = l_i * alpha + tl.sum(p, 1)
             v = tl.load(v_base + cols[:, None] * stride_vn + offs_d[None, :], mask=use[:, None], other=0.0)
             acc = acc * alpha[:, None]
+            if DOT_F32:
+                v = v.to(tl.float32)
             acc = tl.dot(p.to(v.dtype), v, acc)
             m_i = m_new
 
@@ -180,6 +194,7 @@ def launch_sparse_attention(q, k, v, out, index, sm_scale: float, num_warps: int
         HEAD_DIM=D,
         BLOCK=block,
         HAS_COLS=has_cols,
+        DOT_F32=q.dtype == torch.bfloat16 and os.environ.get("TRITON_INTERPRET") == "1",
         num_warps=num_warps,
         num_stages=num_stages,
     )
