@@ -123,7 +123,7 @@ class OpenAICompatServer:
         return f"http://{host}:{port}/v1"
 
     def start(self) -> "OpenAICompatServer":
-        self._thread = threading.Thread(target=self.httpd.serve_forever, name="ctxagent-server", daemon=True)
+        self._thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, name="ctxagent-server", daemon=True)
         self._thread.start()
         return self
 
