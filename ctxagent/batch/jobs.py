@@ -63,7 +63,7 @@ class BatchSettings(BaseModel):
     recipe_options: dict[str, Any] = Field(default_factory=dict)
     budget: Budget = Field(default_factory=Budget)
     concurrency: int = Field(default=8, ge=1, description="questions in flight at once; their engine calls are merged")
-    max_wait: float = Field(default=0.25, ge=0, description="seconds a merged engine call waits for stragglers")
+    max_wait: float = Field(default=1.0, ge=0, description="seconds a merged engine call waits for stragglers")
 
 
 class BatchSummary(BaseModel):

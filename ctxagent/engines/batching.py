@@ -51,7 +51,7 @@ class BatchingEngine:
     from unregistered threads go straight through (after any batch in flight).
     """
 
-    def __init__(self, engine: Engine, *, max_wait: float = 0.25) -> None:
+    def __init__(self, engine: Engine, *, max_wait: float = 1.0) -> None:
         self.inner = engine
         self.name = getattr(engine, "name", "engine")
         self.max_wait = max_wait
