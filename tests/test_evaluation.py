@@ -160,3 +160,22 @@ def test_end_to_end_eval_with_the_real_model(engine, count_tokens, tmp_path):
     text = report.read_text()
     assert "| direct |" in text and "heatmap.png" in text
     assert (tmp_path / "heatmap.png").stat().st_size > 1000 and (tmp_path / "frontier.png").stat().st_size > 1000
+
+
+def test_cli_eval_options_parse():
+    from ctxagent.cli import build_parser
+
+    args = build_parser().parse_args(["eval", "--recipes", "direct,auto", "--lengths", "512,1024", "--depths", "0.25,0.75", "--context-window", "1024"])
+    assert args.lengths == [512, 1024] and args.depths == [0.25, 0.75] and args.context_window == 1024
+    assert args.max_new_tokens == 64 and args.kinds == list(TASK_KINDS) and args.func.__name__ == "cmd_eval"
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["eval", "--lengths", "1k,2k"])
+
+
+def test_all_expands_to_the_registered_recipes():
+    from ctxagent.evaluation import resolve_recipes
+    from ctxagent.recipes import registry
+
+    names = resolve_recipes("all")
+    assert "direct" in names and set(names) <= set(registry.names())
+    assert resolve_recipes("direct,direct") == ["direct"]

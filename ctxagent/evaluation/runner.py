@@ -166,7 +166,8 @@ def run_eval(
     budget = budget or Budget(max_new_tokens=64)
     path = Path(out) if out else None
     done = _done(path) if path else set()
-    todo = [(r, t) for r in names for t in tasks if (t.id, r, label) not in done]
+    # Task by task, every recipe on each: a run cut short still compares the recipes on the same tasks.
+    todo = [(r, t) for t in tasks for r in names if (t.id, r, label) not in done]
     if path:
         path.parent.mkdir(parents=True, exist_ok=True)
         if len(todo) < len(names) * len(tasks):
