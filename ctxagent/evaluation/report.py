@@ -53,6 +53,7 @@ def summary(results: Sequence[Result]) -> list[dict[str, Any]]:
                 "tokens": round(mean(r.total_tokens for r in rs)),
                 "engine_calls": round(mean(r.engine_calls for r in rs), 2),
                 "seconds": round(mean(r.seconds for r in rs), 2),
+                "cpu_seconds": round(mean(r.cpu_seconds for r in rs), 2),
                 "partial": sum(r.partial for r in rs),
                 "errors": sum(bool(r.error) for r in rs),
             }
@@ -212,7 +213,7 @@ def write_report(results: Sequence[Result], out_dir: str | Path, *, command: str
         lines += ["", "Produced by:", "", "    " + command]
     rows = summary(results)
     lines += ["", "## Per recipe (means per question)", ""]
-    lines.append(_markdown_table(["recipe", "questions", "accuracy", "exact", "F1", "tokens", "engine calls", "seconds", "partial", "errors"], [list(row.values()) for row in rows]))
+    lines.append(_markdown_table(["recipe", "questions", "accuracy", "exact", "F1", "tokens", "engine calls", "seconds", "CPU seconds", "partial", "errors"], [list(row.values()) for row in rows]))
     lines += ["", "## Accuracy by document length (tokens)", "", length_table(results)]
     lines += ["", "## Accuracy by task", "", kind_table(results)]
     if plots:

@@ -47,6 +47,7 @@ class Result(BaseModel):
     completion_tokens: int = 0
     engine_calls: int = 0
     seconds: float = 0.0
+    cpu_seconds: float = Field(default=0.0, description="CPU time of this process (all threads): steadier than seconds on a shared machine")
     partial: bool = False
     citations: int = 0
     error: str = ""
@@ -113,12 +114,22 @@ def run_one(agent: Any, task: Task, recipe: str, budget: Budget, engine_label: s
         answers=task.answers,
         metric=task.metric,
     )
-    began = time.perf_counter()
+    began, cpu_began = time.perf_counter(), time.process_time()
     try:
         answer = agent.ask(Document(id=task.id, text=task.context), task.question, recipe=recipe, budget=budget)
     except Exception as exc:  # noqa: BLE001 - one failing run must not end the evaluation
         log.warning("%s on %s failed: %s", recipe, task.id, exc, exc_info=not isinstance(exc, CtxAgentError))
-        return Result(**base, prediction="", score=0.0, exact=0.0, contains=0.0, f1=0.0, seconds=round(time.perf_counter() - began, 3), error=f"{type(exc).__name__}: {exc}")
+        return Result(
+            **base,
+            prediction="",
+            score=0.0,
+            exact=0.0,
+            contains=0.0,
+            f1=0.0,
+            seconds=round(time.perf_counter() - began, 3),
+            cpu_seconds=round(time.process_time() - cpu_began, 3),
+            error=f"{type(exc).__name__}: {exc}",
+        )
     scores = score_prediction(answer.text, task.answers, task.metric)
     u = answer.usage
     return Result(
@@ -130,6 +141,7 @@ def run_one(agent: Any, task: Task, recipe: str, budget: Budget, engine_label: s
         completion_tokens=u.completion_tokens,
         engine_calls=u.engine_calls,
         seconds=round(time.perf_counter() - began, 3),
+        cpu_seconds=round(time.process_time() - cpu_began, 3),
         partial=answer.partial,
         citations=len(answer.citations),
     )

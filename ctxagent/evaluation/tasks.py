@@ -321,15 +321,23 @@ def generate_tasks(
         raise InputError(f"unknown task kind(s) {', '.join(unknown)}; known: {', '.join(TASK_KINDS)}")
     if samples < 1:
         raise InputError(f"samples must be at least 1, got {samples}")
+    # Ordered sample, depth, length, kind, so that a run cut short has covered every length
+    # and kind at some depth rather than one kind at every length.
+    plan: list[tuple[str, int, float | None, int]] = []
+    for s in range(samples):
+        for i, d in enumerate(depths):
+            for length in lengths:
+                for kind in kinds:
+                    if kind not in DEPTHLESS_KINDS:
+                        plan.append((kind, length, d, s))
+                    elif i == 0:
+                        plan.append((kind, length, None, s))
     tasks = []
-    for kind in kinds:
-        for length in lengths:
-            for d in [None] if kind in DEPTHLESS_KINDS else depths:
-                for s in range(samples):
-                    task = build_task(kind, length, d, count_tokens, seed=seed, sample=s)
-                    if tokenizer:
-                        task.metadata["tokenizer"] = tokenizer
-                    tasks.append(task)
+    for kind, length, d, s in plan:
+        task = build_task(kind, length, d, count_tokens, seed=seed, sample=s)
+        if tokenizer:
+            task.metadata["tokenizer"] = tokenizer
+        tasks.append(task)
     return tasks
 
 
