@@ -59,6 +59,7 @@ class HybridRetriever(Retriever):
         show_progress: bool | None = None,
         query_prompt: str = "",
         document_prompt: str = "",
+        query_threads: int | None = 1,
         k1: float = 1.5,
         b: float = 0.75,
         stopwords: str | None = "en_plus",
@@ -81,7 +82,7 @@ class HybridRetriever(Retriever):
         if candidates <= 0:
             raise InputError(f"candidates must be positive, got {candidates}")
         self.bm25 = BM25Retriever(k1=k1, b=b, stopwords=stopwords, stemmer=stemmer)
-        self.dense = DenseRetriever(model=model, device=device, batch_size=batch_size, show_progress=show_progress, query_prompt=query_prompt, document_prompt=document_prompt)
+        self.dense = DenseRetriever(model=model, device=device, batch_size=batch_size, show_progress=show_progress, query_prompt=query_prompt, document_prompt=document_prompt, query_threads=query_threads)
         self.rrf_k, self.bm25_weight, self.dense_weight, self.candidates = float(rrf_k), float(bm25_weight), float(dense_weight), candidates
 
     def index_config(self) -> dict[str, Any]:
