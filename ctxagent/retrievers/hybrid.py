@@ -32,6 +32,7 @@ from ctxagent.retrievers import register
 from ctxagent.retrievers.base import Retriever
 from ctxagent.retrievers.bm25 import BM25Retriever
 from ctxagent.retrievers.dense import DenseRetriever, top_k_rows
+from ctxagent.types import Chunk
 
 FUSIONS = ("convex", "rrf")
 # Queries fused at a time: bounds the two (queries x chunks) score matrices.
@@ -135,12 +136,11 @@ class HybridRetriever(Retriever):
         self.bm25._load_state(directory / "bm25")
         self.dense._load_state(directory / "dense")
 
-    def _check_loaded(self) -> None:
+    def _adopt(self, chunks: list[Chunk], digest: str) -> None:
+        super()._adopt(chunks, digest)
         for part in (self.bm25, self.dense):
-            part.chunks, part.corpus_hash = self.chunks, self.corpus_hash
-            part._check_loaded()
+            part._adopt(chunks, digest)
 
-    def index(self, chunks: Any) -> None:
-        super().index(chunks)
-        for part in (self.bm25, self.dense):
-            part.chunks, part.corpus_hash = self.chunks, self.corpus_hash
+    def _check_loaded(self) -> None:
+        self.bm25._check_loaded()
+        self.dense._check_loaded()
