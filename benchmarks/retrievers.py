@@ -291,6 +291,7 @@ def run_size(size: int, n_exact: int, dense_limit: int, throughput: dict, rank_b
         rows.append(Row("dense (MiniLM-L6)", size, encode_s, query_ms=ms, recall=recall(results, queries), disk_mb=disk_mb(dense)))
         print(rows[-1], flush=True)
         hybrid_index_s = encode_s + rows[0].index_s
+        rows += ann_rows(dense, chunks, queries, encode_s, "")
         for label, settings in (("hybrid (convex, default)", {}), ("hybrid (convex, p=1)", {"lexical_exponent": 1.0}), ("hybrid-rrf (k=60)", {"fusion": "rrf"})):
             hybrid.fusion, hybrid.lexical_exponent = settings.get("fusion", "convex"), settings.get("lexical_exponent", 2.0)
             results, ms = timed_queries(lambda q: [h.chunk.index for h in hybrid.search(q, kmax)], queries, 0)
@@ -312,12 +313,30 @@ def run_size(size: int, n_exact: int, dense_limit: int, throughput: dict, rank_b
         _, ms = timed_queries(lambda q: [h.chunk.index for h in dense.search(q, kmax)], queries, 0)
         rows.append(Row("dense (MiniLM-L6)", size, est, index_note=note, query_ms=ms, query_note=qnote, disk_mb=dense.embeddings.nbytes / 1e6))
         print(rows[-1], flush=True)
+        rows += ann_rows(dense, chunks, queries, est, qnote)
         for label, fusion in (("hybrid (convex, default)", "convex"), ("hybrid-rrf (k=60)", "rrf")):
             hybrid.fusion = fusion
             _, ms = timed_queries(lambda q: [h.chunk.index for h in hybrid.search(q, kmax)], queries, 0)
             rows.append(Row(label, size, est + rows[0].index_s, index_note="bm25 + dense, est.", query_ms=ms, query_note=qnote))
             print(rows[-1], flush=True)
     return rows
+
+
+def ann_rows(dense, chunks: list[Chunk], queries: list[Query], encode_s: float, qnote: str) -> list[Row]:
+    """The optional faiss HNSW backend over the same vectors (skipped without faiss)."""
+    try:
+        import faiss  # noqa: F401
+    except ImportError:
+        print("dense+hnsw row skipped: `pip install ctxagent[ann]` to measure it", flush=True)
+        return []
+    ann = get_retriever("dense", ann="hnsw")
+    t = time.perf_counter(); ann._ann_index = ann._build_ann(dense.embeddings); build_s = time.perf_counter() - t
+    ann.embeddings, ann.chunks, ann.corpus_hash = dense.embeddings, chunks, dense.corpus_hash
+    results, ms = timed_queries(lambda q: [h.chunk.index for h in ann.search(q, max(KS))], queries, 0)
+    note = f"encode + {build_s:.1f} s HNSW build (M=32)"
+    row = Row("dense + hnsw (faiss)", len(chunks), encode_s + build_s, index_note=note, query_ms=ms, query_note=qnote, recall={} if qnote else recall(results, queries))
+    print(row, flush=True)
+    return [row]
 
 
 # ---------------------------------------------------------------- reporting

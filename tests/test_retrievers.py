@@ -242,3 +242,19 @@ def test_importing_retrievers_pulls_no_torch():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
     assert out == "[]"
     assert {"bm25", "dense", "hybrid"} <= set(registry.names())
+
+
+def test_approximate_hnsw_backend_agrees_with_exact_search(indexed, chunks, tmp_path):
+    pytest.importorskip("faiss", reason="the [ann] extra (faiss-cpu) is not installed")
+    ann = get_retriever("dense", ann="hnsw", ann_m=8)
+    ann.index(chunks)
+    queries = [q for q, _ in PARAPHRASED + RARE_TERMS] + ["turbine blades invoice", "library books"]
+    exact = indexed["dense"].search_many(queries, k=3)
+    approx = ann.search_many(queries, k=3)
+    assert [[h.chunk.index for h in hits] for hits in approx] == [[h.chunk.index for h in hits] for hits in exact]
+    loaded = Retriever.load(ann.save(tmp_path / "hnsw"))
+    assert loaded.ann == "hnsw" and (tmp_path / "hnsw" / "ann.faiss").is_file()
+    assert [h.chunk.index for h in loaded.search(queries[0], k=3)] == [h.chunk.index for h in approx[0]]
+    assert index_cache_path(ann, chunks, tmp_path) != index_cache_path(indexed["dense"], chunks, tmp_path)
+    with pytest.raises(InputError, match="ann must be None"):
+        get_retriever("dense", ann="ivf")

@@ -125,10 +125,19 @@ class DenseRetriever(Retriever):
         query_prompt: str = "",
         document_prompt: str = "",
         query_threads: int | None = 1,
+        ann: str | None = None,
+        ann_m: int = 32,
+        ann_ef_search: int = 128,
     ) -> None:
         super().__init__()
         if batch_size <= 0:
             raise InputError(f"batch_size must be positive, got {batch_size}")
+        if ann not in (None, "hnsw"):
+            raise InputError(f"ann must be None (exact search) or 'hnsw', got {ann!r}")
+        if ann_m < 2 or ann_ef_search < 1:
+            raise InputError(f"ann_m must be >= 2 and ann_ef_search >= 1, got {ann_m}, {ann_ef_search}")
+        self.ann, self.ann_m, self.ann_ef_search = ann, ann_m, ann_ef_search
+        self._ann_index: Any = None
         self.model_id, self._source = resolve_model(model)
         self.device, self.batch_size, self.show_progress = device, batch_size, show_progress
         self.query_prompt, self.document_prompt = query_prompt, document_prompt
@@ -136,7 +145,10 @@ class DenseRetriever(Retriever):
         self.embeddings: np.ndarray | None = None
 
     def index_config(self) -> dict[str, Any]:
-        return {"model": self.model_id, "query_prompt": self.query_prompt, "document_prompt": self.document_prompt}
+        config: dict[str, Any] = {"model": self.model_id, "query_prompt": self.query_prompt, "document_prompt": self.document_prompt}
+        if self.ann:  # only present when used, so exact indexes keep their cache keys
+            config.update(ann=self.ann, ann_m=self.ann_m)
+        return config
 
     @property
     def embedder(self) -> Any:
@@ -158,6 +170,15 @@ class DenseRetriever(Retriever):
     def _build(self, texts: list[str]) -> None:
         show = self.show_progress if self.show_progress is not None else len(texts) >= 1000
         self.embeddings = self.encode(texts, self.document_prompt, show_progress=show)
+        if self.ann:
+            self._ann_index = self._build_ann(self.embeddings)
+
+    def _build_ann(self, embeddings: np.ndarray) -> Any:
+        faiss = _import_faiss()
+        index = faiss.IndexHNSWFlat(embeddings.shape[1], self.ann_m, faiss.METRIC_INNER_PRODUCT)
+        index.hnsw.efConstruction = max(40, 2 * self.ann_m)
+        index.add(embeddings)
+        return index
 
     def _search(self, queries: list[str], k: int) -> list[list[tuple[int, float]]]:
         assert self.embeddings is not None
@@ -167,6 +188,10 @@ class DenseRetriever(Retriever):
                 f"the index holds {self.embeddings.shape[1]}-dimensional vectors but {self.model_id} makes "
                 f"{query_vectors.shape[1]}-dimensional ones: index again with this model"
             )
+        if self._ann_index is not None:
+            self._ann_index.hnsw.efSearch = max(self.ann_ef_search, k)
+            scores, ids = self._ann_index.search(query_vectors, k)
+            return [[(int(i), float(s)) for i, s in zip(row_i, row_s) if i >= 0] for row_i, row_s in zip(ids, scores)]
         return top_k_by_dot(self.embeddings, query_vectors, k)
 
     def similarities(self, queries: list[str]) -> np.ndarray:
@@ -180,17 +205,31 @@ class DenseRetriever(Retriever):
     def _save_state(self, directory: Path) -> None:
         assert self.embeddings is not None
         np.save(directory / "embeddings.npy", self.embeddings, allow_pickle=False)
+        if self._ann_index is not None:
+            _import_faiss().write_index(self._ann_index, str(directory / "ann.faiss"))
 
     def _load_state(self, directory: Path) -> None:
         embeddings = np.load(directory / "embeddings.npy", allow_pickle=False)
         if embeddings.ndim != 2 or embeddings.dtype != np.float32:
             raise IndexCorruptedError(f"{directory}/embeddings.npy holds {embeddings.dtype} of shape {embeddings.shape}, expected a float32 matrix")
         self.embeddings = embeddings
+        if self.ann:
+            self._ann_index = _import_faiss().read_index(str(directory / "ann.faiss"))
 
     def _check_loaded(self) -> None:
         assert self.embeddings is not None
         if self.embeddings.shape[0] != len(self.chunks):
             raise IndexCorruptedError(f"the dense index holds {self.embeddings.shape[0]} vectors for {len(self.chunks)} chunks; index again")
+        if self._ann_index is not None and self._ann_index.ntotal != len(self.chunks):
+            raise IndexCorruptedError(f"the HNSW graph holds {self._ann_index.ntotal} vectors for {len(self.chunks)} chunks; index again")
+
+
+def _import_faiss() -> Any:
+    try:
+        import faiss
+    except ImportError:
+        raise EngineNotInstalled("ann='hnsw' needs faiss: `pip install ctxagent[ann]` (or `pip install faiss-cpu`)") from None
+    return faiss
 
 
 def top_k_by_dot(matrix: np.ndarray, queries: np.ndarray, k: int) -> list[list[tuple[int, float]]]:
