@@ -91,8 +91,8 @@ class HybridRetriever(Retriever):
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> "HybridRetriever":
-        config = dict(config)
-        return cls(**config.pop("bm25", {}), **config.pop("dense", {}), **config)
+        config = dict(config)  # nested index settings first, so run-time options given to load() win
+        return cls(**{**config.pop("bm25", {}), **config.pop("dense", {}), **config})
 
     def _build(self, texts: list[str]) -> None:
         self.bm25._build(texts)
