@@ -17,6 +17,7 @@ registry: Registry[Any] = Registry("recipe")
 register = registry.register
 registry.register_lazy("direct", "ctxagent.recipes.direct:DirectRecipe")
 registry.register_lazy("auto", "ctxagent.recipes.auto:AutoRecipe")
+registry.register_lazy("compress_then_answer", "ctxagent.recipes.compress_then_answer:CompressThenAnswerRecipe")
 
 DEFAULT_RECIPE = "auto"
 
