@@ -69,6 +69,26 @@ def cmd_ask(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_batch(args: argparse.Namespace) -> int:
+    from ctxagent import batch
+
+    settings = batch.BatchSettings(
+        engine=args.engine, engine_options=engine_options(args), recipe=args.recipe,
+        budget=budget_from(args), concurrency=args.concurrency,
+    )
+    ray_options = {"address": args.ray_address, "workers": args.ray_workers, "cpus_per_worker": args.ray_cpus, "gpus_per_worker": args.ray_gpus}
+    summary = batch.run(
+        args.corpus, args.questions, args.out, settings=settings, executor=args.executor,
+        retry_errors=args.retry_errors, progress=not args.no_progress, ray_options=ray_options,
+    )
+    print(
+        f"ctxagent batch: {summary.answered} answered, {summary.failed} failed, {summary.skipped} already in {summary.out}, "
+        f"{summary.total} in all ({summary.seconds:.1f} s)",
+        file=sys.stderr,
+    )
+    return 0
+
+
 def cmd_list(args: argparse.Namespace) -> int:
     from ctxagent import engines, recipes
 
@@ -97,6 +117,23 @@ def build_parser() -> argparse.ArgumentParser:
     _add_engine_options(ask)
     _add_budget_options(ask)
     ask.set_defaults(func=cmd_ask)
+
+    bat = sub.add_parser("batch", help="answer a JSONL of questions over a corpus; resumable, writes JSONL")
+    bat.add_argument("corpus", help="a folder of documents, or a .jsonl of {\"id\", \"text\"} lines")
+    bat.add_argument("questions", help="a .jsonl of {\"id\", \"doc\", \"question\"} lines")
+    bat.add_argument("-o", "--out", required=True, help="output .jsonl; rerunning with the same file resumes")
+    bat.add_argument("--recipe", default="auto", help="recipe name (default auto)")
+    bat.add_argument("--concurrency", type=int, default=8, help="questions in flight at once, their engine calls merged (default 8)")
+    bat.add_argument("--executor", choices=["local", "ray"], default="local", help="local threads (default) or a Ray cluster")
+    bat.add_argument("--ray-address", help="Ray cluster to join (default: start a local one)")
+    bat.add_argument("--ray-workers", type=int, help="Ray workers, one engine each (default: as the cluster's CPUs/GPUs allow)")
+    bat.add_argument("--ray-cpus", type=float, default=1.0, help="CPUs per Ray worker (default 1)")
+    bat.add_argument("--ray-gpus", type=float, default=0.0, help="GPUs per Ray worker (default 0)")
+    bat.add_argument("--retry-errors", action="store_true", help="ask again the questions whose earlier result was an error")
+    bat.add_argument("--no-progress", action="store_true", help="no progress bar")
+    _add_engine_options(bat)
+    _add_budget_options(bat)
+    bat.set_defaults(func=cmd_batch)
 
     listing = sub.add_parser("list", help="list the registered engines, recipes, retrievers and compressors")
     listing.add_argument("--json", action="store_true")
