@@ -76,6 +76,11 @@ class PerplexityCompressor:
         shortened text (one batched pass over what is kept).
     keep_numbers: never drop a word with a digit (answers are often numbers).
     protect: how strongly a sentence's relevance shields its words (nats per token).
+    prefilter: None, or "embedding": before the model reads anything, keep only the
+        chunks whose best sentence is most similar to the question (a sentence
+        encoder, several times cheaper per token than the scorer) until
+        `prefilter_margin` times the target; the model then ranks only those.
+        Worth it for long documents at high compression.
     """
 
     name = "perplexity"
@@ -89,6 +94,8 @@ class PerplexityCompressor:
         iterations: int = 2,
         keep_numbers: bool = True,
         protect: float = 3.0,
+        prefilter: str | None = None,
+        prefilter_margin: float = 4.0,
         progress: bool = False,
     ) -> None:
         if chunk_margin < 1 or sentence_margin < 1:
@@ -101,6 +108,10 @@ class PerplexityCompressor:
         self.iterations = iterations
         self.keep_numbers = keep_numbers
         self.protect = protect
+        if prefilter not in (None, "embedding"):
+            raise InputError(f"prefilter must be None or 'embedding', got {prefilter!r}")
+        self.prefilter = prefilter
+        self.prefilter_margin = prefilter_margin
         self.progress = progress
 
     @property
@@ -127,6 +138,11 @@ class PerplexityCompressor:
             return build(self.name, chunks, question, whole_chunks(chunks), count, original, {"stage": "nothing to drop"})
         timings: dict[str, float | int | str] = {"target_tokens": target}
         sizes = chunk_tokens(chunks, count)
+        if self.prefilter and sum(sizes) > self.prefilter_margin * target:
+            began = time.perf_counter()
+            chunks, sizes = self._prefilter(chunks, sizes, question, target)
+            timings["prefilter_s"] = round(time.perf_counter() - began, 3)
+            timings["chunks_after_prefilter"] = len(chunks)
 
         began = time.perf_counter()
         ranked = self._rank_chunks(chunks, question, instruction)
@@ -158,6 +174,26 @@ class PerplexityCompressor:
             pieces = [Piece(s.chunk, w.start, w.end) for s in sentences for w in s.words]
             result = build(self.name, chunks, question, pieces, count, original, timings)
         return result
+
+    # -- level 0 (optional): a cheap encoder narrows the chunks -------------------------
+    def _prefilter(self, chunks: Sequence[Chunk], sizes: list[int], question: str, target: int) -> tuple[list[Chunk], list[int]]:
+        from ctxagent.compressors.embedding import load_encoder
+
+        sentences = sentences_of(chunks)
+        texts = [chunks[s.chunk].text[s.start - chunks[s.chunk].start : s.end - chunks[s.chunk].start] for s in sentences]
+        vectors = load_encoder().encode([question] + texts, batch_size=64, normalize_embeddings=True, convert_to_numpy=True)
+        best = [float("-inf")] * len(chunks)
+        for s, sim in zip(sentences, vectors[1:] @ vectors[0]):
+            best[s.chunk] = max(best[s.chunk], float(sim))
+        keep: list[int] = []
+        held = 0
+        for i in sorted(range(len(chunks)), key=lambda i: -best[i]):
+            if held >= self.prefilter_margin * target:
+                break
+            keep.append(i)
+            held += sizes[i]
+        keep.sort()
+        return [chunks[i] for i in keep], [sizes[i] for i in keep]
 
     # -- level 1: chunks ----------------------------------------------------------------
     def _rank_chunks(self, chunks: Sequence[Chunk], question: str, instruction: str) -> list[_Ranked]:
