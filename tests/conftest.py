@@ -11,6 +11,9 @@ ROOT = Path(__file__).resolve().parent.parent
 os.environ.setdefault("CTXAGENT_CACHE", str(ROOT / ".cache"))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# Without an NVIDIA GPU, Triton kernels run in its interpreter (tests/test_kernels.py); must be set before triton is imported.
+if not os.path.exists("/dev/nvidiactl"):
+    os.environ.setdefault("TRITON_INTERPRET", "1")
 
 
 def _has_cuda() -> bool:

@@ -1,0 +1,107 @@
+"""Sparse prefill inside transformers, through its own extension point.
+
+`register()` adds an attention function named "ctxagent_sparse" to transformers'
+AttentionInterface (and SDPA's mask builder under the same name). A model set to that
+implementation runs our sparse prefill for prompts of at least `min_length` tokens and
+plain SDPA for shorter prompts, for decode steps, and for padded batches. Nothing in
+transformers is patched.
+
+    from ctxagent.kernels.hf_integration import enable_sparse_prefill
+    enable_sparse_prefill(model, "config.json")      # or True, "vertical_slash", a dict
+    # or: register(); AutoModelForCausalLM.from_pretrained(..., attn_implementation="ctxagent_sparse")
+
+The per-layer configuration rides on each attention module (attribute `ctxagent_sparse`,
+a SparsePrefill); modules without one use the default config.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import torch
+
+from ctxagent.kernels.attention import sparse_prefill_attention
+from ctxagent.kernels.config import SparseConfig, default_config, resolve_config
+
+log = logging.getLogger(__name__)
+
+ATTN_NAME = "ctxagent_sparse"
+Recorder = Callable[[int, torch.Tensor, torch.Tensor], None]
+
+
+@dataclass
+class SparsePrefill:
+    """What the attention function reads: the config, the kernel backend, and an optional
+    recorder called with (layer, q, k) of every prefill (used by the pattern search)."""
+
+    config: SparseConfig = field(default_factory=default_config)
+    backend: str = "auto"
+    recorder: Recorder | None = None
+    calls: dict[str, int] = field(default_factory=lambda: {"sparse": 0, "dense": 0})
+
+
+_DEFAULT = SparsePrefill()
+
+
+def ctxagent_sparse_attention(
+    module: torch.nn.Module,
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    attention_mask: torch.Tensor | None,
+    dropout: float = 0.0,
+    scaling: float | None = None,
+    **kwargs: Any,
+) -> tuple[torch.Tensor, None]:
+    """transformers attention function: query [B, H, Nq, D], key/value [B, Hkv, Nk, D];
+    returns ([B, Nq, H, D], None)."""
+    settings: SparsePrefill = getattr(module, ATTN_NAME, None) or _DEFAULT
+    layer = int(getattr(module, "layer_idx", 0) or 0)
+    prefill = query.shape[2] == key.shape[2]
+    if settings.recorder is not None and prefill:
+        settings.recorder(layer, query, key)
+    if prefill and attention_mask is None and query.shape[2] >= settings.config.min_length:
+        settings.calls["sparse"] += 1
+        out = sparse_prefill_attention(query, key, value, settings.config, layer, scaling, backend=settings.backend)
+        return out.transpose(1, 2).contiguous(), None
+    from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
+    settings.calls["dense"] += 1
+    return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling, **kwargs)
+
+
+def register() -> None:
+    """Make attn_implementation="ctxagent_sparse" known to transformers (idempotent)."""
+    from transformers import AttentionInterface
+    from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
+
+    AttentionInterface.register(ATTN_NAME, ctxagent_sparse_attention)
+    AttentionMaskInterface.register(ATTN_NAME, sdpa_mask)
+
+
+def attention_modules(model: torch.nn.Module) -> list[torch.nn.Module]:
+    return [m for m in model.modules() if hasattr(m, "layer_idx") and hasattr(m, "num_key_value_groups")]
+
+
+def enable_sparse_prefill(model: torch.nn.Module, spec: Any = True, *, backend: str = "auto", recorder: Recorder | None = None) -> SparsePrefill:
+    """Switch `model` to sparse prefill with the config `spec` (see config.resolve_config).
+    Returns the settings object, shared by all layers; change its fields to retune."""
+    register()
+    settings = spec if isinstance(spec, SparsePrefill) else SparsePrefill(resolve_config(spec), backend, recorder)
+    modules = attention_modules(model)
+    if not modules:
+        raise ValueError(f"{type(model).__name__} has no attention modules with layer_idx; sparse prefill needs a transformers decoder")
+    for m in modules:
+        setattr(m, ATTN_NAME, settings)
+    model.set_attn_implementation(ATTN_NAME)
+    log.info("sparse prefill on for %d layers (dense below %d tokens)", len(modules), settings.config.min_length)
+    return settings
+
+
+def disable_sparse_prefill(model: torch.nn.Module, attn_implementation: str = "sdpa") -> None:
+    for m in attention_modules(model):
+        if hasattr(m, ATTN_NAME):
+            delattr(m, ATTN_NAME)
+    model.set_attn_implementation(attn_implementation)

@@ -1,0 +1,156 @@
+"""Sparse indexes and the builders for A-shape and vertical-slash, all in torch on the
+device of the inputs (so on the GPU they run there and count in every timing).
+
+One index form serves every pattern (the kernel in `triton_kernels` reads it):
+
+    block_idx [B, H, M, MAXB] int32  key blocks computed whole for query block m
+                                     (first block_cnt[b, h, m] entries are valid)
+    block_cnt [B, H, M]       int32
+    cols      [B, H, C]       int32  sorted single key columns (vertical lines), or None
+    col_cnt   [B, H, M]       int32  how many of `cols` lie at or before query block m's last row
+    is_diag   [B, H, M]       uint8  1 where block diagonal d (key block m - d) is in the
+                                     block list of every query block; lets the kernel skip
+                                     columns already covered. Only for diagonal-form lists.
+
+A-shape and vertical-slash lists are "diagonal form": the same block diagonals for every
+query block (local window = diagonals 0..w-1; a slash line at distance s lies on
+diagonals s // block and s // block + 1). Block-sparse lists are arbitrary and carry no
+columns.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+
+@dataclass
+class SparseIndex:
+    block: int
+    block_idx: torch.Tensor
+    block_cnt: torch.Tensor
+    cols: torch.Tensor | None = None
+    col_cnt: torch.Tensor | None = None
+    is_diag: torch.Tensor | None = None
+
+    def density(self, n: int) -> float:
+        """Fraction of the causal score matrix that the kernel computes (an upper bound:
+        columns inside listed blocks are skipped by the kernel but counted here)."""
+        m = self.block_cnt.shape[-1]
+        computed = self.block_cnt.double().sum() * self.block * self.block
+        if self.col_cnt is not None:
+            computed += self.col_cnt.double().sum() * self.block
+        total = self.block_cnt.shape[0] * self.block_cnt.shape[1] * n * (n + 1) / 2
+        return float(min(1.0, computed / total)) if m else 0.0
+
+
+def num_blocks(n: int, block: int) -> int:
+    return math.ceil(n / block)
+
+
+def diagonal_index(
+    diags: torch.Tensor, cols: torch.Tensor | None, n: int, block: int
+) -> SparseIndex:
+    """Index from per-head block diagonals `diags` [B, H, Kd] (sorted ascending, distinct)
+    and per-head columns `cols` [B, H, Kc] (sorted ascending, distinct) or None."""
+    B, H, _ = diags.shape
+    M = num_blocks(n, block)
+    device = diags.device
+    m = torch.arange(M, device=device, dtype=torch.int32)
+    diags = diags.to(torch.int32)
+    block_idx = (m[:, None] - diags[:, :, None, :]).clamp_min_(0).contiguous()
+    block_cnt = (diags[:, :, None, :] <= m[:, None]).sum(-1, dtype=torch.int32)
+    is_diag = torch.zeros(B, H, M, dtype=torch.uint8, device=device)
+    is_diag.scatter_(-1, diags.long(), 1)
+    if cols is None:
+        return SparseIndex(block, block_idx, block_cnt)
+    cols = cols.to(torch.int32).contiguous()
+    last_row = (m + 1) * block - 1
+    col_cnt = torch.searchsorted(cols, last_row.expand(B, H, M).contiguous(), right=True).to(torch.int32)
+    return SparseIndex(block, block_idx, block_cnt, cols, col_cnt, is_diag)
+
+
+def a_shape_index(
+    batch: int, heads: int, n: int, *, sink: int = 64, local: int = 1024, block: int = 64, device: str | torch.device = "cpu"
+) -> SparseIndex:
+    """Attention sinks (the first `sink` tokens) plus a local window of about `local`
+    tokens (rounded up to whole block diagonals, at least the diagonal block and the one
+    before it, so every query sees at least `block` previous tokens)."""
+    n_diag = min(max(2, math.ceil(local / block)), num_blocks(n, block))
+    diags = torch.arange(n_diag, device=device, dtype=torch.int32).expand(batch, heads, n_diag)
+    cols = torch.arange(min(sink, n), device=device, dtype=torch.int32).expand(batch, heads, min(sink, n))
+    return diagonal_index(diags, cols if sink > 0 else None, n, block)
+
+
+def last_query_attention(q: torch.Tensor, k: torch.Tensor, last_q: int, scale: float) -> torch.Tensor:
+    """Causal attention probabilities of the last `last_q` queries over all keys,
+    float32 [B, H, L, N], computed per KV group without repeating K."""
+    B, H, N, D = q.shape
+    Hkv = k.shape[1]
+    G = H // Hkv
+    L = min(last_q, N)
+    qs = q[:, :, N - L :].reshape(B, Hkv, G * L, D)
+    logits = torch.matmul(qs, k.transpose(-1, -2)).float().mul_(scale).view(B, H, L, N)
+    rows = torch.arange(N - L, N, device=q.device)
+    future = torch.arange(N, device=q.device)[None, :] > rows[:, None]
+    logits.masked_fill_(future, float("-inf"))
+    return torch.softmax(logits, dim=-1)
+
+
+def slash_scores(probs: torch.Tensor) -> torch.Tensor:
+    """Sum of `probs` [B, H, L, N] (rows = the last L queries) along each diagonal:
+    out[..., s] = sum_r probs[..., r, i_r - s] with i_r = N - L + r. Shape [B, H, N]."""
+    B, H, L, N = probs.shape
+    flipped = probs.flip(-1)  # flipped[r, t] = probs[r, N - 1 - t]; i_r - s = N - 1 - (L - 1 - r + s)
+    out = torch.zeros(B, H, N, dtype=probs.dtype, device=probs.device)
+    for r in range(L):
+        shift = L - 1 - r
+        out[..., : N - shift] += flipped[..., r, shift:]
+    return out
+
+
+def slash_to_diagonal_scores(slash: torch.Tensor, block: int) -> torch.Tensor:
+    """Estimated mass that each block diagonal d captures: a slash line at distance
+    s = d * block + c lies on diagonal d for the (block - c) / block share of rows and on
+    d + 1 for the rest. Returns [B, H, M]."""
+    B, H, N = slash.shape
+    M = num_blocks(N, block)
+    padded = torch.nn.functional.pad(slash, (0, M * block - N)).view(B, H, M, block)
+    frac = torch.arange(block, device=slash.device, dtype=slash.dtype) / block
+    own = (padded * (1 - frac)).sum(-1)
+    spill = (padded * frac).sum(-1)
+    out = own.clone()
+    out[..., 1:] += spill[..., :-1]
+    return out
+
+
+def vertical_slash_index(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    *,
+    n_vertical: int = 1024,
+    n_diag: int = 32,
+    last_q: int = 64,
+    sink: int = 64,
+    local_diags: int = 2,
+    block: int = 64,
+    scale: float | None = None,
+) -> SparseIndex:
+    """MInference-style vertical-slash index: the last `last_q` queries' attention picks the
+    `n_vertical` heaviest columns and the `n_diag` heaviest block diagonals per head (the
+    first `sink` columns and the `local_diags` nearest diagonals always)."""
+    B, H, N, D = q.shape
+    scale = scale if scale is not None else D**-0.5
+    M = num_blocks(N, block)
+    probs = last_query_attention(q, k, last_q, scale)
+    vertical = probs.sum(2)
+    vertical[..., : min(sink, N)] = float("inf")
+    n_v = min(n_vertical, N)
+    cols = torch.topk(vertical, n_v, dim=-1, sorted=False).indices.sort(-1).values
+    diag_scores = slash_to_diagonal_scores(slash_scores(probs), block)
+    diag_scores[..., : min(local_diags, M)] = float("inf")
+    n_d = min(max(n_diag, local_diags), M)
+    diags = torch.topk(diag_scores, n_d, dim=-1, sorted=False).indices.sort(-1).values
+    return diagonal_index(diags, cols if n_v > 0 else None, N, block)

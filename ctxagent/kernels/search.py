@@ -1,0 +1,155 @@
+"""Offline per-head pattern search: run a model once (dense) over calibration text, and
+for every (layer, query head) keep the cheapest candidate pattern whose attention recall
+on that text reaches the target. Writes a SparseConfig (JSON).
+
+    python -m ctxagent.kernels.search calibration.txt -o sparse.json [--model PATH] [--tokens 4096]
+
+Budgets are absolute token counts, so calibrate on text about as long as the prompts the
+config will serve: a budget that is dense at 2K tokens is very sparse at 128K.
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+
+from ctxagent.kernels.attention import pattern_index
+from ctxagent.kernels.config import HeadPattern, SparseConfig
+from ctxagent.kernels.reference import attention_recall
+
+DEFAULT_CANDIDATES: tuple[HeadPattern, ...] = (
+    HeadPattern.make("a_shape", sink=64, local=512),
+    HeadPattern.make("a_shape", sink=64, local=1024),
+    HeadPattern.make("vertical_slash", n_vertical=256, n_diag=8),
+    HeadPattern.make("vertical_slash", n_vertical=512, n_diag=16),
+    HeadPattern.make("a_shape", sink=64, local=2048),
+    HeadPattern.make("vertical_slash", n_vertical=1024, n_diag=32),
+    HeadPattern.make("block_sparse", gamma=0.9, max_blocks=64),
+    HeadPattern.make("block_sparse", gamma=0.95, max_blocks=128),
+    HeadPattern.make("vertical_slash", n_vertical=2048, n_diag=64),
+)
+
+
+@dataclass
+class SearchResult:
+    config: SparseConfig
+    # per layer, per head: (chosen pattern, its recall, its density)
+    choices: dict[int, list[tuple[HeadPattern, float, float]]] = field(default_factory=dict)
+    # per candidate: mean recall and density over all heads
+    candidate_recall: dict[HeadPattern, tuple[float, float]] = field(default_factory=dict)
+
+    def summary(self) -> str:
+        counts: dict[str, int] = {}
+        for heads in self.choices.values():
+            for pattern, _, _ in heads:
+                counts[pattern.kind] = counts.get(pattern.kind, 0) + 1
+        recalls = [r for heads in self.choices.values() for _, r, _ in heads]
+        dens = [d for heads in self.choices.values() for _, _, d in heads]
+        mean = sum(recalls) / max(1, len(recalls))
+        return f"heads by pattern {counts}; mean recall {mean:.3f}; mean density {sum(dens) / max(1, len(dens)):.3f}"
+
+
+class _Collector:
+    """Recorder for the attention function: scores every candidate on every head as the
+    layer's q/k go by (nothing is stored but the numbers)."""
+
+    def __init__(self, candidates: Sequence[HeadPattern], block: int, rows: int, target: float) -> None:
+        self.candidates = list(candidates)
+        self.block, self.rows, self.target = block, rows, target
+        self.recall: dict[int, torch.Tensor] = {}  # layer -> [candidates, H]
+        self.density: dict[int, torch.Tensor] = {}
+
+    def __call__(self, layer: int, q: torch.Tensor, k: torch.Tensor) -> None:
+        B, H, N, _ = q.shape
+        gen = torch.Generator().manual_seed(layer)
+        rows = torch.randint(0, N, (self.rows,), generator=gen).sort().values
+        rows = torch.cat([rows, torch.tensor([N - 1])]).to(q.device)
+        rec = torch.zeros(len(self.candidates), H)
+        den = torch.zeros(len(self.candidates), H)
+        for c, pattern in enumerate(self.candidates):
+            index = pattern_index(q, k, pattern, self.block)
+            rec[c] = attention_recall(q, k, index, rows).mean(0).cpu()
+            den[c] = head_density(index, N).mean(0).cpu()
+        self.recall[layer] = rec
+        self.density[layer] = den
+
+
+def head_density(index, n: int) -> torch.Tensor:
+    """Computed share of the causal matrix per head, [B, H] (columns counted whole)."""
+    computed = index.block_cnt.double().sum(-1) * index.block * index.block
+    if index.col_cnt is not None:
+        computed += index.col_cnt.double().sum(-1) * index.block
+    return (computed / (n * (n + 1) / 2)).clamp(max=1.0).float()
+
+
+def search_config(
+    model: torch.nn.Module,
+    input_ids: torch.Tensor,
+    *,
+    target_recall: float = 0.95,
+    candidates: Sequence[HeadPattern] = DEFAULT_CANDIDATES,
+    rows: int = 64,
+    block: int = 64,
+    min_length: int = 8192,
+) -> SearchResult:
+    """Score `candidates` on every head of `model` over `input_ids` [1, N] and pick, per
+    head, the lowest-density candidate with recall >= target_recall (dense if none)."""
+    from ctxagent.kernels.hf_integration import SparsePrefill, disable_sparse_prefill, enable_sparse_prefill
+
+    previous = model.config._attn_implementation
+    collector = _Collector(candidates, block, rows, target_recall)
+    # Dense attention throughout (min_length out of reach): the recorder sees true q/k.
+    settings = SparsePrefill(SparseConfig(min_length=1 << 62, block=block), "torch", collector)
+    enable_sparse_prefill(model, settings)
+    try:
+        with torch.inference_mode():
+            model(input_ids=input_ids.to(model.device))
+    finally:
+        disable_sparse_prefill(model, previous if previous != "ctxagent_sparse" else "sdpa")
+    result = SearchResult(SparseConfig(block=block, min_length=min_length))
+    dense = HeadPattern.make("dense")
+    for layer in sorted(collector.recall):
+        rec, den = collector.recall[layer], collector.density[layer]
+        heads = []
+        for h in range(rec.shape[1]):
+            ok = [(float(den[c, h]), c) for c in range(len(candidates)) if rec[c, h] >= target_recall]
+            if ok:
+                d, c = min(ok)
+                heads.append((candidates[c], float(rec[c, h]), d))
+            else:
+                heads.append((dense, 1.0, 1.0))
+        result.choices[layer] = heads
+        result.config.layers[layer] = [p for p, _, _ in heads]
+    for c, pattern in enumerate(candidates):
+        r = torch.stack([collector.recall[l][c] for l in collector.recall])
+        d = torch.stack([collector.density[l][c] for l in collector.density])
+        result.candidate_recall[pattern] = (float(r.mean()), float(d.mean()))
+    return result
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description="Per-head sparse-pattern search by attention recall.")
+    ap.add_argument("text", type=Path, help="calibration text file")
+    ap.add_argument("-o", "--out", type=Path, required=True, help="where to write the JSON config")
+    ap.add_argument("--model", default=None, help="local path or hub id (default: the embedded SmolLM2)")
+    ap.add_argument("--tokens", type=int, default=4096, help="calibration length in tokens")
+    ap.add_argument("--target", type=float, default=0.95, help="recall each head must reach")
+    ap.add_argument("--min-length", type=int, default=8192, help="prompts shorter than this stay dense")
+    args = ap.parse_args(argv)
+    from ctxagent.engines import get_engine
+
+    engine: Any = get_engine("hf", model=args.model)
+    ids = engine.tokenizer(args.text.read_text(), return_tensors="pt")["input_ids"][:, : args.tokens]
+    if ids.shape[1] < 256:
+        raise SystemExit(f"{args.text} has {ids.shape[1]} tokens; calibrate on at least 256 (ideally the prompt length you serve)")
+    result = search_config(engine.model, ids, target_recall=args.target, min_length=args.min_length)
+    result.config.save(args.out)
+    print(f"{ids.shape[1]} tokens: {result.summary()}; wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()

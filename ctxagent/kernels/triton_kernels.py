@@ -1,0 +1,201 @@
+"""The one Triton kernel behind every sparse pattern: causal attention over an index.
+
+Every pattern (A-shape, vertical-slash, block-sparse) is reduced to the same index
+(see `ctxagent.kernels.index.SparseIndex`):
+
+- per query block, a list of key blocks computed whole (local window, slash lines
+  rounded to block diagonals, selected blocks), and
+- optionally, per head, a sorted list of single key columns (vertical lines, sinks),
+  gathered BLOCK at a time; a column whose key block is already in the block list is
+  skipped so nothing is counted twice.
+
+So one kernel, in the shape of Triton's fused-attention tutorial (an online softmax over
+key tiles), serves all patterns. Query block `m` and key block `kb` share one block size,
+which keeps the causal test to one comparison per element. Query blocks are launched
+heaviest first (the last blocks see the most columns) to balance the grid.
+"""
+
+from __future__ import annotations
+
+import os
+
+import torch
+import triton
+import triton.language as tl
+
+
+@triton.jit
+def _sparse_attn_fwd(
+    Q,
+    K,
+    V,
+    Out,
+    BlockIdx,
+    BlockCnt,
+    Cols,
+    ColCnt,
+    IsDiag,
+    qk_scale,
+    stride_qb,
+    stride_qh,
+    stride_qn,
+    stride_kb,
+    stride_kh,
+    stride_kn,
+    stride_vb,
+    stride_vh,
+    stride_vn,
+    stride_ob,
+    stride_oh,
+    stride_on,
+    N,
+    H,
+    NUM_M,
+    MAX_BLOCKS,
+    MAX_COLS,
+    GROUP: tl.constexpr,
+    HEAD_DIM: tl.constexpr,
+    BLOCK: tl.constexpr,
+    HAS_COLS: tl.constexpr,
+    DOT_F32: tl.constexpr,
+):
+    m = NUM_M - 1 - tl.program_id(0)  # heaviest query blocks first
+    bh = tl.program_id(1)
+    b = bh // H
+    h = bh % H
+    kvh = h // GROUP
+
+    offs_m = m * BLOCK + tl.arange(0, BLOCK)
+    offs_n = tl.arange(0, BLOCK)
+    offs_d = tl.arange(0, HEAD_DIM)
+    q = tl.load(
+        Q + b * stride_qb + h * stride_qh + offs_m[:, None] * stride_qn + offs_d[None, :],
+        mask=offs_m[:, None] < N,
+        other=0.0,
+    )
+    if DOT_F32:  # Triton's CPU interpreter mis-multiplies bf16 in tl.dot; tests only
+        q = q.to(tl.float32)
+    k_base = K + b * stride_kb + kvh * stride_kh
+    v_base = V + b * stride_vb + kvh * stride_vh
+
+    m_i = tl.full([BLOCK], float("-inf"), tl.float32)
+    l_i = tl.zeros([BLOCK], tl.float32)
+    acc = tl.zeros([BLOCK, HEAD_DIM], tl.float32)
+
+    row = bh * NUM_M + m
+    n_blocks = tl.load(BlockCnt + row)
+    for j in range(0, n_blocks):
+        kb = tl.load(BlockIdx + row.to(tl.int64) * MAX_BLOCKS + j)
+        cols = kb * BLOCK + offs_n
+        in_range = cols < N
+        k = tl.load(k_base + cols[:, None] * stride_kn + offs_d[None, :], mask=in_range[:, None], other=0.0)
+        if DOT_F32:
+            k = k.to(tl.float32)
+        qk = tl.dot(q, tl.trans(k)) * qk_scale
+        valid = (cols[None, :] <= offs_m[:, None]) & in_range[None, :]
+        qk = tl.where(valid, qk, float("-inf"))
+        m_new = tl.maximum(m_i, tl.max(qk, 1))
+        m_safe = tl.where(m_new == float("-inf"), 0.0, m_new)
+        p = tl.math.exp2(qk - m_safe[:, None])
+        alpha = tl.math.exp2(m_i - m_safe)
+        l_i = l_i * alpha + tl.sum(p, 1)
+        v = tl.load(v_base + cols[:, None] * stride_vn + offs_d[None, :], mask=in_range[:, None], other=0.0)
+        acc = acc * alpha[:, None]
+        if DOT_F32:
+            v = v.to(tl.float32)
+        acc = tl.dot(p.to(v.dtype), v, acc)
+        m_i = m_new
+
+    if HAS_COLS:
+        n_cols = tl.load(ColCnt + row)
+        col_base = Cols + bh.to(tl.int64) * MAX_COLS
+        diag_base = IsDiag + bh.to(tl.int64) * NUM_M
+        for c0 in range(0, n_cols, BLOCK):
+            ci = c0 + offs_n
+            listed = ci < n_cols
+            cols = tl.load(col_base + ci, mask=listed, other=0)
+            # A column inside a key block of the block list was computed there already.
+            covered = tl.load(diag_base + (m - cols // BLOCK), mask=listed, other=1)
+            use = listed & (covered == 0)
+            k = tl.load(k_base + cols[:, None] * stride_kn + offs_d[None, :], mask=use[:, None], other=0.0)
+            if DOT_F32:
+                k = k.to(tl.float32)
+            qk = tl.dot(q, tl.trans(k)) * qk_scale
+            valid = use[None, :] & (cols[None, :] <= offs_m[:, None])
+            qk = tl.where(valid, qk, float("-inf"))
+            m_new = tl.maximum(m_i, tl.max(qk, 1))
+            m_safe = tl.where(m_new == float("-inf"), 0.0, m_new)
+            p = tl.math.exp2(qk - m_safe[:, None])
+            alpha = tl.math.exp2(m_i - m_safe)
+            l_i = l_i * alpha + tl.sum(p, 1)
+            v = tl.load(v_base + cols[:, None] * stride_vn + offs_d[None, :], mask=use[:, None], other=0.0)
+            acc = acc * alpha[:, None]
+            if DOT_F32:
+                v = v.to(tl.float32)
+            acc = tl.dot(p.to(v.dtype), v, acc)
+            m_i = m_new
+
+    l_i = tl.where(l_i == 0.0, 1.0, l_i)
+    out = acc / l_i[:, None]
+    tl.store(
+        Out + b * stride_ob + h * stride_oh + offs_m[:, None] * stride_on + offs_d[None, :],
+        out.to(Out.dtype.element_ty),
+        mask=offs_m[:, None] < N,
+    )
+
+
+LOG2E = 1.4426950408889634
+
+
+def launch_sparse_attention(q, k, v, out, index, sm_scale: float, num_warps: int | None = None, num_stages: int | None = None):
+    """Launch `_sparse_attn_fwd` over `index` (a SparseIndex); writes `out` in place."""
+    B, H, N, D = q.shape
+    group = H // k.shape[1]
+    block = index.block
+    num_m = index.block_cnt.shape[-1]
+    has_cols = index.cols is not None
+    cols = index.cols if has_cols else index.block_cnt
+    col_cnt = index.col_cnt if has_cols else index.block_cnt
+    is_diag = index.is_diag if has_cols else index.block_cnt
+    if num_warps is None:
+        num_warps = 4 if block <= 64 else 8
+    if num_stages is None:
+        num_stages = 3 if D <= 64 or block <= 64 else 2
+    grid = (num_m, B * H)
+    _sparse_attn_fwd[grid](
+        q,
+        k,
+        v,
+        out,
+        index.block_idx,
+        index.block_cnt,
+        cols,
+        col_cnt,
+        is_diag,
+        sm_scale * LOG2E,
+        q.stride(0),
+        q.stride(1),
+        q.stride(2),
+        k.stride(0),
+        k.stride(1),
+        k.stride(2),
+        v.stride(0),
+        v.stride(1),
+        v.stride(2),
+        out.stride(0),
+        out.stride(1),
+        out.stride(2),
+        N,
+        H,
+        num_m,
+        index.block_idx.shape[-1],
+        cols.shape[-1] if has_cols else 0,
+        GROUP=group,
+        HEAD_DIM=D,
+        BLOCK=block,
+        HAS_COLS=has_cols,
+        DOT_F32=q.dtype == torch.bfloat16 and os.environ.get("TRITON_INTERPRET") == "1",
+        num_warps=num_warps,
+        num_stages=num_stages,
+    )
+    return out

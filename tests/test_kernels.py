@@ -1,0 +1,251 @@
+"""Sparse-prefill kernels against their torch references (CPU: Triton's interpreter, set
+up in conftest.py when there is no NVIDIA GPU), and the index builders against plain
+re-computations of the selection they implement."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+
+import pytest
+import torch
+
+from ctxagent.kernels.attention import dense_attention, layer_index, sparse_prefill_attention
+from ctxagent.kernels.block_score import pooled_block_probs, select_blocks
+from ctxagent.kernels.config import HeadPattern, SparseConfig, resolve_config
+from ctxagent.kernels.index import a_shape_index, last_query_attention, slash_scores, slash_to_diagonal_scores, vertical_slash_index
+from ctxagent.kernels.block_score import block_sparse_index
+from ctxagent.kernels.reference import attention_recall, dense_causal_reference, index_to_mask, masked_attention, sparse_attention_reference
+from ctxagent.kernels.sparse_attn import sparse_attention
+from ctxagent.kernels.synthetic import structured_qkv
+
+triton = pytest.importorskip("triton")
+needs_triton = pytest.mark.skipif(
+    not torch.cuda.is_available() and os.environ.get("TRITON_INTERPRET") != "1", reason="needs CUDA or TRITON_INTERPRET=1"
+)
+DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def qkv(b, h, hkv, n, d, dtype, seed):
+    g = torch.Generator().manual_seed(seed)
+    return tuple(torch.randn(b, x, n, d, generator=g).to(DEVICE, dtype) for x in (h, hkv, hkv))
+
+
+def build(pattern, q, k, block):
+    B, H, N, _ = q.shape
+    if pattern == "a_shape":
+        return a_shape_index(B, H, N, sink=5, local=2 * block, block=block, device=q.device)
+    if pattern == "vertical_slash":
+        return vertical_slash_index(q, k, n_vertical=9, n_diag=3, last_q=8, sink=2, block=block)
+    return block_sparse_index(q, k, gamma=0.6, max_blocks=3, block=block)
+
+
+def rel_err(a, b):
+    return float((a.float() - b.float()).norm() / b.float().norm())
+
+
+PATTERNS = ["a_shape", "vertical_slash", "block_sparse"]
+
+
+@needs_triton
+@pytest.mark.parametrize("pattern", PATTERNS)
+@pytest.mark.parametrize("dtype,tol", [(torch.float16, 3e-3), (torch.bfloat16, 2e-2)])
+def test_kernel_matches_reference_gqa_odd_length(pattern, dtype, tol):
+    q, k, v = qkv(2, 4, 2, 83, 64, dtype, seed=PATTERNS.index(pattern) + (10 if dtype == torch.float16 else 20))
+    index = build(pattern, q, k, block=16)
+    density = float(index_to_mask(index, 83).sum() / (2 * 4 * 83 * 84 / 2))
+    assert 0.05 < density < 0.9  # really sparse, really computing something
+    out = sparse_attention(q, k, v, index, backend="triton")
+    ref = sparse_attention_reference(q.double(), k.double(), v.double(), index)
+    assert not torch.isnan(out).any()
+    assert rel_err(out, ref) < tol
+    # and it is not just dense attention: dropping keys changes the output
+    assert rel_err(dense_causal_reference(q.double(), k.double(), v.double()), ref) > 10 * tol
+
+
+@needs_triton
+@pytest.mark.parametrize("pattern", PATTERNS)
+def test_kernel_head_dim_128_float32_group_4(pattern):
+    q, k, v = qkv(1, 4, 1, 45, 128, torch.float32, seed=7)
+    index = build(pattern, q, k, block=16)
+    out = sparse_attention(q, k, v, index, backend="triton")
+    ref = sparse_attention_reference(q.double(), k.double(), v.double(), index)
+    assert rel_err(out, ref) < 3e-3  # interpreter: fp32; on GPU tf32
+
+
+@needs_triton
+def test_mixed_per_head_patterns_in_one_launch():
+    q, k, v = qkv(1, 6, 3, 70, 32, torch.float32, seed=3)
+    config = SparseConfig(
+        layers={
+            0: [
+                HeadPattern.make("a_shape", sink=4, local=16),
+                HeadPattern.make("vertical_slash", n_vertical=6, n_diag=2, last_q=8),
+                HeadPattern.make("block_sparse", gamma=0.5, max_blocks=2),
+                HeadPattern.make("dense"),
+                HeadPattern.make("a_shape", sink=4, local=16),
+                HeadPattern.make("vertical_slash", n_vertical=6, n_diag=2, last_q=8),
+            ]
+        },
+        block=16,
+        min_length=16,
+    )
+    index = layer_index(q, k, config, 0)
+    out = sparse_prefill_attention(q, k, v, config, 0, backend="triton")
+    ref = sparse_attention_reference(q.double(), k.double(), v.double(), index)
+    assert rel_err(out, ref) < 3e-3
+    # the dense head is exactly dense attention
+    dense = dense_causal_reference(q.double(), k.double(), v.double())
+    assert rel_err(out[:, 3], dense[:, 3]) < 3e-3
+    # each head got its own pattern: the sparse heads differ from dense
+    assert rel_err(out[:, 0], dense[:, 0]) > 1e-2
+
+
+def test_short_prompts_and_decode_stay_dense():
+    q, k, v = qkv(1, 4, 2, 40, 32, torch.float32, seed=5)
+    config = SparseConfig(default=HeadPattern.make("a_shape", sink=1, local=16), block=16, min_length=64)
+    out = sparse_prefill_attention(q, k, v, config, backend="torch")
+    assert rel_err(out, dense_causal_reference(q, k, v)) < 1e-5
+    # decode: one query at the end attends to every key
+    last = sparse_prefill_attention(q[:, :, -1:], k, v, config, backend="torch")
+    assert rel_err(last, dense_attention(q, k, v)[:, :, -1:]) < 1e-5
+
+
+def test_a_shape_mask_is_sinks_plus_local_window():
+    n, block = 50, 8
+    index = a_shape_index(1, 1, n, sink=3, local=16, block=block)
+    mask = index_to_mask(index, n)[0, 0]
+    for i in range(n):
+        for j in range(n):
+            expected = j <= i and (j < 3 or i // block - j // block < 2)
+            assert bool(mask[i, j]) == expected, (i, j)
+
+
+def test_vertical_slash_selection_matches_plain_recomputation():
+    torch.manual_seed(0)
+    B, H, Hkv, N, D, L, block = 1, 4, 2, 72, 16, 8, 8
+    q, k, _ = qkv(B, H, Hkv, N, D, torch.float32, seed=11)
+    probs = last_query_attention(q, k, L, D**-0.5)
+    # plain recomputation, one head and one row at a time
+    for h in range(H):
+        kk = k[0, h // (H // Hkv)]
+        for r in range(L):
+            i = N - L + r
+            p = torch.softmax((q[0, h, i] @ kk[: i + 1].T) * D**-0.5, -1)
+            assert torch.allclose(probs[0, h, r, : i + 1], p, atol=1e-6)
+            assert probs[0, h, r, i + 1 :].abs().max() == 0 if i + 1 < N else True
+    slash = slash_scores(probs)
+    for s in [0, 1, 5, 30, N - 1]:
+        expected = sum(float(probs[0, :, r, N - L + r - s].sum()) if N - L + r - s >= 0 else 0.0 for r in range(L))
+        assert math.isclose(float(slash[0, :, s].sum()), expected, rel_tol=1e-5, abs_tol=1e-7)
+    diag = slash_to_diagonal_scores(slash, block)
+    for d in range(N // block):
+        expected = sum(float(slash[0, 0, s]) * max(0.0, 1 - abs(s - block * d) / block) for s in range(N))
+        assert math.isclose(float(diag[0, 0, d]), expected, rel_tol=1e-5, abs_tol=1e-7)
+    index = vertical_slash_index(q, k, n_vertical=10, n_diag=3, last_q=L, sink=2, local_diags=1, block=block)
+    vertical = probs.sum(2)
+    for h in range(H):
+        cols = set(index.cols[0, h].tolist())
+        assert {0, 1} <= cols and len(cols) == 10
+        rest = sorted(range(2, N), key=lambda j: -float(vertical[0, h, j]))[:8]
+        assert cols == {0, 1, *rest}
+        diags = set(torch.nonzero(index.is_diag[0, h]).flatten().tolist())
+        order = sorted(range(1, N // block), key=lambda d: -float(diag[0, h, d]))[:2]
+        assert diags == {0, *order}
+        # the kernel's lists say the same: key block m - d for each diagonal d <= m
+        for m in range(N // block):
+            listed = index.block_idx[0, h, m, : index.block_cnt[0, h, m]].tolist()
+            assert sorted(listed) == sorted(m - d for d in diags if d <= m)
+            assert index.col_cnt[0, h, m] == sum(1 for c in cols if c <= (m + 1) * block - 1)
+
+
+def test_block_sparse_selection_matches_plain_recomputation():
+    B, H, Hkv, N, D, block = 1, 2, 1, 40, 16, 8
+    q, k, _ = qkv(B, H, Hkv, N, D, torch.float32, seed=13)
+    probs = pooled_block_probs(q, k, block)
+    M = math.ceil(N / block)
+    for h in range(H):
+        for m in range(M):
+            qm = q[0, h, m * block : (m + 1) * block].mean(0)
+            scores = torch.stack([qm @ k[0, 0, j * block : (j + 1) * block].mean(0) for j in range(m + 1)]) * D**-0.5
+            assert torch.allclose(probs[0, h, m, : m + 1], torch.softmax(scores, 0), atol=1e-6)
+            assert probs[0, h, m, m + 1 :].abs().max() == 0 if m + 1 < M else True
+    gamma, max_blocks = 0.7, 3
+    index = select_blocks(probs, gamma=gamma, max_blocks=max_blocks, min_blocks=1, block=block)
+    for h in range(H):
+        for m in range(M):
+            p = probs[0, h, m, : m + 1].tolist()
+            forced = [m] + ([0] if m > 0 else [])
+            order = forced + sorted((j for j in range(m + 1) if j not in forced), key=lambda j: -p[j])
+            chosen, mass = [], 0.0
+            for j in order[:max_blocks]:
+                if mass >= gamma and len(chosen) >= 1:
+                    break
+                chosen.append(j)
+                mass += p[j]
+            got = index.block_idx[0, h, m, : index.block_cnt[0, h, m]].tolist()
+            assert got == chosen, (h, m)
+
+
+def test_recall_is_one_for_dense_and_tracks_mass():
+    q, k, _ = qkv(1, 2, 1, 48, 16, torch.float32, seed=17)
+    rows = torch.arange(48)
+    dense = a_shape_index(1, 2, 48, sink=0, local=64, block=8)
+    assert torch.allclose(attention_recall(q, k, dense, rows), torch.ones(1, 2))
+    local = a_shape_index(1, 2, 48, sink=0, local=8, block=8)
+    recall = attention_recall(q, k, local, rows)
+    # recomputed: mass on the mask, averaged over rows
+    mask = index_to_mask(local, 48)[0, 0]
+    logits = (q[0, 0] @ k[0, 0].T) * 16**-0.5
+    p = torch.softmax(logits.masked_fill(~torch.ones(48, 48, dtype=torch.bool).tril(), float("-inf")), -1)
+    assert math.isclose(float(recall[0, 0]), float((p * mask).sum(-1).mean()), rel_tol=1e-5)
+    assert float(recall[0, 0]) < 0.9
+
+
+def test_structured_inputs_favour_vertical_slash_over_local_window():
+    q, k, _ = structured_qkv(1, 2, 2, 2048, 64, seed=2)
+    rows = torch.linspace(100, 2047, 32).long()
+    vs = vertical_slash_index(q, k, n_vertical=256, n_diag=4, last_q=32, block=32)
+    a = a_shape_index(1, 2, 2048, sink=32, local=256, block=32)
+    assert vs.density(2048) < a.density(2048)  # no more work than the local window
+    r_vs, r_a = attention_recall(q, k, vs, rows), attention_recall(q, k, a, rows)
+    assert r_vs.min() > 0.99 and r_a.min() < 0.9  # heavy hitters and the slash line need the estimate
+
+
+def test_masked_attention_reference_agrees_with_sdpa():
+    q, k, v = qkv(1, 4, 2, 33, 16, torch.float32, seed=19)
+    causal = torch.ones(33, 33, dtype=torch.bool).tril().expand(1, 4, 33, 33)
+    kk, vv = k.repeat_interleave(2, 1), v.repeat_interleave(2, 1)
+    expected = torch.nn.functional.scaled_dot_product_attention(q, kk, vv, is_causal=True)
+    assert rel_err(masked_attention(q, k, v, causal), expected) < 1e-5
+
+
+def test_config_round_trip_and_clear_errors(tmp_path):
+    config = SparseConfig(layers={2: [HeadPattern.make("a_shape", local=512), HeadPattern.make("block_sparse", gamma=0.9)]}, min_length=4096)
+    path = config.save(tmp_path / "c.json")
+    loaded = SparseConfig.load(path)
+    assert loaded.to_dict() == config.to_dict()
+    assert loaded.pattern(2, 1).kwargs["gamma"] == 0.9
+    assert loaded.pattern(0, 0).kind == "vertical_slash"  # default for unlisted layers
+    assert json.loads(path.read_text())["min_length"] == 4096
+    assert resolve_config({"kind": "a_shape", "local": 128, "min_length": 10}).min_length == 10
+    assert resolve_config("block_sparse").default.kind == "block_sparse"
+    with pytest.raises(ValueError, match="unknown sparse pattern 'nope'"):
+        HeadPattern.make("nope")
+    with pytest.raises(ValueError, match="takes .*n_diag"):
+        HeadPattern.make("vertical_slash", window=3)
+    with pytest.raises(FileNotFoundError, match="ctxagent.kernels.search"):
+        SparseConfig.load(tmp_path / "missing.json")
+    (tmp_path / "bad.json").write_text("{")
+    with pytest.raises(ValueError, match="not valid JSON"):
+        SparseConfig.load(tmp_path / "bad.json")
+
+
+def test_bad_shapes_are_named():
+    q, k, v = qkv(1, 3, 2, 16, 16, torch.float32, seed=1)
+    index = a_shape_index(1, 3, 16, block=16)
+    with pytest.raises(ValueError, match="multiple of key/value heads"):
+        sparse_attention(q, k, v, index)
+    with pytest.raises(ValueError, match="as many keys as queries"):
+        sparse_attention(q[:, :2, :8], k, v, index)
