@@ -70,6 +70,8 @@ def cmd_ask(args: argparse.Namespace) -> int:
 
 
 def cmd_batch(args: argparse.Namespace) -> int:
+    import os
+
     from ctxagent import batch
 
     settings = batch.BatchSettings(
@@ -77,10 +79,18 @@ def cmd_batch(args: argparse.Namespace) -> int:
         budget=budget_from(args), concurrency=args.concurrency,
     )
     ray_options = {"address": args.ray_address, "workers": args.ray_workers, "cpus_per_worker": args.ray_cpus, "gpus_per_worker": args.ray_gpus}
-    summary = batch.run(
-        args.corpus, args.questions, args.out, settings=settings, executor=args.executor,
-        retry_errors=args.retry_errors, progress=not args.no_progress, ray_options=ray_options,
-    )
+    try:
+        summary = batch.run(
+            args.corpus, args.questions, args.out, settings=settings, executor=args.executor,
+            retry_errors=args.retry_errors, progress=not args.no_progress, ray_options=ray_options,
+        )
+    except KeyboardInterrupt:
+        # Every finished answer is already fsync'd in OUT. Worker threads may be inside the model,
+        # where they cannot be stopped, and a normal interpreter exit would wait on or abort them.
+        print(f"ctxagent: interrupted; the answers so far are in {args.out}: run the same command again to resume", file=sys.stderr)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(130)
     print(
         f"ctxagent batch: {summary.answered} answered, {summary.failed} failed, {summary.skipped} already in {summary.out}, "
         f"{summary.total} in all ({summary.seconds:.1f} s)",
