@@ -118,7 +118,7 @@ def heatmap(results: Sequence[Result], path: Path) -> Path:
     depths = sorted({r.depth for r in placed})
     cols = min(4, max(1, len(recipes)))
     rows = (len(recipes) + cols - 1) // cols
-    fig, axes = plt.subplots(rows, cols, figsize=(1.2 + 1.1 * len(lengths) * cols, 0.9 + 0.55 * len(depths) * rows + 0.6 * rows), squeeze=False)
+    fig, axes = plt.subplots(rows, cols, figsize=(1.6 + 1.2 * len(lengths) * cols, 1.0 + (0.55 * len(depths) + 1.0) * rows), squeeze=False, layout="constrained")
     image = None
     for ax, recipe in zip(axes.flat, recipes):
         cells = _group([r for r in placed if r.recipe == recipe], lambda r: (r.depth, r.length))
@@ -131,13 +131,15 @@ def heatmap(results: Sequence[Result], path: Path) -> Path:
         ax.set_title(recipe, fontsize=10)
         ax.set_xticks(range(len(lengths)), [str(n) for n in lengths], fontsize=8)
         ax.set_yticks(range(len(depths)), [f"{d:.0%}" for d in depths], fontsize=8)
+    for ax in axes[-1]:
         ax.set_xlabel("document tokens", fontsize=8)
+    for ax in axes[:, 0]:
         ax.set_ylabel("needle depth", fontsize=8)
     for ax in list(axes.flat)[len(recipes) :]:
         ax.axis("off")
     if image is not None:
         fig.colorbar(image, ax=axes.ravel().tolist(), shrink=0.8, label="accuracy")
-    fig.suptitle(_title(results, "accuracy by length x depth"), fontsize=10, y=1.0 + 0.08 / rows)
+    fig.suptitle(_title(results, "accuracy by length x depth"), fontsize=10)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110, bbox_inches="tight")
     plt.close(fig)
