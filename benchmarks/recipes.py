@@ -136,6 +136,10 @@ def markdown(table: list[dict], machine: dict) -> str:
         f"Engine: {machine['engine']} (window {machine['window']}); machine: {machine['cpu']}, {machine['cores']} cores, "
         f"load average at start {machine['load_start']}, at end {machine['load_end']} (shared CPU: seconds are noisy, compare within this run).",
         "",
+        "Recipes run in the order listed on the same document; `memory_tree:collapsed` and `auto` therefore find the memory tree "
+        "that `memory_tree` built already cached (auto then navigates it), as they would for any second question about a document. "
+        "`tokens` counts prompt + completion tokens over all engine calls, the tree build included where it happened.",
+        "",
         "| recipe | length (x window) | doc tokens | tasks | accuracy | engine calls | tokens | seconds | tokens vs direct | citations exact |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
