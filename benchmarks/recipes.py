@@ -188,11 +188,16 @@ def main() -> None:
     parser.add_argument("--recipes", nargs="+", default=RECIPES)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=RESULTS)
-    parser.add_argument("--render", type=Path, help="only redraw the table and plot from a recipes.json of an earlier run")
+    parser.add_argument("--render", type=Path, nargs="+", help="only redraw the table and plot from recipes.json files of earlier runs (merged)")
     args = parser.parse_args()
     if args.render:
-        saved = json.loads(args.render.read_text())
-        write_results(saved["summary"], saved["rows"], saved["machine"], args.out)
+        saved = [json.loads(path.read_text()) for path in args.render]
+        rows = [row for run in saved for row in run["rows"]]
+        machine = dict(saved[0]["machine"])
+        if len(saved) > 1:  # several runs: report the range of loads seen
+            machine["load_start"] = [run["machine"]["load_start"] for run in saved]
+            machine["load_end"] = [run["machine"]["load_end"] for run in saved]
+        write_results(summarise([Row(**r) for r in rows]), rows, machine, args.out)
         return
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
