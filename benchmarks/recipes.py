@@ -192,7 +192,8 @@ def main() -> None:
     args = parser.parse_args()
     if args.render:
         saved = [json.loads(path.read_text()) for path in args.render]
-        rows = [row for run in saved for row in run["rows"]]
+        # A later file's row for the same task and recipe replaces an earlier one (a rerun after a fix).
+        rows = list({(row["task"], row["recipe"]): row for run in saved for row in run["rows"]}.values())
         machine = dict(saved[0]["machine"])
         if len(saved) > 1:  # several runs: report the range of loads seen
             machine["load_start"] = [run["machine"]["load_start"] for run in saved]
