@@ -194,6 +194,34 @@ def write_results(results: list[dict], gpu: str, out_dir: Path, checks: list[str
     fig.savefig(out_dir / f"kernels_{slug}.png", dpi=110)
 
 
+def index_breakdown(q, k) -> None:
+    """Where index-building time goes (each stage timed alone, inputs precomputed)."""
+    from ctxagent.kernels import index as ix
+    from ctxagent.kernels.block_score import lse_block_scores, select_blocks_log
+
+    N, D, L = q.shape[2], q.shape[3], 64
+    probs = ix.last_query_attention(q, k, L, D**-0.5, pad_left=L)
+    vertical = probs[..., L:].sum(2)
+    slash = ix.slash_scores(probs, L)
+    diag = ix.slash_to_diagonal_scores(slash, 64)
+    cols = torch.topk(vertical, 1024, dim=-1, sorted=False).indices.sort(-1).values
+    diags = torch.topk(diag, 32, dim=-1, sorted=False).indices.sort(-1).values
+    scores = lse_block_scores(q, k, 64)
+    stages = {
+        "vs: last-query attention": lambda: ix.last_query_attention(q, k, L, D**-0.5, pad_left=L),
+        "vs: vertical sum": lambda: probs[..., L:].sum(2),
+        "vs: slash sums": lambda: ix.slash_scores(probs, L),
+        "vs: diagonal scores": lambda: ix.slash_to_diagonal_scores(slash, 64),
+        "vs: top-k columns": lambda: torch.topk(vertical, 1024, dim=-1, sorted=False).indices.sort(-1).values,
+        "vs: top-k diagonals": lambda: torch.topk(diag, 32, dim=-1, sorted=False).indices.sort(-1).values,
+        "vs: block lists": lambda: ix.diagonal_index(diags, cols, N, 64),
+        "bs: block-LSE kernel": lambda: lse_block_scores(q, k, 64),
+        "bs: selection": lambda: select_blocks_log(scores, gamma=0.95, max_blocks=64),
+    }
+    for name, fn in stages.items():
+        print(f"index stage n={N} {name:<28} {bench(fn, 100):6.2f} ms", flush=True)
+
+
 def sweep(n: int, args) -> None:
     """Budget variants (time incl. index, recall) and kernel launch settings at length n."""
     from ctxagent.kernels.triton_kernels import launch_sparse_attention
@@ -210,6 +238,7 @@ def sweep(n: int, args) -> None:
             print(f"variant n={n} {name:<16} {t:7.2f} ms (index {t_idx:5.2f})  recall {float(r.mean()):.3f} (min {float(r.min()):.3f})  density {idx.density(n):.3f}", flush=True)
         except Exception as exc:
             print(f"variant n={n} {name}: failed {type(exc).__name__}: {exc}", flush=True)
+    index_breakdown(q, k)
     idx = vertical_slash_index(q, k, n_vertical=1024, n_diag=32)
     out = torch.empty_like(q)
     for warps, stages in ((4, 2), (4, 3), (8, 3)):

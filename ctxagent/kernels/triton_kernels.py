@@ -216,6 +216,7 @@ def _block_lse_fwd(
     N,
     H,
     NUM_M,
+    CHUNK,
     GROUP: tl.constexpr,
     HEAD_DIM: tl.constexpr,
     BLOCK: tl.constexpr,
@@ -223,49 +224,52 @@ def _block_lse_fwd(
     DOT_F32: tl.constexpr,
 ):
     """Out[b, h, m, kb] = logsumexp over the keys j of block kb of scale * qp[m] . k[j]:
-    the log attention mass that the block-mean query of block m puts on key block kb
-    (unnormalised), for kb <= m; -inf above the diagonal."""
+    the log attention mass (unnormalised) that the block-mean query of block m puts on key
+    block kb, for kb <= m. Entries above the diagonal are left as they are (the caller
+    fills them with -inf). Programs split the key blocks into chunks of CHUNK so the
+    long rows of the last query blocks spread over the GPU."""
     t = tl.program_id(0)
-    bh = tl.program_id(1)
-    b = bh // H
-    h = bh % H
-    kvh = h // GROUP
-    offs_q = t * BQ + tl.arange(0, BQ)
-    offs_n = tl.arange(0, BLOCK)
-    offs_d = tl.arange(0, HEAD_DIM)
-    qp = tl.load(Qp + b * stride_qb + h * stride_qh + offs_q[:, None] * stride_qm + offs_d[None, :], mask=offs_q[:, None] < NUM_M, other=0.0)
-    k_base = K + b * stride_kb + kvh * stride_kh
-    out_base = Out + bh.to(tl.int64) * NUM_M * NUM_M + offs_q.to(tl.int64) * NUM_M
-    last = tl.minimum((t + 1) * BQ, NUM_M)
-    for kb in range(0, last):
-        cols = kb * BLOCK + offs_n
-        k = tl.load(k_base + cols[:, None] * stride_kn + offs_d[None, :], mask=cols[:, None] < N, other=0.0)
-        if DOT_F32:
-            k = k.to(tl.float32)
-        s = tl.dot(qp, tl.trans(k)) * scale
-        s = tl.where(cols[None, :] < N, s, float("-inf"))
-        mx = tl.max(s, 1)
-        lse = mx + tl.log(tl.sum(tl.exp(s - mx[:, None]), 1))
-        lse = tl.where(offs_q >= kb, lse, float("-inf"))
-        tl.store(out_base + kb, lse, mask=offs_q < NUM_M)
-    # above the diagonal of this tile's last rows: -inf, written once
-    for kb in range(last, NUM_M):
-        tl.store(out_base + kb, tl.full([BQ], float("-inf"), tl.float32), mask=offs_q < NUM_M)
+    chunk = tl.program_id(1)
+    bh = tl.program_id(2)
+    first = chunk * CHUNK
+    last = tl.minimum(tl.minimum((t + 1) * BQ, NUM_M), first + CHUNK)
+    if first < last:
+        b = bh // H
+        h = bh % H
+        kvh = h // GROUP
+        offs_q = t * BQ + tl.arange(0, BQ)
+        offs_n = tl.arange(0, BLOCK)
+        offs_d = tl.arange(0, HEAD_DIM)
+        qp = tl.load(Qp + b * stride_qb + h * stride_qh + offs_q[:, None] * stride_qm + offs_d[None, :], mask=offs_q[:, None] < NUM_M, other=0.0)
+        k_base = K + b * stride_kb + kvh * stride_kh
+        out_base = Out + bh.to(tl.int64) * NUM_M * NUM_M + offs_q.to(tl.int64) * NUM_M
+        for kb in range(first, last):
+            cols = kb * BLOCK + offs_n
+            k = tl.load(k_base + cols[:, None] * stride_kn + offs_d[None, :], mask=cols[:, None] < N, other=0.0)
+            if DOT_F32:
+                k = k.to(tl.float32)
+            s = tl.dot(qp, tl.trans(k)) * scale
+            s = tl.where(cols[None, :] < N, s, float("-inf"))
+            mx = tl.max(s, 1)
+            lse = mx + tl.log2(tl.sum(tl.exp2(s - mx[:, None]), 1))
+            tl.store(out_base + kb, lse * 0.6931471805599453, mask=(offs_q < NUM_M) & (offs_q >= kb))
 
 
 def launch_block_lse(qp, k, block: int, scale: float, num_m: int):
-    """Block log-mass scores [B, H, M, M] float32 of pooled queries qp [B, H, M, D]."""
+    """Block log-mass scores [B, H, M, M] float32 of pooled queries qp [B, H, M, D]
+    (-inf above the diagonal)."""
     B, H, M, D = qp.shape
-    out = torch.empty(B, H, M, M, dtype=torch.float32, device=qp.device)
+    out = torch.full((B, H, M, M), float("-inf"), dtype=torch.float32, device=qp.device)
     bq = 64 if M >= 64 else 16
+    chunk = 128
     interp = os.environ.get("TRITON_INTERPRET") == "1"
     if interp and qp.dtype == torch.bfloat16:
         qp = qp.float()
-    _block_lse_fwd[(triton.cdiv(M, bq), B * H)](
+    _block_lse_fwd[(triton.cdiv(M, bq), triton.cdiv(M, chunk), B * H)](
         qp,
         k,
         out,
-        scale,
+        scale * LOG2E,
         qp.stride(0),
         qp.stride(1),
         qp.stride(2),
@@ -275,6 +279,7 @@ def launch_block_lse(qp, k, block: int, scale: float, num_m: int):
         k.shape[2],
         H,
         M,
+        chunk,
         GROUP=H // k.shape[1],
         HEAD_DIM=D,
         BLOCK=block,
