@@ -124,11 +124,12 @@ def block_sparse_index(
     estimate: str = "lse",
     block: int = 64,
     scale: float | None = None,
+    backend: str = "auto",
 ) -> SparseIndex:
     """Block estimate (`estimate`: "lse" = mean query over real keys, "pooled" = mean
     query over mean keys) + cumulative-mass selection, in one call."""
     if estimate == "lse":
-        scores = lse_block_scores(q, k, block, scale)
+        scores = lse_block_scores(q, k, block, scale, backend=backend)
     elif estimate == "pooled":
         scores = pooled_block_probs(q, k, block, scale).log()
     else:
