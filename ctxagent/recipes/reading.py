@@ -1,0 +1,281 @@
+"""Shared steps of the long-document recipes: fit chunks to the window, extract verified
+quotes, and answer from them.
+
+Every long-document recipe ends the same way: the model is asked to *copy* the
+sentence that answers from a piece of text, the copy is checked against the source
+(only a span that really occurs there becomes a fact), and the final answer is
+written from those facts and cited with them. Keeping these steps here means each
+recipe is only its plan: which pieces to read, in which order, when to stop.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Sequence
+
+from ctxagent.chunking import chunk_document, sentence_spans
+from ctxagent.citations import citation_for, content_words, find_quote, ground_answer
+from ctxagent.engines.base import Prompt, SamplingParams
+from ctxagent.errors import BudgetExhausted, InputError
+from ctxagent.recipes.context import RunContext
+from ctxagent.recipes.prompts import NONE, extract_prompt, facts_answer_prompt
+from ctxagent.types import Answer, Chunk, Citation, Document
+
+# Chat-template tokens around the messages, plus a margin for tokenisation at the joins.
+TEMPLATE_SLACK = 48
+# An extraction reply is one copied sentence; longer replies are rambling.
+EXTRACT_TOKENS = 40
+# Short answer shown when nothing verifiable was found.
+NOT_FOUND = "NOT FOUND"
+# Note added when the model's answer was replaced by the best quote.
+FALLBACK_NOTE = "the model's answer was not supported by the verified quotes; the best quote is the answer"
+
+# Replies that mean "this text does not answer", in the ways small models phrase it.
+_NONE_REPLY = re.compile(
+    r"^\W*(none|no\b|n/a|not found|nothing)|"
+    r"\bnot (?:given|stated|mentioned|specified|revealed|provided|found|included|available|known|clear|present)\b|"
+    r"\b(?:does|do|is|did) not (?:state|mention|say|contain|include|provide|answer)|"
+    r"\bno (?:information|mention|answer)\b|\bdoesn't (?:state|mention|say)",
+    re.IGNORECASE,
+)
+_QUOTED = re.compile(r"[\"“]([^\"“”]{12,})[\"”]")
+
+
+def is_none(reply: str) -> bool:
+    """True when a reply says the text holds no answer (NONE, "not given", "not stated", ...)."""
+    return not reply.strip() or bool(_NONE_REPLY.search(reply))
+
+
+@dataclass
+class Fact:
+    """A verified sentence: `citation.quote` is exactly the source at its offsets."""
+
+    citation: Citation
+    relevance: float
+    chunk: int = -1  # index into the recipe's chunk list where it was found
+
+    @property
+    def text(self) -> str:
+        return self.citation.quote
+
+
+@dataclass
+class Facts:
+    """Verified facts collected while reading, deduplicated by span, best first on demand."""
+
+    items: list[Fact] = field(default_factory=list)
+
+    def add(self, facts: Sequence[Fact]) -> int:
+        seen = {(f.citation.doc_id, f.citation.start) for f in self.items}
+        added = 0
+        for fact in facts:
+            key = (fact.citation.doc_id, fact.citation.start)
+            if key not in seen:
+                seen.add(key)
+                self.items.append(fact)
+                added += 1
+        return added
+
+    def best(self, n: int | None = None) -> list[Fact]:
+        ranked = sorted(self.items, key=lambda f: (-f.relevance, f.citation.doc_id, f.citation.start))
+        return ranked if n is None else ranked[:n]
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+
+# -- chunking to the window -----------------------------------------------------------------
+def window_room(ctx: RunContext, frame: Prompt, max_new: int) -> int:
+    """Tokens of document text that fit in one prompt built on `frame` (the prompt with empty text)."""
+    return ctx.engine.context_window - max_new - ctx.prompt_tokens(frame) - TEMPLATE_SLACK
+
+
+def fit_chunks(
+    ctx: RunContext,
+    documents: Sequence[Document],
+    room: int,
+    chunk_tokens: int | None = None,
+    overlap_sentences: int = 0,
+) -> list[Chunk]:
+    """Chunks of every document, each small enough to fit `room` tokens (and `chunk_tokens` if set)."""
+    size = min(room, chunk_tokens) if chunk_tokens else room
+    if size < 32:
+        raise InputError(
+            f"only {size} tokens of the {ctx.engine.context_window}-token window are left for document text "
+            "after the prompt, question and answer; shorten the question, lower max_new_tokens or use a larger window"
+        )
+    return [c for doc in documents for c in chunk_document(doc, ctx.count_tokens, max_tokens=size, overlap_sentences=overlap_sentences)]
+
+
+# -- verified quotes ------------------------------------------------------------------------
+def _candidates(reply: str) -> list[str]:
+    """Pieces of a reply that may be copied text: the whole, quoted parts, lines, sentences,
+    and what follows a colon ("The answer is: <copy>")."""
+    reply = reply.strip()
+    pieces = [reply, *(_QUOTED.findall(reply)), *reply.splitlines()]
+    for line in reply.splitlines():
+        pieces += [line[s.start : s.end] for s in sentence_spans(line)]
+        if ":" in line:
+            pieces.append(line.split(":", 1)[1])
+    seen: set[str] = set()
+    out = []
+    for piece in pieces:
+        piece = piece.strip().strip("\"“”'")
+        if len(piece) >= 12 and len(piece.split()) >= 3 and piece not in seen:
+            seen.add(piece)
+            out.append(piece)
+    return out
+
+
+def _enclosing_sentence(text: str, start: int, end: int, lo: int, hi: int) -> tuple[int, int]:
+    """Widen a span to the whole sentence(s) it touches within text[lo:hi]."""
+    spans = [s for s in sentence_spans(text, lo, hi) if s.end > start and s.start < end]
+    return (min(start, spans[0].start), max(end, spans[-1].end)) if spans else (start, end)
+
+
+def relevance(quote: str, question: str) -> float:
+    """Share of the question's content words the quote contains."""
+    q = set(content_words(question))
+    return len(q & set(content_words(quote))) / max(1, len(q))
+
+
+def verified_facts(reply: str, chunk: Chunk, document: Document, question: str, chunk_no: int = -1) -> list[Fact]:
+    """The sentences of `chunk` that a model's reply really copied, as facts.
+
+    A reply piece counts when it occurs in the chunk (exactly or up to case and
+    whitespace); failing that, a source sentence counts when it holds nearly all of the
+    piece's content words including one the question does not (a near-copy of a
+    sentence, not an echo of the question). Every fact is widened to whole sentences and
+    must share a word with the question, so a stray copied line is not taken as an answer.
+    """
+    text = document.text
+    question_words = set(content_words(question))
+    spans: list[tuple[int, int]] = []
+    for piece in _candidates(reply):
+        found = find_quote(piece, text, chunk.start, chunk.end)
+        if found:
+            spans.append(_enclosing_sentence(text, *found, chunk.start, chunk.end))
+    if not spans and not is_none(reply):
+        for piece in _candidates(reply):
+            words = set(content_words(piece))
+            novel = words - question_words
+            if len(words) < 3 or not novel:
+                continue
+            for sentence in sentence_spans(text, chunk.start, chunk.end):
+                source_words = set(content_words(text[sentence.start : sentence.end]))
+                if novel & source_words and len(words & source_words) >= 0.8 * len(words):
+                    spans.append((sentence.start, sentence.end))
+    facts: list[Fact] = []
+    for start, end in dict.fromkeys(spans):
+        quote = text[start:end]
+        score = relevance(quote, question)
+        if score > 0 and set(content_words(quote)) - question_words:
+            facts.append(Fact(citation=citation_for(document, start, end), relevance=score, chunk=chunk_no))
+    return facts
+
+
+def extract_facts(
+    ctx: RunContext,
+    chunks: Sequence[Chunk],
+    documents: Sequence[Document],
+    question: str,
+    *,
+    step: str,
+    notes: Sequence[str] = (),
+    first_index: int = 0,
+    **detail: object,
+) -> list[list[Fact]]:
+    """One batched engine call: ask every chunk for the sentence that answers; verify each reply."""
+    by_id = {d.id: d for d in documents}
+    params = SamplingParams(max_new_tokens=EXTRACT_TOKENS, stop=["\n\n"])
+    replies = ctx.generate([extract_prompt(c.text, question, notes) for c in chunks], params, step=step, **detail)
+    found = [verified_facts(r.text, c, by_id[c.doc_id], question, first_index + i) for i, (r, c) in enumerate(zip(replies, chunks))]
+    ctx.trace.add(
+        f"{step}:verified",
+        facts=[[f.citation.start for f in fs] for fs in found],
+        replies=[r.text[:80] for r in replies],
+    )
+    return found
+
+
+# -- answering from facts -------------------------------------------------------------------
+def _supported(answer: str, question: str, facts: Sequence[Fact]) -> bool:
+    """Does the answer say something the facts say and the question does not?"""
+    novel = set(content_words(answer)) - set(content_words(question))
+    fact_words = {w for f in facts for w in content_words(f.text)}
+    return bool(novel & fact_words)
+
+
+def facts_that_fit(ctx: RunContext, facts: Sequence[Fact], question: str, max_new: int) -> list[Fact]:
+    """The best facts whose answer prompt fits the window (and the token budget)."""
+    room = window_room(ctx, facts_answer_prompt([], question), max_new)
+    left = ctx.tokens_left()
+    if left is not None:
+        room = min(room, left - max_new - ctx.prompt_tokens(facts_answer_prompt([], question)) - TEMPLATE_SLACK)
+    chosen: list[Fact] = []
+    for fact in facts:
+        cost = ctx.count_tokens(fact.text) + 4
+        if cost > room:
+            continue
+        chosen.append(fact)
+        room -= cost
+    return chosen
+
+
+def answer_from_facts(
+    ctx: RunContext,
+    recipe: str,
+    documents: Sequence[Document],
+    question: str,
+    facts: Facts,
+    notes: Sequence[str] = (),
+    max_facts: int = 5,
+) -> Answer:
+    """The reduce step shared by all recipes: answer from the verified facts, cite them.
+
+    The model writes the answer from the facts alone. If its answer is not supported by
+    them (it names nothing they say), the best fact itself is the answer: a verified
+    quote is better than an unsupported sentence from a small model.
+    """
+    notes = list(notes)
+    if not facts:
+        ctx.trace.add("answer", found=False)
+        return ctx.answer(NOT_FOUND, recipe=recipe, notes=[*notes, "no passage that answers the question was found in the document"])
+    max_new = ctx.budget.max_new_tokens
+    chosen = facts_that_fit(ctx, facts.best(max_facts), question, max_new)
+    if not chosen:
+        return quote_answer(ctx, recipe, facts, notes + ["no room left in the budget for the answer step"], partial=True)
+    try:
+        [reply] = ctx.generate([facts_answer_prompt([f.text for f in chosen], question)], SamplingParams(max_new_tokens=max_new), step="answer", facts=len(chosen))
+    except BudgetExhausted as exc:
+        return quote_answer(ctx, recipe, facts, [*notes, f"{exc} before the answer step"], partial=True)
+    text = reply.text.strip()
+    if is_none(text) or not _supported(text, question, chosen):
+        ctx.trace.add("answer:fallback", reply=text[:120], why="answer not supported by the verified quotes")
+        return quote_answer(ctx, recipe, facts, [*notes, FALLBACK_NOTE])
+    regions = [(f.citation.doc_id, f.citation.start, f.citation.end) for f in chosen]
+    citations = ground_answer(text, question, documents, regions) or [chosen[0].citation]
+    return ctx.answer(text, recipe=recipe, citations=citations, notes=notes)
+
+
+def quote_answer(ctx: RunContext, recipe: str, facts: Facts, notes: Sequence[str], partial: bool = False) -> Answer:
+    """Answer with the best verified quote itself (no engine call)."""
+    if not facts:
+        return ctx.answer("", recipe=recipe, partial=partial, notes=[*notes, "no passage that answers the question was found before stopping"])
+    best = facts.best(1)[0]
+    return ctx.answer(best.text, recipe=recipe, citations=[best.citation], partial=partial, notes=list(notes))
+
+
+def partial_answer(ctx: RunContext, recipe: str, facts: Facts, exc: BudgetExhausted, read: int, total: int) -> Answer:
+    """The budget ran out mid-way: say how far the recipe got and give the best verified quote, if any."""
+    ctx.trace.add("budget_exhausted", axis=exc.axis, limit=exc.limit, read=read, total=total)
+    note = f"{exc}: read {read} of {total} chunks; raise the budget or pick a cheaper recipe to read the rest"
+    if facts:
+        note += "; the answer is the best verified quote found so far"
+    return quote_answer(ctx, recipe, facts, [note], partial=True)
+
+
+def confirmed(answer: Answer) -> bool:
+    """An answer the model wrote from verified facts and that those facts support."""
+    return not answer.partial and answer.text != NOT_FOUND and bool(answer.citations) and FALLBACK_NOTE not in answer.notes

@@ -1,0 +1,133 @@
+"""The memory tree: a summary tree over a document's chunks, built once and cached on disk.
+
+Leaves are chunks; each level above summarises up to `fanout` nodes of the level
+below, until one root per document remains (MemWalker's tree; RAPTOR builds a
+similar one by clustering). Building costs one batched engine call per level and
+reads the whole document once, so the tree is an artifact: it is saved under
+`cache_dir("trees")`, keyed by the documents' content hashes, the engine and model,
+the chunking and the prompt version, and reused by every later question and run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Sequence
+
+from pydantic import BaseModel, Field, ValidationError
+
+from ctxagent.cache import cache_dir
+from ctxagent.engines.base import SamplingParams
+from ctxagent.recipes.context import RunContext
+from ctxagent.recipes.prompts import summary_prompt
+from ctxagent.types import Chunk, Document
+
+log = logging.getLogger(__name__)
+
+# Bump when the summary prompt or the tree layout changes, so old trees are not reused.
+TREE_VERSION = 1
+
+
+class TreeNode(BaseModel):
+    id: int
+    level: int = Field(ge=0, description="0 for a leaf (a chunk)")
+    summary: str
+    children: list[int] = Field(default_factory=list)
+    doc_id: str
+    start: int
+    end: int
+    chunk: int | None = Field(default=None, description="index into MemoryTree.chunks for a leaf")
+
+
+class MemoryTree(BaseModel):
+    key: str
+    chunks: list[Chunk]
+    nodes: list[TreeNode]
+    roots: list[int]
+
+    def leaves_under(self, node_id: int) -> list[int]:
+        """Chunk indexes under a node, in document order."""
+        node = self.nodes[node_id]
+        if node.chunk is not None:
+            return [node.chunk]
+        return [c for child in node.children for c in self.leaves_under(child)]
+
+
+def engine_model_name(ctx: RunContext) -> str:
+    return f"{ctx.engine.name}:{getattr(ctx.engine, 'model_name', '')}"
+
+
+def tree_key(documents: Sequence[Document], model: str, chunk_tokens: int, fanout: int, summary_tokens: int) -> str:
+    """Same documents, model, chunking and prompt version: same tree."""
+    parts = [TREE_VERSION, model, chunk_tokens, fanout, summary_tokens, [d.id for d in documents], [d.content_hash for d in documents]]
+    return hashlib.sha256(json.dumps(parts).encode()).hexdigest()[:32]
+
+
+def tree_path(key: str) -> Path:
+    return cache_dir("trees") / f"{key}.json"
+
+
+def load_tree(key: str) -> MemoryTree | None:
+    """The cached tree for `key`, or None when absent; a damaged file is deleted and rebuilt."""
+    path = tree_path(key)
+    if not path.is_file():
+        return None
+    try:
+        tree = MemoryTree.model_validate_json(path.read_text(encoding="utf-8"))
+    except (ValidationError, ValueError, OSError) as exc:
+        log.warning("memory tree %s is unreadable (%s); rebuilding it", path, exc)
+        path.unlink(missing_ok=True)
+        return None
+    if tree.key != key:
+        log.warning("memory tree %s was built for another key; rebuilding it", path)
+        return None
+    return tree
+
+
+def save_tree(tree: MemoryTree) -> Path:
+    """Write beside the target and rename, so a crash never leaves a half-written tree."""
+    path = tree_path(tree.key)
+    partial = path.with_name(f"{path.name}.partial-{os.getpid()}")
+    partial.write_text(tree.model_dump_json(), encoding="utf-8")
+    partial.replace(path)
+    return path
+
+
+def build_tree(ctx: RunContext, documents: Sequence[Document], chunks: Sequence[Chunk], key: str, fanout: int, summary_tokens: int) -> MemoryTree:
+    """Summarise leaves, then groups of `fanout` summaries, level by level (one batched call each)."""
+    params = SamplingParams(max_new_tokens=summary_tokens, stop=["\n\n"])
+    replies = ctx.generate([summary_prompt(c.text) for c in chunks], params, step="tree:leaves", nodes=len(chunks))
+    nodes = [
+        TreeNode(id=i, level=0, summary=r.text.strip() or c.text[:200], doc_id=c.doc_id, start=c.start, end=c.end, chunk=i)
+        for i, (c, r) in enumerate(zip(chunks, replies))
+    ]
+    level_ids = {d.id: [n.id for n in nodes if n.doc_id == d.id] for d in documents}
+    level = 0
+    while any(len(ids) > 1 for ids in level_ids.values()):
+        level += 1
+        groups: list[tuple[str, list[int]]] = []
+        for doc_id, ids in level_ids.items():
+            if len(ids) == 1:
+                continue
+            groups += [(doc_id, ids[i : i + fanout]) for i in range(0, len(ids), fanout)]
+        texts = ["\n".join(nodes[c].summary for c in group) for _, group in groups]
+        replies = ctx.generate([summary_prompt(t) for t in texts], params, step=f"tree:level{level}", nodes=len(groups))
+        next_ids = {doc_id: ids for doc_id, ids in level_ids.items() if len(ids) == 1}
+        for (doc_id, group), reply, text in zip(groups, replies, texts):
+            node = TreeNode(
+                id=len(nodes),
+                level=level,
+                summary=reply.text.strip() or text[:300],
+                children=group,
+                doc_id=doc_id,
+                start=nodes[group[0]].start,
+                end=nodes[group[-1]].end,
+            )
+            nodes.append(node)
+            next_ids.setdefault(doc_id, []).append(node.id)
+        level_ids = {d.id: next_ids[d.id] for d in documents if d.id in next_ids}
+    roots = [ids[0] for ids in level_ids.values()]
+    return MemoryTree(key=key, chunks=list(chunks), nodes=nodes, roots=roots)

