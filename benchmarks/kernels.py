@@ -200,17 +200,17 @@ def index_breakdown(q, k) -> None:
     from ctxagent.kernels.block_score import lse_block_scores, select_blocks_log
 
     N, D, L = q.shape[2], q.shape[3], 64
-    probs = ix.last_query_attention(q, k, L, D**-0.5, pad_left=L)
-    vertical = probs[..., L:].sum(2)
-    slash = ix.slash_scores(probs, L)
+    probs = ix.last_query_attention(q, k, L, D**-0.5)
+    vertical = probs.sum(2)
+    slash = ix.slash_scores(probs)
     diag = ix.slash_to_diagonal_scores(slash, 64)
     cols = torch.topk(vertical, 1024, dim=-1, sorted=False).indices.sort(-1).values
     diags = torch.topk(diag, 32, dim=-1, sorted=False).indices.sort(-1).values
     scores = lse_block_scores(q, k, 64)
     stages = {
-        "vs: last-query attention": lambda: ix.last_query_attention(q, k, L, D**-0.5, pad_left=L),
-        "vs: vertical sum": lambda: probs[..., L:].sum(2),
-        "vs: slash sums": lambda: ix.slash_scores(probs, L),
+        "vs: last-query attention": lambda: ix.last_query_attention(q, k, L, D**-0.5),
+        "vs: vertical sum": lambda: probs.sum(2),
+        "vs: slash sums": lambda: ix.slash_scores(probs),
         "vs: diagonal scores": lambda: ix.slash_to_diagonal_scores(slash, 64),
         "vs: top-k columns": lambda: torch.topk(vertical, 1024, dim=-1, sorted=False).indices.sort(-1).values,
         "vs: top-k diagonals": lambda: torch.topk(diag, 32, dim=-1, sorted=False).indices.sort(-1).values,

@@ -98,8 +98,8 @@ def sparse_prefill_attention(
     """Causal attention q [B, H, Nq, D] over k, v [B, Hkv, Nk, D]: sparse (per `config`)
     for a prefill of at least `config.min_length` tokens, dense SDPA otherwise.
 
-    backend: "auto" (Triton on CUDA or under TRITON_INTERPRET=1, else the torch
-    reference), "triton" or "torch"."""
+    backend: "auto" (Triton on CUDA, else the torch reference), "triton" (also on CPU
+    under TRITON_INTERPRET=1) or "torch"."""
     config = config or SparseConfig()
     if q.shape[2] != k.shape[2] or q.shape[2] < config.min_length:
         return dense_attention(q, k, v, scale)
