@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from ctxagent.kernels.attention import dense_attention, layer_index, sparse_prefill_attention
-from ctxagent.kernels.block_score import block_lse_reference, lse_block_probs, pooled, pooled_block_probs, select_blocks
+from ctxagent.kernels.block_score import block_lse_reference, lse_block_probs, lse_block_scores, pooled, pooled_block_probs, select_blocks
 from ctxagent.kernels.config import HeadPattern, SparseConfig, resolve_config
 from ctxagent.kernels.index import a_shape_index, last_query_attention, slash_scores, slash_to_diagonal_scores, vertical_slash_index
 from ctxagent.kernels.block_score import block_sparse_index
@@ -208,6 +208,10 @@ def test_block_lse_kernel_matches_reference_and_definition(dtype):
     probs = lse_block_probs(q, k, block, backend="triton")
     ref = lse_block_probs(q, k, block, backend="torch")
     assert torch.allclose(probs, ref, atol=2e-2 if dtype == torch.bfloat16 else 1e-4)
+    scores, row_lse = lse_block_scores(q, k, block, backend="triton", with_row_lse=True)
+    assert torch.allclose(row_lse, torch.logsumexp(scores, -1), atol=1e-4)  # the kernel's own row normaliser
+    upper = torch.ones(M, M, dtype=torch.bool).triu(1)
+    assert torch.isinf(scores[0, 0][upper]).all() and torch.isfinite(scores[0, 0][~upper]).all()
     # the definition: attention of the block's mean query over real keys, summed per key block
     qp = pooled(q, block)
     for h in (0, 3):
