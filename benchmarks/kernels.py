@@ -37,6 +37,18 @@ PATTERNS = {
     "a_shape": lambda q, k: a_shape_index(q.shape[0], q.shape[1], q.shape[2], sink=64, local=2048, device=q.device),
     "vertical_slash": lambda q, k: vertical_slash_index(q, k, n_vertical=1024, n_diag=32, last_q=64),
     "block_sparse": lambda q, k: block_sparse_index(q, k, gamma=0.95, max_blocks=64),
+    "block_sparse_pooled": lambda q, k: block_sparse_index(q, k, gamma=0.95, max_blocks=64, estimate="pooled"),
+}
+
+# Budget variants timed at the largest length with --sweep (recall vs time).
+VARIANTS = {
+    "vs 512/16": lambda q, k: vertical_slash_index(q, k, n_vertical=512, n_diag=16),
+    "vs 2048/32": lambda q, k: vertical_slash_index(q, k, n_vertical=2048, n_diag=32),
+    "vs 2048/64": lambda q, k: vertical_slash_index(q, k, n_vertical=2048, n_diag=64),
+    "bs lse 0.9/64": lambda q, k: block_sparse_index(q, k, gamma=0.9, max_blocks=64),
+    "bs lse 0.95/128": lambda q, k: block_sparse_index(q, k, gamma=0.95, max_blocks=128),
+    "bs lse 0.98/256": lambda q, k: block_sparse_index(q, k, gamma=0.98, max_blocks=256),
+    "a_shape 64+4096": lambda q, k: a_shape_index(q.shape[0], q.shape[1], q.shape[2], sink=64, local=4096, device=q.device),
 }
 
 
@@ -183,19 +195,26 @@ def write_results(results: list[dict], gpu: str, out_dir: Path, checks: list[str
 
 
 def sweep(n: int, args) -> None:
-    """Kernel launch settings for the vertical-slash index at length n (index prebuilt)."""
+    """Budget variants (time incl. index, recall) and kernel launch settings at length n."""
     from ctxagent.kernels.triton_kernels import launch_sparse_attention
 
     q, k, v = structured_qkv(1, args.heads, args.kv_heads, n, args.dim, seed=n, device="cuda", dtype=torch.bfloat16)
-    for block in (64, 128):
-        idx = vertical_slash_index(q, k, n_vertical=1024, n_diag=32 * 64 // block, last_q=64, block=block)
-        out = torch.empty_like(q)
-        for warps, stages in ((4, 2), (4, 3), (4, 4), (8, 2), (8, 3)):
-            try:
-                t = bench(lambda: launch_sparse_attention(q, k, v, out, idx, args.dim**-0.5, warps, stages), 300)
-                print(f"sweep n={n} block={block} warps={warps} stages={stages}: {t:.2f} ms (kernel only)", flush=True)
-            except Exception as exc:  # e.g. out of shared memory
-                print(f"sweep n={n} block={block} warps={warps} stages={stages}: failed {type(exc).__name__}", flush=True)
+    gen = torch.Generator().manual_seed(n)
+    rows = torch.cat([torch.randint(0, n, (127,), generator=gen), torch.tensor([n - 1])]).sort().values.to("cuda")
+    for name, build in VARIANTS.items():
+        try:
+            idx = build(q, k)
+            t = bench(lambda: sparse_attention(q, k, v, build(q, k), backend="triton"), 300)
+            t_idx = bench(lambda: build(q, k), 200)
+            r = attention_recall(q, k, idx, rows)
+            print(f"variant n={n} {name:<16} {t:7.2f} ms (index {t_idx:5.2f})  recall {float(r.mean()):.3f} (min {float(r.min()):.3f})  density {idx.density(n):.3f}", flush=True)
+        except Exception as exc:
+            print(f"variant n={n} {name}: failed {type(exc).__name__}: {exc}", flush=True)
+    idx = vertical_slash_index(q, k, n_vertical=1024, n_diag=32)
+    out = torch.empty_like(q)
+    for warps, stages in ((4, 2), (4, 3), (8, 3)):
+        t = bench(lambda: launch_sparse_attention(q, k, v, out, idx, args.dim**-0.5, warps, stages), 300)
+        print(f"sweep n={n} vertical_slash warps={warps} stages={stages}: {t:.2f} ms (kernel only)", flush=True)
 
 
 def main() -> None:

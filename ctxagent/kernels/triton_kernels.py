@@ -199,3 +199,88 @@ def launch_sparse_attention(q, k, v, out, index, sm_scale: float, num_warps: int
         num_stages=num_stages,
     )
     return out
+
+
+@triton.jit
+def _block_lse_fwd(
+    Qp,
+    K,
+    Out,
+    scale,
+    stride_qb,
+    stride_qh,
+    stride_qm,
+    stride_kb,
+    stride_kh,
+    stride_kn,
+    N,
+    H,
+    NUM_M,
+    GROUP: tl.constexpr,
+    HEAD_DIM: tl.constexpr,
+    BLOCK: tl.constexpr,
+    BQ: tl.constexpr,
+    DOT_F32: tl.constexpr,
+):
+    """Out[b, h, m, kb] = logsumexp over the keys j of block kb of scale * qp[m] . k[j]:
+    the log attention mass that the block-mean query of block m puts on key block kb
+    (unnormalised), for kb <= m; -inf above the diagonal."""
+    t = tl.program_id(0)
+    bh = tl.program_id(1)
+    b = bh // H
+    h = bh % H
+    kvh = h // GROUP
+    offs_q = t * BQ + tl.arange(0, BQ)
+    offs_n = tl.arange(0, BLOCK)
+    offs_d = tl.arange(0, HEAD_DIM)
+    qp = tl.load(Qp + b * stride_qb + h * stride_qh + offs_q[:, None] * stride_qm + offs_d[None, :], mask=offs_q[:, None] < NUM_M, other=0.0)
+    k_base = K + b * stride_kb + kvh * stride_kh
+    out_base = Out + bh.to(tl.int64) * NUM_M * NUM_M + offs_q.to(tl.int64) * NUM_M
+    last = tl.minimum((t + 1) * BQ, NUM_M)
+    for kb in range(0, last):
+        cols = kb * BLOCK + offs_n
+        k = tl.load(k_base + cols[:, None] * stride_kn + offs_d[None, :], mask=cols[:, None] < N, other=0.0)
+        if DOT_F32:
+            k = k.to(tl.float32)
+        s = tl.dot(qp, tl.trans(k)) * scale
+        s = tl.where(cols[None, :] < N, s, float("-inf"))
+        mx = tl.max(s, 1)
+        lse = mx + tl.log(tl.sum(tl.exp(s - mx[:, None]), 1))
+        lse = tl.where(offs_q >= kb, lse, float("-inf"))
+        tl.store(out_base + kb, lse, mask=offs_q < NUM_M)
+    # above the diagonal of this tile's last rows: -inf, written once
+    for kb in range(last, NUM_M):
+        tl.store(out_base + kb, tl.full([BQ], float("-inf"), tl.float32), mask=offs_q < NUM_M)
+
+
+def launch_block_lse(qp, k, block: int, scale: float, num_m: int):
+    """Block log-mass scores [B, H, M, M] float32 of pooled queries qp [B, H, M, D]."""
+    B, H, M, D = qp.shape
+    out = torch.empty(B, H, M, M, dtype=torch.float32, device=qp.device)
+    bq = 64 if M >= 64 else 16
+    interp = os.environ.get("TRITON_INTERPRET") == "1"
+    if interp and qp.dtype == torch.bfloat16:
+        qp = qp.float()
+    _block_lse_fwd[(triton.cdiv(M, bq), B * H)](
+        qp,
+        k,
+        out,
+        scale,
+        qp.stride(0),
+        qp.stride(1),
+        qp.stride(2),
+        k.stride(0),
+        k.stride(1),
+        k.stride(2),
+        k.shape[2],
+        H,
+        M,
+        GROUP=H // k.shape[1],
+        HEAD_DIM=D,
+        BLOCK=block,
+        BQ=bq,
+        DOT_F32=interp and k.dtype == torch.bfloat16,
+        num_warps=4,
+        num_stages=3,
+    )
+    return out

@@ -28,12 +28,14 @@ TOKEN_PATTERN = r"(?u)\b\w+\b"
 
 @register("bm25")
 class BM25Retriever(Retriever):
-    """Okapi BM25 (Lucene variant) over lower-cased word tokens, English stopwords (question words included) removed.
+    """Okapi BM25 (Lucene variant) over lower-cased word tokens, stopwords removed.
 
     Options: `k1`, `b` (BM25's term-frequency saturation and length normalisation),
-    `stopwords` ("en_plus", the default, an English list of 179 words with question words; "en", a short Lucene-style list; another language bm25s knows; or None), `stemmer` (a PyStemmer
-    language such as "english"; needs `pip install PyStemmer`). Only chunks that share
-    at least one term with the query are returned, so a search may return fewer than k.
+    `stopwords` ("en_plus", the default: 179 English words including question words,
+    so "what"/"why" do not count as query terms; "en": a short Lucene-style list; another
+    language bm25s knows; or None), `stemmer` (a PyStemmer language such as "english";
+    needs `pip install PyStemmer`). Only chunks that share at least one term with the
+    query are returned, so a search may return fewer than k.
     """
 
     name = "bm25"

