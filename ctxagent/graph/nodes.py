@@ -56,7 +56,12 @@ def engine_provider(engine: EngineLike, **options: Any) -> Callable[[], Engine]:
 
 def _context(engine: Engine, state: Any, keys: Keys) -> RunContext:
     trace: Trace = read(state, keys, "trace")
-    return RunContext(engine=engine, budget=read(state, keys, "budget"), trace=Trace(steps=list(trace.steps)), usage=read(state, keys, "usage"))
+    usage = read(state, keys, "usage")
+    ctx = RunContext(engine=engine, budget=read(state, keys, "budget"), trace=Trace(steps=list(trace.steps)), usage=usage)
+    # max_seconds counts the engine time of earlier nodes too (wall time between nodes, e.g. while
+    # a checkpointed run was paused, does not count).
+    ctx.started -= usage.seconds
+    return ctx
 
 
 def _emit(node: str, steps: list[TraceStep]) -> None:
