@@ -37,6 +37,7 @@ import glob
 import json
 import os
 import platform
+import signal
 import statistics
 import sys
 import time
@@ -176,14 +177,17 @@ def summarise(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         cells.setdefault((r["tokens"], r["factor"], r["system"]), []).append(r)
     out = []
     for (tokens, factor, system), group in sorted(cells.items()):
-        ok = [g for g in group if "error" not in g]
+        ok = [g for g in group if "error" not in g and "timeout" not in g]
+        timeouts = [g for g in group if "timeout" in g]
         out.append(
             {
                 "tokens": tokens,
                 "factor": factor,
                 "system": system,
                 "prompts": len(group),
-                "errors": len(group) - len(ok),
+                "errors": len(group) - len(ok) - len(timeouts),
+                "timeouts": len(timeouts),
+                "timeout_seconds": min((g["seconds"] for g in timeouts), default=None),
                 "seconds": statistics.mean(g["seconds"] for g in ok) if ok else None,
                 "ratio": statistics.mean(g["ratio"] for g in ok) if ok else None,
                 "kept": sum(g["kept"] for g in ok) / len(ok) if ok else None,
@@ -193,7 +197,27 @@ def summarise(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     for cell in out:
         ref = next((c for c in out if (c["tokens"], c["factor"], c["system"]) == (cell["tokens"], cell["factor"], "llmlingua")), None)
         cell["speedup_vs_llmlingua"] = ref["seconds"] / cell["seconds"] if ref and ref["seconds"] and cell["seconds"] else None
+        # llmlingua stopped at the limit: its time is a lower bound, so the speed-up is too.
+        cell["speedup_at_least"] = (
+            ref["timeout_seconds"] / cell["seconds"] if ref and not ref["seconds"] and ref["timeout_seconds"] and cell["seconds"] else None
+        )
     return out
+
+
+def seconds_cell(c: dict[str, Any]) -> str:
+    if c["seconds"] is not None:
+        return f"{c['seconds']:.1f}"
+    if c["timeouts"]:
+        return f"> {c['timeout_seconds']:.0f} (stopped)"
+    return "–"
+
+
+def speedup_cell(c: dict[str, Any]) -> str:
+    if c["speedup_vs_llmlingua"]:
+        return f"{c['speedup_vs_llmlingua']:.2f}x"
+    if c["speedup_at_least"]:
+        return f"> {c['speedup_at_least']:.2f}x"
+    return "–"
 
 
 def write_report(rows: list[dict[str, Any]], meta: dict[str, Any], stem: str = "compressors") -> None:
@@ -213,7 +237,7 @@ def write_report(rows: list[dict[str, Any]], meta: dict[str, Any], stem: str = "
     for c in summary:
         lines.append(
             f"| {c['tokens']} | {c['factor']}x | {c['system']} | {c['prompts']}{' (' + str(c['errors']) + ' failed)' if c['errors'] else ''} "
-            f"| {fmt(c['seconds'], '.1f')} | {fmt(c['speedup_vs_llmlingua'], '.2f') + 'x' if c['speedup_vs_llmlingua'] else '–'} "
+            f"| {seconds_cell(c)} | {speedup_cell(c)} "
             f"| {fmt(c['ratio'], '.3f')} | {fmt(c['kept'], '.0%')} | {fmt(c['accuracy'], '.0%')} |"
         )
     lines += ["", *[f"- {n}" for n in meta.get("notes", [])]]
@@ -259,6 +283,14 @@ def plot(summary: list[dict[str, Any]], stem: str) -> None:
 
 
 # -- main -----------------------------------------------------------------------------------
+class TrialTimeout(Exception):
+    pass
+
+
+def _timeout(signum: int, frame: Any) -> None:
+    raise TrialTimeout()
+
+
 def build_compressor(system: str, engine: Any) -> Any:
     """`perplexity`, `embedding`, `self_information`; `perplexity+prefilter` adds the embedding prefilter."""
     from ctxagent.compressors import get_compressor
@@ -278,6 +310,7 @@ def main() -> None:
     parser.add_argument("--chunk-tokens", type=int, default=128)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--cell-seconds", type=float, default=600, help="no new prompt in a cell once a system spent this long in it")
+    parser.add_argument("--trial-seconds", type=int, default=0, help="stop a compression after this long and record it as a timeout (a lower bound)")
     parser.add_argument("--tag", default="", help="results go to compressors[_TAG].{json,md,png}")
     args = parser.parse_args()
     stem = f"compressors_{args.tag}" if args.tag else "compressors"
@@ -332,22 +365,32 @@ def main() -> None:
                     if spent[system] > args.cell_seconds and i > 0:
                         continue
                     row: dict[str, Any] = {"tokens": tokens, "factor": factor, "system": system, "prompt": i, "original_tokens": original, "depth": task["depth"]}
+                    began = time.perf_counter()
                     try:
-                        began = time.perf_counter()
+                        if args.trial_seconds:
+                            signal.signal(signal.SIGALRM, _timeout)
+                            signal.alarm(args.trial_seconds)
                         if system == "llmlingua":
                             if llm is None:
                                 raise RuntimeError(llm_status)
                             compressed = llmlingua_compress(llm, [c.text for c in chunks], task["question"], 1 / factor)
                         else:
                             compressed = compressors[system].compress(chunks, task["question"], ratio=1 / factor).text
+                        signal.alarm(0)
                         row["seconds"] = time.perf_counter() - began
                         spent[system] += row["seconds"]
                         row["ratio"] = engine.count_tokens(compressed) / original
                         row["kept"] = task["answer"] in compressed
                         row["correct"], row["reply"] = answer_correct(answerer, compressed, task["question"], task["answer"])
+                    except TrialTimeout:
+                        row["timeout"] = args.trial_seconds
+                        row["seconds"] = time.perf_counter() - began
+                        spent[system] += row["seconds"]
                     except Exception as exc:  # noqa: BLE001 - recorded, the run goes on
                         row["error"] = f"{type(exc).__name__}: {exc}"
                         traceback.print_exc()
+                    finally:
+                        signal.alarm(0)
                     rows.append(row)
                     print(json.dumps({k: (round(v, 3) if isinstance(v, float) else v) for k, v in row.items()}), flush=True)
                     meta["load_end"] = [round(x, 2) for x in os.getloadavg()]

@@ -136,6 +136,10 @@ def markdown(table: list[dict], machine: dict) -> str:
         f"Engine: {machine['engine']} (window {machine['window']}); machine: {machine['cpu']}, {machine['cores']} cores, "
         f"load average at start {machine['load_start']}, at end {machine['load_end']} (shared CPU: seconds are noisy, compare within this run).",
         "",
+        "Recipes run in the order listed on the same document; `memory_tree:collapsed` and `auto` therefore find the memory tree "
+        "that `memory_tree` built already cached (auto then navigates it), as they would for any second question about a document. "
+        "`tokens` counts prompt + completion tokens over all engine calls, the tree build included where it happened.",
+        "",
         "| recipe | length (x window) | doc tokens | tasks | accuracy | engine calls | tokens | seconds | tokens vs direct | citations exact |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
@@ -184,7 +188,12 @@ def main() -> None:
     parser.add_argument("--recipes", nargs="+", default=RECIPES)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--render", type=Path, help="only redraw the table and plot from a recipes.json of an earlier run")
     args = parser.parse_args()
+    if args.render:
+        saved = json.loads(args.render.read_text())
+        write_results(saved["summary"], saved["rows"], saved["machine"], args.out)
+        return
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from tqdm import tqdm
@@ -215,12 +224,15 @@ def main() -> None:
                 )
                 tqdm.write(f"{task.id:>12} {spec:<22} {'OK ' if rows[-1].correct else 'BAD'} calls={rows[-1].engine_calls} tokens={rows[-1].tokens} {seconds:.1f}s  {answer.text[:60]!r}")
     machine["load_end"] = [round(x, 1) for x in os.getloadavg()]
-    table = summarise(rows)
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "recipes.json").write_text(json.dumps({"machine": machine, "summary": table, "rows": [asdict(r) for r in rows]}, indent=1))
+    write_results(summarise(rows), [asdict(r) for r in rows], machine, args.out)
+
+
+def write_results(table: list[dict], rows: list[dict], machine: dict, out: Path) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "recipes.json").write_text(json.dumps({"machine": machine, "summary": table, "rows": rows}, indent=1))
     text = markdown(table, machine)
-    (args.out / "recipes.md").write_text(text)
-    plot(table, args.out / "recipes.png", machine)
+    (out / "recipes.md").write_text(text)
+    plot(table, out / "recipes.png", machine)
     print(text)
 
 

@@ -399,32 +399,32 @@ def plot(rows: list[Row]) -> None:
 
     sizes = sorted({r.size for r in rows})
     names = list(dict.fromkeys(r.retriever for r in rows))
-    fig, axes = plt.subplots(1, 3, figsize=(17, 5))
+    fig, axes = plt.subplots(1, 2 + len(sizes), figsize=(7 * (2 + len(sizes)) * 0.8, 5.5))
     width = 0.8 / len(names)
     for i, name in enumerate(names):
         by_size = {r.size: r for r in rows if r.retriever == name}
         xs = np.arange(len(sizes)) + i * width
         axes[0].bar(xs, [by_size[s].index_s if s in by_size and by_size[s].index_s else 0 for s in sizes], width, label=name,
                     hatch=["//" if s in by_size and "est." in by_size[s].index_note else "" for s in sizes] or None)
-        axes[1].bar(xs, [by_size[s].query_ms if s in by_size and by_size[s].query_ms else 0 for s in sizes], width, label=name)
-    for ax, title in ((axes[0], "index time, s (hatched: estimated)"), (axes[1], "query latency, ms (one query at a time)")):
+        axes[1].bar(xs, [by_size[s].query_ms if s in by_size and by_size[s].query_ms else 0 for s in sizes], width, label=name,
+                    hatch=["//" if s in by_size and "random" in by_size[s].query_note else "" for s in sizes] or None)
+    for ax, title in ((axes[0], "index time, s (hatched: estimated)"), (axes[1], "query latency, ms, one query at a time\n(hatched: dense part on a random matrix)")):
         ax.set_yscale("log")
         ax.set_xticks(np.arange(len(sizes)) + 0.4 - width / 2, [f"{s:,} chunks" for s in sizes])
-        ax.set_title(title)
+        ax.set_title(title, fontsize=10)
     axes[0].legend(fontsize=7)
-    measured = [r for r in rows if r.recall]
-    size = max(r.size for r in measured) if measured else None
-    labels = [r.retriever for r in measured if r.size == size]
-    for j, kind in enumerate(("exact", "paraphrase")):
-        for m, k in enumerate((1, 10)):
-            vals = [r.recall[kind][k] for r in measured if r.size == size]
-            axes[2].bar(np.arange(len(labels)) + (2 * j + m) * 0.2, vals, 0.2, label=f"{kind} R@{k}")
-    axes[2].set_xticks(np.arange(len(labels)) + 0.3, labels, rotation=25, ha="right", fontsize=7)
-    axes[2].set_ylim(0, 1.05)
-    axes[2].set_title(f"recall on needle queries, {size:,} chunks")
-    axes[2].legend(fontsize=7)
+    for ax, size in zip(axes[2:], sizes):
+        measured = [r for r in rows if r.size == size and r.recall]
+        labels = [r.retriever for r in measured]
+        for j, kind in enumerate(("exact", "paraphrase")):
+            for m, k in enumerate((1, 10)):
+                ax.bar(np.arange(len(labels)) + (2 * j + m) * 0.2, [r.recall[kind][k] for r in measured], 0.2, label=f"{kind} R@{k}")
+        ax.set_xticks(np.arange(len(labels)) + 0.3, labels, rotation=30, ha="right", fontsize=7)
+        ax.set_ylim(0, 1.05)
+        ax.set_title(f"recall on needle queries, {size:,} chunks", fontsize=10)
+        ax.legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(RESULTS / "retrievers.png", dpi=110)
+    fig.savefig(RESULTS / "retrievers.png", dpi=100)
 
 
 def main() -> None:
@@ -434,7 +434,13 @@ def main() -> None:
     parser.add_argument("--dense-limit", type=int, default=10_000, help="largest size at which the dense rows really encode the corpus")
     parser.add_argument("--torch-threads", type=int, default=None, help="torch intra-op threads for encoding (default: torch's own; 1 is faster on an oversubscribed CPU)")
     parser.add_argument("--rank-bm25-queries", type=int, default=20, help="time only this many rank_bm25 queries (it is slow); 0 = all")
+    parser.add_argument("--report-only", action="store_true", help="rewrite the table and plot from results/retrievers.json")
     args = parser.parse_args()
+    if args.report_only:
+        saved = json.loads((RESULTS / "retrievers.json").read_text())
+        rows = [Row(**{**r, "recall": {kind: {int(k): v for k, v in by_k.items()} for kind, by_k in r["recall"].items()}}) for r in saved["rows"]]
+        write_report(rows, saved["machine"], saved["warnings"])
+        return
 
     if args.torch_threads:
         import torch

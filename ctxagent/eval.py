@@ -100,14 +100,18 @@ def evaluate(
     run_eval(task_list, names, engine=engine, budget=budget, out=results_file, progress=progress)
     wanted = {t.id for t in task_list}
     results = [r for r in load_results(results_file) if r.task_id in wanted and r.recipe in names and r.engine == label]
-    report = write_report(results, out, command=command, plots=plots)
+    report = write_report(results, out, command=command, plots=plots, planned_runs=len(task_list) * len(names))
     return EvalRun(task_list, results, tasks_file, results_file, report)
 
 
 def report_only(out: str | Path, *, command: str = "", plots: bool = True) -> Path:
     """Rebuild report.md and the plots from an existing results.jsonl."""
     out = Path(out)
-    return write_report(load_results(out / "results.jsonl"), out, command=command, plots=plots)
+    results = load_results(out / "results.jsonl")
+    planned = None
+    if (out / "tasks.jsonl").is_file():
+        planned = len(load_tasks(out / "tasks.jsonl")) * len({r.recipe for r in results})
+    return write_report(results, out, command=command, plots=plots, planned_runs=planned)
 
 
 __all__ = ["DEFAULT_DEPTHS", "DEFAULT_LENGTHS", "EvalRun", "evaluate", "report_only"]

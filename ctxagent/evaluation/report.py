@@ -94,6 +94,7 @@ def machine() -> dict[str, Any]:
         "python": platform.python_version(),
         "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "gpu": "",
+        "load_average": round(os.getloadavg()[0], 1) if hasattr(os, "getloadavg") else None,
     }
     torch = sys.modules.get("torch")  # only if the engine already loaded it
     if torch is not None and torch.cuda.is_available():
@@ -198,8 +199,12 @@ def _title(results: Sequence[Result], what: str) -> str:
 # -- the report --------------------------------------------------------------------------------
 
 
-def write_report(results: Sequence[Result], out_dir: str | Path, *, command: str = "", plots: bool = True) -> Path:
-    """Write report.md, summary.json and (with matplotlib) heatmap.png and frontier.png into out_dir."""
+def write_report(results: Sequence[Result], out_dir: str | Path, *, command: str = "", plots: bool = True, planned_runs: int | None = None) -> Path:
+    """Write report.md, summary.json and (with matplotlib) heatmap.png and frontier.png into out_dir.
+
+    planned_runs: tasks x recipes that were asked for; when more than the results, the
+    report says the run is incomplete (rerunning the same command resumes it).
+    """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     info = machine()
@@ -208,9 +213,12 @@ def write_report(results: Sequence[Result], out_dir: str | Path, *, command: str
         r = results[0]
         lines.append(f"Engine `{r.engine}` ({r.model}), context window {r.context_window} tokens; {len(results)} runs over {len({x.task_id for x in results})} tasks.")
     gpu = f", GPU {info['gpu']}" if info["gpu"] else ", no GPU"
-    lines.append(f"Machine: {info['processor']}, {info['cpus']} CPUs{gpu}, {info['platform']}; {info['date']}. Seconds are wall-clock on that machine (noisy when it is shared).")
+    load = f", load average {info['load_average']} when the report was written" if info["load_average"] is not None else ""
+    lines.append(f"Machine: {info['processor']}, {info['cpus']} CPUs{gpu}, {info['platform']}; {info['date']}{load}. Seconds are wall-clock on that machine (noisy when it is shared).")
     if command:
         lines += ["", "Produced by:", "", "    " + command]
+    if planned_runs and planned_runs > len(results):
+        lines += ["", f"**Incomplete**: {len(results)} of {planned_runs} planned runs (task x recipe) are in; rerun the same command to resume."]
     rows = summary(results)
     lines += ["", "## Per recipe (means per question)", ""]
     lines.append(_markdown_table(["recipe", "questions", "accuracy", "exact", "F1", "tokens", "engine calls", "seconds", "CPU seconds", "partial", "errors"], [list(row.values()) for row in rows]))
@@ -228,5 +236,5 @@ def write_report(results: Sequence[Result], out_dir: str | Path, *, command: str
         lines += ["", "## Errors", ""] + [f"- {r.recipe} on {r.task_id}: {r.error}" for r in errors[:20]]
     path = out / "report.md"
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    (out / "summary.json").write_text(json.dumps({"machine": info, "command": command, "recipes": rows}, indent=2) + "\n", encoding="utf-8")
+    (out / "summary.json").write_text(json.dumps({"machine": info, "command": command, "runs": len(results), "planned_runs": planned_runs, "recipes": rows}, indent=2) + "\n", encoding="utf-8")
     return path
