@@ -1,10 +1,10 @@
 """Recipes vs the `direct` baseline on the same generated needle tasks, across document lengths.
 
 Each task hides one key-value sentence ("The access code for the green cellar is 5203.")
-at a chosen depth in real long text (Jane Austen's Persuasion, public domain, from
-tests/data) and asks for the value. Every recipe answers every task with the same
-engine, in one process, side by side; a task counts as correct when the answer
-contains the value. Per recipe and length we report accuracy, engine calls, tokens and
+at a chosen depth in real long text (Jane Austen's Persuasion, public domain, the
+haystack bundled with ctxagent.evaluation) and asks for the value. Every recipe
+answers every task with the same engine, in one process, side by side; a task counts
+as correct when the answer contains the value. Per recipe and length we report accuracy, engine calls, tokens and
 seconds, and write a markdown table, JSON rows and a PNG plot under benchmarks/results/.
 
     python benchmarks/recipes.py                       # embedded SmolLM2, window 1024, 2x/5x/10x
@@ -31,7 +31,6 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-HAYSTACK = ROOT / "tests" / "data" / "persuasion.txt"
 RESULTS = ROOT / "benchmarks" / "results"
 COLOURS = ["green", "silver", "crimson", "amber", "violet", "copper", "ivory", "scarlet"]
 PLACES = ["cellar", "boathouse", "library", "stable", "chapel", "orchard gate", "tower", "greenhouse"]
@@ -67,7 +66,9 @@ class Row:
 def make_tasks(engine, multiples: list[float], depths: list[float], window: int, seed: int) -> list[Task]:
     """One task per (length, depth): the haystack's first paragraphs up to the length, one needle."""
     rng = random.Random(seed)
-    paragraphs = HAYSTACK.read_text(encoding="utf-8").split("\n\n")
+    from ctxagent.evaluation.haystack import haystack_text
+
+    paragraphs = haystack_text("persuasion").split("\n\n")
     sizes = [engine.count_tokens(p) + 1 for p in paragraphs]
     tasks = []
     for multiple in multiples:
@@ -188,11 +189,17 @@ def main() -> None:
     parser.add_argument("--recipes", nargs="+", default=RECIPES)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=RESULTS)
-    parser.add_argument("--render", type=Path, help="only redraw the table and plot from a recipes.json of an earlier run")
+    parser.add_argument("--render", type=Path, nargs="+", help="only redraw the table and plot from recipes.json files of earlier runs (merged)")
     args = parser.parse_args()
     if args.render:
-        saved = json.loads(args.render.read_text())
-        write_results(saved["summary"], saved["rows"], saved["machine"], args.out)
+        saved = [json.loads(path.read_text()) for path in args.render]
+        # A later file's row for the same task and recipe replaces an earlier one (a rerun after a fix).
+        rows = list({(row["task"], row["recipe"]): row for run in saved for row in run["rows"]}.values())
+        machine = dict(saved[0]["machine"])
+        if len(saved) > 1:  # several runs: report the range of loads seen
+            machine["load_start"] = [run["machine"]["load_start"] for run in saved]
+            machine["load_end"] = [run["machine"]["load_end"] for run in saved]
+        write_results(summarise([Row(**r) for r in rows]), rows, machine, args.out)
         return
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
