@@ -88,6 +88,7 @@ class HFEngine:
     """
 
     name = "hf"
+    SCORE_SLICE = 1024  # positions projected onto the vocabulary at once in score()
 
     def __init__(
         self,
@@ -97,6 +98,7 @@ class HFEngine:
         dtype: str = "auto",
         context_window: int | None = None,
         batch_size: int = 8,
+        score_batch_tokens: int = 4096,
         attn_implementation: str | None = None,
         sparse_prefill: Any = None,
     ) -> None:
@@ -111,6 +113,7 @@ class HFEngine:
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         torch_dtype = self._resolve_dtype(dtype)
         self.batch_size = batch_size
+        self.score_batch_tokens = score_batch_tokens
         started = time.perf_counter()
         if model is None or str(model).endswith(".gguf"):
             gguf = default_gguf_path() if model is None else Path(model)
@@ -216,32 +219,72 @@ class HFEngine:
         return completions
 
     def score(self, texts: Sequence[str], contexts: Sequence[str] | None = None) -> list[TokenScores]:
+        """Log-probs of every token of each text given its context, in as few forwards as fit.
+
+        Rows are sorted by length and packed into batches of at most `score_batch_tokens`
+        padded tokens, so short texts share one forward and padding stays small. The
+        vocabulary projection runs a slice of positions at a time and only at the text's
+        positions (never the context's), so memory stays at one slice of logits instead of
+        batch x length x vocabulary floats.
+        """
         torch = self._torch
         contexts = list(contexts) if contexts is not None else [""] * len(texts)
         if len(contexts) != len(texts):
             raise InputError(f"score() got {len(texts)} texts but {len(contexts)} contexts")
         start_id = self.tokenizer.bos_token_id if self.tokenizer.bos_token_id is not None else self.tokenizer.eos_token_id
+        encoded_texts = self.tokenizer(list(texts), add_special_tokens=False, return_offsets_mapping=True) if texts else None
+        distinct = sorted({c for c in contexts if c})
+        context_ids = dict(zip(distinct, self.tokenizer(distinct, add_special_tokens=False)["input_ids"])) if distinct else {}
         rows: list[tuple[list[int], int, list[tuple[int, int]]]] = []
-        for text, context in zip(texts, contexts):
-            ctx_ids = [start_id] + (self.tokenizer(context, add_special_tokens=False)["input_ids"] if context else [])
-            enc = self.tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
-            ids = ctx_ids + enc["input_ids"]
+        for i, context in enumerate(contexts):
+            ctx_ids = [start_id] + (context_ids[context] if context else [])
+            ids = ctx_ids + encoded_texts["input_ids"][i]
             if len(ids) > self.context_window:
                 raise InputError(f"score(): {len(ids)} tokens exceed the {self.context_window}-token window; score shorter pieces")
-            rows.append((ids, len(ctx_ids), [tuple(o) for o in enc["offset_mapping"]]))
+            rows.append((ids, len(ctx_ids), [tuple(o) for o in encoded_texts["offset_mapping"][i]]))
         results: list[TokenScores | None] = [None] * len(rows)
         order = sorted(range(len(rows)), key=lambda i: len(rows[i][0]))
-        for begin in range(0, len(order), self.batch_size):
-            batch = order[begin : begin + self.batch_size]
+        pad = self.tokenizer.pad_token_id
+        begin = 0
+        while begin < len(order):
+            # Grow the batch while its padded size (rows x longest row) stays within the limit.
+            end = begin + 1
+            while end < len(order) and (end - begin + 1) * len(rows[order[end]][0]) <= self.score_batch_tokens:
+                end += 1
+            batch = order[begin:end]
+            begin = end
             width = max(len(rows[i][0]) for i in batch)
-            pad = self.tokenizer.pad_token_id
             ids = torch.tensor([rows[i][0] + [pad] * (width - len(rows[i][0])) for i in batch], device=self.device)
             mask = torch.tensor([[1] * len(rows[i][0]) + [0] * (width - len(rows[i][0])) for i in batch], device=self.device)
             with torch.inference_mode():
-                logits = self.model(input_ids=ids, attention_mask=mask).logits.float()
-            logprobs = torch.log_softmax(logits[:, :-1], dim=-1).gather(-1, ids[:, 1:, None]).squeeze(-1)
-            for row, i in enumerate(batch):
-                full_ids, n_ctx, offsets = rows[i]
-                values = logprobs[row, n_ctx - 1 : len(full_ids) - 1].tolist()
-                results[i] = TokenScores(text=texts[i], offsets=offsets, logprobs=values)
+                per_row = self._token_logprobs(ids, mask, [(rows[i][1], len(rows[i][0])) for i in batch])
+            for i, values in zip(batch, per_row):
+                results[i] = TokenScores(text=texts[i], offsets=rows[i][2], logprobs=values)
         return [r for r in results if r is not None]
+
+    def _token_logprobs(self, ids: Any, mask: Any, spans: list[tuple[int, int]]) -> list[list[float]]:
+        """For each row, log p(token t | tokens < t) for t in [n_ctx, length)."""
+        torch = self._torch
+        decoder = self.model.get_decoder() if hasattr(self.model, "get_decoder") else None
+        head = self.model.get_output_embeddings()
+        if decoder is None or head is None or getattr(self.model.config, "final_logit_softcapping", None):
+            logits = self.model(input_ids=ids, attention_mask=mask).logits.float()
+            logprobs = torch.log_softmax(logits[:, :-1], dim=-1).gather(-1, ids[:, 1:, None]).squeeze(-1)
+            return [logprobs[r, n_ctx - 1 : n - 1].tolist() for r, (n_ctx, n) in enumerate(spans)]
+        hidden = decoder(input_ids=ids, attention_mask=mask).last_hidden_state
+        # Gather only the positions whose next token is scored, then project them in slices.
+        rows = torch.cat([torch.full((n - n_ctx,), r, dtype=torch.long) for r, (n_ctx, n) in enumerate(spans)])
+        cols = torch.cat([torch.arange(n_ctx - 1, n - 1) for n_ctx, n in spans])
+        states = hidden[rows.to(hidden.device), cols.to(hidden.device)]
+        targets = ids[rows.to(ids.device), (cols + 1).to(ids.device)]
+        out = torch.empty(len(targets), dtype=torch.float32, device=hidden.device)
+        for s in range(0, len(targets), self.SCORE_SLICE):
+            logits = head(states[s : s + self.SCORE_SLICE]).float()
+            picked = logits.gather(-1, targets[s : s + self.SCORE_SLICE, None]).squeeze(-1)
+            out[s : s + self.SCORE_SLICE] = picked - torch.logsumexp(logits, dim=-1)
+        values = out.tolist()
+        result, at = [], 0
+        for n_ctx, n in spans:
+            result.append(values[at : at + n - n_ctx])
+            at += n - n_ctx
+        return result

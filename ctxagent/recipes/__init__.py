@@ -22,6 +22,7 @@ registry.register_lazy("recurrent", "ctxagent.recipes.recurrent:RecurrentRecipe"
 registry.register_lazy("memory_tree", "ctxagent.recipes.memory_tree:MemoryTreeRecipe")
 registry.register_lazy("retrieve_then_reason", "ctxagent.recipes.retrieve_then_reason:RetrieveThenReasonRecipe")
 registry.register_lazy("agentic", "ctxagent.recipes.agentic:AgenticRecipe")
+registry.register_lazy("compress_then_answer", "ctxagent.recipes.compress_then_answer:CompressThenAnswerRecipe")
 
 DEFAULT_RECIPE = "auto"
 

