@@ -70,6 +70,8 @@ def cmd_ask(args: argparse.Namespace) -> int:
 
 
 def cmd_batch(args: argparse.Namespace) -> int:
+    import os
+
     from ctxagent import batch
 
     settings = batch.BatchSettings(
@@ -77,10 +79,18 @@ def cmd_batch(args: argparse.Namespace) -> int:
         budget=budget_from(args), concurrency=args.concurrency,
     )
     ray_options = {"address": args.ray_address, "workers": args.ray_workers, "cpus_per_worker": args.ray_cpus, "gpus_per_worker": args.ray_gpus}
-    summary = batch.run(
-        args.corpus, args.questions, args.out, settings=settings, executor=args.executor,
-        retry_errors=args.retry_errors, progress=not args.no_progress, ray_options=ray_options,
-    )
+    try:
+        summary = batch.run(
+            args.corpus, args.questions, args.out, settings=settings, executor=args.executor,
+            retry_errors=args.retry_errors, progress=not args.no_progress, ray_options=ray_options,
+        )
+    except KeyboardInterrupt:
+        # Every finished answer is already fsync'd in OUT. Worker threads may be inside the model,
+        # where they cannot be stopped, and a normal interpreter exit would wait on or abort them.
+        print(f"ctxagent: interrupted; the answers so far are in {args.out}: run the same command again to resume", file=sys.stderr)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(130)
     print(
         f"ctxagent batch: {summary.answered} answered, {summary.failed} failed, {summary.skipped} already in {summary.out}, "
         f"{summary.total} in all ({summary.seconds:.1f} s)",
@@ -101,6 +111,79 @@ def cmd_list(args: argparse.Namespace) -> int:
             pass
     print(json.dumps(listing) if args.json else "\n".join(f"{k}: {', '.join(v)}" for k, v in listing.items()))
     return 0
+
+
+def _csv(kind: type) -> Callable[[str], list]:
+    def parse(text: str) -> list:
+        try:
+            return [kind(x) for x in text.split(",") if x.strip()]
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected comma-separated {kind.__name__} values, got {text!r}") from None
+
+    return parse
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from ctxagent.eval import evaluate, report_only
+
+    command = "ctxagent " + " ".join(sys.argv[1:]) if args.command_line is None else args.command_line
+    if args.report_only:
+        path = report_only(args.out, command=command, plots=not args.no_plots)
+    else:
+        run = evaluate(
+            recipes=args.recipes,
+            engine=args.engine,
+            engine_options=engine_options(args),
+            context_window=args.context_window,
+            kinds=args.kinds,
+            lengths=args.lengths,
+            depths=args.depths,
+            samples=args.samples,
+            seed=args.seed,
+            tasks=args.tasks,
+            documents=args.docs,
+            qa=args.qa,
+            out=args.out,
+            budget=budget_from(args),
+            generate_only=args.generate_only,
+            plots=not args.no_plots,
+            command=command,
+        )
+        if run.report is None:
+            print(f"wrote {len(run.tasks)} tasks to {run.tasks_file}")
+            return 0
+        path = run.report
+    if args.json:
+        print((path.parent / "summary.json").read_text())
+    else:
+        print(path.read_text())
+        print(f"report: {path}", file=sys.stderr)
+    return 0
+
+
+def _add_eval_parser(sub) -> None:
+    from ctxagent.evaluation.tasks import TASK_KINDS
+
+    ev = sub.add_parser("eval", help="evaluate recipes on long-context tasks (RULER-style) or your own QA pairs; writes a report with plots")
+    ev.add_argument("--recipes", default="all", help="comma-separated recipe names, or all (default)")
+    ev.add_argument("--context-window", type=int, help="cap the engine's window, e.g. 1024, so short tasks are already 'long'")
+    ev.add_argument("--kinds", type=_csv(str), default=list(TASK_KINDS), help=f"task kinds (default all): {','.join(TASK_KINDS)}")
+    ev.add_argument("--lengths", type=_csv(int), default=[1024, 2048, 4096], help="document lengths in the engine's tokens (default 1024,2048,4096)")
+    ev.add_argument("--depths", type=_csv(float), default=[0.1, 0.5, 0.9], help="needle depths in [0,1] (default 0.1,0.5,0.9)")
+    ev.add_argument("--samples", type=int, default=1, help="tasks per kind x length x depth (default 1)")
+    ev.add_argument("--seed", type=int, default=0)
+    ev.add_argument("--tasks", help="reuse a saved task file (JSONL or .jsonl.gz) instead of generating")
+    ev.add_argument("--docs", nargs="+", help="your own documents (with --qa)")
+    ev.add_argument("--qa", help="JSONL of {question, answer(s), document} for --docs")
+    ev.add_argument("--out", default="eval-results", help="output folder (default eval-results); a rerun resumes")
+    ev.add_argument("--generate-only", action="store_true", help="write the tasks and stop")
+    ev.add_argument("--report-only", action="store_true", help="rebuild the report from OUT/results.jsonl")
+    ev.add_argument("--no-plots", action="store_true", help="markdown tables only")
+    ev.add_argument("--json", action="store_true", help="print the per-recipe summary as JSON")
+    ev.add_argument("--command-line", help=argparse.SUPPRESS)
+    _add_engine_options(ev)
+    _add_budget_options(ev)
+    ev.set_defaults(func=cmd_eval, max_new_tokens=64)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -138,6 +221,8 @@ def build_parser() -> argparse.ArgumentParser:
     listing = sub.add_parser("list", help="list the registered engines, recipes, retrievers and compressors")
     listing.add_argument("--json", action="store_true")
     listing.set_defaults(func=cmd_list)
+
+    _add_eval_parser(sub)
     return parser
 
 

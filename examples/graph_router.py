@@ -79,7 +79,8 @@ def build_agent(engine=None):
     g.add_edge(START, "route")
     g.add_conditional_edges("route", lambda s: s.route, {"documents": "load", "calculator": "calculator", "chat": "chat"})
     g.add_edge("load", "plan")
-    g.add_conditional_edges("plan", nodes.route_by_plan(keys=KEYS), {"fit": "fit", "read": "read"})
+    # Short documents: fit + answer; long ones: the recipe auto chose, run whole in `read`.
+    g.add_conditional_edges("plan", nodes.route_by_plan(keys=KEYS, retrieve=None), {"fit": "fit", "read": "read"})
     g.add_edge("fit", "answer")
     g.add_edge("answer", "verify")
     g.add_edge("read", "verify")

@@ -54,11 +54,14 @@ def test_concurrent_calls_become_one_engine_call():
     outputs: dict[int, str] = {}
 
     def work(i: int) -> None:
-        with batcher.worker():
-            time.sleep(0.01 * i)  # arrive at different times; the batch waits for all
+        try:
+            time.sleep(0.02 * i)  # arrive at different times; the batch waits for all
             outputs[i] = batcher.generate([f"prompt {i}"])[0].text
+        finally:
+            batcher.leave()
 
     threads = [threading.Thread(target=work, args=(i,)) for i in range(5)]
+    batcher.join(len(threads))
     for t in threads:
         t.start()
     for t in threads:

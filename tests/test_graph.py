@@ -109,3 +109,58 @@ def test_router_example_sends_document_questions_to_ctxagent():
     chat_turn = agent.invoke({"message": "What is 6 times 7?"})
     assert chat_turn["route"] == "calculator" and chat_turn["reply"] == "42"
     assert len(engine.calls) == 1, "only the document question reached the engine"
+
+
+# -- long documents: the graph takes the recipe auto chooses, step by step where it can ---------------
+
+NEEDLE = "The secret code to open the blue vault is 4817."
+VAULT_QUESTION = "What is the secret code to open the blue vault?"
+FILLER = "The harbour was quiet that morning and the boats rocked gently at their moorings. "
+
+
+def _vault_reply(prompt: str) -> str:
+    """Copies the needle when it sees it, answers from facts (as in test_recipes_flow)."""
+    if prompt.startswith("Facts:") or "\nFacts:" in prompt:
+        return "The code is 4817." if "4817" in prompt else "NONE"
+    return NEEDLE if NEEDLE in prompt else "NONE"
+
+
+@pytest.mark.parametrize(
+    ("budget", "recipe", "path"),
+    [
+        ({"max_new_tokens": 32}, "auto:map_reduce", ["load", "plan", "read", "verify"]),
+        ({"max_new_tokens": 32, "max_tokens": 5000}, "auto:retrieve_then_reason", ["load", "plan", "retrieve", "extract", "reason", "verify"]),
+    ],
+)
+def test_long_document_graph_matches_the_sdk(budget, recipe, path, tmp_path, monkeypatch):
+    from ctxagent.types import Budget
+
+    monkeypatch.setenv("CTXAGENT_CACHE", str(tmp_path / "cache"))
+    parts = [FILLER] * 600
+    parts.insert(360, NEEDLE + " ")
+    doc = Document(id="doc", text="".join(parts))
+    sdk = ContextAgent(engine=ScriptedEngine(_vault_reply, context_window=512), budget=Budget(**budget)).ask(doc, VAULT_QUESTION)
+    graph = doc_qa_graph(ScriptedEngine(_vault_reply, context_window=512))
+    updates = list(graph.stream({"documents": [doc], "question": VAULT_QUESTION, "budget": budget}, stream_mode="updates"))
+    assert [next(iter(u)) for u in updates] == path
+    answer = updates[-1]["verify"]["answer"]
+    assert answer.recipe == sdk.recipe == recipe
+    assert answer.text == sdk.text and "4817" in answer.text
+    assert answer.citations == sdk.citations and answer.citations[0].quote == NEEDLE
+    assert answer.usage.engine_calls == sdk.usage.engine_calls
+
+
+def test_compress_node_keeps_the_needle_and_answers_cite_the_original(tmp_path, monkeypatch):
+    """A custom pipeline: load -> compress (real embedding compressor) -> answer -> verify."""
+    monkeypatch.setenv("CTXAGENT_CACHE", str(tmp_path / "cache"))
+    parts = [FILLER] * 300
+    parts.insert(150, NEEDLE + " ")
+    doc = Document(id="doc", text="".join(parts))
+    engine = ScriptedEngine(lambda p: "The code is 4817." if "4817" in p else "NONE", context_window=512)
+    state: dict = {"documents": [doc], "question": VAULT_QUESTION, "budget": {"max_new_tokens": 32}}
+    for node in (nodes.load_node(), nodes.compress_node(engine, compressor="embedding"), nodes.answer_node(engine), nodes.verify_node()):
+        state.update(node(state))
+    assert NEEDLE in state["context"] and len(state["context"]) < len(doc.text) / 5
+    answer = state["answer"]
+    assert answer.text == "The code is 4817." and answer.citations[0].quote == NEEDLE
+    assert doc.text[answer.citations[0].start : answer.citations[0].end] == NEEDLE and not state["unverified"]

@@ -31,7 +31,7 @@ def _reply(prompt: str) -> str:
     """A model that copies the needle when it sees it and answers from facts."""
     if prompt.startswith("Facts:") or "\nFacts:" in prompt:
         return "The code is 4817." if "4817" in prompt else "NONE"
-    if "Reply with the section number" in prompt or "Reply with the action number" in prompt:
+    if "Reply with the section number" in prompt or "Reply with the number of the step" in prompt:
         return "1"
     if "Summarize" in prompt:
         return "A quiet harbour." + (" A vault code 4817." if "4817" in prompt else "")
@@ -79,10 +79,21 @@ def test_memory_tree_is_built_once_and_reused():
 
 
 def test_memory_tree_backtracks_when_the_chosen_branch_is_empty():
-    # The scripted model always picks section 1, but the needle is near the end.
-    answer, _ = _run("memory_tree", _document(depth=0.95))
+    # A decoy early on matches the question as well as the needle near the end; the scripted
+    # model picks section 1 (the decoy's branch), reads nothing there, and must come back.
+    decoy = "The secret code to open the blue vault was changed last winter. "
+    doc = _document(depth=0.95)
+    doc = Document(id="doc", text=FILLER * 10 + decoy + doc.text)
+    answer, _ = _run("memory_tree", doc)
     assert "4817" in answer.text
     assert any(s.name == "navigate:backtrack" for s in answer.trace.steps)
+
+
+def test_memory_tree_key_sentences_lead_navigation_to_the_needle():
+    answer, _ = _run("memory_tree", _document(depth=0.95))
+    assert "4817" in answer.text
+    reads = [s for s in answer.trace.steps if s.name == "navigate:read"]
+    assert len(reads) == 1, "the key sentences should point straight at the needle's leaf"
 
 
 def test_not_found_is_said_plainly():
@@ -119,10 +130,10 @@ def test_auto_picks_by_length_and_budget():
     short = Document(id="s", text="The vault code is 7319.")
     assert auto.choose(RunContext(engine=engine), [short], QUESTION)[0] == "direct"
     long = _document()
-    name, _, why = auto.choose(RunContext(engine=engine), [long], QUESTION)
+    name, why = auto.choose(RunContext(engine=engine), [long], QUESTION)
     assert name == "map_reduce" and "window" in why
     pytest.importorskip("ctxagent.retrievers.bm25", reason="retrievers not installed")
-    name, _, why = auto.choose(RunContext(engine=engine, budget=Budget(max_tokens=3000)), [long], QUESTION)
+    name, why = auto.choose(RunContext(engine=engine, budget=Budget(max_tokens=3000)), [long], QUESTION)
     assert name == "retrieve_then_reason" and "max_tokens" in why
 
 
@@ -159,3 +170,21 @@ def test_bad_options_are_rejected_clearly():
         get_recipe("memory_tree", mode="sideways")
     with pytest.raises(InputError, match="k >= 1"):
         get_recipe("retrieve_then_reason", k=0)
+
+
+def test_agentic_refuses_to_answer_before_any_fact_is_verified():
+    pytest.importorskip("ctxagent.retrievers.bm25", reason="retrievers not installed")
+
+    def eager(prompt: str) -> str:  # always picks the "answer" step, wherever it is in the menu
+        if "Reply with the number of the step" in prompt:
+            menu = [line for line in prompt.splitlines() if line[:1].isdigit() and ". " in line]
+            return next(line.split(".")[0] for line in menu if "answer:" in line)
+        return _reply(prompt)
+
+    doc = _document()
+    ctx = RunContext(engine=ScriptedEngine(eager, context_window=512), budget=Budget(max_new_tokens=32))
+    answer = run_recipe(get_recipe("agentic", retriever="bm25"), ctx, [doc], QUESTION)
+    assert "4817" in answer.text and not verify_citations(answer.citations, [doc])
+    whys = [s.detail["why"] for s in answer.trace.steps if s.name == "agent:action"]
+    assert any("refused to answer" in w for w in whys)
+    assert whys[-1] == "model's choice"  # once a fact is verified, answering is allowed

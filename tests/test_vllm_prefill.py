@@ -62,7 +62,8 @@ def test_spans_are_attended_in_place_and_match_dense_when_the_pattern_covers_eve
     output = torch.full((total, heads * dim), 7.0)  # vLLM hands a flat [tokens, heads*dim] buffer
     spans = [(0, 37), (38, 88)]
     before = vllm_prefill.stats()["sparse_prefills"]
-    vllm_prefill.attend_spans(query, key, value, output, spans, {"kind": "a_shape", "sink": 4, "local": 64}, scale=dim**-0.5)
+    covering = {"min_length": 16, "block": 16, "kind": "a_shape", "sink": 16, "local": 128}
+    vllm_prefill.attend_spans(query, key, value, output, spans, covering, scale=dim**-0.5)
     assert vllm_prefill.stats()["sparse_prefills"] == before + 2
     for start, end in spans:
         q, k, v = (x[start:end].transpose(0, 1).unsqueeze(0) for x in (query, key, value))
@@ -71,17 +72,19 @@ def test_spans_are_attended_in_place_and_match_dense_when_the_pattern_covers_eve
     assert torch.all(output[37] == 7.0), "rows outside the spans (the decode) are left to vLLM's kernel"
 
 
-def test_a_shape_reference_keeps_sinks_and_the_local_window_only():
+def test_a_narrow_pattern_is_really_sparse_and_per_layer_configs_apply():
     torch.manual_seed(1)
-    n, dim = 40, 8
-    q, k, v = torch.randn(1, 2, n, dim), torch.randn(1, 1, n, dim), torch.randn(1, 1, n, dim)
-    out = vllm_prefill.reference_sparse_prefill(q, k, v, {"kind": "a_shape", "sink": 2, "local": 5})
-    # Row 30 may see keys 0, 1 (sinks) and 26..30 (local): recompute it by hand.
-    keep = [0, 1, 26, 27, 28, 29, 30]
-    weights = torch.softmax(q[0, :, 30] @ k[0, 0, keep].T * dim**-0.5, dim=-1)
-    torch.testing.assert_close(out[0, :, 30], weights @ v[0, 0, keep], atol=1e-5, rtol=1e-5)
-    assert not torch.allclose(out, causal(q, k, v)), "a narrow window must differ from dense attention"
-    torch.testing.assert_close(vllm_prefill.reference_sparse_prefill(q, k, v, {"default": {"kind": "dense"}}), causal(q, k, v))
+    n, dim = 256, 16
+    query, key, value = torch.randn(n, 2, dim), torch.randn(n, 1, dim), torch.randn(n, 1, dim)
+    q, k, v = (x.transpose(0, 1).unsqueeze(0) for x in (query, key, value))
+    dense = causal(q, k, v)[0].transpose(0, 1).reshape(n, 2 * dim)
+    narrow = {"min_length": 64, "block": 16, "default": {"kind": "a_shape", "sink": 16, "local": 32}, "layers": {"3": [{"kind": "dense"}] * 2}}
+    out = torch.zeros(n, 2 * dim)
+    vllm_prefill.attend_spans(query, key, value, out, [(0, n)], narrow, scale=dim**-0.5, layer=0)
+    assert torch.isfinite(out).all() and not torch.allclose(out, dense, atol=1e-3)
+    torch.testing.assert_close(out[:48], dense[:48], atol=1e-5, rtol=1e-5)  # rows whose keys all lie in sink + window
+    vllm_prefill.attend_spans(query, key, value, out, [(0, n)], narrow, scale=dim**-0.5, layer=3)  # layer 3 is dense
+    torch.testing.assert_close(out, dense, atol=1e-5, rtol=1e-5)
 
 
 def test_layer_index_from_vllm_layer_names():

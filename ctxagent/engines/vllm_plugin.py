@@ -111,13 +111,26 @@ def configure(spec: Any, *, on_cpu: bool, context_window: int | None = None) -> 
         options = attention_options(spec, on_cpu=on_cpu, context_window=context_window)
         _set_here = True
         register()
+        _forget_selected_backends()
         return options
     if _set_here:
         os.environ.pop(ENV_VAR, None)
         _set_here = False
-        from vllm.v1.attention.backends.registry import _ATTN_OVERRIDES, AttentionBackendEnum
+        from vllm.v1.attention.backends.registry import AttentionBackendEnum
 
         for backend in (AttentionBackendEnum.CPU_ATTN, AttentionBackendEnum.CUSTOM):
-            if _ATTN_OVERRIDES.get(backend) in (CPU_BACKEND, CUDA_BACKEND):
-                _ATTN_OVERRIDES.pop(backend)
+            if backend.is_overridden() and backend.get_path() in (CPU_BACKEND, CUDA_BACKEND):
+                backend.clear_override()
+        _forget_selected_backends()
     return {}
+
+
+def _forget_selected_backends() -> None:
+    """vLLM memoises the backend class it picked per layer kind; when an earlier engine of this
+    process (in-process engine core) picked one, the next engine would reuse it whatever the
+    registry now says. Each engine core process of a normal vLLM run starts with an empty memo."""
+    from vllm.v1.attention import selector
+
+    memo = getattr(selector, "_cached_get_attn_backend", None)
+    if memo is not None and hasattr(memo, "cache_clear"):
+        memo.cache_clear()

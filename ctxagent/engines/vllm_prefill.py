@@ -11,16 +11,18 @@ this step's `key`/`value`, and causal self-attention over them is exactly its pr
 
 from __future__ import annotations
 
-import inspect
-from typing import Any, Callable
+import functools
+import json
+import time
+from typing import Any
 
 import torch
 
-_calls = {"sparse_prefills": 0, "sparse_tokens": 0}
+_calls: dict[str, float] = {"sparse_prefills": 0, "sparse_tokens": 0, "sparse_seconds": 0.0}
 
 
-def stats() -> dict[str, int]:
-    """How many prefills (and tokens) went through the sparse path in this process."""
+def stats() -> dict[str, float]:
+    """How many prefills (and tokens, and seconds) went through the sparse path in this process."""
     return dict(_calls)
 
 
@@ -36,43 +38,20 @@ def fresh_prefill_spans(query_start_loc: torch.Tensor, seq_lens: torch.Tensor, n
     return spans
 
 
-def reference_sparse_prefill(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, config: dict[str, Any], scale: float | None = None) -> torch.Tensor:
-    """Causal attention of q [B, H, N, D] over k, v [B, Hkv, N, D] under an A-shape mask
-    (the first `sink` keys plus the last `local` keys of each query); dense when the config's
-    kind is "dense". Plain torch: the CPU stand-in for the Triton kernels."""
-    b, h, n, d = q.shape
-    groups = h // k.shape[1]
-    k = k.repeat_interleave(groups, dim=1)
-    v = v.repeat_interleave(groups, dim=1)
-    pattern = config.get("default", config)
-    rows = torch.arange(n, device=q.device)[:, None]
-    cols = torch.arange(n, device=q.device)[None, :]
-    mask = cols <= rows
-    if pattern.get("kind", "a_shape") != "dense":
-        sink, local = int(pattern.get("sink", 64)), int(pattern.get("local", 1024))
-        mask &= (cols < sink) | (rows - cols < local)
-    return torch.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=scale if scale is not None else d**-0.5)
+@functools.lru_cache(maxsize=8)
+def _resolved(config_json: str) -> Any:
+    from ctxagent.kernels.config import resolve_config
 
-
-def _kernel() -> Callable[..., torch.Tensor]:
-    """ctxagent.kernels' dispatch (Triton on GPU, torch references on CPU), or the local reference."""
-    try:
-        from ctxagent.kernels.attention import sparse_prefill_attention  # type: ignore[import-not-found]
-
-        return sparse_prefill_attention
-    except ImportError:
-        return reference_sparse_prefill
+    return resolve_config(json.loads(config_json))
 
 
 def sparse_prefill(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, config: dict[str, Any], *, scale: float, layer: int | None = None) -> torch.Tensor:
-    fn = _kernel()
-    accepted = inspect.signature(fn).parameters
-    extra: dict[str, Any] = {}
-    if "scale" in accepted:
-        extra["scale"] = scale
-    if "layer" in accepted and layer is not None:
-        extra["layer"] = layer
-    return fn(q, k, v, config, **extra)
+    """ctxagent.kernels' layer-level sparse prefill (Triton on CUDA, its torch reference on CPU)
+    for q [1, H, n, D], k, v [1, Hkv, n, D], with the per-head patterns of `config` for `layer`."""
+    from ctxagent.kernels.attention import sparse_prefill_attention
+
+    resolved = _resolved(json.dumps(config, sort_keys=True))
+    return sparse_prefill_attention(q, k, v, resolved, layer=layer or 0, scale=scale)
 
 
 def attend_spans(
@@ -87,6 +66,7 @@ def attend_spans(
     layer: int | None = None,
 ) -> None:
     """Write sparse-prefill attention for each span of the flat batch into `output` rows."""
+    started = time.perf_counter()
     for start, end in spans:
         q = query[start:end].transpose(0, 1).unsqueeze(0)  # [1, H, n, D]
         k = key[start:end].transpose(0, 1).unsqueeze(0)
@@ -96,6 +76,7 @@ def attend_spans(
         rows.copy_(out[0].transpose(0, 1).reshape(rows.shape).to(rows.dtype))
         _calls["sparse_prefills"] += 1
         _calls["sparse_tokens"] += end - start
+    _calls["sparse_seconds"] += time.perf_counter() - started
 
 
 def layer_index(layer: Any) -> int | None:

@@ -10,7 +10,11 @@ an ordinary function, callable and testable on its own.
     g.add_node("plan", nodes.plan_node(engine))
     g.add_node("fit", nodes.fit_node(engine))        # read whole documents (the direct recipe's step)
     g.add_node("answer", nodes.answer_node(engine))
-    g.add_node("read", nodes.read_node(engine))      # or: a long-document recipe, run as one step
+    g.add_node("retrieve", nodes.retrieve_node(engine))  # retrieve_then_reason, step by step:
+    g.add_node("extract", nodes.extract_node(engine))    #   verified quotes from the retrieved chunks
+    g.add_node("reason", nodes.reason_node(engine))      #   the answer from those quotes
+    g.add_node("read", nodes.read_node(engine))      # or: any long-document recipe, run as one step
+    g.add_node("compress", nodes.compress_node(engine))  # shrink documents or chunks to the window, then "answer"
     g.add_node("verify", nodes.verify_node())
 
 Budgets hold across nodes: each node starts a RunContext from the state's usage
@@ -23,6 +27,7 @@ import logging
 from typing import Any, Callable, Mapping
 
 from ctxagent.engines import Engine, get_engine
+from ctxagent.errors import BudgetExhausted
 from ctxagent.graph.state import Keys, read, update
 from ctxagent.recipes.context import RunContext
 from ctxagent.types import Answer, Trace, TraceStep
@@ -51,7 +56,12 @@ def engine_provider(engine: EngineLike, **options: Any) -> Callable[[], Engine]:
 
 def _context(engine: Engine, state: Any, keys: Keys) -> RunContext:
     trace: Trace = read(state, keys, "trace")
-    return RunContext(engine=engine, budget=read(state, keys, "budget"), trace=Trace(steps=list(trace.steps)), usage=read(state, keys, "usage"))
+    usage = read(state, keys, "usage")
+    ctx = RunContext(engine=engine, budget=read(state, keys, "budget"), trace=Trace(steps=list(trace.steps)), usage=usage)
+    # max_seconds counts the engine time of earlier nodes too (wall time between nodes, e.g. while
+    # a checkpointed run was paused, does not count).
+    ctx.started -= usage.seconds
+    return ctx
 
 
 def _emit(node: str, steps: list[TraceStep]) -> None:
@@ -107,21 +117,39 @@ def plan_node(engine: EngineLike = None, *, recipe: str = "auto", keys: KeysLike
         ctx = _context(get(), state, k)
         before = len(ctx.trace.steps)
         if recipe == "auto":
-            choice, why = AutoRecipe().choose(ctx, read(state, k, "documents"), _question(state, k))
+            chosen = AutoRecipe().choose(ctx, read(state, k, "documents"), _question(state, k))
+            # (recipe, why), or (recipe, options, why) from a planner that also sets the recipe's options
+            choice, options, why = chosen if len(chosen) == 3 else (chosen[0], {}, chosen[1])
             ctx.trace.add("plan", recipe=choice, why=why)
         else:
-            choice, why = recipe, "fixed by the graph"
-        return _finish("plan", ctx, k, before, plan=choice, plan_reason=why)
+            choice, options, why = recipe, {}, "fixed by the graph"
+        return _finish("plan", ctx, k, before, plan=choice, plan_options=options, plan_reason=why)
 
     return plan
 
 
-def route_by_plan(*, keys: KeysLike = None, short: str = "fit", long: str = "read") -> Callable[[Any], str]:
-    """For `add_conditional_edges`: a plan to read whole documents -> `short`, any other recipe -> `long`."""
+def route_by_plan(*, keys: KeysLike = None, short: str = "fit", retrieve: str | None = "retrieve", long: str = "read") -> Callable[[Any], str]:
+    """For `add_conditional_edges` after the plan node: `direct` -> `short`,
+    `retrieve_then_reason` -> `retrieve` (None: to `long` too), any other recipe -> `long`."""
     k = Keys.of(keys)
 
     def route(state: Any) -> str:
-        return short if read(state, k, "plan") in ("", "direct") else long
+        plan = read(state, k, "plan")
+        if plan in ("", "direct"):
+            return short
+        if plan == "retrieve_then_reason" and retrieve:
+            return retrieve
+        return long
+
+    return route
+
+
+def route_after_extract(*, keys: KeysLike = None, reason: str = "reason", done: str = "verify") -> Callable[[Any], str]:
+    """After the extract node: on to `reason`, or straight to `done` when the budget already ended the run."""
+    k = Keys.of(keys)
+
+    def route(state: Any) -> str:
+        return done if read(state, k, "answer") is not None else reason
 
     return route
 
@@ -142,36 +170,143 @@ def fit_node(engine: EngineLike = None, *, keys: KeysLike = None) -> Node:
     return fit
 
 
-def retrieve_node(
-    engine: EngineLike = None, *, retriever: str = "bm25", k: int = 5, chunk_tokens: int = 256, keys: KeysLike = None, **retriever_options: Any
-) -> Node:
-    """Chunk the documents, index them with a registered retriever, keep the `k` best chunks for the question.
+def _rtr(state: Any, keys: Keys, options: dict[str, Any]) -> Any:
+    """The retrieve_then_reason recipe with the plan's options, overridden by the node's."""
+    from ctxagent.recipes.retrieve_then_reason import RetrieveThenReasonRecipe
 
-    Writes `chunks` (best first) and a `context` of those chunks in document order,
-    with `regions` pointing at their spans, ready for the answer node.
+    merged = {**(read(state, keys, "plan_options") if read(state, keys, "plan") == "retrieve_then_reason" else {}), **options}
+    return RetrieveThenReasonRecipe(**merged)
+
+
+def retrieve_node(engine: EngineLike = None, *, keys: KeysLike = None, **options: Any) -> Node:
+    """Cut the documents into chunks, index them with a retriever, keep the best for the question
+    (the retrieve_then_reason recipe's first step; options: retriever="hybrid", k=4, chunk_tokens=256).
+
+    Writes `chunks` (best first), and a `context` of those chunks in document order with their
+    `regions`, so an answer node can follow directly, or an extract node for verified quotes.
     """
-    keys_, get = Keys.of(keys), engine_provider(engine)
+    k, get = Keys.of(keys), engine_provider(engine)
 
     def retrieve(state: Any) -> dict[str, Any]:
-        from ctxagent.chunking import chunk_document
-        from ctxagent.retrievers import get_retriever
+        from ctxagent.recipes.prompts import extract_prompt
+        from ctxagent.recipes.reading import EXTRACT_TOKENS, fit_chunks, window_room
+        from ctxagent.recipes.retrieval import ChunkIndex
 
-        question = _question(state, keys_)
-        ctx = _context(get(), state, keys_)
+        question = _question(state, k)
+        recipe = _rtr(state, k, options)
+        ctx = _context(get(), state, k)
         before = len(ctx.trace.steps)
-        documents = read(state, keys_, "documents")
-        chunks = [c for d in documents for c in chunk_document(d, ctx.count_tokens, chunk_tokens)]
-        index = get_retriever(retriever, **retriever_options)
-        index.index(chunks)
-        hits = [getattr(h, "chunk", h) for h in index.search(question, k)]
-        ctx.trace.add("retrieve", retriever=retriever, chunks=len(chunks), kept=[f"{c.doc_id}#{c.index}" for c in hits])
-        ordered = sorted(hits, key=lambda c: (c.doc_id, c.start))
+        room = window_room(ctx, extract_prompt("", question), EXTRACT_TOKENS)
+        chunks = fit_chunks(ctx, read(state, k, "documents"), room, recipe.chunk_tokens)
+        hits = ChunkIndex(recipe.retriever, chunks).search(question, recipe.k)
+        ctx.trace.add("retrieve", retriever=recipe.retriever, chunks=len(chunks), hits=[[chunks[i].doc_id, chunks[i].start, round(s, 4)] for i, s in hits])
+        kept = [chunks[i] for i, _ in hits]
+        ordered = sorted(kept, key=lambda c: (c.doc_id, c.start))
         many = len({c.doc_id for c in ordered}) > 1
-        context = "\n\n".join(f"[{c.doc_id}] {c.text}" if many else c.text for c in ordered)
+        context = "\n\n".join(f"[{c.doc_id}]\n{c.text}" if many else c.text for c in ordered)
         regions = [(c.doc_id, c.start, c.end) for c in ordered]
-        return _finish("retrieve", ctx, keys_, before, chunks=hits, context=context, regions=regions)
+        return _finish("retrieve", ctx, k, before, chunks=kept, context=context, regions=regions)
 
     return retrieve
+
+
+def extract_node(engine: EngineLike = None, *, keys: KeysLike = None, recipe: str | None = None) -> Node:
+    """Read the retrieved `chunks`: one batched call asks each for the sentence that answers, and only
+    replies found verbatim in the source become `facts` (the retrieve_then_reason recipe's second step).
+    If the budget runs out here, the run ends with a partial `answer` from what was verified."""
+    k, get = Keys.of(keys), engine_provider(engine)
+
+    def extract(state: Any) -> dict[str, Any]:
+        from ctxagent.graph.state import FactRecord
+        from ctxagent.recipes.reading import Facts, extract_facts, partial_answer
+
+        question = _question(state, k)
+        ctx = _context(get(), state, k)
+        before = len(ctx.trace.steps)
+        chunks = read(state, k, "chunks")
+        facts = Facts()
+        try:
+            for found in extract_facts(ctx, chunks, read(state, k, "documents"), question, step="extract"):
+                facts.add(found)
+        except BudgetExhausted as exc:
+            answer = partial_answer(ctx, recipe or _label(state, k), facts, exc, 0, len(chunks))
+            return _finish("extract", ctx, k, before, answer=answer)
+        records = [FactRecord(citation=f.citation, relevance=f.relevance, chunk=f.chunk) for f in facts.items]
+        return _finish("extract", ctx, k, before, facts=records)
+
+    return extract
+
+
+def reason_node(engine: EngineLike = None, *, keys: KeysLike = None, recipe: str | None = None) -> Node:
+    """Answer from the verified `facts` alone and cite them; if the model's answer is not supported by
+    them, the best quote is the answer (the long-document recipes' shared last step)."""
+    k, get = Keys.of(keys), engine_provider(engine)
+
+    def reason(state: Any) -> dict[str, Any]:
+        from ctxagent.recipes.reading import Fact, Facts, answer_from_facts
+
+        question = _question(state, k)
+        ctx = _context(get(), state, k)
+        before = len(ctx.trace.steps)
+        facts = Facts()
+        facts.add([Fact(citation=f.citation, relevance=f.relevance, chunk=f.chunk) for f in read(state, k, "facts")])
+        answer = answer_from_facts(ctx, recipe or _label(state, k), read(state, k, "documents"), question, facts, notes=read(state, k, "notes"))
+        return _finish("reason", ctx, k, before, answer=answer)
+
+    return reason
+
+
+def compress_node(
+    engine: EngineLike = None, *, compressor: str = "perplexity", ratio: float | None = None, chunk_tokens: int = 256, keys: KeysLike = None, **options: Any
+) -> Node:
+    """Shrink the documents (or the retrieved `chunks`, when there are any) to what matters for the
+    question and fits the window, with a registered compressor (perplexity, self_information,
+    embedding). Writes the compressed text as `context` and the source spans it kept as `regions`,
+    so the answer node cites the original documents. Model scoring counts against the Budget."""
+    k, get = Keys.of(keys), engine_provider(engine)
+
+    def compress(state: Any) -> dict[str, Any]:
+        from ctxagent.chunking import chunk_document
+        from ctxagent.compressors import get_compressor
+        from ctxagent.recipes.direct import TEMPLATE_SLACK
+        from ctxagent.recipes.prompts import answer_prompt
+
+        question = _question(state, k)
+        ctx = _context(get(), state, k)
+        before = len(ctx.trace.steps)
+        window = ctx.engine.context_window
+        room = window - ctx.budget.max_new_tokens - ctx.prompt_tokens(answer_prompt("", question)) - TEMPLATE_SLACK
+        chunks = read(state, k, "chunks")
+        if not chunks:
+            size = max(32, min(chunk_tokens, window // 4))
+            chunks = [c for d in read(state, k, "documents") for c in chunk_document(d, ctx.count_tokens, max_tokens=size)]
+        else:
+            chunks = sorted(chunks, key=lambda c: (c.doc_id, c.start))
+        scorer = _ContextScorer(ctx, f"compress:{compressor}")
+        compressed = get_compressor(compressor, scorer=scorer, **options).compress(chunks, question, budget=room + ctx.count_tokens(question), ratio=ratio)
+        ctx.trace.add(
+            "compress", method=compressed.method, original_tokens=compressed.original_tokens,
+            compressed_tokens=compressed.compressed_tokens, ratio=compressed.ratio, spans=len(compressed.spans),
+        )  # fmt: skip
+        regions = [(s.doc_id, s.start, s.end) for s in compressed.to_source(0, len(compressed.text), merge_gap=200)]
+        note = f"read a {compressed.factor:.1f}x compressed form ({compressed.compressed_tokens} of {compressed.original_tokens} tokens, method '{compressed.method}')"
+        notes = [*read(state, k, "notes"), note]
+        return _finish("compress", ctx, k, before, context=compressed.text, regions=regions, notes=notes)
+
+    return compress
+
+
+class _ContextScorer:
+    """A compressor's model calls, routed through the RunContext so they count against the Budget."""
+
+    def __init__(self, ctx: RunContext, step: str) -> None:
+        self.ctx, self.step = ctx, step
+
+    def count_tokens(self, text: str) -> int:
+        return self.ctx.count_tokens(text)
+
+    def score(self, texts: Any, contexts: Any = None) -> Any:
+        return self.ctx.score(texts, contexts, step=self.step)
 
 
 def answer_node(engine: EngineLike = None, *, keys: KeysLike = None, recipe: str | None = None) -> Node:
@@ -189,8 +324,13 @@ def answer_node(engine: EngineLike = None, *, keys: KeysLike = None, recipe: str
         ctx = _context(get(), state, k)
         before = len(ctx.trace.steps)
         fit = Fit(context=read(state, k, "context"), regions=[tuple(r) for r in read(state, k, "regions")], notes=read(state, k, "notes"))
-        text, citations = answer_from(ctx, fit, read(state, k, "documents"), question)
-        result = ctx.answer(text, recipe=recipe or _label(state, k), citations=citations, notes=fit.notes)
+        label = recipe or _label(state, k)
+        try:
+            text, citations = answer_from(ctx, fit, read(state, k, "documents"), question)
+            result = ctx.answer(text, recipe=label, citations=citations, notes=fit.notes)
+        except BudgetExhausted as exc:  # as the SDK's run_recipe does: a partial Answer, not an error
+            ctx.trace.add("budget_exhausted", axis=exc.axis, limit=exc.limit)
+            result = ctx.answer("", recipe=label, partial=True, notes=[f"{exc}; no answer was reached. Raise the budget or pick a cheaper recipe."])
         return _finish("answer", ctx, k, before, answer=result)
 
     return answer
@@ -208,9 +348,10 @@ def read_node(engine: EngineLike = None, *, recipe: str | None = None, keys: Key
         from ctxagent.recipes.base import run_recipe
 
         name = recipe or read(state, k, "plan") or "direct"
+        options = {**(read(state, k, "plan_options") if recipe is None else {}), **recipe_options}
         ctx = _context(get(), state, k)
         before = len(ctx.trace.steps)
-        result = run_recipe(get_recipe(name, **recipe_options), ctx, read(state, k, "documents"), _question(state, k))
+        result = run_recipe(get_recipe(name, **options), ctx, read(state, k, "documents"), _question(state, k))
         if recipe is None:  # named like the SDK's auto names it
             result = result.model_copy(update={"recipe": _label(state, k)})
         return _finish("read", ctx, k, before, answer=result)

@@ -1,11 +1,13 @@
 """`doc_qa_graph()`: the SDK's `auto` recipe as a compiled LangGraph graph.
 
-    load -> plan -+-> fit -> answer -+-> verify -> END
-                  +-> read ----------+
+    load -> plan -+-> fit -> answer ------------+-> verify -> END
+                  +-> retrieve -> extract -> reason -+
+                  +-> read -------------------------+
 
 `plan` decides exactly as `auto` does; documents that fit the window go through
-`fit` and `answer` (the direct recipe's two steps), longer ones through `read`,
-which runs the chosen long-document recipe. So the graph's answers are the SDK's
+`fit` and `answer` (the direct recipe's two steps); a retrieve_then_reason plan
+goes through that recipe's three steps; any other long-document recipe
+(map_reduce, memory_tree, ...) runs whole in `read`. So the graph's answers are the SDK's
 answers, and with a checkpointer a run can stop before any node and resume later,
 in this process or another.
 """
@@ -20,7 +22,7 @@ from ctxagent.engines import Engine
 from ctxagent.graph import nodes
 from ctxagent.graph.state import DocQAState
 
-NODES = ("load", "plan", "fit", "answer", "read", "verify")
+NODES = ("load", "plan", "fit", "answer", "retrieve", "extract", "reason", "read", "verify")
 
 
 def doc_qa_graph(
@@ -50,13 +52,19 @@ def doc_qa_graph(
     graph.add_node("plan", nodes.plan_node(get, recipe=recipe))
     graph.add_node("fit", nodes.fit_node(get))
     graph.add_node("answer", nodes.answer_node(get))
+    graph.add_node("retrieve", nodes.retrieve_node(get))
+    graph.add_node("extract", nodes.extract_node(get))
+    graph.add_node("reason", nodes.reason_node(get))
     graph.add_node("read", nodes.read_node(get))
     graph.add_node("verify", nodes.verify_node())
     graph.add_edge(START, "load")
     graph.add_edge("load", "plan")
-    graph.add_conditional_edges("plan", nodes.route_by_plan(), {"fit": "fit", "read": "read"})
+    graph.add_conditional_edges("plan", nodes.route_by_plan(), {"fit": "fit", "retrieve": "retrieve", "read": "read"})
     graph.add_edge("fit", "answer")
     graph.add_edge("answer", "verify")
+    graph.add_edge("retrieve", "extract")
+    graph.add_conditional_edges("extract", nodes.route_after_extract(), {"reason": "reason", "verify": "verify"})
+    graph.add_edge("reason", "verify")
     graph.add_edge("read", "verify")
     graph.add_edge("verify", END)
     for name in [*(interrupt_before or []), *(interrupt_after or [])]:
@@ -70,7 +78,7 @@ def doc_qa_graph(
 # ctxagent's own types that checkpoints hold; LangGraph restores only types it is told are safe.
 CHECKPOINT_TYPES = [
     ("ctxagent.types", name) for name in ("Document", "Chunk", "Budget", "Citation", "Usage", "TraceStep", "Trace", "Answer")
-] + [("ctxagent.graph.state", "DocQAState")]
+] + [("ctxagent.graph.state", "DocQAState"), ("ctxagent.graph.state", "FactRecord")]
 
 
 def checkpoint_serde() -> Any:

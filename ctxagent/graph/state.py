@@ -16,6 +16,14 @@ from pydantic import BaseModel, Field
 from ctxagent.types import Answer, Budget, Chunk, Citation, Document, Trace, Usage
 
 
+class FactRecord(BaseModel):
+    """A verified quote found while reading (the recipes' `Fact`, as state a checkpoint can hold)."""
+
+    citation: Citation
+    relevance: float
+    chunk: int = -1
+
+
 class DocQAState(BaseModel):
     """Everything a document-QA run carries from node to node (all JSON-serialisable)."""
 
@@ -24,10 +32,12 @@ class DocQAState(BaseModel):
     documents: list[Document] = Field(default_factory=list, description="loaded documents (or pass them in directly)")
     budget: Budget = Field(default_factory=Budget)
     plan: str = Field(default="", description="recipe the plan node chose, e.g. 'direct'")
+    plan_options: dict[str, Any] = Field(default_factory=dict, description="options the plan gives its recipe")
     plan_reason: str = ""
     chunks: list[Chunk] = Field(default_factory=list, description="retrieved chunks, best first")
     context: str = Field(default="", description="text the answer node puts in the prompt")
     regions: list[tuple[str, int, int]] = Field(default_factory=list, description="(doc id, start, end) spans the context came from")
+    facts: list[FactRecord] = Field(default_factory=list, description="verified quotes from the extract node")
     notes: list[str] = Field(default_factory=list)
     answer: Answer | None = None
     unverified: list[Citation] = Field(default_factory=list, description="citations the verify node rejected")
@@ -44,10 +54,12 @@ class Keys:
     documents: str = "documents"
     budget: str = "budget"
     plan: str = "plan"
+    plan_options: str = "plan_options"
     plan_reason: str = "plan_reason"
     chunks: str = "chunks"
     context: str = "context"
     regions: str = "regions"
+    facts: str = "facts"
     notes: str = "notes"
     answer: str = "answer"
     unverified: str = "unverified"
@@ -84,8 +96,8 @@ def read(state: Any, keys: Keys, name: str) -> Any:
         return field_type.model_validate(value)  # type: ignore[union-attr]
     if name == "answer" and isinstance(value, Mapping):
         return Answer.model_validate(value)
-    if name in ("documents", "chunks", "unverified") and value and isinstance(value[0], Mapping):
-        model = {"documents": Document, "chunks": Chunk, "unverified": Citation}[name]
+    if name in ("documents", "chunks", "unverified", "facts") and value and isinstance(value[0], Mapping):
+        model = {"documents": Document, "chunks": Chunk, "unverified": Citation, "facts": FactRecord}[name]
         return [model.model_validate(v) for v in value]
     return value
 

@@ -91,23 +91,33 @@ def last_query_attention(q: torch.Tensor, k: torch.Tensor, last_q: int, scale: f
     Hkv = k.shape[1]
     G = H // Hkv
     L = min(last_q, N)
-    qs = q[:, :, N - L :].reshape(B, Hkv, G * L, D)
-    logits = torch.matmul(qs, k.transpose(-1, -2)).float().mul_(scale).view(B, H, L, N)
-    rows = torch.arange(N - L, N, device=q.device)
-    future = torch.arange(N, device=q.device)[None, :] > rows[:, None]
-    logits.masked_fill_(future, float("-inf"))
-    return torch.softmax(logits, dim=-1)
+    qs = (q[:, :, N - L :] * scale).reshape(B, Hkv, G * L, D)
+    logits = torch.matmul(qs, k.transpose(-1, -2)).view(B, H, L, N)
+    future = torch.ones(L, L, dtype=torch.bool, device=q.device).triu_(1)
+    logits[..., N - L :].masked_fill_(future, float("-inf"))  # only the last L keys can lie after a query
+    return torch.softmax(logits, dim=-1, dtype=torch.float32)
 
 
 def slash_scores(probs: torch.Tensor) -> torch.Tensor:
-    """Sum of `probs` [B, H, L, N] (rows = the last L queries) along each diagonal:
-    out[..., s] = sum_r probs[..., r, i_r - s] with i_r = N - L + r. Shape [B, H, N]."""
+    """Sum of attention along each diagonal: out[..., s] = sum_r P[..., r, i_r - s] with
+    i_r = N - L + r, for P = probs [B, H, L, N], the last L queries' probabilities.
+    Returns [B, H, N].
+
+    No copy of P: P[r, i_r - s] sits at offset r * (N + 1) + (N - L - s) of its row-major
+    block, so a strided view with row stride N + 1 lines every diagonal up in one column.
+    That covers s <= N - L; the few longer diagonals (s > N - L) live in the first L
+    columns and are summed the same way over a padded copy of that L x L corner."""
     B, H, L, N = probs.shape
-    flipped = probs.flip(-1)  # flipped[r, t] = probs[r, N - 1 - t]; i_r - s = N - 1 - (L - 1 - r + s)
-    out = torch.zeros(B, H, N, dtype=probs.dtype, device=probs.device)
-    for r in range(L):
-        shift = L - 1 - r
-        out[..., : N - shift] += flipped[..., r, shift:]
+    probs = probs.contiguous()
+    base = probs.storage_offset()
+    main = probs.as_strided((B, H, L, N - L + 1), (H * L * N, L * N, N + 1, 1), base).sum(2)  # u = N - L - s
+    out = torch.empty(B, H, N, dtype=probs.dtype, device=probs.device)
+    out[..., : N - L + 1] = main.flip(-1)
+    if L > 1:
+        corner = torch.nn.functional.pad(probs[..., :L], (L, 0)).contiguous()  # [B, H, L, 2L]; C[r, L + j] = P[r, j]
+        # s' = s - (N - L) in [1, L - 1]: P[r, r - s'] at offset r * (2L + 1) + (L - s')
+        tail = corner.as_strided((B, H, L, L), (H * L * 2 * L, L * 2 * L, 2 * L + 1, 1)).sum(2)  # index L - s'
+        out[..., N - L + 1 :] = tail[..., 1:].flip(-1)
     return out
 
 

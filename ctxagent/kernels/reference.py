@@ -83,9 +83,12 @@ def attention_recall(q: torch.Tensor, k: torch.Tensor, index: SparseIndex, rows:
     rows = rows.to(q.device).long()
     causal = torch.arange(N, device=q.device)[None, :] <= rows[:, None]
     out = torch.empty(B, H, dtype=torch.float32, device=q.device)
-    for h in range(H):
-        logits = torch.matmul(q[:, h, rows].float(), k[:, h // G].float().transpose(-1, -2)) * scale
+    step = max(1, min(H, (1 << 24) // max(1, B * len(rows) * N)))  # heads per pass
+    for h0 in range(0, H, step):
+        hs = list(range(h0, min(H, h0 + step)))
+        kk = k[:, [h // G for h in hs]].float()
+        logits = torch.matmul(q[:, hs][:, :, rows].float(), kk.transpose(-1, -2)) * scale
         probs = torch.softmax(logits.masked_fill_(~causal, float("-inf")), dim=-1)
-        mask = index_mask_rows(index, rows, N, head=h).to(q.device)
-        out[:, h] = (probs * mask).sum(-1).mean(-1)
+        mask = torch.stack([index_mask_rows(index, rows, N, head=h) for h in hs], 1).to(q.device)
+        out[:, hs] = (probs * mask).sum(-1).mean(-1)
     return out

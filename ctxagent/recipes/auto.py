@@ -16,7 +16,7 @@ not fit.
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Sequence
 
 from ctxagent.recipes import get_recipe, register
 from ctxagent.recipes.context import RunContext
@@ -47,8 +47,8 @@ def _has_retrievers() -> bool:
 class AutoRecipe:
     name = "auto"
 
-    def choose(self, ctx: RunContext, documents: Sequence[Document], question: str) -> tuple[str, dict[str, Any], str]:
-        """(recipe name, its options, why)."""
+    def choose(self, ctx: RunContext, documents: Sequence[Document], question: str) -> tuple[str, str]:
+        """(recipe name, why); the graph's plan node calls this too."""
         window = ctx.engine.context_window - ctx.budget.max_new_tokens
         chars = sum(len(d.text) for d in documents)
         if chars > window * 16 * MAP_REDUCE_WINDOWS:
@@ -56,13 +56,13 @@ class AutoRecipe:
         else:
             tokens, counted = sum(ctx.count_tokens(d.text) for d in documents), "counted"
         if tokens <= DIRECT_FILL * window:
-            return "direct", {}, f"{tokens} document tokens fit in {DIRECT_FILL:.0%} of the {window}-token window"
+            return "direct", f"{tokens} document tokens fit in {DIRECT_FILL:.0%} of the {window}-token window"
         size = f"{tokens:,} document tokens ({counted}) are {tokens / window:.1f}x the {window}-token window"
         from ctxagent.recipes.memory_tree import MemoryTreeRecipe
 
         tree = MemoryTreeRecipe()
         if tokens <= MAP_REDUCE_WINDOWS * window and tree.cached(ctx, documents, question):
-            return "memory_tree", {}, f"{size}; a memory tree of these documents is cached, so navigating it costs a few short calls"
+            return "memory_tree", f"{size}; a memory tree of these documents is cached, so navigating it costs a few short calls"
         chunks = max(1, round(tokens / (0.75 * ctx.engine.context_window)))
         map_tokens = tokens + chunks * (CHUNK_OVERHEAD + EXTRACT_TOKENS) + 600 + ctx.budget.max_new_tokens
         speed = float(getattr(ctx.engine, "tokens_per_second", 0) or ASSUMED_TOKENS_PER_SECOND)
@@ -78,13 +78,13 @@ class AutoRecipe:
         if b.max_seconds is not None and map_seconds > b.max_seconds:
             blockers.append(f"reading all at ~{speed:.0f} tokens/s needs ~{map_seconds:.0f}s > max_seconds {b.max_seconds:g}")
         if not blockers:
-            return "map_reduce", {}, f"{size}; reading all ~{chunks} chunks in one batched call (~{map_tokens:,} tokens) fits the budget"
+            return "map_reduce", f"{size}; reading all ~{chunks} chunks in one batched call (~{map_tokens:,} tokens) fits the budget"
         if _has_retrievers():
-            return "retrieve_then_reason", {}, f"{size}; map_reduce ruled out ({'; '.join(blockers)}), so retrieve the best chunks and read only those"
-        return "map_reduce", {}, f"{size}; map_reduce would not fit ({'; '.join(blockers)}) but no retriever is installed; it reads what the budget allows"
+            return "retrieve_then_reason", f"{size}; map_reduce ruled out ({'; '.join(blockers)}), so retrieve the best chunks and read only those"
+        return "map_reduce", f"{size}; map_reduce would not fit ({'; '.join(blockers)}) but no retriever is installed; it reads what the budget allows"
 
     def run(self, ctx: RunContext, documents: Sequence[Document], question: str) -> Answer:
-        choice, options, why = self.choose(ctx, documents, question)
+        choice, why = self.choose(ctx, documents, question)
         ctx.trace.add("plan", recipe=choice, why=why)
-        answer = get_recipe(choice, **options).run(ctx, documents, question)
+        answer = get_recipe(choice).run(ctx, documents, question)
         return answer.model_copy(update={"recipe": f"auto:{choice}"})

@@ -89,8 +89,9 @@ def action_prompt(question: str, notes: Sequence[str], observation: str, menu: S
     return [
         Message(
             "user",
-            f"Question: {question}\n\nFacts found so far:\n{noted}\nLast step: {observation}\n\n"
-            f"Actions:\n{listed}\n\nChoose the best next action to answer the question. Reply with the action number only.",
+            f"Question: {question}\nFacts found so far:\n{noted}Last step: {observation}\n\n"
+            f"You are looking for the answer to the question in a long document. Pick the next step:\n{listed}\n\n"
+            "Reply with the number of the step, like 1 or 2.",
         )
     ]
 

@@ -25,7 +25,7 @@ from ctxagent.types import Answer, Chunk, Citation, Document
 # Chat-template tokens around the messages, plus a margin for tokenisation at the joins.
 TEMPLATE_SLACK = 48
 # An extraction reply is one copied sentence; longer replies are rambling.
-EXTRACT_TOKENS = 64
+EXTRACT_TOKENS = 40
 # Short answer shown when nothing verifiable was found.
 NOT_FOUND = "NOT FOUND"
 # Note added when the model's answer was replaced by the best quote.

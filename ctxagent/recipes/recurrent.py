@@ -14,6 +14,8 @@ from __future__ import annotations
 
 from typing import Sequence
 
+from tqdm.auto import tqdm
+
 from ctxagent.errors import BudgetExhausted
 from ctxagent.recipes import register
 from ctxagent.recipes.context import RunContext
@@ -52,7 +54,7 @@ class RecurrentRecipe:
         facts = Facts()
         read = 0
         try:
-            for i, chunk in enumerate(chunks):
+            for i, chunk in enumerate(tqdm(chunks, desc="recurrent reading", unit="chunk", disable=None, leave=False)):
                 [found] = extract_facts(ctx, [chunk], documents, question, step="read", notes=self._notes(ctx, facts), first_index=i, chunk=i)
                 read += 1
                 if facts.add(found) and self.early_stop:

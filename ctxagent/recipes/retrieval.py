@@ -17,20 +17,16 @@ class ChunkIndex:
     """A retriever over one list of chunks, built once per recipe run."""
 
     def __init__(self, retriever: str, chunks: Sequence[Chunk], **options: Any) -> None:
-        from ctxagent.retrievers import get_retriever
+        from ctxagent.retrievers import cached_index, get_retriever
 
         self.name = retriever
         self.chunks = list(chunks)
         self.position = {(c.doc_id, c.index): i for i, c in enumerate(self.chunks)}
-        try:
-            from ctxagent.retrievers import cached_index
-        except ImportError:  # an older retrievers package without the on-disk cache
-            cached_index = None
-        if cached_index is not None and retriever != "bm25":
-            self.retriever = cached_index(retriever, self.chunks, **options)
-        else:
+        if retriever == "bm25":  # indexing is faster than loading and checking a saved index
             self.retriever = get_retriever(retriever, **options)
             self.retriever.index(self.chunks)
+        else:  # embeddings are worth keeping: a document is embedded once across runs
+            self.retriever = cached_index(retriever, self.chunks, **options)
 
     def search(self, query: str, k: int) -> list[tuple[int, float]]:
         """(position in `chunks`, score) of the best `k` hits, best first."""

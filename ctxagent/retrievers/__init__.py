@@ -46,7 +46,7 @@ def load_retriever(path: Any, **options: Any) -> Retriever:
     return Retriever.load(path, **options)
 
 
-from ctxagent.retrievers.store import cached_index, index_cache_path  # noqa: E402 (needs get_retriever above)
+from ctxagent.retrievers.store import cached_index, index_cache_path  # after get_retriever, which store imports
 
 __all__ = [
     "DEFAULT_RETRIEVER",

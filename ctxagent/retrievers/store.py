@@ -57,6 +57,7 @@ def cached_index(
     if path.exists():
         try:
             retriever.restore(path, expected_corpus_hash=expected)
+            retriever._adopt(list(chunks), expected)  # answer with the caller's own (equal) chunks
             log.info("loaded the cached %s index of %d chunks from %s", retriever.name, len(retriever.chunks), path)
             return retriever
         except IndexFileError as error:

@@ -1,0 +1,41 @@
+"""Evaluation harness: RULER/needle-style tasks on real text, scores, runs and reports.
+
+    from ctxagent.evaluation import generate_tasks, run_eval, write_report
+    tasks = generate_tasks(engine.count_tokens, lengths=[1024, 2048], depths=[0.1, 0.9])
+    results = run_eval(tasks, ["direct", "map_reduce"], engine=engine, out="eval/results.jsonl")
+    write_report(results, "eval")
+
+`ctxagent.eval.evaluate(...)` and `ctxagent eval` do all three in one call.
+"""
+
+from __future__ import annotations
+
+from ctxagent.evaluation.haystack import HAYSTACKS, haystack_text, qa_pairs
+from ctxagent.evaluation.report import write_report
+from ctxagent.evaluation.runner import Result, load_results, resolve_recipes, run_eval
+from ctxagent.evaluation.scoring import contains_match, exact_match, normalize, score_prediction, token_f1
+from ctxagent.evaluation.tasks import TASK_KINDS, Needle, Task, build_task, generate_tasks, load_tasks, save_tasks, user_tasks
+
+__all__ = [
+    "HAYSTACKS",
+    "TASK_KINDS",
+    "Needle",
+    "Result",
+    "Task",
+    "build_task",
+    "contains_match",
+    "exact_match",
+    "generate_tasks",
+    "haystack_text",
+    "load_results",
+    "load_tasks",
+    "normalize",
+    "qa_pairs",
+    "resolve_recipes",
+    "run_eval",
+    "save_tasks",
+    "score_prediction",
+    "token_f1",
+    "user_tasks",
+    "write_report",
+]

@@ -1,0 +1,181 @@
+"""The evaluation harness: task generation on real text, scoring, JSONL, and one real run."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from ctxagent.evaluation import (
+    HAYSTACKS,
+    TASK_KINDS,
+    build_task,
+    generate_tasks,
+    haystack_text,
+    load_results,
+    load_tasks,
+    qa_pairs,
+    run_eval,
+    save_tasks,
+    score_prediction,
+    user_tasks,
+    write_report,
+)
+from ctxagent.evaluation.report import pareto
+from ctxagent.evaluation.scoring import contains_match, exact_match, token_f1
+from ctxagent.errors import InputError, UnknownNameError
+from ctxagent.types import Budget
+
+
+@pytest.fixture(scope="module")
+def count_tokens(engine):
+    """The embedded engine's own tokenizer (the session engine is shared with other tests)."""
+    return engine.count_tokens
+
+
+@pytest.fixture(scope="module")
+def tasks(count_tokens):
+    return generate_tasks(count_tokens, lengths=[512, 1024], depths=[0.1, 0.9], seed=7)
+
+
+def test_bundled_haystacks_are_real_text_of_modest_size():
+    for name in HAYSTACKS:
+        text = haystack_text(name)
+        assert 80_000 < len(text) < 110_000
+        assert "\n\n" in text and "Chapter" in text[:20] or "CHAPTER" in text[:20]
+    assert "It is a truth universally acknowledged" in haystack_text("pride_and_prejudice")
+    for pair in qa_pairs():  # each QA passage is a verbatim quote holding its answer
+        assert pair["passage"] in haystack_text(pair["source"]), pair["id"]
+        assert any(a.lower() in pair["passage"].lower() for a in pair["answers"]), pair["id"]
+
+
+def test_every_kind_is_generated_with_its_answer_recoverable(tasks, count_tokens):
+    assert {t.kind for t in tasks} == set(TASK_KINDS)
+    for task in tasks:
+        assert task.tokens <= task.length and task.tokens > 0.8 * task.length, (task.id, task.tokens)
+        for needle in task.needles:  # each needle sits verbatim at its recorded offset
+            assert task.context[needle.start : needle.start + len(needle.text)] == needle.text
+        needles = " ".join(n.text for n in task.needles)
+        for answer in task.answers:  # and the needles carry every reference answer
+            assert answer.lower() in needles.lower(), (task.id, answer)
+        if task.depth is not None:  # the first needle lands near the requested depth (at a sentence bound)
+            assert abs(task.needles[0].depth - task.depth) < 0.02 + 60 / task.length, (task.id, task.needles[0].depth)
+
+
+def test_task_semantics(tasks):
+    by_kind = {t.kind: t for t in tasks if t.length == 1024 and t.depth in (None, 0.9)}
+    single = by_kind["niah_single"]
+    key = single.question.split(" for ")[1].split(" mentioned")[0]
+    assert f"special magic numbers for {key} is: {single.answers[0]}." in single.context
+    multikey = by_kind["niah_multikey"]
+    assert len(multikey.needles) == 4 and len(multikey.answers) == 1
+    assert multikey.metadata["distractors"] and multikey.answers[0] not in multikey.metadata["distractors"]
+    assert len(by_kind["niah_multivalue"].answers) == 4 and len(by_kind["niah_multiquery"].answers) == 4
+    vt = by_kind["variable_tracking"]
+    value = vt.metadata["value"]
+    assert f"VAR {vt.answers[0]} = {value}." in vt.context
+    for a, b in zip(vt.answers, vt.answers[1:]):  # the chain is in order in the text
+        assert vt.context.index(f"VAR {b} = VAR {a}.") > vt.context.index(f"VAR {a} =")
+    cw = by_kind["common_words"]
+    counts = {w: cw.context.count(f"Keyword: {w}.") for w in cw.answers + cw.metadata["rare"]}
+    assert min(counts[w] for w in cw.answers) > max(counts[w] for w in cw.metadata["rare"])
+    qa = by_kind["qa"]
+    assert qa.metric == "any" and qa.source != qa.metadata["qa_source"]  # hidden in another novel
+
+
+def test_same_seed_same_tasks_other_seed_other_tasks(tasks, count_tokens):
+    again = generate_tasks(count_tokens, lengths=[512, 1024], depths=[0.1, 0.9], seed=7)
+    assert [t.model_dump() for t in again] == [t.model_dump() for t in tasks]
+    other = build_task("niah_single", 512, 0.1, count_tokens, seed=8)
+    same = next(t for t in tasks if t.id.startswith("niah_single-512-0.10"))
+    assert other.answers != same.answers and other.context != same.context
+
+
+def test_jsonl_round_trip(tasks, tmp_path):
+    for name in ("tasks.jsonl", "tasks.jsonl.gz"):
+        path = save_tasks(tasks, tmp_path / name)
+        assert load_tasks(path) == tasks
+    first = json.loads((tmp_path / "tasks.jsonl").read_text().splitlines()[0])
+    assert first["id"] == tasks[0].id and first["context"] == tasks[0].context
+
+
+def test_bad_generation_input_is_named(count_tokens):
+    with pytest.raises(InputError, match="unknown task kind"):
+        generate_tasks(count_tokens, kinds=["haystack_soup"])
+    with pytest.raises(InputError, match="outside"):
+        build_task("niah_single", 512, 1.5, count_tokens)
+    with pytest.raises(InputError, match="too short"):
+        build_task("common_words", 64, None, count_tokens)
+
+
+def test_scoring_known_right_and_wrong():
+    assert score_prediction("The special magic number is 4821907.", ["4821907"]).score == 1.0
+    assert score_prediction("The special magic number is 4821970.", ["4821907"]).score == 0.0
+    assert score_prediction("They lived at Longbourn.", ["Longbourn"], "any").score == 1.0
+    assert score_prediction("They lived at Netherfield.", ["Longbourn", "Meryton"], "any").score == 0.0
+    partial = score_prediction("1111111 and 2222222", ["1111111", "2222222", "3333333", "4444444"])
+    assert partial.score == 0.5 and partial.exact == 0.0
+    assert exact_match("The Longbourn!", "longbourn") == 1.0 and exact_match("at Longbourn", "Longbourn") == 0.0
+    assert contains_match("ten thousand a year", "ten thousand") == 1.0
+    assert contains_match("12345678", "1234567") == 0.0  # whole words only
+    assert token_f1("Sir Walter Elliot", "Walter Elliot") == pytest.approx(0.8)
+    assert token_f1("nothing here", "Longbourn") == 0.0
+
+
+def test_user_documents_with_their_qa(tmp_path, count_tokens):
+    doc = tmp_path / "memo.txt"
+    doc.write_text("The meeting moved to Thursday. The budget is 4.2 million euros.")
+    qa = tmp_path / "qa.jsonl"
+    qa.write_text(json.dumps({"question": "When is the meeting?", "answer": "Thursday"}) + "\n" + json.dumps({"question": "Budget?", "answers": ["4.2 million"], "document": "memo.txt"}) + "\n")
+    made = user_tasks([doc], qa, count_tokens)
+    assert [t.answers for t in made] == [["Thursday"], ["4.2 million"]]
+    assert made[0].context.startswith("The meeting") and made[0].tokens > 5
+    qa.write_text(json.dumps({"question": "Who?", "answer": "x", "document": "other.txt"}) + "\n")
+    with pytest.raises(InputError, match="no document named 'other.txt'"):
+        user_tasks([doc], qa)
+
+
+def test_pareto_front():
+    assert pareto([(100, 0.2), (50, 0.5), (200, 0.9), (300, 0.8)]) == [(50, 0.5), (200, 0.9)]
+
+
+def test_unknown_recipe_is_refused_before_running(tasks, engine):
+    with pytest.raises(UnknownNameError, match="no recipe named 'nope'"):
+        run_eval(tasks[:1], ["nope"], engine=engine, progress=False)
+
+
+def test_end_to_end_eval_with_the_real_model(engine, count_tokens, tmp_path):
+    """A short needle task through `direct` with the embedded model; results, resume and report."""
+    tasks = [build_task("niah_single", 256, 0.5, count_tokens, seed=1)]
+    out = tmp_path / "results.jsonl"
+    budget = Budget(max_new_tokens=24)
+    results = run_eval(tasks, ["direct"], engine=engine, budget=budget, out=out, progress=False)
+    assert len(results) == 1 and not results[0].error
+    needle = results[0]
+    assert needle.engine_calls == 1 and needle.prompt_tokens > 256 and needle.seconds > 0
+    assert needle.score == 1.0, needle.prediction  # a clear single fact in 256 tokens: SmolLM2 finds it
+    assert load_results(out) == results
+    assert run_eval(tasks, ["direct"], engine=engine, budget=budget, out=out, progress=False) == []  # resumed: nothing left
+    report = write_report(results, tmp_path)
+    text = report.read_text()
+    assert "| direct |" in text and "heatmap.png" in text
+    assert (tmp_path / "heatmap.png").stat().st_size > 1000 and (tmp_path / "frontier.png").stat().st_size > 1000
+
+
+def test_cli_eval_options_parse():
+    from ctxagent.cli import build_parser
+
+    args = build_parser().parse_args(["eval", "--recipes", "direct,auto", "--lengths", "512,1024", "--depths", "0.25,0.75", "--context-window", "1024"])
+    assert args.lengths == [512, 1024] and args.depths == [0.25, 0.75] and args.context_window == 1024
+    assert args.max_new_tokens == 64 and args.kinds == list(TASK_KINDS) and args.func.__name__ == "cmd_eval"
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["eval", "--lengths", "1k,2k"])
+
+
+def test_all_expands_to_the_registered_recipes():
+    from ctxagent.evaluation import resolve_recipes
+    from ctxagent.recipes import registry
+
+    names = resolve_recipes("all")
+    assert "direct" in names and set(names) <= set(registry.names())
+    assert resolve_recipes("direct,direct") == ["direct"]
