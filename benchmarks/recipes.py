@@ -179,6 +179,7 @@ def plot(table: list[dict], path: Path, machine: dict) -> None:
     fig.suptitle(f"ctxagent recipes on needle tasks — {machine['engine']}, {machine['cpu']} ({machine['cores']} cores, shared)")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
+    plt.close(fig)
 
 
 def main() -> None:
@@ -230,17 +231,20 @@ def main() -> None:
                         answer.text[:120], answer.usage.engine_calls, answer.usage.total_tokens, round(seconds, 2), exact)
                 )
                 tqdm.write(f"{task.id:>12} {spec:<22} {'OK ' if rows[-1].correct else 'BAD'} calls={rows[-1].engine_calls} tokens={rows[-1].tokens} {seconds:.1f}s  {answer.text[:60]!r}")
-    machine["load_end"] = [round(x, 1) for x in os.getloadavg()]
-    write_results(summarise(rows), [asdict(r) for r in rows], machine, args.out)
+                # Written after every run, so a long benchmark stopped early still leaves its results.
+                machine["load_end"] = [round(x, 1) for x in os.getloadavg()]
+                write_results(summarise(rows), [asdict(r) for r in rows], machine, args.out, quiet=True)
+    print(markdown(summarise(rows), machine))
 
 
-def write_results(table: list[dict], rows: list[dict], machine: dict, out: Path) -> None:
+def write_results(table: list[dict], rows: list[dict], machine: dict, out: Path, quiet: bool = False) -> None:
     out.mkdir(parents=True, exist_ok=True)
     (out / "recipes.json").write_text(json.dumps({"machine": machine, "summary": table, "rows": rows}, indent=1))
     text = markdown(table, machine)
     (out / "recipes.md").write_text(text)
     plot(table, out / "recipes.png", machine)
-    print(text)
+    if not quiet:
+        print(text)
 
 
 if __name__ == "__main__":
