@@ -73,7 +73,7 @@ def main() -> None:
     levels = [int(x) for x in args.concurrency.split(",")]
     engine = get_engine(args.engine, batch_size=max(levels)) if args.engine == "hf" else get_engine(args.engine)
     budget = Budget(max_new_tokens=args.max_new_tokens)
-    totals = {level: {"seconds": 0.0, "answered": 0, "failed": 0, "engine_calls": 0, "loads": []} for level in levels}
+    totals = {level: {"seconds": 0.0, "answered": 0, "failed": 0, "engine_calls": 0, "loads": [], "round_seconds": []} for level in levels}
     answers: dict[int, dict[str, str]] = {level: {} for level in levels}
     with tempfile.TemporaryDirectory() as tmp:
         corpus, questions, expected = make_job(Path(tmp), args.questions)
@@ -90,6 +90,7 @@ def main() -> None:
                 summary = batch.run(corpus, part, out, engine=engine, budget=budget, concurrency=level, progress=False)
                 t = totals[level]
                 t["seconds"] += time.perf_counter() - began
+                t["round_seconds"].append(time.perf_counter() - began)
                 t["answered"] += summary.answered
                 t["failed"] += summary.failed
                 t["engine_calls"] += summary.engine_calls or 0
@@ -110,6 +111,8 @@ def main() -> None:
             "correct": sum(expected[k] in v for k, v in answers[level].items()),
             "mean_load": round(sum(t["loads"]) / len(t["loads"]), 1),
         })  # fmt: skip
+    for row in rows:
+        row["rounds_seconds"] = [round(x, 1) for x in totals[row["concurrency"]]["round_seconds"]]
     base = rows[0]
     for row in rows:
         row["speedup"] = round(row["questions_per_minute"] / base["questions_per_minute"], 2)
@@ -130,7 +133,7 @@ def main() -> None:
 def write_results(rows: list[dict], machine: dict) -> None:
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "batch.json").write_text(json.dumps({"machine": machine, "rows": rows}, indent=2) + "\n")
-    cols = ["mode", "questions", "seconds", "questions_per_minute", "speedup", "engine_calls", "correct", "same_answers_as_first", "mean_load"]
+    cols = ["mode", "questions", "seconds", "rounds_seconds", "questions_per_minute", "speedup", "engine_calls", "correct", "same_answers_as_first", "mean_load"]
     lines = [
         f"# ctxagent batch: cross-document batching vs one-by-one ({machine['questions']} questions)",
         "",
@@ -154,6 +157,7 @@ def write_results(rows: list[dict], machine: dict) -> None:
     ax.bar([r["mode"] for r in rows], [r["questions_per_minute"] for r in rows], color=["#999"] + ["#2a7"] * (len(rows) - 1))
     for i, r in enumerate(rows):
         ax.text(i, r["questions_per_minute"], f"x{r['speedup']}", ha="center", va="bottom")
+    ax.set_ylim(0, 1.2 * max(r["questions_per_minute"] for r in rows))
     ax.set_ylabel("questions per minute")
     ax.set_title(f"ctxagent batch, {machine['questions']} questions, {machine['cpus']} CPUs")
     fig.tight_layout()

@@ -263,10 +263,13 @@ def plot(summary: list[dict[str, Any]], stem: str) -> None:
         for system in systems:
             cells = sorted((c for c in summary if c["factor"] == factor and c["system"] == system and c["seconds"]), key=lambda c: c["tokens"])
             if not cells:
-                continue
+                cells = []
             xs = [c["tokens"] for c in cells]
-            axes[0][j].plot(xs, [c["seconds"] for c in cells], marker="o", label=system)
+            line = axes[0][j].plot(xs, [c["seconds"] for c in cells], marker="o", label=system)[0]
             axes[1][j].plot(xs, [c["accuracy"] for c in cells], marker="o", label=system)
+            stopped = [c for c in summary if c["factor"] == factor and c["system"] == system and not c["seconds"] and c["timeouts"]]
+            if stopped:  # a lower bound: the run was stopped at its time limit
+                axes[0][j].scatter([c["tokens"] for c in stopped], [c["timeout_seconds"] for c in stopped], marker="^", s=80, color=line.get_color())
         axes[0][j].set_title(f"{factor}x compression")
         axes[0][j].set_xscale("log", base=2)
         axes[0][j].set_yscale("log")
@@ -276,10 +279,32 @@ def plot(summary: list[dict[str, Any]], stem: str) -> None:
         axes[1][j].set_ylabel("answer accuracy")
         axes[1][j].set_xlabel("prompt tokens")
         axes[0][j].legend(fontsize=8)
-    fig.suptitle("Prompt compression on CPU: ours vs llmlingua (LongLLMLingua), same SmolLM2-135M scorer")
+    fig.suptitle("Prompt compression on CPU: ours vs llmlingua (LongLLMLingua), same SmolLM2-135M scorer\n(triangle: stopped at the time limit, a lower bound)")
     fig.tight_layout()
     fig.savefig(RESULTS / f"{stem}.png", dpi=110)
     plt.close(fig)
+
+
+def merge_runs() -> None:
+    """One table from several runs (a shared machine may only allow a cell or two per run)."""
+    rows: list[dict[str, Any]] = []
+    runs = sorted(RESULTS.glob("compressors_*.json"))
+    meta: dict[str, Any] = {}
+    for path in runs:
+        data = json.loads(path.read_text())
+        rows += data["trials"]
+        run_meta = data["meta"]
+        if not meta:
+            meta = dict(run_meta)
+            meta["notes"] = list(run_meta.get("notes", []))[:3]
+            meta["load_start"], meta["load_end"] = [], []
+        meta["load_start"].append(run_meta["load_start"][0])
+        meta["load_end"].append(run_meta.get("load_end", ["?"])[0])
+    meta["notes"].append(
+        "merged from " + ", ".join(p.name for p in runs) + ": each run measured its cells with ours and llmlingua interleaved; "
+        "1-minute load averages listed per run"
+    )
+    write_report(rows, meta)
 
 
 # -- main -----------------------------------------------------------------------------------
@@ -311,9 +336,13 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--cell-seconds", type=float, default=600, help="no new prompt in a cell once a system spent this long in it")
     parser.add_argument("--trial-seconds", type=int, default=0, help="stop a compression after this long and record it as a timeout (a lower bound)")
+    parser.add_argument("--merge", action="store_true", help="combine every compressors_*.json run into compressors.{json,md,png} and exit")
     parser.add_argument("--tag", default="", help="results go to compressors[_TAG].{json,md,png}")
     args = parser.parse_args()
     stem = f"compressors_{args.tag}" if args.tag else "compressors"
+    if args.merge:
+        merge_runs()
+        return
 
     import torch
     import transformers

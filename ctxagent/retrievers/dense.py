@@ -126,16 +126,17 @@ class DenseRetriever(Retriever):
         query_threads: int | None = 1,
         ann: str | None = None,
         ann_m: int = 32,
-        ann_ef_search: int = 128,
+        ann_ef_construction: int = 200,
+        ann_ef_search: int = 256,
     ) -> None:
         super().__init__()
         if batch_size <= 0:
             raise InputError(f"batch_size must be positive, got {batch_size}")
         if ann not in (None, "hnsw"):
             raise InputError(f"ann must be None (exact search) or 'hnsw', got {ann!r}")
-        if ann_m < 2 or ann_ef_search < 1:
-            raise InputError(f"ann_m must be >= 2 and ann_ef_search >= 1, got {ann_m}, {ann_ef_search}")
-        self.ann, self.ann_m, self.ann_ef_search = ann, ann_m, ann_ef_search
+        if ann_m < 2 or ann_ef_construction < 1 or ann_ef_search < 1:
+            raise InputError(f"ann_m must be >= 2, ann_ef_construction and ann_ef_search >= 1; got {ann_m}, {ann_ef_construction}, {ann_ef_search}")
+        self.ann, self.ann_m, self.ann_ef_construction, self.ann_ef_search = ann, ann_m, ann_ef_construction, ann_ef_search
         self._ann_index: Any = None
         self.model_id, self._source = resolve_model(model)
         self.device, self.batch_size, self.show_progress = device, batch_size, show_progress
@@ -146,7 +147,7 @@ class DenseRetriever(Retriever):
     def index_config(self) -> dict[str, Any]:
         config: dict[str, Any] = {"model": self.model_id, "query_prompt": self.query_prompt, "document_prompt": self.document_prompt}
         if self.ann:  # only present when used, so exact indexes keep their cache keys
-            config.update(ann=self.ann, ann_m=self.ann_m)
+            config.update(ann=self.ann, ann_m=self.ann_m, ann_ef_construction=self.ann_ef_construction)
         return config
 
     @property
@@ -175,7 +176,7 @@ class DenseRetriever(Retriever):
     def _build_ann(self, embeddings: np.ndarray) -> Any:
         faiss = _import_faiss()
         index = faiss.IndexHNSWFlat(embeddings.shape[1], self.ann_m, faiss.METRIC_INNER_PRODUCT)
-        index.hnsw.efConstruction = max(40, 2 * self.ann_m)
+        index.hnsw.efConstruction = self.ann_ef_construction
         index.add(embeddings)
         return index
 
