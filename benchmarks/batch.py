@@ -10,8 +10,9 @@ the cost is dominated by decoding, which is exactly what batching amortises.
     python benchmarks/batch.py                         # 200 questions, concurrency 1 vs 16
     python benchmarks/batch.py --questions 50 --concurrency 1,4,16
 
-Writes benchmarks/results/batch.{md,json,png}. Timings on a shared machine are noisy;
-the load average before and after each mode is recorded with the results.
+Writes benchmarks/results/batch.{md,json,png}. Timings on a shared machine are noisy:
+the modes take turns over slices of the job (--rounds) so both see the same load,
+and the load average is recorded with the results.
 """
 
 from __future__ import annotations
@@ -67,36 +68,51 @@ def main() -> None:
     parser.add_argument("--concurrency", default="1,16", help="comma-separated; 1 is the one-by-one baseline")
     parser.add_argument("--max-new-tokens", type=int, default=32)
     parser.add_argument("--engine", default="hf")
+    parser.add_argument("--rounds", type=int, default=4, help="slices of the job; every mode runs each slice in turn")
     args = parser.parse_args()
     levels = [int(x) for x in args.concurrency.split(",")]
     engine = get_engine(args.engine, batch_size=max(levels)) if args.engine == "hf" else get_engine(args.engine)
     budget = Budget(max_new_tokens=args.max_new_tokens)
-    rows = []
-    answers: dict[int, dict[str, str]] = {}
+    totals = {level: {"seconds": 0.0, "answered": 0, "failed": 0, "engine_calls": 0, "loads": [], "round_seconds": []} for level in levels}
+    answers: dict[int, dict[str, str]] = {level: {} for level in levels}
     with tempfile.TemporaryDirectory() as tmp:
         corpus, questions, expected = make_job(Path(tmp), args.questions)
-        for level in levels:
-            out = Path(tmp) / f"out-{level}.jsonl"
-            load_before = os.getloadavg()[0]
-            began = time.perf_counter()
-            summary = batch.run(corpus, questions, out, engine=engine, budget=budget, concurrency=level)
-            seconds = time.perf_counter() - began
-            results = batch.read_results(out)
-            answers[level] = {k: r.text or "" for k, r in results.items()}
-            correct = sum(expected[k] in (r.text or "") for k, r in results.items())
-            rows.append({
-                "mode": "one-by-one" if level == 1 else f"batched x{level}",
-                "concurrency": level,
-                "questions": summary.answered,
-                "failed": summary.failed,
-                "seconds": round(seconds, 1),
-                "questions_per_minute": round(60 * summary.answered / seconds, 1),
-                "engine_calls": summary.engine_calls,
-                "correct": correct,
-                "load_before": round(load_before, 1),
-                "load_after": round(os.getloadavg()[0], 1),
-            })  # fmt: skip
-            print(rows[-1], flush=True)
+        lines = questions.read_text().splitlines(keepends=True)
+        # Rounds alternate the modes over slices of the job, so both see the same machine load.
+        size = -(-len(lines) // args.rounds)
+        for r in range(args.rounds):
+            part = Path(tmp) / f"questions-{r}.jsonl"
+            part.write_text("".join(lines[r * size : (r + 1) * size]))
+            for level in levels:
+                out = Path(tmp) / f"out-{r}-{level}.jsonl"
+                totals[level]["loads"].append(os.getloadavg()[0])
+                began = time.perf_counter()
+                summary = batch.run(corpus, part, out, engine=engine, budget=budget, concurrency=level, progress=False)
+                t = totals[level]
+                t["seconds"] += time.perf_counter() - began
+                t["round_seconds"].append(time.perf_counter() - began)
+                t["answered"] += summary.answered
+                t["failed"] += summary.failed
+                t["engine_calls"] += summary.engine_calls or 0
+                t["loads"].append(os.getloadavg()[0])
+                answers[level].update({k: r.text or "" for k, r in batch.read_results(out).items()})
+                print(f"round {r + 1}/{args.rounds} concurrency {level}: {summary.answered} in {time.perf_counter() - began:.1f} s", flush=True)
+    rows = []
+    for level in levels:
+        t = totals[level]
+        rows.append({
+            "mode": "one-by-one" if level == 1 else f"batched x{level}",
+            "concurrency": level,
+            "questions": t["answered"],
+            "failed": t["failed"],
+            "seconds": round(t["seconds"], 1),
+            "questions_per_minute": round(60 * t["answered"] / t["seconds"], 2),
+            "engine_calls": t["engine_calls"],
+            "correct": sum(expected[k] in v for k, v in answers[level].items()),
+            "mean_load": round(sum(t["loads"]) / len(t["loads"]), 1),
+        })  # fmt: skip
+    for row in rows:
+        row["rounds_seconds"] = [round(x, 1) for x in totals[row["concurrency"]]["round_seconds"]]
     base = rows[0]
     for row in rows:
         row["speedup"] = round(row["questions_per_minute"] / base["questions_per_minute"], 2)
@@ -108,6 +124,7 @@ def main() -> None:
         "engine": f"{args.engine} {getattr(engine, 'model_name', '')}",
         "questions": args.questions,
         "max_new_tokens": args.max_new_tokens,
+        "rounds": args.rounds,
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
     }
     write_results(rows, machine)
@@ -116,7 +133,7 @@ def main() -> None:
 def write_results(rows: list[dict], machine: dict) -> None:
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "batch.json").write_text(json.dumps({"machine": machine, "rows": rows}, indent=2) + "\n")
-    cols = ["mode", "questions", "seconds", "questions_per_minute", "speedup", "engine_calls", "correct", "same_answers_as_first", "load_before", "load_after"]
+    cols = ["mode", "questions", "seconds", "rounds_seconds", "questions_per_minute", "speedup", "engine_calls", "correct", "same_answers_as_first", "mean_load"]
     lines = [
         f"# ctxagent batch: cross-document batching vs one-by-one ({machine['questions']} questions)",
         "",
@@ -126,7 +143,7 @@ def write_results(rows: list[dict], machine: dict) -> None:
         "|" + "---|" * len(cols),
     ]
     lines += ["| " + " | ".join(str(r[c]) for c in cols) + " |" for r in rows]
-    lines += ["", "load_before/after: 1-minute load average; above the core count means other work shared the CPU."]
+    lines += ["", "mean_load: 1-minute load average around each mode's rounds; above the core count means other work shared the CPU."]
     (RESULTS / "batch.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     try:
@@ -140,6 +157,7 @@ def write_results(rows: list[dict], machine: dict) -> None:
     ax.bar([r["mode"] for r in rows], [r["questions_per_minute"] for r in rows], color=["#999"] + ["#2a7"] * (len(rows) - 1))
     for i, r in enumerate(rows):
         ax.text(i, r["questions_per_minute"], f"x{r['speedup']}", ha="center", va="bottom")
+    ax.set_ylim(0, 1.2 * max(r["questions_per_minute"] for r in rows))
     ax.set_ylabel("questions per minute")
     ax.set_title(f"ctxagent batch, {machine['questions']} questions, {machine['cpus']} CPUs")
     fig.tight_layout()

@@ -37,6 +37,7 @@ import glob
 import json
 import os
 import platform
+import signal
 import statistics
 import sys
 import time
@@ -176,14 +177,17 @@ def summarise(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         cells.setdefault((r["tokens"], r["factor"], r["system"]), []).append(r)
     out = []
     for (tokens, factor, system), group in sorted(cells.items()):
-        ok = [g for g in group if "error" not in g]
+        ok = [g for g in group if "error" not in g and "timeout" not in g]
+        timeouts = [g for g in group if "timeout" in g]
         out.append(
             {
                 "tokens": tokens,
                 "factor": factor,
                 "system": system,
                 "prompts": len(group),
-                "errors": len(group) - len(ok),
+                "errors": len(group) - len(ok) - len(timeouts),
+                "timeouts": len(timeouts),
+                "timeout_seconds": min((g["seconds"] for g in timeouts), default=None),
                 "seconds": statistics.mean(g["seconds"] for g in ok) if ok else None,
                 "ratio": statistics.mean(g["ratio"] for g in ok) if ok else None,
                 "kept": sum(g["kept"] for g in ok) / len(ok) if ok else None,
@@ -193,7 +197,27 @@ def summarise(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     for cell in out:
         ref = next((c for c in out if (c["tokens"], c["factor"], c["system"]) == (cell["tokens"], cell["factor"], "llmlingua")), None)
         cell["speedup_vs_llmlingua"] = ref["seconds"] / cell["seconds"] if ref and ref["seconds"] and cell["seconds"] else None
+        # llmlingua stopped at the limit: its time is a lower bound, so the speed-up is too.
+        cell["speedup_at_least"] = (
+            ref["timeout_seconds"] / cell["seconds"] if ref and not ref["seconds"] and ref["timeout_seconds"] and cell["seconds"] else None
+        )
     return out
+
+
+def seconds_cell(c: dict[str, Any]) -> str:
+    if c["seconds"] is not None:
+        return f"{c['seconds']:.1f}"
+    if c["timeouts"]:
+        return f"> {c['timeout_seconds']:.0f} (stopped)"
+    return "–"
+
+
+def speedup_cell(c: dict[str, Any]) -> str:
+    if c["speedup_vs_llmlingua"]:
+        return f"{c['speedup_vs_llmlingua']:.2f}x"
+    if c["speedup_at_least"]:
+        return f"> {c['speedup_at_least']:.2f}x"
+    return "–"
 
 
 def write_report(rows: list[dict[str, Any]], meta: dict[str, Any], stem: str = "compressors") -> None:
@@ -213,7 +237,7 @@ def write_report(rows: list[dict[str, Any]], meta: dict[str, Any], stem: str = "
     for c in summary:
         lines.append(
             f"| {c['tokens']} | {c['factor']}x | {c['system']} | {c['prompts']}{' (' + str(c['errors']) + ' failed)' if c['errors'] else ''} "
-            f"| {fmt(c['seconds'], '.1f')} | {fmt(c['speedup_vs_llmlingua'], '.2f') + 'x' if c['speedup_vs_llmlingua'] else '–'} "
+            f"| {seconds_cell(c)} | {speedup_cell(c)} "
             f"| {fmt(c['ratio'], '.3f')} | {fmt(c['kept'], '.0%')} | {fmt(c['accuracy'], '.0%')} |"
         )
     lines += ["", *[f"- {n}" for n in meta.get("notes", [])]]
@@ -239,10 +263,13 @@ def plot(summary: list[dict[str, Any]], stem: str) -> None:
         for system in systems:
             cells = sorted((c for c in summary if c["factor"] == factor and c["system"] == system and c["seconds"]), key=lambda c: c["tokens"])
             if not cells:
-                continue
+                cells = []
             xs = [c["tokens"] for c in cells]
-            axes[0][j].plot(xs, [c["seconds"] for c in cells], marker="o", label=system)
+            line = axes[0][j].plot(xs, [c["seconds"] for c in cells], marker="o", label=system)[0]
             axes[1][j].plot(xs, [c["accuracy"] for c in cells], marker="o", label=system)
+            stopped = [c for c in summary if c["factor"] == factor and c["system"] == system and not c["seconds"] and c["timeouts"]]
+            if stopped:  # a lower bound: the run was stopped at its time limit
+                axes[0][j].scatter([c["tokens"] for c in stopped], [c["timeout_seconds"] for c in stopped], marker="^", s=80, color=line.get_color())
         axes[0][j].set_title(f"{factor}x compression")
         axes[0][j].set_xscale("log", base=2)
         axes[0][j].set_yscale("log")
@@ -252,13 +279,43 @@ def plot(summary: list[dict[str, Any]], stem: str) -> None:
         axes[1][j].set_ylabel("answer accuracy")
         axes[1][j].set_xlabel("prompt tokens")
         axes[0][j].legend(fontsize=8)
-    fig.suptitle("Prompt compression on CPU: ours vs llmlingua (LongLLMLingua), same SmolLM2-135M scorer")
+    fig.suptitle("Prompt compression on CPU: ours vs llmlingua (LongLLMLingua), same SmolLM2-135M scorer\n(triangle: stopped at the time limit, a lower bound)")
     fig.tight_layout()
     fig.savefig(RESULTS / f"{stem}.png", dpi=110)
     plt.close(fig)
 
 
+def merge_runs() -> None:
+    """One table from several runs (a shared machine may only allow a cell or two per run)."""
+    rows: list[dict[str, Any]] = []
+    runs = sorted(RESULTS.glob("compressors_*.json"))
+    meta: dict[str, Any] = {}
+    for path in runs:
+        data = json.loads(path.read_text())
+        rows += data["trials"]
+        run_meta = data["meta"]
+        if not meta:
+            meta = dict(run_meta)
+            meta["notes"] = list(run_meta.get("notes", []))[:3]
+            meta["load_start"], meta["load_end"] = [], []
+        meta["load_start"].append(run_meta["load_start"][0])
+        meta["load_end"].append(run_meta.get("load_end", ["?"])[0])
+    meta["notes"].append(
+        "merged from " + ", ".join(p.name for p in runs) + ": each run measured its cells with ours and llmlingua interleaved; "
+        "1-minute load averages listed per run"
+    )
+    write_report(rows, meta)
+
+
 # -- main -----------------------------------------------------------------------------------
+class TrialTimeout(Exception):
+    pass
+
+
+def _timeout(signum: int, frame: Any) -> None:
+    raise TrialTimeout()
+
+
 def build_compressor(system: str, engine: Any) -> Any:
     """`perplexity`, `embedding`, `self_information`; `perplexity+prefilter` adds the embedding prefilter."""
     from ctxagent.compressors import get_compressor
@@ -278,9 +335,14 @@ def main() -> None:
     parser.add_argument("--chunk-tokens", type=int, default=128)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--cell-seconds", type=float, default=600, help="no new prompt in a cell once a system spent this long in it")
+    parser.add_argument("--trial-seconds", type=int, default=0, help="stop a compression after this long and record it as a timeout (a lower bound)")
+    parser.add_argument("--merge", action="store_true", help="combine every compressors_*.json run into compressors.{json,md,png} and exit")
     parser.add_argument("--tag", default="", help="results go to compressors[_TAG].{json,md,png}")
     args = parser.parse_args()
     stem = f"compressors_{args.tag}" if args.tag else "compressors"
+    if args.merge:
+        merge_runs()
+        return
 
     import torch
     import transformers
@@ -332,22 +394,32 @@ def main() -> None:
                     if spent[system] > args.cell_seconds and i > 0:
                         continue
                     row: dict[str, Any] = {"tokens": tokens, "factor": factor, "system": system, "prompt": i, "original_tokens": original, "depth": task["depth"]}
+                    began = time.perf_counter()
                     try:
-                        began = time.perf_counter()
+                        if args.trial_seconds:
+                            signal.signal(signal.SIGALRM, _timeout)
+                            signal.alarm(args.trial_seconds)
                         if system == "llmlingua":
                             if llm is None:
                                 raise RuntimeError(llm_status)
                             compressed = llmlingua_compress(llm, [c.text for c in chunks], task["question"], 1 / factor)
                         else:
                             compressed = compressors[system].compress(chunks, task["question"], ratio=1 / factor).text
+                        signal.alarm(0)
                         row["seconds"] = time.perf_counter() - began
                         spent[system] += row["seconds"]
                         row["ratio"] = engine.count_tokens(compressed) / original
                         row["kept"] = task["answer"] in compressed
                         row["correct"], row["reply"] = answer_correct(answerer, compressed, task["question"], task["answer"])
+                    except TrialTimeout:
+                        row["timeout"] = args.trial_seconds
+                        row["seconds"] = time.perf_counter() - began
+                        spent[system] += row["seconds"]
                     except Exception as exc:  # noqa: BLE001 - recorded, the run goes on
                         row["error"] = f"{type(exc).__name__}: {exc}"
                         traceback.print_exc()
+                    finally:
+                        signal.alarm(0)
                     rows.append(row)
                     print(json.dumps({k: (round(v, 3) if isinstance(v, float) else v) for k, v in row.items()}), flush=True)
                     meta["load_end"] = [round(x, 2) for x in os.getloadavg()]

@@ -142,7 +142,8 @@ def main() -> None:
     parser.add_argument("--singles", type=int, default=3, help="single-prompt calls for latency")
     parser.add_argument("--window", type=int, default=2048)
     parser.add_argument("--engines", default="hf,openai-ctxagent,vllm,openai-vllm")
-    parser.add_argument("--server-timeout", type=float, default=600)
+    parser.add_argument("--server-timeout", type=float, default=600, help="seconds a server may take to start")
+    parser.add_argument("--request-timeout", type=float, default=1800, help="seconds one HTTP request may take (a whole batch on a busy CPU)")
     args = parser.parse_args()
     RESULTS.mkdir(parents=True, exist_ok=True)
     from ctxagent.engines import get_engine
@@ -166,7 +167,7 @@ def main() -> None:
             ctx = server_process(cmd, f"http://127.0.0.1:{port}/v1", args.server_timeout, log)
             ctx.__enter__()
             try:
-                engine = get_engine("openai", base_url=f"http://127.0.0.1:{port}/v1", max_concurrency=args.batch)
+                engine = get_engine("openai", base_url=f"http://127.0.0.1:{port}/v1", max_concurrency=args.batch, timeout=args.request_timeout)
             except Exception:
                 ctx.__exit__(None, None, None)
                 raise

@@ -1,10 +1,10 @@
 """Recipes vs the `direct` baseline on the same generated needle tasks, across document lengths.
 
 Each task hides one key-value sentence ("The access code for the green cellar is 5203.")
-at a chosen depth in real long text (Jane Austen's Persuasion, public domain, from
-tests/data) and asks for the value. Every recipe answers every task with the same
-engine, in one process, side by side; a task counts as correct when the answer
-contains the value. Per recipe and length we report accuracy, engine calls, tokens and
+at a chosen depth in real long text (Jane Austen's Persuasion, public domain, the
+haystack bundled with ctxagent.evaluation) and asks for the value. Every recipe
+answers every task with the same engine, in one process, side by side; a task counts
+as correct when the answer contains the value. Per recipe and length we report accuracy, engine calls, tokens and
 seconds, and write a markdown table, JSON rows and a PNG plot under benchmarks/results/.
 
     python benchmarks/recipes.py                       # embedded SmolLM2, window 1024, 2x/5x/10x
@@ -31,7 +31,6 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-HAYSTACK = ROOT / "tests" / "data" / "persuasion.txt"
 RESULTS = ROOT / "benchmarks" / "results"
 COLOURS = ["green", "silver", "crimson", "amber", "violet", "copper", "ivory", "scarlet"]
 PLACES = ["cellar", "boathouse", "library", "stable", "chapel", "orchard gate", "tower", "greenhouse"]
@@ -67,7 +66,9 @@ class Row:
 def make_tasks(engine, multiples: list[float], depths: list[float], window: int, seed: int) -> list[Task]:
     """One task per (length, depth): the haystack's first paragraphs up to the length, one needle."""
     rng = random.Random(seed)
-    paragraphs = HAYSTACK.read_text(encoding="utf-8").split("\n\n")
+    from ctxagent.evaluation.haystack import haystack_text
+
+    paragraphs = haystack_text("persuasion").split("\n\n")
     sizes = [engine.count_tokens(p) + 1 for p in paragraphs]
     tasks = []
     for multiple in multiples:
@@ -136,6 +137,10 @@ def markdown(table: list[dict], machine: dict) -> str:
         f"Engine: {machine['engine']} (window {machine['window']}); machine: {machine['cpu']}, {machine['cores']} cores, "
         f"load average at start {machine['load_start']}, at end {machine['load_end']} (shared CPU: seconds are noisy, compare within this run).",
         "",
+        "Recipes run in the order listed on the same document; `memory_tree:collapsed` and `auto` therefore find the memory tree "
+        "that `memory_tree` built already cached (auto then navigates it), as they would for any second question about a document. "
+        "`tokens` counts prompt + completion tokens over all engine calls, the tree build included where it happened.",
+        "",
         "| recipe | length (x window) | doc tokens | tasks | accuracy | engine calls | tokens | seconds | tokens vs direct | citations exact |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
@@ -174,6 +179,7 @@ def plot(table: list[dict], path: Path, machine: dict) -> None:
     fig.suptitle(f"ctxagent recipes on needle tasks — {machine['engine']}, {machine['cpu']} ({machine['cores']} cores, shared)")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
+    plt.close(fig)
 
 
 def main() -> None:
@@ -184,7 +190,18 @@ def main() -> None:
     parser.add_argument("--recipes", nargs="+", default=RECIPES)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--render", type=Path, nargs="+", help="only redraw the table and plot from recipes.json files of earlier runs (merged)")
     args = parser.parse_args()
+    if args.render:
+        saved = [json.loads(path.read_text()) for path in args.render]
+        # A later file's row for the same task and recipe replaces an earlier one (a rerun after a fix).
+        rows = list({(row["task"], row["recipe"]): row for run in saved for row in run["rows"]}.values())
+        machine = dict(saved[0]["machine"])
+        if len(saved) > 1:  # several runs: report the range of loads seen
+            machine["load_start"] = [run["machine"]["load_start"] for run in saved]
+            machine["load_end"] = [run["machine"]["load_end"] for run in saved]
+        write_results(summarise([Row(**r) for r in rows]), rows, machine, args.out)
+        return
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from tqdm import tqdm
@@ -214,14 +231,20 @@ def main() -> None:
                         answer.text[:120], answer.usage.engine_calls, answer.usage.total_tokens, round(seconds, 2), exact)
                 )
                 tqdm.write(f"{task.id:>12} {spec:<22} {'OK ' if rows[-1].correct else 'BAD'} calls={rows[-1].engine_calls} tokens={rows[-1].tokens} {seconds:.1f}s  {answer.text[:60]!r}")
-    machine["load_end"] = [round(x, 1) for x in os.getloadavg()]
-    table = summarise(rows)
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "recipes.json").write_text(json.dumps({"machine": machine, "summary": table, "rows": [asdict(r) for r in rows]}, indent=1))
+                # Written after every run, so a long benchmark stopped early still leaves its results.
+                machine["load_end"] = [round(x, 1) for x in os.getloadavg()]
+                write_results(summarise(rows), [asdict(r) for r in rows], machine, args.out, quiet=True)
+    print(markdown(summarise(rows), machine))
+
+
+def write_results(table: list[dict], rows: list[dict], machine: dict, out: Path, quiet: bool = False) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "recipes.json").write_text(json.dumps({"machine": machine, "summary": table, "rows": rows}, indent=1))
     text = markdown(table, machine)
-    (args.out / "recipes.md").write_text(text)
-    plot(table, args.out / "recipes.png", machine)
-    print(text)
+    (out / "recipes.md").write_text(text)
+    plot(table, out / "recipes.png", machine)
+    if not quiet:
+        print(text)
 
 
 if __name__ == "__main__":

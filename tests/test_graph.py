@@ -148,3 +148,19 @@ def test_long_document_graph_matches_the_sdk(budget, recipe, path, tmp_path, mon
     assert answer.text == sdk.text and "4817" in answer.text
     assert answer.citations == sdk.citations and answer.citations[0].quote == NEEDLE
     assert answer.usage.engine_calls == sdk.usage.engine_calls
+
+
+def test_compress_node_keeps_the_needle_and_answers_cite_the_original(tmp_path, monkeypatch):
+    """A custom pipeline: load -> compress (real embedding compressor) -> answer -> verify."""
+    monkeypatch.setenv("CTXAGENT_CACHE", str(tmp_path / "cache"))
+    parts = [FILLER] * 300
+    parts.insert(150, NEEDLE + " ")
+    doc = Document(id="doc", text="".join(parts))
+    engine = ScriptedEngine(lambda p: "The code is 4817." if "4817" in p else "NONE", context_window=512)
+    state: dict = {"documents": [doc], "question": VAULT_QUESTION, "budget": {"max_new_tokens": 32}}
+    for node in (nodes.load_node(), nodes.compress_node(engine, compressor="embedding"), nodes.answer_node(engine), nodes.verify_node()):
+        state.update(node(state))
+    assert NEEDLE in state["context"] and len(state["context"]) < len(doc.text) / 5
+    answer = state["answer"]
+    assert answer.text == "The code is 4817." and answer.citations[0].quote == NEEDLE
+    assert doc.text[answer.citations[0].start : answer.citations[0].end] == NEEDLE and not state["unverified"]

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from ctxagent.kernels.attention import dense_attention, layer_index, sparse_prefill_attention
-from ctxagent.kernels.block_score import block_lse_reference, lse_block_probs, pooled, pooled_block_probs, select_blocks
+from ctxagent.kernels.block_score import block_lse_reference, lse_block_probs, lse_block_scores, pooled, pooled_block_probs, select_blocks
 from ctxagent.kernels.config import HeadPattern, SparseConfig, resolve_config
 from ctxagent.kernels.index import a_shape_index, last_query_attention, slash_scores, slash_to_diagonal_scores, vertical_slash_index
 from ctxagent.kernels.block_score import block_sparse_index
@@ -191,7 +191,7 @@ def check_selection(probs, index, gamma, max_blocks):
             order = forced + sorted((j for j in range(m + 1) if j not in forced), key=lambda j: -p[j])
             chosen, mass = [], 0.0
             for j in order[:max_blocks]:
-                if mass >= gamma and len(chosen) >= 1:
+                if mass >= gamma and j not in forced:
                     break
                 chosen.append(j)
                 mass += p[j]
@@ -208,6 +208,10 @@ def test_block_lse_kernel_matches_reference_and_definition(dtype):
     probs = lse_block_probs(q, k, block, backend="triton")
     ref = lse_block_probs(q, k, block, backend="torch")
     assert torch.allclose(probs, ref, atol=2e-2 if dtype == torch.bfloat16 else 1e-4)
+    scores, row_lse = lse_block_scores(q, k, block, backend="triton", with_row_lse=True)
+    assert torch.allclose(row_lse, torch.logsumexp(scores, -1), atol=1e-4)  # the kernel's own row normaliser
+    upper = torch.ones(M, M, dtype=torch.bool).triu(1)
+    assert torch.isinf(scores[0, 0][upper]).all() and torch.isfinite(scores[0, 0][~upper]).all()
     # the definition: attention of the block's mean query over real keys, summed per key block
     qp = pooled(q, block)
     for h in (0, 3):
@@ -280,3 +284,27 @@ def test_bad_shapes_are_named():
         sparse_attention(q, k, v, index)
     with pytest.raises(ValueError, match="as many keys as queries"):
         sparse_attention(q[:, :2, :8], k, v, index)
+
+
+def test_hf_attention_function_handles_left_padding_per_sequence():
+    from types import SimpleNamespace
+
+    from ctxagent.kernels.hf_integration import SparsePrefill, ctxagent_sparse_attention, left_padded_lengths
+
+    n, lengths = 40, [40, 29]
+    q, k, v = qkv(2, 4, 2, n, 16, torch.float32, seed=29)
+    positions = torch.arange(n)
+    real = positions[None, :] >= (n - torch.tensor(lengths))[:, None]
+    mask = (positions[None, :] <= positions[:, None])[None] & real[:, None, :]
+    mask = mask[:, None]  # [B, 1, N, N] as transformers' sdpa_mask builds it
+    assert left_padded_lengths(mask, n) == lengths
+    assert left_padded_lengths(torch.ones_like(mask), n) is None  # not causal: stays dense
+    config = SparseConfig(default=HeadPattern.make("a_shape", sink=4, local=16), block=16, min_length=16)
+    settings = SparsePrefill(config, "torch")
+    module = SimpleNamespace(layer_idx=0, num_key_value_groups=2, ctxagent_sparse=settings)
+    out, _ = ctxagent_sparse_attention(module, q, k, v, mask)
+    assert settings.calls == {"sparse": 1, "dense": 0}
+    for b, length in enumerate(lengths):
+        sl = slice(n - length, n)
+        expected = sparse_prefill_attention(q[b : b + 1, :, sl], k[b : b + 1, :, sl], v[b : b + 1, :, sl], config, backend="torch")
+        assert rel_err(out[b : b + 1, sl].transpose(1, 2), expected) < 1e-5

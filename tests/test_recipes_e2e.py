@@ -1,5 +1,6 @@
 """Every long-document recipe, end to end with the real embedded model, on a needle placed
-in real long text (Jane Austen's Persuasion, tests/data) five times longer than the
+in real long text (Jane Austen's Persuasion, public domain, the evaluation package's
+bundled haystack) five times longer than the
 model's (capped) window. Each test asserts the answer and that every citation quote is
 the source text at its offsets."""
 
@@ -10,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from ctxagent.citations import verify_citations
+from ctxagent.evaluation.haystack import haystack_text
 from ctxagent.recipes import get_recipe
 from ctxagent.recipes.base import run_recipe
 from ctxagent.recipes.context import RunContext
@@ -17,7 +19,6 @@ from ctxagent.types import Budget, Document
 
 pytestmark = pytest.mark.slow
 
-HAYSTACK = Path(__file__).parent / "data" / "persuasion.txt"
 WINDOW = 1024
 NEEDLE = "The secret code to open the blue vault is 4817."
 QUESTION = "What is the secret code to open the blue vault?"
@@ -34,7 +35,7 @@ def engine_1k():
 def needle_doc(engine_1k) -> Document:
     """About 5.2x the window of real text, the needle paragraph at 60% depth."""
     paragraphs, tokens = [], 0
-    for paragraph in HAYSTACK.read_text(encoding="utf-8").split("\n\n"):
+    for paragraph in haystack_text("persuasion").split("\n\n"):
         paragraphs.append(paragraph)
         tokens += engine_1k.count_tokens(paragraph) + 1
         if tokens > 5.2 * WINDOW:

@@ -79,10 +79,21 @@ def test_memory_tree_is_built_once_and_reused():
 
 
 def test_memory_tree_backtracks_when_the_chosen_branch_is_empty():
-    # The scripted model always picks section 1, but the needle is near the end.
-    answer, _ = _run("memory_tree", _document(depth=0.95))
+    # A decoy early on matches the question as well as the needle near the end; the scripted
+    # model picks section 1 (the decoy's branch), reads nothing there, and must come back.
+    decoy = "The secret code to open the blue vault was changed last winter. "
+    doc = _document(depth=0.95)
+    doc = Document(id="doc", text=FILLER * 10 + decoy + doc.text)
+    answer, _ = _run("memory_tree", doc)
     assert "4817" in answer.text
     assert any(s.name == "navigate:backtrack" for s in answer.trace.steps)
+
+
+def test_memory_tree_key_sentences_lead_navigation_to_the_needle():
+    answer, _ = _run("memory_tree", _document(depth=0.95))
+    assert "4817" in answer.text
+    reads = [s for s in answer.trace.steps if s.name == "navigate:read"]
+    assert len(reads) == 1, "the key sentences should point straight at the needle's leaf"
 
 
 def test_not_found_is_said_plainly():

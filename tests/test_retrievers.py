@@ -258,3 +258,14 @@ def test_approximate_hnsw_backend_agrees_with_exact_search(indexed, chunks, tmp_
     assert index_cache_path(ann, chunks, tmp_path) != index_cache_path(indexed["dense"], chunks, tmp_path)
     with pytest.raises(InputError, match="ann must be None"):
         get_retriever("dense", ann="ivf")
+
+
+def test_stemming_matches_word_forms_and_survives_a_round_trip(tmp_path):
+    pytest.importorskip("Stemmer", reason="PyStemmer is not installed")
+    chunks = _chunks(["All payments for the hall were received.", "The cat sat on the mat."])
+    plain, stemmed = get_retriever("bm25"), get_retriever("bm25", stemmer="english")
+    plain.index(chunks)
+    stemmed.index(chunks)
+    assert plain.search("payment") == []
+    assert [h.chunk.index for h in stemmed.search("payment")] == [0]
+    assert [h.chunk.index for h in Retriever.load(stemmed.save(tmp_path / "stem")).search("payment")] == [0]

@@ -17,7 +17,7 @@ from itertools import islice
 from typing import Any, Callable, Iterable, Iterator
 
 from ctxagent.batch.jobs import BatchQuestion, BatchResult, BatchSettings
-from ctxagent.errors import EngineNotInstalled, InputError
+from ctxagent.errors import EngineNotInstalled
 from ctxagent.types import Document
 
 log = logging.getLogger(__name__)
@@ -125,7 +125,7 @@ def _shards(
         for q in questions:
             try:
                 docs[q.doc] = docs.get(q.doc) or lookup(q.doc)
-            except (InputError, OSError) as exc:
+            except Exception as exc:  # noqa: BLE001 - an unreadable document fails its question only
                 failed.append(BatchResult.failed(q, exc))
                 continue
             qs.append(q)

@@ -7,6 +7,8 @@ import time
 from pathlib import Path
 from typing import Any, Iterator
 
+from pydantic import ValidationError
+
 from ctxagent.batch.corpus import Corpus, read_questions
 from ctxagent.batch.jobs import BatchResult, BatchSettings, BatchSummary
 from ctxagent.batch.output import ResultLog
@@ -41,8 +43,13 @@ def run(
     """
     if executor not in EXECUTORS:
         raise InputError(f"unknown executor {executor!r}; choose one of {', '.join(EXECUTORS)}")
-    settings = (settings or BatchSettings()).model_copy(update=overrides)
-    settings = BatchSettings.model_validate(settings.model_dump())
+    unknown = set(overrides) - set(BatchSettings.model_fields)
+    if unknown:
+        raise InputError(f"unknown batch settings {sorted(unknown)}; known: {', '.join(BatchSettings.model_fields)}")
+    try:
+        settings = BatchSettings.model_validate({**(settings or BatchSettings()).model_dump(), **overrides})
+    except ValidationError as exc:
+        raise InputError(f"invalid batch settings: {exc.errors()[0]['loc'][0]}: {exc.errors()[0]['msg']}") from None
     if executor == "ray" and engine is not None:
         raise InputError("the ray executor builds one engine per worker from settings.engine; pass the engine by name, not as an instance")
     docs = corpus if isinstance(corpus, Corpus) else Corpus(corpus)

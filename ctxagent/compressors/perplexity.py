@@ -69,11 +69,15 @@ class PerplexityCompressor:
 
     scorer: an Engine (or anything with `score` and `count_tokens`); the embedded
         `hf` engine when None, loaded on first use.
-    chunk_margin: keep chunks until they hold this many times the target tokens.
+    chunk_margin: keep chunks until they hold this many times the target tokens (at
+        most the target plus half of the rest).
     sentence_margin: keep sentences until they hold this many times the target;
         words are then dropped down to the target. 1.0 means sentence level only.
     iterations: word-dropping rounds; each round after the first re-scores the
-        shortened text (one batched pass over what is kept).
+        shortened text (one more batched pass over what is kept, about the target's
+        size), so a word's information is judged in the text the reader will see.
+        One round by default, so compression costs two passes (the second over
+        about the target's size); the token target is met exactly either way.
     keep_numbers: never drop a word with a digit (answers are often numbers).
     protect: how strongly a sentence's relevance shields its words (nats per token).
     prefilter: None, or "embedding": before the model reads anything, keep only the
@@ -89,13 +93,13 @@ class PerplexityCompressor:
         self,
         scorer: Scorer | None = None,
         *,
-        chunk_margin: float = 2.0,
-        sentence_margin: float = 1.3,
-        iterations: int = 2,
+        chunk_margin: float = 1.5,
+        sentence_margin: float = 1.2,
+        iterations: int = 1,
         keep_numbers: bool = True,
         protect: float = 3.0,
         prefilter: str | None = None,
-        prefilter_margin: float = 4.0,
+        prefilter_margin: float = 3.0,
         progress: bool = False,
     ) -> None:
         if chunk_margin < 1 or sentence_margin < 1:
@@ -149,8 +153,10 @@ class PerplexityCompressor:
         timings["chunk_pass_s"] = round(time.perf_counter() - began, 3)
         kept_chunks: list[_Ranked] = []
         held = 0
+        # A margin above the target, but never more than half of what would be dropped anyway.
+        enough = min(self.chunk_margin * target, target + 0.5 * (sum(sizes) - target))
         for r in ranked:
-            if held >= self.chunk_margin * target:
+            if held >= enough:
                 break
             kept_chunks.append(r)
             held += sizes[r.index]

@@ -67,6 +67,9 @@ class VLLMEngine:
     context_window: vLLM's `max_model_len` (default: the model's own; smaller saves KV-cache memory).
     enforce_eager: skip torch.compile/CUDA graphs; default True on CPU, where compiling costs minutes
         at start-up and buys little for small models.
+    in_process: run vLLM's engine core in this process (VLLM_ENABLE_V1_MULTIPROCESSING=0). Default True
+        on CPU: a second process only adds start-up time on few cores, and vLLM's spawned process
+        otherwise requires the caller's script to guard its entry point (`if __name__ == "__main__":`).
     sparse_prefill: True or a sparse-prefill config (dict with min_length and a pattern, a
         ctxagent.kernels SparseConfig, or a JSON path); prompts of at least min_length tokens are then
         prefilled by ctxagent's sparse attention through the backend that ctxagent's vLLM plugin
@@ -85,6 +88,7 @@ class VLLMEngine:
         dtype: str = "auto",
         enforce_eager: bool | None = None,
         seed: int = 0,
+        in_process: bool | None = None,
         sparse_prefill: Any = None,
         show_progress: bool | None = None,
         **llm_options: Any,
@@ -101,6 +105,10 @@ class VLLMEngine:
             if str(model).endswith(".gguf") and tokenizer is None:
                 raise InputError(f"{model} is a GGUF file: pass tokenizer=<folder or hub id of the original model>")
         on_cpu = _vllm_on_cpu()
+        if in_process is None and on_cpu:
+            os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")  # a user's own setting wins
+        elif in_process is not None:
+            os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0" if in_process else "1"
         options: dict[str, Any] = {
             "model": str(path) if path is not None else str(model),
             "dtype": dtype,

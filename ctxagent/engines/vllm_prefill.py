@@ -13,15 +13,16 @@ from __future__ import annotations
 
 import functools
 import json
+import time
 from typing import Any
 
 import torch
 
-_calls = {"sparse_prefills": 0, "sparse_tokens": 0}
+_calls: dict[str, float] = {"sparse_prefills": 0, "sparse_tokens": 0, "sparse_seconds": 0.0}
 
 
-def stats() -> dict[str, int]:
-    """How many prefills (and tokens) went through the sparse path in this process."""
+def stats() -> dict[str, float]:
+    """How many prefills (and tokens, and seconds) went through the sparse path in this process."""
     return dict(_calls)
 
 
@@ -65,6 +66,7 @@ def attend_spans(
     layer: int | None = None,
 ) -> None:
     """Write sparse-prefill attention for each span of the flat batch into `output` rows."""
+    started = time.perf_counter()
     for start, end in spans:
         q = query[start:end].transpose(0, 1).unsqueeze(0)  # [1, H, n, D]
         k = key[start:end].transpose(0, 1).unsqueeze(0)
@@ -74,6 +76,7 @@ def attend_spans(
         rows.copy_(out[0].transpose(0, 1).reshape(rows.shape).to(rows.dtype))
         _calls["sparse_prefills"] += 1
         _calls["sparse_tokens"] += end - start
+    _calls["sparse_seconds"] += time.perf_counter() - started
 
 
 def layer_index(layer: Any) -> int | None:

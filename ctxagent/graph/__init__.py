@@ -26,6 +26,7 @@ _LAZY = {
     "fit_node": "ctxagent.graph.nodes",
     "retrieve_node": "ctxagent.graph.nodes",
     "answer_node": "ctxagent.graph.nodes",
+    "compress_node": "ctxagent.graph.nodes",
     "extract_node": "ctxagent.graph.nodes",
     "reason_node": "ctxagent.graph.nodes",
     "route_after_extract": "ctxagent.graph.nodes",

@@ -14,6 +14,7 @@ an ordinary function, callable and testable on its own.
     g.add_node("extract", nodes.extract_node(engine))    #   verified quotes from the retrieved chunks
     g.add_node("reason", nodes.reason_node(engine))      #   the answer from those quotes
     g.add_node("read", nodes.read_node(engine))      # or: any long-document recipe, run as one step
+    g.add_node("compress", nodes.compress_node(engine))  # shrink documents or chunks to the window, then "answer"
     g.add_node("verify", nodes.verify_node())
 
 Budgets hold across nodes: each node starts a RunContext from the state's usage
@@ -55,7 +56,12 @@ def engine_provider(engine: EngineLike, **options: Any) -> Callable[[], Engine]:
 
 def _context(engine: Engine, state: Any, keys: Keys) -> RunContext:
     trace: Trace = read(state, keys, "trace")
-    return RunContext(engine=engine, budget=read(state, keys, "budget"), trace=Trace(steps=list(trace.steps)), usage=read(state, keys, "usage"))
+    usage = read(state, keys, "usage")
+    ctx = RunContext(engine=engine, budget=read(state, keys, "budget"), trace=Trace(steps=list(trace.steps)), usage=usage)
+    # max_seconds counts the engine time of earlier nodes too (wall time between nodes, e.g. while
+    # a checkpointed run was paused, does not count).
+    ctx.started -= usage.seconds
+    return ctx
 
 
 def _emit(node: str, steps: list[TraceStep]) -> None:
@@ -111,7 +117,9 @@ def plan_node(engine: EngineLike = None, *, recipe: str = "auto", keys: KeysLike
         ctx = _context(get(), state, k)
         before = len(ctx.trace.steps)
         if recipe == "auto":
-            choice, options, why = AutoRecipe().choose(ctx, read(state, k, "documents"), _question(state, k))
+            chosen = AutoRecipe().choose(ctx, read(state, k, "documents"), _question(state, k))
+            # (recipe, why), or (recipe, options, why) from a planner that also sets the recipe's options
+            choice, options, why = chosen if len(chosen) == 3 else (chosen[0], {}, chosen[1])
             ctx.trace.add("plan", recipe=choice, why=why)
         else:
             choice, options, why = recipe, {}, "fixed by the graph"
@@ -246,6 +254,59 @@ def reason_node(engine: EngineLike = None, *, keys: KeysLike = None, recipe: str
         return _finish("reason", ctx, k, before, answer=answer)
 
     return reason
+
+
+def compress_node(
+    engine: EngineLike = None, *, compressor: str = "perplexity", ratio: float | None = None, chunk_tokens: int = 256, keys: KeysLike = None, **options: Any
+) -> Node:
+    """Shrink the documents (or the retrieved `chunks`, when there are any) to what matters for the
+    question and fits the window, with a registered compressor (perplexity, self_information,
+    embedding). Writes the compressed text as `context` and the source spans it kept as `regions`,
+    so the answer node cites the original documents. Model scoring counts against the Budget."""
+    k, get = Keys.of(keys), engine_provider(engine)
+
+    def compress(state: Any) -> dict[str, Any]:
+        from ctxagent.chunking import chunk_document
+        from ctxagent.compressors import get_compressor
+        from ctxagent.recipes.direct import TEMPLATE_SLACK
+        from ctxagent.recipes.prompts import answer_prompt
+
+        question = _question(state, k)
+        ctx = _context(get(), state, k)
+        before = len(ctx.trace.steps)
+        window = ctx.engine.context_window
+        room = window - ctx.budget.max_new_tokens - ctx.prompt_tokens(answer_prompt("", question)) - TEMPLATE_SLACK
+        chunks = read(state, k, "chunks")
+        if not chunks:
+            size = max(32, min(chunk_tokens, window // 4))
+            chunks = [c for d in read(state, k, "documents") for c in chunk_document(d, ctx.count_tokens, max_tokens=size)]
+        else:
+            chunks = sorted(chunks, key=lambda c: (c.doc_id, c.start))
+        scorer = _ContextScorer(ctx, f"compress:{compressor}")
+        compressed = get_compressor(compressor, scorer=scorer, **options).compress(chunks, question, budget=room + ctx.count_tokens(question), ratio=ratio)
+        ctx.trace.add(
+            "compress", method=compressed.method, original_tokens=compressed.original_tokens,
+            compressed_tokens=compressed.compressed_tokens, ratio=compressed.ratio, spans=len(compressed.spans),
+        )  # fmt: skip
+        regions = [(s.doc_id, s.start, s.end) for s in compressed.to_source(0, len(compressed.text), merge_gap=200)]
+        note = f"read a {compressed.factor:.1f}x compressed form ({compressed.compressed_tokens} of {compressed.original_tokens} tokens, method '{compressed.method}')"
+        notes = [*read(state, k, "notes"), note]
+        return _finish("compress", ctx, k, before, context=compressed.text, regions=regions, notes=notes)
+
+    return compress
+
+
+class _ContextScorer:
+    """A compressor's model calls, routed through the RunContext so they count against the Budget."""
+
+    def __init__(self, ctx: RunContext, step: str) -> None:
+        self.ctx, self.step = ctx, step
+
+    def count_tokens(self, text: str) -> int:
+        return self.ctx.count_tokens(text)
+
+    def score(self, texts: Any, contexts: Any = None) -> Any:
+        return self.ctx.score(texts, contexts, step=self.step)
 
 
 def answer_node(engine: EngineLike = None, *, keys: KeysLike = None, recipe: str | None = None) -> Node:

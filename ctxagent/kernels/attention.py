@@ -14,8 +14,11 @@ from ctxagent.kernels.index import SparseIndex, a_shape_index, vertical_slash_in
 from ctxagent.kernels.sparse_attn import check_inputs, sparse_attention
 
 
-def pattern_index(q: torch.Tensor, k: torch.Tensor, pattern: HeadPattern, block: int = 64, scale: float | None = None) -> SparseIndex:
-    """The index of one pattern for all heads of q."""
+def pattern_index(
+    q: torch.Tensor, k: torch.Tensor, pattern: HeadPattern, block: int = 64, scale: float | None = None, backend: str = "auto"
+) -> SparseIndex:
+    """The index of one pattern for all heads of q (`backend` as in sparse_attention, for
+    the one estimate that has a kernel of its own)."""
     B, H, N, _ = q.shape
     p = pattern.kwargs
     if pattern.kind == "dense":
@@ -25,7 +28,7 @@ def pattern_index(q: torch.Tensor, k: torch.Tensor, pattern: HeadPattern, block:
     if pattern.kind == "vertical_slash":
         return vertical_slash_index(q, k, block=block, scale=scale, **p)
     if pattern.kind == "block_sparse":
-        return block_sparse_index(q, k, block=block, scale=scale, **p)
+        return block_sparse_index(q, k, block=block, scale=scale, backend=backend, **p)
     raise ValueError(f"unknown pattern kind {pattern.kind!r}")
 
 
@@ -55,15 +58,17 @@ def merge_heads(parts: list[tuple[list[int], SparseIndex]], heads: int) -> Spars
     return SparseIndex(first.block, block_idx, block_cnt, cols, col_cnt, is_diag)
 
 
-def layer_index(q: torch.Tensor, k: torch.Tensor, config: SparseConfig, layer: int = 0, scale: float | None = None) -> SparseIndex:
+def layer_index(
+    q: torch.Tensor, k: torch.Tensor, config: SparseConfig, layer: int = 0, scale: float | None = None, backend: str = "auto"
+) -> SparseIndex:
     """Each head's pattern from `config`, built once per distinct pattern and merged."""
     H = q.shape[1]
     groups: dict[HeadPattern, list[int]] = defaultdict(list)
     for h in range(H):
         groups[config.pattern(layer, h)].append(h)
     if len(groups) == 1:
-        return pattern_index(q, k, next(iter(groups)), config.block, scale)
-    parts = [(heads, pattern_index(q, k, pattern, config.block, scale)) for pattern, heads in groups.items()]
+        return pattern_index(q, k, next(iter(groups)), config.block, scale, backend)
+    parts = [(heads, pattern_index(q, k, pattern, config.block, scale, backend)) for pattern, heads in groups.items()]
     return merge_heads(parts, H)
 
 
@@ -93,11 +98,11 @@ def sparse_prefill_attention(
     """Causal attention q [B, H, Nq, D] over k, v [B, Hkv, Nk, D]: sparse (per `config`)
     for a prefill of at least `config.min_length` tokens, dense SDPA otherwise.
 
-    backend: "auto" (Triton on CUDA or under TRITON_INTERPRET=1, else the torch
-    reference), "triton" or "torch"."""
+    backend: "auto" (Triton on CUDA, else the torch reference), "triton" (also on CPU
+    under TRITON_INTERPRET=1) or "torch"."""
     config = config or SparseConfig()
     if q.shape[2] != k.shape[2] or q.shape[2] < config.min_length:
         return dense_attention(q, k, v, scale)
     check_inputs(q, k, v)
-    index = layer_index(q, k, config, layer, scale)
+    index = layer_index(q, k, config, layer, scale, backend)
     return sparse_attention(q, k, v, index, scale, backend=backend)

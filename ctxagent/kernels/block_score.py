@@ -60,12 +60,15 @@ def block_lse_reference(qp: torch.Tensor, k: torch.Tensor, block: int, scale: fl
     return out
 
 
-def lse_block_probs(q: torch.Tensor, k: torch.Tensor, block: int, scale: float | None = None, *, backend: str = "auto") -> torch.Tensor:
-    """Attention of each block's mean query over the real keys, summed per key block:
-    softmax over kb of logsumexp_{j in kb} (q_mean(m) . k_j). It sees single heavy keys
-    (vertical lines) that mean-pooling the keys averages away; it costs one pass of
-    M pooled queries over all N keys (1/64 of dense attention), fused in Triton on GPU.
-    float32 [B, H, M, M], rows sum to 1, zero above the diagonal."""
+def lse_block_scores(
+    q: torch.Tensor, k: torch.Tensor, block: int, scale: float | None = None, *, backend: str = "auto", with_row_lse: bool = False
+) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+    """Log attention mass of each block's mean query over the real keys, per key block:
+    logsumexp_{j in kb} (q_mean(m) . k_j), unnormalised, -inf above the diagonal,
+    float32 [B, H, M, M]. It sees single heavy keys (vertical lines) that mean-pooling
+    the keys averages away, for one pass of M pooled queries over all N keys (1/64 of
+    dense attention's work), fused in Triton on GPU. With `with_row_lse`, also each row's
+    log-sum-exp [B, H, M] (the kernel produces it on the way)."""
     from ctxagent.kernels.sparse_attn import triton_usable
 
     B, H, N, D = q.shape
@@ -76,35 +79,60 @@ def lse_block_probs(q: torch.Tensor, k: torch.Tensor, block: int, scale: float |
     if use_triton:
         from ctxagent.kernels.triton_kernels import launch_block_lse
 
-        scores = launch_block_lse(qp.contiguous(), k if k.stride(-1) == 1 else k.contiguous(), block, scale, M)
+        scores, row_lse = launch_block_lse(qp.contiguous(), k if k.stride(-1) == 1 else k.contiguous(), block, scale, M)
     else:
         scores = block_lse_reference(qp, k, block, scale)
-    return torch.softmax(scores, dim=-1)
+        row_lse = torch.logsumexp(scores, dim=-1) if with_row_lse else None
+    return (scores, row_lse) if with_row_lse else scores
+
+
+def lse_block_probs(q: torch.Tensor, k: torch.Tensor, block: int, scale: float | None = None, *, backend: str = "auto") -> torch.Tensor:
+    """`lse_block_scores` normalised per query block: rows sum to 1."""
+    return torch.softmax(lse_block_scores(q, k, block, scale, backend=backend), dim=-1)
 
 
 def select_blocks(probs: torch.Tensor, *, gamma: float = 0.95, max_blocks: int = 64, min_blocks: int = 2, block: int = 64) -> SparseIndex:
     """Per query block, the heaviest key blocks until their mass reaches `gamma`, at
-    least `min_blocks` and at most `max_blocks` (the diagonal and the first block first)."""
-    B, H, M, _ = probs.shape
-    device = probs.device
+    least `min_blocks` and at most `max_blocks` (the diagonal and the first block first).
+    `probs` [B, H, M, M] rows sum to 1, zero above the diagonal."""
+    return select_blocks_log(probs.log(), gamma=gamma, max_blocks=max_blocks, min_blocks=min_blocks, block=block)
+
+
+def select_blocks_log(
+    scores: torch.Tensor,
+    *,
+    gamma: float = 0.95,
+    max_blocks: int = 64,
+    min_blocks: int = 2,
+    block: int = 64,
+    row_lse: torch.Tensor | None = None,
+    inplace: bool = False,
+) -> SparseIndex:
+    """`select_blocks` on unnormalised log masses (-inf above the diagonal): ranks by
+    score and normalises only the kept entries. `row_lse` [B, H, M] saves a pass when
+    known; `inplace` lets it overwrite `scores` instead of copying them."""
+    B, H, M, _ = scores.shape
+    device = scores.device
     m = torch.arange(M, device=device)
-    # Entries above the diagonal are exactly 0; forced blocks rank above every real mass.
-    rank = probs.clone()
-    rank[..., :, 0] += 2.0
-    rank.diagonal(dim1=-2, dim2=-1).add_(3.0)
+    row_lse = (torch.logsumexp(scores, dim=-1) if row_lse is None else row_lse).unsqueeze(-1)
+    diag = scores.diagonal(dim1=-2, dim2=-1).clone()  # the forced entries' own scores
+    first = scores[..., :, 0].clone()
+    rank = scores if inplace else scores.clone()
+    rank[..., :, 0] = 1e30  # forced: the diagonal first, then the first block
+    rank.diagonal(dim1=-2, dim2=-1).fill_(float("inf"))
     kmax = min(max_blocks, M)
     top = torch.topk(rank, kmax, dim=-1, sorted=True)
-    mass = probs.gather(-1, top.indices)
+    idx = top.indices
+    own = top.values
+    own = torch.where(idx == m[:, None], diag.unsqueeze(-1), own)
+    own = torch.where((idx == 0) & (idx != m[:, None]), first.unsqueeze(-1), own)
+    mass = torch.exp(own - row_lse)
     before = mass.cumsum(-1) - mass  # mass of the blocks ranked above
     position = torch.arange(kmax, device=device)
-    causal = top.indices <= m[:, None]
-    keep = ((before < gamma) | (position < min_blocks)) & causal
-    # keep is a prefix: `before` only grows, and causal entries (mass >= 0) rank above the
-    # zero entries past the diagonal except where causal masses are exactly 0 too; count
-    # the prefix explicitly so a stray non-causal entry never slips in.
-    block_cnt = keep.int().cumprod(-1).sum(-1, dtype=torch.int32)
-    block_idx = top.indices.to(torch.int32).contiguous()
-    return SparseIndex(block, block_idx, block_cnt)
+    causal = idx <= m[:, None]
+    keep = ((before < gamma) | (position < min_blocks) | (top.values >= 1e30)) & causal
+    block_cnt = keep.int().cumprod(-1).sum(-1, dtype=torch.int32)  # the kept prefix
+    return SparseIndex(block, idx.to(torch.int32).contiguous(), block_cnt)
 
 
 def block_sparse_index(
@@ -117,13 +145,14 @@ def block_sparse_index(
     estimate: str = "lse",
     block: int = 64,
     scale: float | None = None,
+    backend: str = "auto",
 ) -> SparseIndex:
     """Block estimate (`estimate`: "lse" = mean query over real keys, "pooled" = mean
     query over mean keys) + cumulative-mass selection, in one call."""
     if estimate == "lse":
-        probs = lse_block_probs(q, k, block, scale)
+        scores, row_lse = lse_block_scores(q, k, block, scale, backend=backend, with_row_lse=True)
     elif estimate == "pooled":
-        probs = pooled_block_probs(q, k, block, scale)
+        scores, row_lse = pooled_block_probs(q, k, block, scale).log(), None
     else:
         raise ValueError(f"block-sparse estimate must be 'lse' or 'pooled'; got {estimate!r}")
-    return select_blocks(probs, gamma=gamma, max_blocks=max_blocks, min_blocks=min_blocks, block=block)
+    return select_blocks_log(scores, gamma=gamma, max_blocks=max_blocks, min_blocks=min_blocks, block=block, row_lse=row_lse, inplace=True)

@@ -3,8 +3,9 @@
 `register()` adds an attention function named "ctxagent_sparse" to transformers'
 AttentionInterface (and SDPA's mask builder under the same name). A model set to that
 implementation runs our sparse prefill for prompts of at least `min_length` tokens and
-plain SDPA for shorter prompts, for decode steps, and for padded batches. Nothing in
-transformers is patched.
+plain SDPA for shorter prompts and for decode steps. A left-padded batch (the hf
+engine's) runs each sequence without its padding; any other mask falls back to SDPA.
+Nothing in transformers is patched.
 
     from ctxagent.kernels.hf_integration import enable_sparse_prefill
     enable_sparse_prefill(model, "config.json")      # or True, "vertical_slash", a dict
@@ -62,14 +63,54 @@ def ctxagent_sparse_attention(
     prefill = query.shape[2] == key.shape[2]
     if settings.recorder is not None and prefill:
         settings.recorder(layer, query, key)
-    if prefill and attention_mask is None and query.shape[2] >= settings.config.min_length:
-        settings.calls["sparse"] += 1
-        out = sparse_prefill_attention(query, key, value, settings.config, layer, scaling, backend=settings.backend)
-        return out.transpose(1, 2).contiguous(), None
+    if prefill and query.shape[2] >= settings.config.min_length:
+        lengths = left_padded_lengths(attention_mask, query.shape[2])
+        if attention_mask is None or lengths is not None:
+            settings.calls["sparse"] += 1
+            out = _sparse_rows(query, key, value, lengths, settings, layer, scaling)
+            return out.transpose(1, 2).contiguous(), None
     from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
     settings.calls["dense"] += 1
     return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling, **kwargs)
+
+
+def left_padded_lengths(mask: torch.Tensor | None, n: int) -> list[int] | None:
+    """Real lengths of a left-padded causal batch from its 4D mask [B, 1, N, N] (bool, or
+    additive float), or None if the mask is anything else (then attention stays dense)."""
+    if mask is None or mask.dim() != 4 or mask.shape[-1] != n or mask.shape[-2] != n:
+        return None
+    allowed = mask if mask.dtype == torch.bool else mask == 0
+    last = allowed[:, 0, -1, :]  # the last query sees every real key
+    lengths = last.sum(-1)
+    positions = torch.arange(n, device=mask.device)
+    expected_last = positions[None, :] >= (n - lengths)[:, None]
+    if not torch.equal(last, expected_last):
+        return None
+    # and inside the real part the mask is plain causal (checked on up to 256 rows)
+    rows = positions if n <= 256 else torch.linspace(0, n - 1, 256, device=mask.device).long()
+    causal = positions[None, :] <= rows[:, None]
+    expected = causal[None] & expected_last[:, None, :]
+    real_rows = expected_last[:, rows, None]
+    if not torch.equal(allowed[:, 0, rows] & real_rows, expected & real_rows):
+        return None
+    return lengths.tolist()
+
+
+def _sparse_rows(query, key, value, lengths, settings, layer, scaling) -> torch.Tensor:
+    if lengths is None or all(n == query.shape[2] for n in lengths):
+        return sparse_prefill_attention(query, key, value, settings.config, layer, scaling, backend=settings.backend)
+    # Variable lengths: each sequence on its own, without its left padding.
+    out = torch.zeros_like(query)
+    n = query.shape[2]
+    for b, length in enumerate(lengths):
+        if length == 0:
+            continue
+        sl = slice(n - length, n)
+        out[b : b + 1, :, sl] = sparse_prefill_attention(
+            query[b : b + 1, :, sl], key[b : b + 1, :, sl], value[b : b + 1, :, sl], settings.config, layer, scaling, backend=settings.backend
+        )
+    return out
 
 
 def register() -> None:

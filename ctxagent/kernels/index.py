@@ -84,10 +84,9 @@ def a_shape_index(
     return diagonal_index(diags, cols if sink > 0 else None, n, block)
 
 
-def last_query_attention(q: torch.Tensor, k: torch.Tensor, last_q: int, scale: float, pad_left: int = 0) -> torch.Tensor:
+def last_query_attention(q: torch.Tensor, k: torch.Tensor, last_q: int, scale: float) -> torch.Tensor:
     """Causal attention probabilities of the last `last_q` queries over all keys,
-    float32 [B, H, L, pad_left + N] (the first `pad_left` columns zero), computed per KV
-    group without repeating K."""
+    float32 [B, H, L, N], computed per KV group without repeating K."""
     B, H, N, D = q.shape
     Hkv = k.shape[1]
     G = H // Hkv
@@ -96,30 +95,30 @@ def last_query_attention(q: torch.Tensor, k: torch.Tensor, last_q: int, scale: f
     logits = torch.matmul(qs, k.transpose(-1, -2)).view(B, H, L, N)
     future = torch.ones(L, L, dtype=torch.bool, device=q.device).triu_(1)
     logits[..., N - L :].masked_fill_(future, float("-inf"))  # only the last L keys can lie after a query
-    out = torch.empty(B, H, L, pad_left + N, dtype=torch.float32, device=q.device)
-    out[..., :pad_left].zero_()
-    out[..., pad_left:].copy_(torch.softmax(logits, dim=-1, dtype=torch.float32))
-    return out
+    return torch.softmax(logits, dim=-1, dtype=torch.float32)
 
 
-def slash_scores(probs: torch.Tensor, pad_left: int | None = None) -> torch.Tensor:
+def slash_scores(probs: torch.Tensor) -> torch.Tensor:
     """Sum of attention along each diagonal: out[..., s] = sum_r P[..., r, i_r - s] with
-    i_r = N - L + r, for P = the last L queries' probabilities. `probs` is
-    [B, H, L, pad + N] whose first `pad` (>= L) columns are zero, as last_query_attention
-    returns with pad_left=L; then one strided view lines the diagonals up as columns
-    (no copy). Without padding (pad_left=None and width N), it pads first. Returns [B, H, N]."""
-    B, H, L, W = probs.shape
-    if pad_left is None:
-        probs, pad_left = torch.nn.functional.pad(probs, (L, 0)), L
-        W = probs.shape[-1]
-    if pad_left < L or not probs.is_contiguous():
-        raise ValueError(f"slash_scores needs a contiguous input with at least L={L} zero columns in front; got {pad_left}")
-    N = W - pad_left
-    # element (r, c) sits at r * W + c; P[r, i_r - s] is at column pad + N - L + r - s,
-    # so with t = N - s the offsets r * (W + 1) + (pad - L) + t line each diagonal up in t.
-    skew = probs.as_strided((B, H, L, N + 1), (H * L * W, L * W, W + 1, 1), probs.storage_offset() + pad_left - L)
-    by_t = skew.sum(2)  # [B, H, N + 1], t = N - s
-    return by_t[..., 1:].flip(-1)
+    i_r = N - L + r, for P = probs [B, H, L, N], the last L queries' probabilities.
+    Returns [B, H, N].
+
+    No copy of P: P[r, i_r - s] sits at offset r * (N + 1) + (N - L - s) of its row-major
+    block, so a strided view with row stride N + 1 lines every diagonal up in one column.
+    That covers s <= N - L; the few longer diagonals (s > N - L) live in the first L
+    columns and are summed the same way over a padded copy of that L x L corner."""
+    B, H, L, N = probs.shape
+    probs = probs.contiguous()
+    base = probs.storage_offset()
+    main = probs.as_strided((B, H, L, N - L + 1), (H * L * N, L * N, N + 1, 1), base).sum(2)  # u = N - L - s
+    out = torch.empty(B, H, N, dtype=probs.dtype, device=probs.device)
+    out[..., : N - L + 1] = main.flip(-1)
+    if L > 1:
+        corner = torch.nn.functional.pad(probs[..., :L], (L, 0)).contiguous()  # [B, H, L, 2L]; C[r, L + j] = P[r, j]
+        # s' = s - (N - L) in [1, L - 1]: P[r, r - s'] at offset r * (2L + 1) + (L - s')
+        tail = corner.as_strided((B, H, L, L), (H * L * 2 * L, L * 2 * L, 2 * L + 1, 1)).sum(2)  # index L - s'
+        out[..., N - L + 1 :] = tail[..., 1:].flip(-1)
+    return out
 
 
 def slash_to_diagonal_scores(slash: torch.Tensor, block: int) -> torch.Tensor:
@@ -155,13 +154,12 @@ def vertical_slash_index(
     B, H, N, D = q.shape
     scale = scale if scale is not None else D**-0.5
     M = num_blocks(N, block)
-    L = min(last_q, N)
-    probs = last_query_attention(q, k, L, scale, pad_left=L)
-    vertical = probs[..., L:].sum(2)
+    probs = last_query_attention(q, k, last_q, scale)
+    vertical = probs.sum(2)
     vertical[..., : min(sink, N)] = float("inf")
     n_v = min(n_vertical, N)
     cols = torch.topk(vertical, n_v, dim=-1, sorted=False).indices.sort(-1).values
-    diag_scores = slash_to_diagonal_scores(slash_scores(probs, L), block)
+    diag_scores = slash_to_diagonal_scores(slash_scores(probs), block)
     diag_scores[..., : min(local_diags, M)] = float("inf")
     n_d = min(max(n_diag, local_diags), M)
     diags = torch.topk(diag_scores, n_d, dim=-1, sorted=False).indices.sort(-1).values

@@ -57,13 +57,24 @@ class _Collector:
     """Recorder for the attention function: scores every candidate on every head as the
     layer's q/k go by (nothing is stored but the numbers)."""
 
-    def __init__(self, candidates: Sequence[HeadPattern], block: int, rows: int, target: float) -> None:
+    def __init__(self, candidates: Sequence[HeadPattern], block: int, rows: int, target: float, backend: str = "auto") -> None:
         self.candidates = list(candidates)
+        self.backend = backend
         self.block, self.rows, self.target = block, rows, target
         self.recall: dict[int, torch.Tensor] = {}  # layer -> [candidates, H]
         self.density: dict[int, torch.Tensor] = {}
 
     def __call__(self, layer: int, q: torch.Tensor, k: torch.Tensor) -> None:
+        # Many small tensor ops: on CPU one thread beats a team that spins waiting.
+        threads = torch.get_num_threads()
+        if q.device.type == "cpu":
+            torch.set_num_threads(1)
+        try:
+            self._score(layer, q, k)
+        finally:
+            torch.set_num_threads(threads)
+
+    def _score(self, layer: int, q: torch.Tensor, k: torch.Tensor) -> None:
         B, H, N, _ = q.shape
         gen = torch.Generator().manual_seed(layer)
         rows = torch.randint(0, N, (self.rows,), generator=gen).sort().values
@@ -71,7 +82,7 @@ class _Collector:
         rec = torch.zeros(len(self.candidates), H)
         den = torch.zeros(len(self.candidates), H)
         for c, pattern in enumerate(self.candidates):
-            index = pattern_index(q, k, pattern, self.block)
+            index = pattern_index(q, k, pattern, self.block, backend=self.backend)
             rec[c] = attention_recall(q, k, index, rows).mean(0).cpu()
             den[c] = head_density(index, N).mean(0).cpu()
         self.recall[layer] = rec
@@ -95,13 +106,17 @@ def search_config(
     rows: int = 64,
     block: int = 64,
     min_length: int = 8192,
+    backend: str | None = None,
 ) -> SearchResult:
     """Score `candidates` on every head of `model` over `input_ids` [1, N] and pick, per
     head, the lowest-density candidate with recall >= target_recall (dense if none)."""
     from ctxagent.kernels.hf_integration import SparsePrefill, disable_sparse_prefill, enable_sparse_prefill
 
     previous = model.config._attn_implementation
-    collector = _Collector(candidates, block, rows, target_recall)
+    # Estimates run where the model runs: Triton kernels on CUDA, the torch reference on
+    # CPU (never the Triton interpreter, which is for tests of the kernels themselves).
+    backend = backend or ("auto" if next(model.parameters()).is_cuda else "torch")
+    collector = _Collector(candidates, block, rows, target_recall, backend)
     # Dense attention throughout (min_length out of reach): the recorder sees true q/k.
     settings = SparsePrefill(SparseConfig(min_length=1 << 62, block=block), "torch", collector)
     enable_sparse_prefill(model, settings)

@@ -3,16 +3,16 @@ Triton cannot run (CPU without the interpreter)."""
 
 from __future__ import annotations
 
-import os
-
 import torch
 
 from ctxagent.kernels.index import SparseIndex
 
 
 def triton_usable(device: torch.device) -> bool:
-    """True on CUDA devices with Triton installed, and on CPU under TRITON_INTERPRET=1."""
-    if device.type != "cuda" and os.environ.get("TRITON_INTERPRET") != "1":
+    """True on CUDA devices with Triton installed. On CPU, "auto" means the torch
+    reference; Triton's interpreter (TRITON_INTERPRET=1) runs only when asked for by
+    backend="triton", as the kernel tests do: it is far too slow for a model."""
+    if device.type != "cuda":
         return False
     try:
         import triton  # noqa: F401
@@ -35,7 +35,7 @@ def sparse_attention(
 ) -> torch.Tensor:
     """Causal attention of q [B, H, N, D] over k, v [B, Hkv, N, D] restricted to `index`.
 
-    backend: "triton", "torch" (the reference), or "auto" (Triton where usable)."""
+    backend: "triton", "torch" (the reference), or "auto" (Triton on CUDA, else torch)."""
     check_inputs(q, k, v)
     scale = scale if scale is not None else q.shape[-1] ** -0.5
     use_triton = backend == "triton" or (backend == "auto" and triton_usable(q.device))

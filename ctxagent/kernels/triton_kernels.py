@@ -206,6 +206,7 @@ def _block_lse_fwd(
     Qp,
     K,
     Out,
+    RowPart,
     scale,
     stride_qb,
     stride_qh,
@@ -216,56 +217,95 @@ def _block_lse_fwd(
     N,
     H,
     NUM_M,
+    CHUNK,
+    NUM_CHUNKS,
     GROUP: tl.constexpr,
     HEAD_DIM: tl.constexpr,
     BLOCK: tl.constexpr,
     BQ: tl.constexpr,
+    KG: tl.constexpr,
     DOT_F32: tl.constexpr,
 ):
     """Out[b, h, m, kb] = logsumexp over the keys j of block kb of scale * qp[m] . k[j]:
-    the log attention mass that the block-mean query of block m puts on key block kb
-    (unnormalised), for kb <= m; -inf above the diagonal."""
+    the log attention mass (unnormalised) that the block-mean query of block m puts on key
+    block kb, for kb <= m. Entries above the diagonal are left as they are (the caller
+    fills them with -inf). Programs split the key blocks into chunks of CHUNK so the long
+    rows of the last query blocks spread over the GPU; each handles KG key blocks per step
+    (one wider matrix product, KG adjacent results stored together) and also writes the
+    log-sum-exp of its chunk per row to RowPart[b, h, m, chunk], from which the caller
+    gets each row's normaliser without reading Out again. Scores are in log2 units inside
+    (scale includes log2 e); outputs in natural log."""
     t = tl.program_id(0)
-    bh = tl.program_id(1)
-    b = bh // H
-    h = bh % H
-    kvh = h // GROUP
+    chunk = tl.program_id(1)
+    bh = tl.program_id(2)
+    first = chunk * CHUNK
+    last = tl.minimum(tl.minimum((t + 1) * BQ, NUM_M), first + CHUNK)
     offs_q = t * BQ + tl.arange(0, BQ)
-    offs_n = tl.arange(0, BLOCK)
-    offs_d = tl.arange(0, HEAD_DIM)
-    qp = tl.load(Qp + b * stride_qb + h * stride_qh + offs_q[:, None] * stride_qm + offs_d[None, :], mask=offs_q[:, None] < NUM_M, other=0.0)
-    k_base = K + b * stride_kb + kvh * stride_kh
-    out_base = Out + bh.to(tl.int64) * NUM_M * NUM_M + offs_q.to(tl.int64) * NUM_M
-    last = tl.minimum((t + 1) * BQ, NUM_M)
-    for kb in range(0, last):
-        cols = kb * BLOCK + offs_n
-        k = tl.load(k_base + cols[:, None] * stride_kn + offs_d[None, :], mask=cols[:, None] < N, other=0.0)
-        if DOT_F32:
-            k = k.to(tl.float32)
-        s = tl.dot(qp, tl.trans(k)) * scale
-        s = tl.where(cols[None, :] < N, s, float("-inf"))
-        mx = tl.max(s, 1)
-        lse = mx + tl.log(tl.sum(tl.exp(s - mx[:, None]), 1))
-        lse = tl.where(offs_q >= kb, lse, float("-inf"))
-        tl.store(out_base + kb, lse, mask=offs_q < NUM_M)
-    # above the diagonal of this tile's last rows: -inf, written once
-    for kb in range(last, NUM_M):
-        tl.store(out_base + kb, tl.full([BQ], float("-inf"), tl.float32), mask=offs_q < NUM_M)
+    part_ptr = RowPart + (bh.to(tl.int64) * NUM_M + offs_q) * NUM_CHUNKS + chunk
+    run_m = tl.full([BQ], float("-inf"), tl.float32)
+    run_s = tl.zeros([BQ], tl.float32)
+    if first < last:
+        b = bh // H
+        h = bh % H
+        kvh = h // GROUP
+        offs_n = tl.arange(0, KG * BLOCK)
+        offs_g = tl.arange(0, KG)
+        offs_d = tl.arange(0, HEAD_DIM)
+        qp = tl.load(Qp + b * stride_qb + h * stride_qh + offs_q[:, None] * stride_qm + offs_d[None, :], mask=offs_q[:, None] < NUM_M, other=0.0)
+        k_base = K + b * stride_kb + kvh * stride_kh
+        out_base = Out + bh.to(tl.int64) * NUM_M * NUM_M + offs_q.to(tl.int64) * NUM_M
+        for kb0 in range(first, last, KG):
+            cols = kb0 * BLOCK + offs_n
+            k = tl.load(k_base + cols[:, None] * stride_kn + offs_d[None, :], mask=cols[:, None] < N, other=0.0)
+            if DOT_F32:
+                k = k.to(tl.float32)
+            s = tl.dot(qp, tl.trans(k)) * scale
+            s = tl.where(cols[None, :] < N, s, float("-inf"))
+            s3 = tl.reshape(s, [BQ, KG, BLOCK])
+            mx = tl.max(s3, 2)
+            mx_safe = tl.where(mx == float("-inf"), 0.0, mx)
+            # [BQ, KG] in log2 units; a fully masked group sums to 0 and is masked just below
+            lse = mx_safe + tl.log2(tl.maximum(tl.sum(tl.exp2(s3 - mx_safe[:, :, None]), 2), 1e-30))
+            kbs = kb0 + offs_g
+            ok = (offs_q[:, None] >= kbs[None, :]) & (kbs[None, :] < last) & (offs_q[:, None] < NUM_M)
+            lse = tl.where(ok, lse, float("-inf"))
+            tl.store(out_base[:, None] + kbs[None, :], lse * 0.6931471805599453, mask=ok)
+            new_m = tl.maximum(run_m, tl.max(lse, 1))
+            m_safe = tl.where(new_m == float("-inf"), 0.0, new_m)
+            run_s = run_s * tl.exp2(run_m - m_safe) + tl.sum(tl.exp2(lse - m_safe[:, None]), 1)
+            run_m = new_m
+    part = tl.where(run_s > 0, (run_m + tl.log2(tl.maximum(run_s, 1e-30))) * 0.6931471805599453, float("-inf"))
+    tl.store(part_ptr, part, mask=offs_q < NUM_M)
+
+
+_LSE_CONFIGS = [
+    triton.Config({"BQ": 64, "KG": 4}, num_warps=4, num_stages=3),
+    triton.Config({"BQ": 64, "KG": 2}, num_warps=4, num_stages=3),
+    triton.Config({"BQ": 128, "KG": 2}, num_warps=8, num_stages=3),
+    triton.Config({"BQ": 64, "KG": 1}, num_warps=4, num_stages=3),
+]
+# On the GPU the tile shape is tuned once per shape (writes are idempotent, so the
+# repeated timing runs are harmless); the interpreter takes one small fixed tile.
+_block_lse_tuned = triton.autotune(configs=_LSE_CONFIGS, key=["NUM_M", "HEAD_DIM", "BLOCK"])(_block_lse_fwd)
 
 
 def launch_block_lse(qp, k, block: int, scale: float, num_m: int):
-    """Block log-mass scores [B, H, M, M] float32 of pooled queries qp [B, H, M, D]."""
+    """Block log-mass scores [B, H, M, M] float32 of pooled queries qp [B, H, M, D]
+    (-inf above the diagonal), and each row's log-sum-exp [B, H, M]."""
     B, H, M, D = qp.shape
-    out = torch.empty(B, H, M, M, dtype=torch.float32, device=qp.device)
-    bq = 64 if M >= 64 else 16
+    out = torch.full((B, H, M, M), float("-inf"), dtype=torch.float32, device=qp.device)
+    chunk = 128
+    n_chunks = triton.cdiv(M, chunk)
+    parts = torch.empty(B, H, M, n_chunks, dtype=torch.float32, device=qp.device)
     interp = os.environ.get("TRITON_INTERPRET") == "1"
     if interp and qp.dtype == torch.bfloat16:
         qp = qp.float()
-    _block_lse_fwd[(triton.cdiv(M, bq), B * H)](
+    args = (
         qp,
         k,
         out,
-        scale,
+        parts,
+        scale * LOG2E,
         qp.stride(0),
         qp.stride(1),
         qp.stride(2),
@@ -275,12 +315,14 @@ def launch_block_lse(qp, k, block: int, scale: float, num_m: int):
         k.shape[2],
         H,
         M,
-        GROUP=H // k.shape[1],
-        HEAD_DIM=D,
-        BLOCK=block,
-        BQ=bq,
-        DOT_F32=interp and k.dtype == torch.bfloat16,
-        num_warps=4,
-        num_stages=3,
+        chunk,
+        n_chunks,
     )
-    return out
+    meta = dict(GROUP=H // k.shape[1], HEAD_DIM=D, BLOCK=block, DOT_F32=interp and k.dtype == torch.bfloat16)
+    if interp or qp.device.type != "cuda":
+        bq = 16
+        _block_lse_fwd[(triton.cdiv(M, bq), n_chunks, B * H)](*args, BQ=bq, KG=2, **meta, num_warps=4, num_stages=1)
+    else:
+        grid = lambda META: (triton.cdiv(M, META["BQ"]), n_chunks, B * H)  # noqa: E731
+        _block_lse_tuned[grid](*args, **meta)
+    return out, torch.logsumexp(parts, dim=-1)

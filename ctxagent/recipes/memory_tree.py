@@ -1,10 +1,12 @@
 """`memory_tree`: answer from a cached summary tree, by navigation or by collapsed retrieval.
 
 mode="navigate" (MemWalker-style): from the root, the model is shown the children's
-summaries and picks the one most likely to hold the answer; at a leaf it is asked for
-the sentence that answers (verified against the source). A leaf that yields nothing
-sends the walk back up to the next most promising sibling (backtracking): the model's
-pick first, then the rest by word overlap with the question.
+summaries (with each node's key sentences, the most distinctive source sentences
+under it) and picks the one most likely to hold the answer; children are visited in
+order of how much of the question their summary and key sentences contain, the
+model's pick first among equals. At a leaf the model is asked for the sentence that
+answers (verified against the source). A leaf that yields nothing sends the walk back
+up to the next most promising sibling (backtracking).
 
 mode="collapsed" (RAPTOR-style): every node of every level, leaf chunks and summaries
 alike, is indexed by a retriever; the best hits are mapped to the leaf chunks under
@@ -42,6 +44,8 @@ from ctxagent.types import Answer, Chunk, Document
 MODES = ("navigate", "collapsed")
 # Tokens of question the leaf size leaves room for (the question appears twice in a read prompt).
 QUESTION_TOKENS = 48
+# Characters per token assumed when cutting node descriptions to fit the navigation prompt (conservative).
+CHARS_PER_TOKEN = 3
 
 
 @register("memory_tree")
@@ -113,20 +117,27 @@ class MemoryTreeRecipe:
 
     # -- navigation ---------------------------------------------------------------------
     def _order(self, ctx: RunContext, tree: MemoryTree, children: list[int], question: str) -> list[int]:
-        """Children best first: the model's pick, then the rest by overlap with the question."""
-        by_overlap = sorted(children, key=lambda c: -relevance(tree.nodes[c].summary, question))
+        """Children best first: by how much of the question their summary and key sentences
+        contain, the model's pick first among equals.
+
+        A small model's pick alone sends the walk down a wrong subtree (and depth-first
+        search then reads all of it) as often as not; word overlap with the key sentences
+        is the stronger signal when it separates the children, the model decides when it
+        does not.
+        """
         if len(children) == 1:
             return children
-        prompt = choose_prompt([tree.nodes[c].summary for c in children], question)
+        overlap = {c: round(relevance(tree.nodes[c].describe(10_000), question), 3) for c in children}
+        # Each child's description gets an equal share of the window.
+        share = max(120, CHARS_PER_TOKEN * (window_room(ctx, choose_prompt([], question), 6) // len(children) - 8))
+        prompt = choose_prompt([tree.nodes[c].describe(share) for c in children], question)
         [reply] = ctx.generate([prompt], SamplingParams(max_new_tokens=6), step="navigate", node_children=children)
         match = re.search(r"\d+", reply.text)
         pick = int(match.group()) - 1 if match else -1
-        if 0 <= pick < len(children):
-            chosen = children[pick]
-            ctx.trace.add("navigate:choice", chosen=chosen, reply=reply.text[:20])
-            return [chosen] + [c for c in by_overlap if c != chosen]
-        ctx.trace.add("navigate:choice", chosen=None, reply=reply.text[:20], why="no valid section number; ordered by word overlap")
-        return by_overlap
+        chosen = children[pick] if 0 <= pick < len(children) else None
+        order = sorted(children, key=lambda c: (-overlap[c], c != chosen))
+        ctx.trace.add("navigate:choice", model_pick=chosen, reply=reply.text[:20], overlap=[overlap[c] for c in children], order=order)
+        return order
 
     def _navigate(self, ctx: RunContext, tree: MemoryTree, documents: Sequence[Document], question: str) -> Answer:
         facts = Facts()
@@ -165,7 +176,7 @@ class MemoryTreeRecipe:
 
         # Each node becomes a pseudo-chunk of its own text: the chunk's text for a leaf, the summary above.
         node_chunks = [
-            tree.chunks[n.chunk] if n.chunk is not None else Chunk(doc_id=f"{n.doc_id}#summary", index=n.id, start=0, end=len(n.summary), text=n.summary)
+            tree.chunks[n.chunk] if n.chunk is not None else Chunk(doc_id=f"{n.doc_id}#summary", index=n.id, start=0, end=len(n.describe(10_000)), text=n.describe(10_000))
             for n in tree.nodes
         ]
         k = self.max_leaves or 3

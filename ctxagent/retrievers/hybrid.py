@@ -31,7 +31,8 @@ from ctxagent.errors import InputError
 from ctxagent.retrievers import register
 from ctxagent.retrievers.base import Retriever
 from ctxagent.retrievers.bm25 import BM25Retriever
-from ctxagent.retrievers.dense import DenseRetriever, top_k_rows
+from ctxagent.retrievers.dense import DenseRetriever
+from ctxagent.retrievers.topk import top_k_rows
 from ctxagent.types import Chunk
 
 FUSIONS = ("convex", "rrf")
