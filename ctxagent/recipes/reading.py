@@ -19,7 +19,7 @@ from ctxagent.citations import citation_for, content_words, find_quote, ground_a
 from ctxagent.engines.base import Prompt, SamplingParams
 from ctxagent.errors import BudgetExhausted, InputError
 from ctxagent.recipes.context import RunContext
-from ctxagent.recipes.prompts import NONE, extract_prompt, facts_answer_prompt
+from ctxagent.recipes.prompts import extract_prompt, facts_answer_prompt
 from ctxagent.types import Answer, Chunk, Citation, Document
 
 # Chat-template tokens around the messages, plus a margin for tokenisation at the joins.
