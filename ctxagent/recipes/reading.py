@@ -145,8 +145,8 @@ def verified_facts(reply: str, chunk: Chunk, document: Document, question: str, 
 
     A reply piece counts when it occurs in the chunk (exactly or up to case and
     whitespace); failing that, a source sentence counts when it holds nearly all of the
-    piece's content words including one the question does not (a near-copy of a
-    sentence, not an echo of the question). Every fact is widened to whole sentences and
+    words the piece adds to the question and most of the rest (a near-copy of a
+    sentence wrapped in the question's wording, not an echo of the question). Every fact is widened to whole sentences and
     must share a word with the question, so a stray copied line is not taken as an answer.
     """
     text = document.text
@@ -164,7 +164,10 @@ def verified_facts(reply: str, chunk: Chunk, document: Document, question: str, 
                 continue
             for sentence in sentence_spans(text, chunk.start, chunk.end):
                 source_words = set(content_words(text[sentence.start : sentence.end]))
-                if novel & source_words and len(words & source_words) >= 0.8 * len(words):
+                # Small models restate the question around what they copy ("The magic number
+                # mentioned in the text is 95..."), so the words the reply adds must be in the
+                # sentence, while the echoed question words need only mostly be.
+                if len(novel & source_words) >= 0.8 * len(novel) and len(words & source_words) >= 0.5 * len(words):
                     spans.append((sentence.start, sentence.end))
     facts: list[Fact] = []
     for start, end in dict.fromkeys(spans):
