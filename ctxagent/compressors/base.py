@@ -253,3 +253,19 @@ def original_context_tokens(chunks: Sequence[Chunk], count_tokens: CountTokens) 
     """Tokens of the context as a whole: the chunks joined the way `assemble` joins them."""
     text, _ = assemble(chunks, whole_chunks(chunks))
     return count_tokens(text)
+
+
+def plan_compression(
+    chunks: Sequence[Chunk],
+    question: str,
+    count_tokens: CountTokens,
+    budget: int | None,
+    ratio: float | None,
+    instruction: str = "",
+) -> tuple[int, int]:
+    """(original context tokens, target context tokens) after checking the inputs: the
+    first step every compressor takes, so each checks and counts the same way."""
+    check_inputs(chunks, question)
+    original = original_context_tokens(chunks, count_tokens)
+    fixed = count_tokens(question) + (count_tokens(instruction) if instruction else 0)
+    return original, context_target(original, fixed, budget, ratio)

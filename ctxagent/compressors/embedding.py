@@ -14,12 +14,10 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from ctxagent.compressors.base import (
+    plan_compression,
     Compressed,
     Piece,
     build,
-    check_inputs,
-    context_target,
-    original_context_tokens,
     whole_chunks,
 )
 from ctxagent.compressors.units import sentences_of
@@ -97,11 +95,8 @@ class EmbeddingCompressor:
         ratio: float | None = None,
         instruction: str = "",
     ) -> Compressed:
-        check_inputs(chunks, question)
         count = self.count_tokens
-        original = original_context_tokens(chunks, count)
-        fixed = count(question) + (count(instruction) if instruction else 0)
-        target = context_target(original, fixed, budget, ratio)
+        original, target = plan_compression(chunks, question, count, budget, ratio, instruction)
         if target >= original:
             return build(self.name, chunks, question, whole_chunks(chunks), count, original)
         sentences = sentences_of(chunks)

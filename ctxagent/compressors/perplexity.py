@@ -30,14 +30,12 @@ from typing import Any, Sequence
 from tqdm.auto import tqdm
 
 from ctxagent.compressors.base import (
+    plan_compression,
     Compressed,
     Piece,
     Scorer,
     build,
-    check_inputs,
     chunk_tokens,
-    context_target,
-    original_context_tokens,
     whole_chunks,
 )
 from ctxagent.compressors.units import Sentence, assign_tokens, mean, sentences_of
@@ -133,11 +131,8 @@ class PerplexityCompressor:
         ratio: float | None = None,
         instruction: str = "",
     ) -> Compressed:
-        check_inputs(chunks, question)
         count = self.scorer.count_tokens
-        original = original_context_tokens(chunks, count)
-        fixed = count(question) + (count(instruction) if instruction else 0)
-        target = context_target(original, fixed, budget, ratio)
+        original, target = plan_compression(chunks, question, count, budget, ratio, instruction)
         if target >= original:
             return build(self.name, chunks, question, whole_chunks(chunks), count, original, {"stage": "nothing to drop"})
         timings: dict[str, float | int | str] = {"target_tokens": target}

@@ -15,13 +15,11 @@ from dataclasses import dataclass
 from typing import Sequence
 
 from ctxagent.compressors.base import (
+    plan_compression,
     Compressed,
     Piece,
     Scorer,
     build,
-    check_inputs,
-    context_target,
-    original_context_tokens,
     whole_chunks,
 )
 from ctxagent.compressors.units import assign_tokens, sentences_of
@@ -72,11 +70,8 @@ class SelfInformationCompressor:
         ratio: float | None = None,
         instruction: str = "",
     ) -> Compressed:
-        check_inputs(chunks, question)
         count = self.scorer.count_tokens
-        original = original_context_tokens(chunks, count)
-        fixed = count(question) + (count(instruction) if instruction else 0)
-        target = context_target(original, fixed, budget, ratio)
+        original, target = plan_compression(chunks, question, count, budget, ratio, instruction)
         if target >= original:
             return build(self.name, chunks, question, whole_chunks(chunks), count, original)
         units = self._units(chunks)
