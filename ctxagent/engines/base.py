@@ -9,9 +9,11 @@ at once and the backend decides how to batch them.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Protocol, Sequence, runtime_checkable
+from typing import Any, Protocol, Sequence, runtime_checkable
 
 from pydantic import BaseModel, Field
+
+from ctxagent.errors import InputError
 
 
 class SamplingParams(BaseModel):
@@ -80,3 +82,22 @@ def render_messages(prompt: Prompt) -> list[dict[str, str]]:
     if isinstance(prompt, str):
         return [{"role": "user", "content": prompt}]
     return [{"role": m.role, "content": m.content} for m in prompt]
+
+
+def prompt_text(tokenizer: Any, prompt: Prompt) -> str:
+    """A prompt as the text a local model reads: rendered with the tokenizer's chat template,
+    or, for a base model without one, the messages' text as is."""
+    if getattr(tokenizer, "chat_template", None) is None:
+        return prompt if isinstance(prompt, str) else "\n\n".join(m.content for m in prompt)
+    return tokenizer.apply_chat_template(render_messages(prompt), add_generation_prompt=True, tokenize=False)
+
+
+def check_prompts_fit(encoded: Sequence[Sequence[int]], model_name: str, context_window: int, max_new_tokens: int) -> None:
+    """Refuse, before any work, a prompt that leaves no room for its completion in the window."""
+    limit = context_window - max_new_tokens
+    for i, ids in enumerate(encoded):
+        if len(ids) > limit:
+            raise InputError(
+                f"prompt {i} has {len(ids)} tokens but the {model_name} window of {context_window} "
+                f"leaves {limit} after {max_new_tokens} new tokens: shorten it or use a recipe that chunks"
+            )

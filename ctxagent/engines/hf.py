@@ -19,7 +19,7 @@ from typing import Any, Sequence
 
 from ctxagent.cache import cache_dir
 from ctxagent.engines import register
-from ctxagent.engines.base import Completion, Prompt, SamplingParams, TokenScores, render_messages
+from ctxagent.engines.base import Completion, Prompt, SamplingParams, TokenScores, check_prompts_fit, prompt_text
 from ctxagent.errors import EngineError, EngineNotInstalled, InputError
 
 log = logging.getLogger(__name__)
@@ -159,22 +159,12 @@ class HFEngine:
         return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
 
     def _prompt_ids(self, prompt: Prompt) -> list[int]:
-        if self.tokenizer.chat_template is None:  # a base model: send the text as is
-            text = prompt if isinstance(prompt, str) else "\n\n".join(m.content for m in prompt)
-            return self.tokenizer(text, add_special_tokens=False)["input_ids"]
-        rendered = self.tokenizer.apply_chat_template(render_messages(prompt), add_generation_prompt=True, tokenize=False)
-        return self.tokenizer(rendered, add_special_tokens=False)["input_ids"]
+        return self.tokenizer(prompt_text(self.tokenizer, prompt), add_special_tokens=False)["input_ids"]
 
     def generate(self, prompts: Sequence[Prompt], params: SamplingParams | None = None) -> list[Completion]:
         params = params or SamplingParams()
         encoded = [self._prompt_ids(p) for p in prompts]
-        limit = self.context_window - params.max_new_tokens
-        for i, ids in enumerate(encoded):
-            if len(ids) > limit:
-                raise InputError(
-                    f"prompt {i} has {len(ids)} tokens but the {self.model_name} window of {self.context_window} "
-                    f"leaves {limit} after {params.max_new_tokens} new tokens: shorten it or use a recipe that chunks"
-                )
+        check_prompts_fit(encoded, self.model_name, self.context_window, params.max_new_tokens)
         results: list[Completion | None] = [None] * len(encoded)
         # Similar lengths batch together so little compute goes to padding.
         order = sorted(range(len(encoded)), key=lambda i: len(encoded[i]))

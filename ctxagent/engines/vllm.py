@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from ctxagent.engines import register
-from ctxagent.engines.base import Completion, Prompt, SamplingParams, TokenScores, render_messages
+from ctxagent.engines.base import Completion, Prompt, SamplingParams, TokenScores, check_prompts_fit, prompt_text
 from ctxagent.errors import EngineError, EngineNotInstalled, InputError
 
 log = logging.getLogger(__name__)
@@ -148,11 +148,7 @@ class VLLMEngine:
         return len(self._encode(text)) if text else 0
 
     def _prompt_ids(self, prompt: Prompt) -> list[int]:
-        if getattr(self.tokenizer, "chat_template", None) is None:  # a base model: the text as is
-            text = prompt if isinstance(prompt, str) else "\n\n".join(m.content for m in prompt)
-            return self._encode(text)
-        rendered = self.tokenizer.apply_chat_template(render_messages(prompt), add_generation_prompt=True, tokenize=False)
-        return self._encode(rendered)
+        return self._encode(prompt_text(self.tokenizer, prompt))
 
     def sampling_params(self, params: SamplingParams) -> Any:
         """ctxagent SamplingParams -> vllm.SamplingParams (temperature 0 is greedy in both)."""
@@ -170,13 +166,7 @@ class VLLMEngine:
     def generate(self, prompts: Sequence[Prompt], params: SamplingParams | None = None) -> list[Completion]:
         params = params or SamplingParams()
         encoded = [self._prompt_ids(p) for p in prompts]
-        limit = self.context_window - params.max_new_tokens
-        for i, ids in enumerate(encoded):
-            if len(ids) > limit:
-                raise InputError(
-                    f"prompt {i} has {len(ids)} tokens but the {self.model_name} window of {self.context_window} "
-                    f"leaves {limit} after {params.max_new_tokens} new tokens: shorten it or use a recipe that chunks"
-                )
+        check_prompts_fit(encoded, self.model_name, self.context_window, params.max_new_tokens)
         if not encoded:
             return []
         inputs = [{"prompt_token_ids": ids} for ids in encoded]
