@@ -109,6 +109,21 @@ class Scorer(Protocol):
     def score(self, texts: Sequence[str], contexts: Sequence[str] | None = None) -> list[TokenScores]: ...
 
 
+class ModelScored:
+    """For compressors that score with a language model: the given scorer, or the embedded
+    `hf` engine, loaded on first use so building a compressor stays cheap."""
+
+    _scorer: Scorer | None = None
+
+    @property
+    def scorer(self) -> Scorer:
+        if self._scorer is None:
+            from ctxagent.engines import get_engine
+
+            self._scorer = get_engine("hf")
+        return self._scorer
+
+
 @runtime_checkable
 class Compressor(Protocol):
     name: str

@@ -30,6 +30,7 @@ from typing import Any, Sequence
 from tqdm.auto import tqdm
 
 from ctxagent.compressors.base import (
+    ModelScored,
     plan_compression,
     Compressed,
     Piece,
@@ -48,12 +49,6 @@ PROBE = "\n\nQuestion: {question}\nThe passage above answers this question."
 QUESTION_PREFIX = "Question: {question}\n\nRelevant passage:\n"
 
 
-def default_scorer() -> Scorer:
-    from ctxagent.engines import get_engine
-
-    return get_engine("hf")
-
-
 @dataclass
 class _Ranked:
     index: int
@@ -62,7 +57,7 @@ class _Ranked:
     token_offsets: list[tuple[int, int]]
 
 
-class PerplexityCompressor:
+class PerplexityCompressor(ModelScored):
     """Question-aware coarse-to-fine compressor.
 
     scorer: an Engine (or anything with `score` and `count_tokens`); the embedded
@@ -115,12 +110,6 @@ class PerplexityCompressor:
         self.prefilter = prefilter
         self.prefilter_margin = prefilter_margin
         self.progress = progress
-
-    @property
-    def scorer(self) -> Scorer:
-        if self._scorer is None:
-            self._scorer = default_scorer()
-        return self._scorer
 
     def compress(
         self,

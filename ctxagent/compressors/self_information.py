@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Sequence
 
 from ctxagent.compressors.base import (
+    ModelScored,
     plan_compression,
     Compressed,
     Piece,
@@ -39,7 +40,7 @@ class _Unit:
     information: float  # mean self-information per token, in nats
 
 
-class SelfInformationCompressor:
+class SelfInformationCompressor(ModelScored):
     """Selective Context: drop the units the model finds least surprising.
 
     unit: "phrase" (clauses between punctuation) or "sentence".
@@ -52,14 +53,6 @@ class SelfInformationCompressor:
             raise InputError(f"unit must be 'phrase' or 'sentence', got {unit!r}")
         self._scorer = scorer
         self.unit = unit
-
-    @property
-    def scorer(self) -> Scorer:
-        if self._scorer is None:
-            from ctxagent.compressors.perplexity import default_scorer
-
-            self._scorer = default_scorer()
-        return self._scorer
 
     def compress(
         self,
