@@ -50,9 +50,10 @@ def chunks(doc, engine_2k) -> list[Chunk]:
     return chunk_document(doc, engine_2k.count_tokens, max_tokens=128)
 
 
-@pytest.fixture(scope="module")
-def perplexity_4x(chunks, engine_2k) -> Compressed:
-    return get_compressor("perplexity", scorer=engine_2k).compress(chunks, QUESTION, ratio=0.25)
+@pytest.fixture(scope="module", params=["embedding", "contrastive"])
+def perplexity_4x(request, chunks, engine_2k) -> Compressed:
+    """Both ways of ranking sentences: the encoder (one model pass) and LongLLMLingua's second pass."""
+    return get_compressor("perplexity", scorer=engine_2k, sentences=request.param).compress(chunks, QUESTION, ratio=0.25)
 
 
 def test_registry_lists_the_built_in_compressors():
@@ -124,6 +125,12 @@ def test_ratio_outside_zero_one_is_rejected(chunks, engine_2k, ratio):
 def test_budget_smaller_than_the_question_is_rejected(chunks, engine_2k):
     with pytest.raises(InputError, match="smaller than the question"):
         get_compressor("perplexity", scorer=engine_2k).compress(chunks, QUESTION, budget=3)
+
+
+@pytest.mark.parametrize("option", [{"sentences": "tfidf"}, {"prefilter": "bm25"}, {"prefilter_margin": 0.5}, {"iterations": 0}])
+def test_unknown_perplexity_options_are_rejected(option):
+    with pytest.raises(InputError):
+        get_compressor("perplexity", **option)
 
 
 @pytest.mark.parametrize("name", ["perplexity", "self_information", "embedding"])

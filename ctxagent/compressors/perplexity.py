@@ -1,22 +1,29 @@
 """`perplexity`: question-aware coarse-to-fine compression in the spirit of LongLLMLingua.
 
-Three levels, each cheap because the model only ever reads short pieces, in
-batches (never one long prompt, so attention cost stays linear in the document):
+The model is the expensive part, so the default reads the document with it once,
+in short batched pieces (never one long prompt: cost stays linear in length):
 
-1. Chunks. One batched pass scores, for every chunk, "chunk + question probe":
-   how likely the question becomes after reading the chunk, against the same
-   probe with no chunk (contrastive conditioning: how much the chunk *raises* the
-   question's likelihood). The same pass gives each chunk token's log-prob
-   without the question. The best chunks are kept, a margin above the target.
-2. Sentences. A second batched pass reads the kept chunks after the question.
-   A sentence whose tokens the question makes much more predictable (question
-   log-prob minus plain log-prob, LongLLMLingua's contrastive perplexity) is
-   about the question; sentences are kept by that score, the chunk's rank as a
-   prior, until a margin above the target.
-3. Words. Inside kept sentences the least informative words (lowest surprisal in
-   either condition) are dropped, over `iterations` rounds; each later round
-   re-scores the already shortened text, since what a word tells depends on what
-   is left around it (LLMLingua's iterative compression). Numbers are kept.
+0. Sentences (cheap). A sentence encoder, about ten times cheaper per token than
+   the scorer, embeds the question and every sentence. When the document holds
+   more than `prefilter_margin` times the target, only the chunks whose best
+   sentence is most like the question go on to the model.
+1. Chunks. One batched pass scores, for every remaining chunk, "chunk + question
+   probe": how likely the question becomes after reading the chunk, against the
+   same probe with no chunk (contrastive conditioning: how much the chunk *raises*
+   the question's likelihood). The same pass gives each chunk token's surprisal.
+   The best chunks are kept, a margin above the target.
+2. Sentences of kept chunks are ranked by similarity to the question, their
+   chunk's rank as a prior, and kept until a margin above the target.
+   With `sentences="contrastive"` a second model pass instead reads the kept
+   chunks after the question and ranks sentences by how much more predictable
+   the question makes their tokens (LongLLMLingua's contrastive perplexity):
+   closer to the paper, about a third slower.
+3. Words. Inside kept sentences the least informative words (lowest surprisal)
+   are dropped, the most relevant sentences losing the fewest. With
+   `iterations` > 1 each later round re-scores the already shortened text after
+   the question (one more pass about the target's size), since what a word tells
+   depends on what is left around it (LLMLingua's iterative compression).
+   Numbers are kept.
 
 The instruction and the question are never compressed; they only condition.
 """
@@ -39,6 +46,7 @@ from ctxagent.compressors.base import (
     chunk_tokens,
     whole_chunks,
 )
+from ctxagent.compressors.embedding import DEFAULT_MODEL as DEFAULT_ENCODER
 from ctxagent.compressors.units import Sentence, assign_tokens, mean, sentences_of
 from ctxagent.errors import InputError
 from ctxagent.types import Chunk
@@ -47,6 +55,9 @@ from ctxagent.types import Chunk
 PROBE = "\n\nQuestion: {question}\nThe passage above answers this question."
 # Put before the kept chunks: reading them with the question in mind.
 QUESTION_PREFIX = "Question: {question}\n\nRelevant passage:\n"
+# Weight of a chunk's rank (1 for the best kept chunk, falling to 0) beside a
+# sentence's cosine similarity to the question (typically 0 to 0.8).
+SIMILARITY_PRIOR = 0.2
 
 
 @dataclass
@@ -62,22 +73,23 @@ class PerplexityCompressor(ModelScored):
 
     scorer: an Engine (or anything with `score` and `count_tokens`); the embedded
         `hf` engine when None, loaded on first use.
+    sentences: "embedding" (default) ranks the sentences of kept chunks with the
+        sentence encoder, so the model reads the document once; "contrastive" adds
+        a question-conditioned model pass over the kept chunks (LongLLMLingua's
+        contrastive perplexity), for sentence and word scores.
+    prefilter: "embedding" (default) lets only the chunks most like the question,
+        `prefilter_margin` times the target, reach the model; None lets the model
+        read every chunk. Needs the sentence encoder, as does sentences="embedding".
     chunk_margin: keep chunks until they hold this many times the target tokens (at
         most the target plus half of the rest).
     sentence_margin: keep sentences until they hold this many times the target;
         words are then dropped down to the target. 1.0 means sentence level only.
     iterations: word-dropping rounds; each round after the first re-scores the
-        shortened text (one more batched pass over what is kept, about the target's
-        size), so a word's information is judged in the text the reader will see.
-        One round by default, so compression costs two passes (the second over
-        about the target's size); the token target is met exactly either way.
+        shortened text after the question (one more batched pass about the target's
+        size). The token target is met exactly either way.
     keep_numbers: never drop a word with a digit (answers are often numbers).
     protect: how strongly a sentence's relevance shields its words (nats per token).
-    prefilter: None, or "embedding": before the model reads anything, keep only the
-        chunks whose best sentence is most similar to the question (a sentence
-        encoder, several times cheaper per token than the scorer) until
-        `prefilter_margin` times the target; the model then ranks only those.
-        Worth it for long documents at high compression.
+    encoder: the sentence-transformers model for steps 0 and 2.
     """
 
     name = "perplexity"
@@ -86,29 +98,37 @@ class PerplexityCompressor(ModelScored):
         self,
         scorer: Scorer | None = None,
         *,
+        sentences: str = "embedding",
+        prefilter: str | None = "embedding",
+        prefilter_margin: float = 2.0,
         chunk_margin: float = 1.5,
         sentence_margin: float = 1.2,
         iterations: int = 1,
         keep_numbers: bool = True,
         protect: float = 3.0,
-        prefilter: str | None = None,
-        prefilter_margin: float = 3.0,
+        encoder: str = DEFAULT_ENCODER,
         progress: bool = False,
     ) -> None:
-        if chunk_margin < 1 or sentence_margin < 1:
-            raise InputError(f"chunk_margin and sentence_margin must be at least 1, got {chunk_margin} and {sentence_margin}")
+        if chunk_margin < 1 or sentence_margin < 1 or prefilter_margin < 1:
+            raise InputError(
+                f"chunk_margin, sentence_margin and prefilter_margin must be at least 1, got {chunk_margin}, {sentence_margin} and {prefilter_margin}"
+            )
         if iterations < 1:
             raise InputError(f"iterations must be at least 1, got {iterations}")
+        if sentences not in ("embedding", "contrastive"):
+            raise InputError(f"sentences must be 'embedding' or 'contrastive', got {sentences!r}")
+        if prefilter not in (None, "embedding"):
+            raise InputError(f"prefilter must be None or 'embedding', got {prefilter!r}")
         self._scorer = scorer
+        self.sentences = sentences
+        self.prefilter = prefilter
+        self.prefilter_margin = prefilter_margin
         self.chunk_margin = chunk_margin
         self.sentence_margin = sentence_margin
         self.iterations = iterations
         self.keep_numbers = keep_numbers
         self.protect = protect
-        if prefilter not in (None, "embedding"):
-            raise InputError(f"prefilter must be None or 'embedding', got {prefilter!r}")
-        self.prefilter = prefilter
-        self.prefilter_margin = prefilter_margin
+        self.encoder = encoder
         self.progress = progress
 
     def compress(
@@ -126,11 +146,14 @@ class PerplexityCompressor(ModelScored):
             return build(self.name, chunks, question, whole_chunks(chunks), count, original, {"stage": "nothing to drop"})
         timings: dict[str, float | int | str] = {"target_tokens": target}
         sizes = chunk_tokens(chunks, count)
-        if self.prefilter and sum(sizes) > self.prefilter_margin * target:
+        similarity: dict[tuple[int, int], float] = {}
+        if self.prefilter or self.sentences == "embedding":
             began = time.perf_counter()
-            chunks, sizes = self._prefilter(chunks, sizes, question, target)
-            timings["prefilter_s"] = round(time.perf_counter() - began, 3)
-            timings["chunks_after_prefilter"] = len(chunks)
+            similarity = self._similarities(chunks, question)
+            if self.prefilter and sum(sizes) > self.prefilter_margin * target:
+                chunks, sizes, similarity = self._prefilter(chunks, sizes, similarity, target)
+                timings["chunks_after_prefilter"] = len(chunks)
+            timings["encoder_s"] = round(time.perf_counter() - began, 3)
 
         began = time.perf_counter()
         ranked = self._rank_chunks(chunks, question, instruction)
@@ -147,7 +170,10 @@ class PerplexityCompressor(ModelScored):
         timings["chunks_kept"] = len(kept_chunks)
 
         began = time.perf_counter()
-        sentences = self._score_sentences(chunks, kept_chunks, question, instruction)
+        if self.sentences == "contrastive":
+            sentences = self._score_sentences_contrastive(chunks, kept_chunks, question, instruction)
+        else:
+            sentences = self._score_sentences_by_similarity(chunks, kept_chunks, similarity)
         timings["sentence_pass_s"] = round(time.perf_counter() - began, 3)
         sentences = self._keep_sentences(sentences, target)
         timings["sentences_kept"] = len(sentences)
@@ -165,16 +191,23 @@ class PerplexityCompressor(ModelScored):
             result = build(self.name, chunks, question, pieces, count, original, timings)
         return result
 
-    # -- level 0 (optional): a cheap encoder narrows the chunks -------------------------
-    def _prefilter(self, chunks: Sequence[Chunk], sizes: list[int], question: str, target: int) -> tuple[list[Chunk], list[int]]:
+    # -- level 0: a cheap encoder reads every sentence ------------------------------------
+    def _similarities(self, chunks: Sequence[Chunk], question: str) -> dict[tuple[int, int], float]:
+        """Cosine similarity to the question of every sentence, keyed by (chunk position, source start)."""
         from ctxagent.compressors.embedding import load_encoder
 
         sentences = sentences_of(chunks)
         texts = [chunks[s.chunk].text[s.start - chunks[s.chunk].start : s.end - chunks[s.chunk].start] for s in sentences]
-        vectors = load_encoder().encode([question] + texts, batch_size=64, normalize_embeddings=True, convert_to_numpy=True)
+        vectors = load_encoder(self.encoder).encode([question] + texts, batch_size=64, normalize_embeddings=True, convert_to_numpy=True)
+        return {(s.chunk, s.start): float(sim) for s, sim in zip(sentences, vectors[1:] @ vectors[0])}
+
+    def _prefilter(
+        self, chunks: Sequence[Chunk], sizes: list[int], similarity: dict[tuple[int, int], float], target: int
+    ) -> tuple[list[Chunk], list[int], dict[tuple[int, int], float]]:
+        """The chunks whose best sentence is most like the question, up to the margin, in document order."""
         best = [float("-inf")] * len(chunks)
-        for s, sim in zip(sentences, vectors[1:] @ vectors[0]):
-            best[s.chunk] = max(best[s.chunk], float(sim))
+        for (i, _), sim in similarity.items():
+            best[i] = max(best[i], sim)
         keep: list[int] = []
         held = 0
         for i in sorted(range(len(chunks)), key=lambda i: -best[i]):
@@ -183,7 +216,9 @@ class PerplexityCompressor(ModelScored):
             keep.append(i)
             held += sizes[i]
         keep.sort()
-        return [chunks[i] for i in keep], [sizes[i] for i in keep]
+        new_position = {old: new for new, old in enumerate(keep)}
+        kept_similarity = {(new_position[i], start): sim for (i, start), sim in similarity.items() if i in new_position}
+        return [chunks[i] for i in keep], [sizes[i] for i in keep], kept_similarity
 
     # -- level 1: chunks ----------------------------------------------------------------
     def _rank_chunks(self, chunks: Sequence[Chunk], question: str, instruction: str) -> list[_Ranked]:
@@ -209,7 +244,26 @@ class PerplexityCompressor(ModelScored):
         return ranked
 
     # -- level 2: sentences -------------------------------------------------------------
-    def _score_sentences(self, chunks: Sequence[Chunk], kept: list[_Ranked], question: str, instruction: str) -> list[tuple[float, Sentence]]:
+    def _score_sentences_by_similarity(
+        self, chunks: Sequence[Chunk], kept: list[_Ranked], similarity: dict[tuple[int, int], float]
+    ) -> list[tuple[float, Sentence]]:
+        """Sentence score: similarity to the question plus its chunk's rank; words carry their plain surprisal."""
+        out: list[tuple[float, Sentence]] = []
+        for rank, r in enumerate(kept):
+            chunk = chunks[r.index]
+            prior = 1.0 - rank / max(1, len(kept))
+            plain = _as_scores(chunk.text, r)
+            for sentence in sentences_of([chunk], with_words=True):
+                sentence.chunk = r.index
+                spans = [(w.start - chunk.start, w.end - chunk.start) for w in sentence.words]
+                for w, (n, lp) in zip(sentence.words, assign_tokens(plain, spans)):
+                    w.tokens, w.plain, w.logprob = n, lp, lp
+                out.append((similarity.get((r.index, sentence.start), 0.0) + SIMILARITY_PRIOR * prior, sentence))
+        return out
+
+    def _score_sentences_contrastive(self, chunks: Sequence[Chunk], kept: list[_Ranked], question: str, instruction: str) -> list[tuple[float, Sentence]]:
+        """Sentence score: how much reading the question first raises its tokens' log-probs; words keep
+        the larger of their two surprisals. Costs a second model pass over the kept chunks."""
         prefix = (instruction + "\n\n" if instruction else "") + QUESTION_PREFIX.format(question=question)
         scores = self._score([chunks[r.index].text for r in kept], [prefix] * len(kept), "reading kept chunks")
         out: list[tuple[float, Sentence]] = []
