@@ -227,9 +227,10 @@ def test_recall_is_one_for_dense_and_tracks_mass():
     q, k, _ = qkv(1, 2, 1, 48, 16, torch.float32, seed=17)
     rows = torch.arange(48)
     dense = a_shape_index(1, 2, 48, sink=0, local=64, block=8)
-    assert torch.allclose(attention_recall(q, k, dense, rows), torch.ones(1, 2))
+    assert torch.allclose(attention_recall(q, k, dense, rows).cpu(), torch.ones(1, 2))
     local = a_shape_index(1, 2, 48, sink=0, local=8, block=8)
-    recall = attention_recall(q, k, local, rows)
+    recall = attention_recall(q, k, local, rows).cpu()
+    q, k = q.cpu(), k.cpu()
     # recomputed: mass on the mask, averaged over rows
     mask = index_to_mask(local, 48)[0, 0]
     logits = (q[0, 0] @ k[0, 0].T) * 16**-0.5
@@ -250,7 +251,7 @@ def test_structured_inputs_favour_vertical_slash_over_local_window():
 
 def test_masked_attention_reference_agrees_with_sdpa():
     q, k, v = qkv(1, 4, 2, 33, 16, torch.float32, seed=19)
-    causal = torch.ones(33, 33, dtype=torch.bool).tril().expand(1, 4, 33, 33)
+    causal = torch.ones(33, 33, dtype=torch.bool, device=q.device).tril().expand(1, 4, 33, 33)
     kk, vv = k.repeat_interleave(2, 1), v.repeat_interleave(2, 1)
     expected = torch.nn.functional.scaled_dot_product_attention(q, kk, vv, is_causal=True)
     assert rel_err(masked_attention(q, k, v, causal), expected) < 1e-5

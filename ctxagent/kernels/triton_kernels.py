@@ -25,6 +25,28 @@ import triton.language as tl
 
 
 @triton.jit
+def _attend_keys(q, k_base, v_base, cols, use, offs_m, offs_d, stride_kn, stride_vn, qk_scale, m_i, l_i, acc, DOT_F32: tl.constexpr):
+    """One online-softmax step over a tile of key columns `cols` (those with `use` set), causal
+    against the query rows `offs_m`; returns the updated running max, sum and output."""
+    k = tl.load(k_base + cols[:, None] * stride_kn + offs_d[None, :], mask=use[:, None], other=0.0)
+    if DOT_F32:  # Triton's CPU interpreter mis-multiplies bf16 in tl.dot; tests only
+        k = k.to(tl.float32)
+    qk = tl.dot(q, tl.trans(k)) * qk_scale
+    valid = use[None, :] & (cols[None, :] <= offs_m[:, None])
+    qk = tl.where(valid, qk, float("-inf"))
+    m_new = tl.maximum(m_i, tl.max(qk, 1))
+    m_safe = tl.where(m_new == float("-inf"), 0.0, m_new)
+    p = tl.math.exp2(qk - m_safe[:, None])
+    alpha = tl.math.exp2(m_i - m_safe)
+    l_i = l_i * alpha + tl.sum(p, 1)
+    v = tl.load(v_base + cols[:, None] * stride_vn + offs_d[None, :], mask=use[:, None], other=0.0)
+    if DOT_F32:
+        v = v.to(tl.float32)
+    acc = tl.dot(p.to(v.dtype), v, acc * alpha[:, None])
+    return m_new, l_i, acc
+
+
+@triton.jit
 def _sparse_attn_fwd(
     Q,
     K,
@@ -87,24 +109,7 @@ def _sparse_attn_fwd(
     for j in range(0, n_blocks):
         kb = tl.load(BlockIdx + row.to(tl.int64) * MAX_BLOCKS + j)
         cols = kb * BLOCK + offs_n
-        in_range = cols < N
-        k = tl.load(k_base + cols[:, None] * stride_kn + offs_d[None, :], mask=in_range[:, None], other=0.0)
-        if DOT_F32:
-            k = k.to(tl.float32)
-        qk = tl.dot(q, tl.trans(k)) * qk_scale
-        valid = (cols[None, :] <= offs_m[:, None]) & in_range[None, :]
-        qk = tl.where(valid, qk, float("-inf"))
-        m_new = tl.maximum(m_i, tl.max(qk, 1))
-        m_safe = tl.where(m_new == float("-inf"), 0.0, m_new)
-        p = tl.math.exp2(qk - m_safe[:, None])
-        alpha = tl.math.exp2(m_i - m_safe)
-        l_i = l_i * alpha + tl.sum(p, 1)
-        v = tl.load(v_base + cols[:, None] * stride_vn + offs_d[None, :], mask=in_range[:, None], other=0.0)
-        acc = acc * alpha[:, None]
-        if DOT_F32:
-            v = v.to(tl.float32)
-        acc = tl.dot(p.to(v.dtype), v, acc)
-        m_i = m_new
+        m_i, l_i, acc = _attend_keys(q, k_base, v_base, cols, cols < N, offs_m, offs_d, stride_kn, stride_vn, qk_scale, m_i, l_i, acc, DOT_F32)
 
     if HAS_COLS:
         n_cols = tl.load(ColCnt + row)
@@ -117,23 +122,7 @@ def _sparse_attn_fwd(
             # A column inside a key block of the block list was computed there already.
             covered = tl.load(diag_base + (m - cols // BLOCK), mask=listed, other=1)
             use = listed & (covered == 0)
-            k = tl.load(k_base + cols[:, None] * stride_kn + offs_d[None, :], mask=use[:, None], other=0.0)
-            if DOT_F32:
-                k = k.to(tl.float32)
-            qk = tl.dot(q, tl.trans(k)) * qk_scale
-            valid = use[None, :] & (cols[None, :] <= offs_m[:, None])
-            qk = tl.where(valid, qk, float("-inf"))
-            m_new = tl.maximum(m_i, tl.max(qk, 1))
-            m_safe = tl.where(m_new == float("-inf"), 0.0, m_new)
-            p = tl.math.exp2(qk - m_safe[:, None])
-            alpha = tl.math.exp2(m_i - m_safe)
-            l_i = l_i * alpha + tl.sum(p, 1)
-            v = tl.load(v_base + cols[:, None] * stride_vn + offs_d[None, :], mask=use[:, None], other=0.0)
-            acc = acc * alpha[:, None]
-            if DOT_F32:
-                v = v.to(tl.float32)
-            acc = tl.dot(p.to(v.dtype), v, acc)
-            m_i = m_new
+            m_i, l_i, acc = _attend_keys(q, k_base, v_base, cols, use, offs_m, offs_d, stride_kn, stride_vn, qk_scale, m_i, l_i, acc, DOT_F32)
 
     l_i = tl.where(l_i == 0.0, 1.0, l_i)
     out = acc / l_i[:, None]
