@@ -171,7 +171,17 @@ def answer_correct(engine: Any, context: str, question: str, answer: str) -> tup
 
 
 # -- report ---------------------------------------------------------------------------------
-def summarise(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+# Room in the answerer's window for the instruction, the question and the answer.
+ANSWER_ROOM = 200
+
+
+def fits_answerer(row: dict[str, Any], window: int) -> bool:
+    """Whether the compressed context fitted the answerer's window: `direct` truncates a longer
+    one, so a wrong answer there says nothing about the compressor."""
+    return row["ratio"] * row["original_tokens"] <= row.get("answer_window", window) - ANSWER_ROOM
+
+
+def summarise(rows: list[dict[str, Any]], window: int) -> list[dict[str, Any]]:
     cells: dict[tuple[int, int, str], list[dict[str, Any]]] = {}
     for r in rows:
         cells.setdefault((r["tokens"], r["factor"], r["system"]), []).append(r)
@@ -191,7 +201,8 @@ def summarise(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 "seconds": statistics.mean(g["seconds"] for g in ok) if ok else None,
                 "ratio": statistics.mean(g["ratio"] for g in ok) if ok else None,
                 "kept": sum(g["kept"] for g in ok) / len(ok) if ok else None,
-                "accuracy": sum(bool(g["correct"]) for g in ok) / len(ok) if ok else None,
+                "answered": len(fitting := [g for g in ok if fits_answerer(g, window)]),
+                "accuracy": sum(bool(g["correct"]) for g in fitting) / len(fitting) if fitting else None,
             }
         )
     for cell in out:
@@ -220,16 +231,32 @@ def speedup_cell(c: dict[str, Any]) -> str:
     return "–"
 
 
+def answer_windows(rows: list[dict[str, Any]], meta: dict[str, Any]) -> str:
+    by_window: dict[int, set[int]] = {}
+    for r in rows:
+        by_window.setdefault(r.get("answer_window", meta["answer_window"]), set()).add(r["tokens"])
+    if len(by_window) == 1:
+        return str(next(iter(by_window)))
+    return ", ".join(f"{w} (for {'/'.join(str(t) for t in sorted(ts))}-token prompts)" for w, ts in sorted(by_window.items()))
+
+
+def accuracy_cell(c: dict[str, Any]) -> str:
+    if c["accuracy"] is None:
+        return "– (longer than the answerer's window)" if c["ratio"] is not None else "–"
+    note = f" ({c['answered']} of {c['prompts']} fitted)" if c["answered"] < c["prompts"] - c["errors"] - c["timeouts"] else ""
+    return f"{c['accuracy']:.0%}{note}"
+
+
 def write_report(rows: list[dict[str, Any]], meta: dict[str, Any], stem: str = "compressors") -> None:
     RESULTS.mkdir(parents=True, exist_ok=True)
-    summary = summarise(rows)
+    summary = summarise(rows, meta["answer_window"])
     (RESULTS / f"{stem}.json").write_text(json.dumps({"meta": meta, "summary": summary, "trials": rows}, indent=2))
     fmt = lambda v, f: "–" if v is None else format(v, f)  # noqa: E731
     lines = [
         "# Compressors: ours vs llmlingua (LongLLMLingua mode)",
         "",
         f"Machine: {meta['machine']}; load average at start {meta['load_start']}, at end {meta.get('load_end', 'n/a')} (shared machine: timings are noisy).",
-        f"Scorer: {meta['scorer']} for both; answerer: same model, window {meta['answer_window']} tokens. llmlingua: {meta['llmlingua']}.",
+        f"Scorer: {meta['scorer']} for both; answerer: same model, window {answer_windows(rows, meta)} tokens. llmlingua: {meta['llmlingua']}.",
         "",
         "| tokens | target | system | prompts | s / prompt | speed-up vs llmlingua | ratio reached | needle kept | answer accuracy |",
         "| ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: |",
@@ -238,7 +265,7 @@ def write_report(rows: list[dict[str, Any]], meta: dict[str, Any], stem: str = "
         lines.append(
             f"| {c['tokens']} | {c['factor']}x | {c['system']} | {c['prompts']}{' (' + str(c['errors']) + ' failed)' if c['errors'] else ''} "
             f"| {seconds_cell(c)} | {speedup_cell(c)} "
-            f"| {fmt(c['ratio'], '.3f')} | {fmt(c['kept'], '.0%')} | {fmt(c['accuracy'], '.0%')} |"
+            f"| {fmt(c['ratio'], '.3f')} | {fmt(c['kept'], '.0%')} | {accuracy_cell(c)} |"
         )
     lines += ["", *[f"- {n}" for n in meta.get("notes", [])]]
     errors = [r for r in rows if "error" in r]
@@ -292,8 +319,8 @@ def merge_runs() -> None:
     meta: dict[str, Any] = {}
     for path in runs:
         data = json.loads(path.read_text())
-        rows += data["trials"]
         run_meta = data["meta"]
+        rows += [{"answer_window": run_meta["answer_window"], **r} for r in data["trials"]]
         if not meta:
             meta = dict(run_meta)
             meta["notes"] = list(run_meta.get("notes", []))[:3]
@@ -389,9 +416,11 @@ def main() -> None:
         "chunks": f"chunk_document(max_tokens={args.chunk_tokens}); the same chunks are llmlingua's context list",
         "notes": [
             "ours = `perplexity` with its defaults; llmlingua = compress_prompt(rank_method='longllmlingua', condition_in_question='after_condition', "
-            "reorder_context='sort', dynamic_context_compression_ratio=0.3, condition_compare=True, context_budget='+100') as its README recommends.",
+            "reorder_context='sort', dynamic_context_compression_ratio=0.3, condition_compare=True, context_budget='+100') as its README recommends; "
+            "perplexity+contrastive = ours with sentences='contrastive' and prefilter=None (the model reads every chunk, then the kept ones again after the question).",
             "ratio reached = compressed context tokens / original context tokens, both counted with the SmolLM2 tokenizer.",
-            "answer accuracy: the embedded model answers from the compressed context with `direct` (window capped, so long compressed contexts are truncated); "
+            "answer accuracy: the embedded model answers from the compressed context with `direct`; a compressed context longer than the answerer's window "
+            "(less room for the question) is not scored, since `direct` would truncate it; "
             "a trial whose compressed text lost the answer scores 0 without asking the model.",
             f"prompts per cell by length: {per_length}; fewer where --cell-seconds ({args.cell_seconds:.0f} s) ran out (see the prompts column).",
         ],
@@ -411,7 +440,8 @@ def main() -> None:
                 for system in systems:
                     if spent[system] > args.cell_seconds and i > 0:
                         continue
-                    row: dict[str, Any] = {"tokens": tokens, "factor": factor, "system": system, "prompt": i, "original_tokens": original, "depth": task["depth"]}
+                    row: dict[str, Any] = {"tokens": tokens, "factor": factor, "system": system, "prompt": i, "original_tokens": original, "depth": task["depth"],
+                                           "answer_window": args.answer_window}  # fmt: skip
                     began = time.perf_counter()
                     try:
                         if args.trial_seconds:
