@@ -218,7 +218,6 @@ def main() -> None:
         "load_average_start": [round(x, 2) for x in load_before],
         "load_average_end": [round(x, 2) for x in os.getloadavg()],
         "interpreter": sys.executable,
-        "note": "shared 2-core machine; other jobs ran at the same time, so timings are noisy",
     }
     with contextlib.suppress(Exception):
         import torch
@@ -234,12 +233,18 @@ def main() -> None:
     write_plot(results)
 
 
+def load_note(machine: dict[str, Any]) -> str:
+    """Whether other work shared the CPU: a 1-minute load average above the core count."""
+    busiest = max(machine["load_average_start"][0], machine["load_average_end"][0])
+    return "shared with other work: timings noisy" if busiest > machine["cpus"] else "otherwise idle"
+
+
 def write_table(results: list[dict[str, Any]], machine: dict[str, Any], config: dict[str, Any]) -> None:
     cols = ["engine", "load_seconds", "batch_seconds", "prompts_per_s", "new_tokens_per_s", "latency_p50_s", "throughput_vs_hf", "latency_vs_hf", "answers_with_26_4"]
     lines = [
         f"Batch of {config['batch']} map-step prompts, {config['max_new_tokens']} new tokens each; "
         f"latency = median of {config['singles']} single-prompt calls. Machine: {machine['platform']}, {machine['cpus']} CPUs, "
-        f"load average {machine['load_average_start']} -> {machine['load_average_end']} (shared, noisy).",
+        f"load average {machine['load_average_start']} -> {machine['load_average_end']} ({load_note(machine)}).",
         "",
         "| " + " | ".join(cols) + " |",
         "|" + "---|" * len(cols),
