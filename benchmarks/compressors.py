@@ -11,8 +11,12 @@ longer in the compressed text the model is not asked and the trial scores 0).
 The `embedding` compressor runs too, as a cheap reference, and `perplexity+contrastive`
 (ours with LongLLMLingua's second, question-conditioned pass and no prefilter).
 
-    python benchmarks/compressors.py                                  # full grid
+    python benchmarks/compressors.py                                  # full grid, one run
     python benchmarks/compressors.py --prompts 2048:2,8192:1,32768:1  # prompts per length
+
+The committed results came from three runs merged (`--merge`), one per length:
+`--lengths 2048 --prompts 2048:5 --answer-window 2048 --tag 2k`, then
+`--lengths 8192 --prompts 8192:3 --tag 8k` and `--lengths 32768 --prompts 32768:1 --tag 32k`.
 
 Two adapters make llmlingua 0.2.2 run here, neither touching its algorithm:
 * its constructor asks tiktoken for the gpt-3.5-turbo encoding, which tiktoken
@@ -247,6 +251,13 @@ def accuracy_cell(c: dict[str, Any]) -> str:
     return f"{c['accuracy']:.0%}{note}"
 
 
+def load_note(meta: dict[str, Any]) -> str:
+    """Whether other work shared the CPU. The benchmark keeps every core busy itself (load about the
+    core count), so only a 1-minute load average well above that means others competed."""
+    loads = [x for key in ("load_start", "load_end") for x in meta.get(key, []) if isinstance(x, (int, float))]
+    return "shared with other work: timings noisy" if loads and max(loads) > 1.5 * (os.cpu_count() or 1) else "otherwise idle"
+
+
 def write_report(rows: list[dict[str, Any]], meta: dict[str, Any], stem: str = "compressors") -> None:
     RESULTS.mkdir(parents=True, exist_ok=True)
     summary = summarise(rows, meta["answer_window"])
@@ -255,7 +266,7 @@ def write_report(rows: list[dict[str, Any]], meta: dict[str, Any], stem: str = "
     lines = [
         "# Compressors: ours vs llmlingua (LongLLMLingua mode)",
         "",
-        f"Machine: {meta['machine']}; load average at start {meta['load_start']}, at end {meta.get('load_end', 'n/a')} (shared machine: timings are noisy).",
+        f"Machine: {meta['machine']}; load average at start {meta['load_start']}, at end {meta.get('load_end', 'n/a')} ({load_note(meta)}).",
         f"Scorer: {meta['scorer']} for both; answerer: same model, window {answer_windows(rows, meta)} tokens. llmlingua: {meta['llmlingua']}.",
         "",
         "| tokens | target | system | prompts | s / prompt | speed-up vs llmlingua | ratio reached | needle kept | answer accuracy |",
@@ -373,9 +384,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--lengths", default="2048,8192,32768")
     parser.add_argument("--factors", default="2,4,10", help="compression targets, as N x")
-    parser.add_argument("--prompts", default="2048:3,8192:2,32768:1", help="prompts per cell, by length")
+    parser.add_argument("--prompts", default="2048:5,8192:3,32768:1", help="prompts per cell, by length")
     parser.add_argument("--systems", default="perplexity,llmlingua,perplexity+contrastive,embedding")
-    parser.add_argument("--answer-window", type=int, default=2048)
+    parser.add_argument("--answer-window", type=int, default=8192, help="the answerer's window (SmolLM2's is 8192)")
     parser.add_argument("--chunk-tokens", type=int, default=128)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--cell-seconds", type=float, default=600, help="no new prompt in a cell once a system spent this long in it")
