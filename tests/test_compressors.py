@@ -60,9 +60,11 @@ def test_registry_lists_the_built_in_compressors():
     assert {"perplexity", "self_information", "embedding"} <= set(registry.names())
 
 
-def test_perplexity_keeps_the_needle_at_4x(perplexity_4x, doc):
+def test_perplexity_keeps_the_needle_at_4x(perplexity_4x, doc, chunks):
     result = perplexity_4x
     assert result.original_tokens > 500
+    # The encoder set chunks aside before the model read any (the default prefilter).
+    assert 0 < result.details["chunks_after_prefilter"] < len(chunks)
     assert 0.15 <= result.ratio <= 0.25, result.ratio
     assert result.factor >= 4
     # The answer and what ties it to the question survive; low-information words may go.
