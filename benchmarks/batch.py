@@ -88,15 +88,16 @@ def main() -> None:
                 totals[level]["loads"].append(os.getloadavg()[0])
                 began = time.perf_counter()
                 summary = batch.run(corpus, part, out, engine=engine, budget=budget, concurrency=level, progress=False)
+                elapsed = time.perf_counter() - began
                 t = totals[level]
-                t["seconds"] += time.perf_counter() - began
-                t["round_seconds"].append(time.perf_counter() - began)
+                t["seconds"] += elapsed
+                t["round_seconds"].append(elapsed)
                 t["answered"] += summary.answered
                 t["failed"] += summary.failed
                 t["engine_calls"] += summary.engine_calls or 0
                 t["loads"].append(os.getloadavg()[0])
                 answers[level].update({k: r.text or "" for k, r in batch.read_results(out).items()})
-                print(f"round {r + 1}/{args.rounds} concurrency {level}: {summary.answered} in {time.perf_counter() - began:.1f} s", flush=True)
+                print(f"round {r + 1}/{args.rounds} concurrency {level}: {summary.answered} in {elapsed:.1f} s", flush=True)
     rows = []
     for level in levels:
         t = totals[level]

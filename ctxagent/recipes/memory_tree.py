@@ -38,7 +38,7 @@ from ctxagent.recipes.reading import (
     relevance,
     window_room,
 )
-from ctxagent.recipes.tree import MemoryTree, build_tree, engine_model_name, load_tree, save_tree, tree_key, tree_path
+from ctxagent.recipes.tree import MemoryTree, TreeNode, build_tree, engine_model_name, load_tree, save_tree, tree_key, tree_path
 from ctxagent.types import Answer, Chunk, Document
 
 MODES = ("navigate", "collapsed")
@@ -175,10 +175,7 @@ class MemoryTreeRecipe:
         from ctxagent.recipes.retrieval import ChunkIndex
 
         # Each node becomes a pseudo-chunk of its own text: the chunk's text for a leaf, the summary above.
-        node_chunks = [
-            tree.chunks[n.chunk] if n.chunk is not None else Chunk(doc_id=f"{n.doc_id}#summary", index=n.id, start=0, end=len(n.describe(10_000)), text=n.describe(10_000))
-            for n in tree.nodes
-        ]
+        node_chunks = [tree.chunks[n.chunk] if n.chunk is not None else _summary_chunk(n) for n in tree.nodes]
         k = self.max_leaves or 3
         hits = ChunkIndex(self.retriever, node_chunks).search(question, k=max(k, 4) * 2)
         leaves: list[int] = []
@@ -198,3 +195,9 @@ class MemoryTreeRecipe:
         except BudgetExhausted as exc:
             return partial_answer(ctx, self.name, facts, exc, 0, len(leaves))
         return answer_from_facts(ctx, self.name, documents, question, facts)
+
+
+def _summary_chunk(node: TreeNode) -> Chunk:
+    """An inner node as a pseudo-chunk of its summary and key sentences, for the retriever."""
+    text = node.describe(10_000)
+    return Chunk(doc_id=f"{node.doc_id}#summary", index=node.id, start=0, end=len(text), text=text)
