@@ -9,7 +9,7 @@ at once and the backend decides how to batch them.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Protocol, Sequence, runtime_checkable
+from typing import Any, Callable, Protocol, Sequence, runtime_checkable
 
 from pydantic import BaseModel, Field
 
@@ -32,6 +32,9 @@ class Message:
 
 Prompt = Sequence[Message] | str
 """A chat, or a string taken as one user message; rendered with the model's own chat template."""
+
+TextSink = Callable[[str], None]
+"""Receives a completion's text as it is written, a piece at a time (see `streams` below)."""
 
 
 @dataclass
@@ -75,6 +78,13 @@ class Engine(Protocol):
     def score(self, texts: Sequence[str], contexts: Sequence[str] | None = None) -> list[TokenScores]:
         """Per-token log-probs of each text given its context (empty context when None)."""
         ...
+
+
+def streams(engine: object) -> bool:
+    """Can `engine.generate` take `stream_to=[sink or None per prompt]` and feed each sink its
+    completion's text as it is written? Engines that can say so with `streams = True`; with the
+    others a caller gets the whole completion at the end, as before."""
+    return bool(getattr(engine, "streams", False))
 
 
 def render_messages(prompt: Prompt) -> list[dict[str, str]]:
