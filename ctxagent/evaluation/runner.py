@@ -17,7 +17,7 @@ from typing import Any, Sequence
 from pydantic import BaseModel, Field
 
 from ctxagent.errors import CtxAgentError, InputError
-from ctxagent.evaluation.scoring import score_prediction
+from ctxagent.evaluation.scoring import score_task
 from ctxagent.evaluation.tasks import Task
 from ctxagent.types import Budget, Document
 
@@ -130,7 +130,7 @@ def run_one(agent: Any, task: Task, recipe: str, budget: Budget, engine_label: s
             cpu_seconds=round(time.process_time() - cpu_began, 3),
             error=f"{type(exc).__name__}: {exc}",
         )
-    scores = score_prediction(answer.text, task.answers, task.metric)
+    scores = score_task(answer.text, task.answers, task.metric, task.scoring, task.options)
     u = answer.usage
     return Result(
         **base,
