@@ -162,3 +162,86 @@ def score_task(prediction: str, answers: Sequence[str], metric: str = "all", sco
     if verdict is not None:
         scores.score = scores.exact = verdict
     return scores
+
+
+# -- evidence recall -------------------------------------------------------------------------------
+
+COVERED = 0.9  # a gold span counts as read when this share of its characters lies inside the evidence
+
+
+def evidence_recall(gold: Sequence[tuple[int, int]], evidence: Sequence[tuple[int, int]]) -> float | None:
+    """Share of gold spans covered (>= 90% of their characters) by the union of the evidence spans.
+
+    This does not depend on the model's skill: it asks whether the text put in front of the
+    model for the answer held the facts the answer needs. None when the task has no gold span.
+    """
+    if not gold:
+        return None
+    merged: list[list[int]] = []
+    for start, end in sorted(evidence):
+        if merged and start <= merged[-1][1]:
+            merged[-1][1] = max(merged[-1][1], end)
+        else:
+            merged.append([start, end])
+    covered = 0
+    for start, end in gold:
+        inside = sum(max(0, min(end, b) - max(start, a)) for a, b in merged)
+        covered += inside >= COVERED * max(1, end - start)
+    return covered / len(gold)
+
+
+# -- unsupported specifics ----------------------------------------------------------------------------
+# Independent of the recipes' own grounding rule on purpose: a second, simpler reading of the
+# same promise ("no name, number or date the cited evidence does not hold").
+
+_MONTHS = "january february march april may june july august september october november december".split()
+# Capitalised words that are not names: sentence openers, answer words, pronouns, days and months
+# (a month counts through the day and year beside it, which are numbers).
+_COMMON = set(
+    """a an the this that these those it its it's he she they we you i his her their our my your him them
+    yes no not none found unknown unclear true false correct incorrect answer answers option options question
+    and or but so because since as if when where who whom whose which what why how there here then than
+    in on at by for from of to with without into onto about above below after before during under over
+    is are was were be been being has have had do does did can could will would shall should may might must
+    all any both each every some many most more few several one two three four five six seven eight nine ten
+    mr mrs miss ms dr sir lady lord saint st according based given text document passage story context
+    however also only just still yet even perhaps maybe probably likely unfortunately sorry note""".split()
+) | set(_MONTHS) | {"monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"}
+_WORD = re.compile(r"[A-Za-z][A-Za-z'’-]*")
+
+
+def _specific_names(text: str) -> list[str]:
+    """Capitalised words (not single letters, not common words): the names a reply asserts."""
+    names = []
+    for match in _WORD.finditer(text):
+        word = re.sub(r"['’]s$", "", match.group(0)).strip("'’-")
+        if len(word) > 1 and word[0].isupper() and word.lower().rstrip("s").rstrip("'’") not in _COMMON and word.lower() not in _COMMON:
+            names.append(word)
+    return names
+
+
+def _derivable(value: float, numbers: Sequence[float], n_quotes: int) -> bool:
+    """A number the quotes state, or one step of arithmetic on two of them, or the count of quotes."""
+    if any(abs(value - x) < 1e-9 for x in numbers) or value == n_quotes:
+        return True
+    pairs = [(x, y) for i, x in enumerate(numbers) for y in numbers[i + 1 :]]
+    return any(abs(value - r) < 1e-9 for x, y in pairs for r in (x + y, abs(x - y), x * y))
+
+
+def unsupported_specifics(answer: str, quotes: Sequence[str], question: str = "") -> list[str]:
+    """Numbers, dates and names in `answer` that appear in none of `quotes` nor in `question`.
+
+    Names are matched as words, case-insensitively; numbers by value, where a number one sum,
+    difference or product away from two quoted numbers, or equal to the count of quotes, is
+    supported (a derived answer that shows where it came from). An empty list means supported.
+    """
+    support = " ".join([*quotes, question])
+    words = set(normalize(support).split())
+    numbers = numbers_in(support)
+    quoted = [x for q in quotes for x in numbers_in(q)] + numbers_in(question)
+    missing = [name for name in _specific_names(answer) if normalize(name) and not set(normalize(name).split()) <= words]
+    for match in _NUMBER.finditer(answer):
+        value = float(match.group(0).replace(",", ""))
+        if not _derivable(value, quoted if quoted else numbers, len(quotes)):
+            missing.append(match.group(0))
+    return list(dict.fromkeys(missing))
