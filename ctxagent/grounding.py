@@ -542,9 +542,16 @@ def _support(spec: Specific, source: _Source, echo: _Source, operands: Sequence[
     for i, words in enumerate(source.words):
         if all(w in words or _plain(w) in words for w in spec.words):
             return Support(spec, "stated", (i,))
-    everywhere = set().union(*source.words) if source.words else set()
-    if spec.words and all(w in everywhere or _plain(w) in everywhere for w in spec.words):
-        return Support(spec, "stated", tuple(i for i, ws in enumerate(source.words) if set(spec.words) & ws))
+    # A name whose words are spread over several facts ("Anne" in one, "Elliot" in another): the fewest
+    # facts, in order, that together hold every word.
+    missing, cover = set(spec.words), []
+    for i, words in enumerate(source.words):
+        found = {w for w in missing if w in words or _plain(w) in words}
+        if found:
+            cover.append(i)
+            missing -= found
+    if spec.words and not missing:
+        return Support(spec, "stated", tuple(cover))
     if echo_allowed and echo.words and all(w in echo.words[0] or _plain(w) in echo.words[0] for w in spec.words):
         return Support(spec, "question")
     return Support(spec, "")
