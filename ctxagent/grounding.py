@@ -59,7 +59,7 @@ _COMMON = frozenset(
 _HONORIFICS = frozenset("mr mrs ms miss dr sir lady lord captain capt admiral colonel col general gen prof professor st saint rev".split())
 _NAME_JOINERS = frozenset("of de da di van von der den del du la le y and &".split())
 # Constants an answer may use in the arithmetic it shows (unit conversions), besides the facts' numbers.
-CONVERSION_CONSTANTS = (2.0, 7.0, 12.0, 24.0, 52.0, 60.0, 100.0, 365.0, 1000.0)
+CONVERSION_CONSTANTS = (2.0, 3.0, 4.0, 7.0, 10.0, 12.0, 24.0, 52.0, 60.0, 100.0, 365.0, 1000.0)
 
 # -- patterns -------------------------------------------------------------------------------
 _MONTH_RE = r"(?:jan(?:uary)?|feb(?:ruary)?|mar(?:ch)?|apr(?:il)?|may|june?|july?|aug(?:ust)?|sept?(?:ember)?|oct(?:ober)?|nov(?:ember)?|dec(?:ember)?)\.?"
@@ -111,6 +111,7 @@ class Specific:
     mantissa: float | None = None  # the number as written, before a scale word ("26.4" of "26.4 million")
     scaled: bool = False
     tolerance: float = 0.5
+    rounded: float = 0.5  # the tolerance if trailing zeros are read as rounding ("125,000"): for computed values only
     date: DateParts | None = None
     words: tuple[str, ...] = ()
 
@@ -186,7 +187,13 @@ def _number_from_match(m: re.Match[str]) -> Specific:
     elif m.group("short"):
         scale = _SHORT_SCALES[m.group("short").lower()]
     tolerance = 0.5 * 10**-decimals * scale
-    return Specific("number", m.group().strip(), m.start(), m.end(), value=mantissa * scale, mantissa=mantissa, scaled=scale != 1.0, tolerance=tolerance)
+    zeros = len(raw) - len(raw.rstrip("0")) if decimals == 0 else 0
+    if zeros < 2 or (scale == 1.0 and re.fullmatch(_YEAR_RE, raw)):  # "30" is exact; so is a year such as "1900"
+        zeros = 0
+    return Specific(
+        "number", m.group().strip(), m.start(), m.end(), value=mantissa * scale, mantissa=mantissa, scaled=scale != 1.0,
+        tolerance=tolerance, rounded=tolerance * 10**zeros,
+    )  # fmt: skip
 
 
 def _word_numbers(text: str) -> list[Specific]:
@@ -356,9 +363,10 @@ def _computed(spec: Specific, numbers: Sequence[_Number]) -> tuple[str, tuple[in
     """A sum, difference, product, ratio or percentage of two of the numbers (or a sum of three)
     that equals the specific at its written precision."""
     assert spec.value is not None
-    # Rounding a computed value to the written precision is allowed only within 1% of it, so a small
-    # integer is not "computed" by some ratio of two unrelated numbers that happens to round to it.
-    target, tol = spec.value, min(spec.tolerance, 0.01 * abs(spec.value))
+    # Rounding a computed value to the written precision (trailing zeros count as rounding: "about
+    # 125,000") is allowed only within 1% of it, so a small integer is not "computed" by some ratio of
+    # two unrelated numbers that happens to round to it.
+    target, tol = spec.value, min(max(spec.tolerance, spec.rounded), 0.01 * abs(spec.value))
     pool = list({(n.value, n.fact): n for n in numbers}.values())[:60]
     for a, b in combinations(pool, 2):
         x, y = a.value, b.value
@@ -476,7 +484,7 @@ def check_answer(answer: str, facts: Sequence[str], question: str = "") -> Groun
     carried: list[Specific] = []
     if choice:
         echo_text = question.replace(options[choice], " ")
-        carried = find_specifics(options[choice])
+        carried = find_specifics(f"of {options[choice]}")  # an option's first word opens no sentence
     if affirms:
         echo_text = ""
         carried = find_specifics(re.sub(r"\(?\b[A-H][).:]\s", " ", question))

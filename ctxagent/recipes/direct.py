@@ -19,7 +19,7 @@ from ctxagent.grounding import check_answer, find_specifics
 from ctxagent.recipes import register
 from ctxagent.recipes.context import RunContext
 from ctxagent.recipes.prompts import answer_prompt, document_block
-from ctxagent.recipes.reading import NOT_FOUND, is_none, on_topic, record_evidence, refusal_reason, relevance
+from ctxagent.recipes.reading import NOT_FOUND, declines, on_topic, record_evidence, refusal_reason, relevance
 from ctxagent.types import Answer, Citation, Document
 
 # Chat-template tokens around the messages, plus a margin for tokenisation at the joins.
@@ -109,7 +109,7 @@ def ground_in_regions(ctx: RunContext, reply: str, question: str, documents: Seq
     text = reply.strip()
     by_id = {d.id: d for d in documents}
     sentences = [(doc_id, s.start, s.end, by_id[doc_id].text[s.start : s.end]) for doc_id, start, end in regions for s in sentence_spans(by_id[doc_id].text, start, end)]
-    if is_none(text):
+    if declines(text, question):
         return _refuse(ctx, text, question, documents, regions, sentences, "it says the document does not answer")
     candidates = _candidates(text, question, sentences)
     grounding = check_answer(text, [c[3] for c in candidates], question)
@@ -147,7 +147,7 @@ def _refuse(
     """The sentence the answer points at (or the one most about the question) when it is about the question, else NOT FOUND."""
     ctx.trace.add("answer:refused", reply=reply[:160], why=why, unsupported=list(unsupported))
     by_id = {d.id: d for d in documents}
-    pointed = [c for c in ground_answer(reply, question, documents, regions, max_citations=1) if on_topic(c.quote, question)] if not is_none(reply) else []
+    pointed = [c for c in ground_answer(reply, question, documents, regions, max_citations=1) if on_topic(c.quote, question)] if not declines(reply, question) else []
     about = _about_question(question, sentences)
     if pointed:
         return DirectReply(text=pointed[0].quote, citations=pointed, notes=[f"{QUOTE_NOTE} ({why})"])

@@ -251,6 +251,23 @@ def parse_reply(reply: str, shown: int) -> Reply:
     return Reply(text=text, claimed=sorted(set(claimed)) if claimed else None, checked=checked)
 
 
+_YES_NO_QUESTION = re.compile(
+    r"^\W*(?:is|was|are|were|do|does|did|has|have|had|can|could|will|would|should|may|might|must|shall|isn't|wasn't|doesn't|didn't)\b|\btrue or false\b",
+    re.IGNORECASE,
+)
+_NO = re.compile(r"^\W*(?:no|false)\b\W*", re.IGNORECASE)
+
+
+def declines(reply: str, question: str) -> bool:
+    """Does a final answer say the text holds no answer? A leading "No" answers a yes/no question
+    (then only what follows it may decline: "No, the text does not say"); it declines any other."""
+    verdict = _NO.match(reply) if _YES_NO_QUESTION.search(question) else None
+    if verdict:
+        rest = reply[verdict.end() :]
+        return bool(rest.strip()) and is_none(rest)
+    return is_none(reply)
+
+
 def record_evidence(ctx: RunContext, spans: Sequence[tuple[str, int, int]]) -> None:
     """Record what was put in front of the model for the final answer (the eval's evidence recall reads it)."""
     ctx.trace.add("evidence", spans=[[doc_id, start, end] for doc_id, start, end in spans])
@@ -323,7 +340,7 @@ def answer_from_facts(
         return quote_answer(ctx, recipe, facts, [*notes, f"{exc} before the answer step"], partial=True)
     record_evidence(ctx, [(f.citation.doc_id, f.citation.start, f.citation.end) for f in chosen])
     reply = parse_reply(completion.text, len(chosen))
-    if is_none(reply.text):
+    if declines(reply.text, question):
         return _refuse(ctx, recipe, facts, question, notes, reply.text, "it says the facts do not answer")
     grounding = check_answer(reply.checked, [f.text for f in chosen], question)
     if not grounding.supported:
