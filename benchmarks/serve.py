@@ -11,7 +11,7 @@ HTTP, JSON and the server's scheduling cost (or save) against the in-process bat
     python benchmarks/serve.py --questions 8 --concurrency 4 --rounds 1 --allow-dirty   # smoke test
 
 Writes benchmarks/results/serve.{md,json,png}. The modes take turns over slices of the job
-(--rounds), so both see the same machine load.
+(--rounds), so both see the same machine load, after an untimed warm-up of both paths.
 """
 
 from __future__ import annotations
@@ -91,6 +91,12 @@ def main() -> None:
         corpus, questions_file, expected = _make_job()(Path(tmp), args.questions)
         docs = {d["id"]: d["text"] for d in map(json.loads, corpus.read_text().splitlines())}
         questions = [json.loads(line) for line in questions_file.read_text().splitlines()]
+        # Untimed warm-up of both paths (first forward passes, the recipe's imports, HTTP connections).
+        warm = questions[: min(len(questions), args.concurrency)]
+        warm_file = Path(tmp) / "warmup.jsonl"
+        warm_file.write_text("".join(json.dumps(q) + "\n" for q in warm))
+        run_batch(corpus, warm_file, Path(tmp) / "warmup-out.jsonl", engine, budget, args.concurrency, args.recipe)
+        run_serve(client, docs, warm, args.concurrency, args.recipe, args.max_new_tokens)
         size = -(-len(questions) // args.rounds)
         for r in range(args.rounds):
             part = questions[r * size : (r + 1) * size]
