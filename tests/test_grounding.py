@@ -246,3 +246,32 @@ def test_direct_refuses_an_unsupported_answer():
 def test_direct_accepts_a_derived_answer():
     answer = _direct("No — it was 26.4 million euros, not 30 million.", "Was the third-quarter revenue 30 million euros?")
     assert answer.text.startswith("No") and [c.quote for c in answer.citations] == [REVENUE]
+
+
+# -- end to end with the embedded model -----------------------------------------------------
+LIGHTHOUSE = "The old lighthouse on the Cobb at Lyme stands 412 feet above the sea."
+
+
+@pytest.mark.slow
+def test_a_number_stated_in_the_text_is_answered_grounded_with_the_real_model(engine_2k):
+    """Real text (Persuasion) about 1.5x the capped window, one sentence with the number: map_reduce
+    reads it, the answer step (numbered facts, facts-used line) answers, and the answer's number is in
+    its citation."""
+    from ctxagent.evaluation.haystack import haystack_text
+    from tests.grounded import assert_grounded
+
+    paragraphs, tokens = [], 0
+    for paragraph in haystack_text("persuasion").split("\n\n"):
+        paragraphs.append(paragraph)
+        tokens += engine_2k.count_tokens(paragraph) + 1
+        if tokens > 3000:
+            break
+    paragraphs.insert(len(paragraphs) // 2, LIGHTHOUSE)
+    doc = Document(id="persuasion", text="\n\n".join(paragraphs))
+    question = "How tall is the old lighthouse on the Cobb at Lyme?"
+    ctx = RunContext(engine=engine_2k, budget=Budget(max_new_tokens=48))
+    answer = run_recipe(get_recipe("map_reduce"), ctx, [doc], question)
+    assert "412" in answer.text and any("412" in c.quote for c in answer.citations), (answer.text, answer.notes)
+    assert_grounded(answer, question)
+    evidence = [s.detail["spans"] for s in answer.trace.steps if s.name == "evidence"]
+    assert evidence and any(start <= doc.text.index(LIGHTHOUSE) < end for _, start, end in evidence[-1])
