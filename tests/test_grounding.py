@@ -202,6 +202,9 @@ def test_an_unsupported_answer_over_off_topic_facts_is_not_found():
 def test_a_reply_saying_the_facts_do_not_answer_falls_back_to_the_quote():
     answer, _ = _answer("NONE", _facts(REVENUE))
     assert answer.text == REVENUE and any("do not answer" in n for n in answer.notes)
+    # Repeating the question (its specifics included) answers nothing either.
+    echo, _ = _answer("The third-quarter revenue in 2023.", _facts(REVENUE), "What was the third-quarter revenue in 2023?")
+    assert echo.text == REVENUE and any("says nothing the facts say" in n for n in echo.notes)
 
 
 def test_facts_used_are_parsed_leniently():
