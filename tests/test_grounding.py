@@ -88,8 +88,11 @@ def test_unsupported_date_name_and_number_are_refused():
     assert not result.supported and result.unsupported == ["June 12, 1886", "1886", "World's Fair"]
     assert check_answer("The revenue was 30 million euros.", [REVENUE]).unsupported == ["30 million"]
     assert check_answer("Deliveries went to Kyoto.", [REVENUE]).unsupported == ["Kyoto"]
-    # A small integer is not "computed" by a ratio that merely rounds to it (30 / 12 = 2.5).
+    # A small integer is not "computed" by a ratio that merely rounds to it (30 / 12 = 2.5); years only add
+    # and subtract (1886 / 12 = 157.2); only a number marked as a percentage is one (30 / 12 = 250%).
     assert not _ok("The Aurora was rated 3.", VOYAGE, "What was the Aurora's rating?")
+    assert not _ok("The Aurora was rated 157.", VOYAGE)
+    assert _ok("The crew grew by 250%.", VOYAGE) and not _ok("The Aurora carried 250 tons.", VOYAGE)
 
 
 # -- question echo --------------------------------------------------------------------------
