@@ -186,7 +186,7 @@ def test_two_hop_and_paraphrased_needles_reach_the_answer_step(recipe):
     for question, gold in cases.items():
         ctx = RunContext(engine=engine, budget=Budget(max_new_tokens=32))
         answer = run_recipe(get_recipe(recipe), ctx, [doc], question)
-        [offered] = [s.detail["spans"] for s in answer.trace.steps if s.name == "evidence:offered"][-1:]
+        [offered] = [s.detail["spans"] for s in answer.trace.steps if s.name == "evidence"][-1:]
         quotes = [doc.text[start:end] for _, start, end in offered]
         for sentence in gold:
             assert any(sentence in q for q in quotes), (question, quotes)

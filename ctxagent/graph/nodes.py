@@ -220,7 +220,7 @@ def extract_node(engine: EngineLike = None, *, keys: KeysLike = None, recipe: st
 
     def extract(state: Any) -> dict[str, Any]:
         from ctxagent.graph.state import FactRecord
-        from ctxagent.recipes.evidence import follow_chain, hand_over
+        from ctxagent.recipes.evidence import follow_chain
         from ctxagent.recipes.prompts import extract_prompt
         from ctxagent.recipes.reading import EXTRACT_TOKENS, Facts, fit_chunks, partial_answer, window_room
         from ctxagent.recipes.retrieval import ChunkIndex
@@ -243,7 +243,6 @@ def extract_node(engine: EngineLike = None, *, keys: KeysLike = None, recipe: st
         except BudgetExhausted as exc:
             answer = partial_answer(ctx, recipe or _label(state, k), facts, exc, len(kept), len(kept))
             return _finish("extract", ctx, k, before, answer=answer)
-        hand_over(ctx, facts)
         records = [FactRecord(citation=f.citation, relevance=f.relevance, chunk=f.chunk) for f in facts.items]
         return _finish("extract", ctx, k, before, facts=records)
 

@@ -334,8 +334,3 @@ def follow_chain(
             break
         frontier = added
     return hops
-
-
-def hand_over(ctx: RunContext, facts: Facts, max_facts: int = 5) -> None:
-    """Record which facts, best first, the answer step will be offered."""
-    ctx.trace.add("evidence:offered", spans=[[f.citation.doc_id, f.citation.start, f.citation.end] for f in facts.best(max_facts)])

@@ -22,7 +22,7 @@ from typing import Sequence
 from ctxagent.errors import BudgetExhausted, InputError
 from ctxagent.recipes import register
 from ctxagent.recipes.context import RunContext
-from ctxagent.recipes.evidence import EvidenceSelector, follow_chain, hand_over
+from ctxagent.recipes.evidence import EvidenceSelector, follow_chain
 from ctxagent.recipes.prompts import extract_prompt
 from ctxagent.recipes.reading import EXTRACT_TOKENS, Facts, answer_from_facts, fit_chunks, partial_answer, window_room
 from ctxagent.recipes.retrieval import ChunkIndex
@@ -58,5 +58,4 @@ class RetrieveThenReasonRecipe:
             )
         except BudgetExhausted as exc:
             return partial_answer(ctx, self.name, facts, exc, len(hits), len(hits))
-        hand_over(ctx, facts)
         return answer_from_facts(ctx, self.name, documents, question, facts)
