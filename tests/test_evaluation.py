@@ -264,6 +264,20 @@ def test_report_gives_the_three_metrics_by_kind_and_recipe(tmp_path):
     assert cell["unsupported_share"] == 1.0 and cell["evidence_recall"] == 0.5
 
 
+def test_before_after_comparison_names_both_commits(tmp_path):
+    from ctxagent.evaluation.compare import compare
+
+    for name, commit, accuracy in (("before", "aaa111", 0.0), ("after", "bbb222", 1.0)):
+        cell = {"kind": "two_hop", "length": 4096, "recipe": "auto", "questions": 2, "accuracy": accuracy, "evidence_recall": 0.5, "unsupported_share": 0.5, "errors": 0}
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "summary.json").write_text(json.dumps({"provenance": {"commit": commit}, "cells": [cell], "recipes": [{**cell, "recipe": "auto"}]}))
+    table = compare(tmp_path / "before", tmp_path / "after")
+    assert "commit `aaa111`" in table and "commit `bbb222`" in table
+    assert "| 4096 | two_hop | auto | 0.00 / 0.50 / 50% (n=2) | 1.00 / 0.50 / 50% (n=2) |" in table
+    with pytest.raises(InputError, match="summary.json does not exist"):
+        compare(tmp_path / "before", tmp_path / "nowhere")
+
+
 def test_jsonl_round_trip(tasks, tmp_path):
     for name in ("tasks.jsonl", "tasks.jsonl.gz"):
         path = save_tasks(tasks, tmp_path / name)
