@@ -35,8 +35,8 @@ log = logging.getLogger(__name__)
 ASSUMED_PREFILL = 300.0
 ASSUMED_DECODE = 15.0
 MAX_AGE_DAYS = 30
-PROBE_PROMPT_TOKENS = 1024
-PROBE_NEW_TOKENS = 32
+PROBE_PROMPT_TOKENS = 512
+PROBE_NEW_TOKENS = 16
 _PROBE_SENTENCE = "The committee met on a grey morning to read the long report about the harbour, the ships and the trade of the town. "
 
 
@@ -146,8 +146,8 @@ def engine_speed(engine: Any, probe: bool = True) -> EngineSpeed:
     if callable(own):
         if probe:
             return own()
-        known = cached_speed(engine_key(engine))
-        if known is not None:
+        known = getattr(engine, "_speed", None) or cached_speed(engine_key(engine))  # measured earlier
+        if isinstance(known, EngineSpeed):
             return known
     stated = getattr(engine, "tokens_per_second", None)
     if stated:
