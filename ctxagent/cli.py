@@ -176,6 +176,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
             generate_only=args.generate_only,
             plots=not args.no_plots,
             command=command,
+            allow_dirty=args.allow_dirty,
         )
         if run.report is None:
             print(f"wrote {len(run.tasks)} tasks to {run.tasks_file}")
@@ -209,6 +210,7 @@ def _add_eval_parser(sub) -> None:
     ev.add_argument("--no-plots", action="store_true", help="markdown tables only")
     ev.add_argument("--json", action="store_true", help="print the per-recipe summary as JSON")
     ev.add_argument("--effective-context", action="store_true", help="measure the model's effective context (longest length at which single needles are still found reading densely) and store it for auto's chunk sizes")
+    ev.add_argument("--allow-dirty", action="store_true", help="run from a tree with uncommitted changes; the results name the commit as '<commit>-dirty'")
     ev.add_argument("--command-line", help=argparse.SUPPRESS)
     _add_engine_options(ev)
     _add_budget_options(ev)

@@ -67,6 +67,11 @@ class Budget(BaseModel):
     max_calls: int | None = Field(default=None, gt=0, description="engine calls (one batched call counts once)")
     max_seconds: float | None = Field(default=None, gt=0, description="wall-clock seconds; auto picks a plan that fits at the engine's measured speed")
     max_new_tokens: int = Field(default=256, gt=0, description="completion length of the final answer")
+    max_hops: int = Field(
+        default=2,
+        ge=0,
+        description="follow-up searches a recipe may make to follow a chain of facts (fact A names B, B holds the answer); 0 turns chain following off",
+    )
 
 
 class Citation(BaseModel):

@@ -201,7 +201,15 @@ def _title(results: Sequence[Result], what: str) -> str:
 # -- the report --------------------------------------------------------------------------------
 
 
-def write_report(results: Sequence[Result], out_dir: str | Path, *, command: str = "", plots: bool = True, planned_runs: int | None = None) -> Path:
+def write_report(
+    results: Sequence[Result],
+    out_dir: str | Path,
+    *,
+    command: str = "",
+    plots: bool = True,
+    planned_runs: int | None = None,
+    provenance: dict[str, Any] | None = None,
+) -> Path:
     """Write report.md, summary.json and (with matplotlib) heatmap.png and frontier.png into out_dir.
 
     planned_runs: tasks x recipes that were asked for; when more than the results, the
@@ -238,5 +246,5 @@ def write_report(results: Sequence[Result], out_dir: str | Path, *, command: str
         lines += ["", "## Errors", ""] + [f"- {r.recipe} on {r.task_id}: {r.error}" for r in errors[:20]]
     path = out / "report.md"
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    (out / "summary.json").write_text(json.dumps({"machine": info, "command": command, "runs": len(results), "planned_runs": planned_runs, "recipes": rows}, indent=2) + "\n", encoding="utf-8")
+    (out / "summary.json").write_text(json.dumps({"provenance": provenance, "machine": info, "command": command, "runs": len(results), "planned_runs": planned_runs, "recipes": rows}, indent=2) + "\n", encoding="utf-8")
     return path

@@ -326,8 +326,8 @@ def answer_node(engine: EngineLike = None, *, keys: KeysLike = None, recipe: str
         fit = Fit(context=read(state, k, "context"), regions=[tuple(r) for r in read(state, k, "regions")], notes=read(state, k, "notes"))
         label = recipe or _label(state, k)
         try:
-            text, citations = answer_from(ctx, fit, read(state, k, "documents"), question)
-            result = ctx.answer(text, recipe=label, citations=citations, notes=fit.notes)
+            reply = answer_from(ctx, fit, read(state, k, "documents"), question)
+            result = ctx.answer(reply.text, recipe=label, citations=reply.citations, notes=[*fit.notes, *reply.notes])
         except BudgetExhausted as exc:  # as the SDK's run_recipe does: a partial Answer, not an error
             ctx.trace.add("budget_exhausted", axis=exc.axis, limit=exc.limit)
             result = ctx.answer("", recipe=label, partial=True, notes=[f"{exc}; no answer was reached. Raise the budget or pick a cheaper recipe."])
