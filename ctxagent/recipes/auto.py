@@ -8,8 +8,8 @@ and effective context used, and the estimated cost of every candidate):
 2. A memory tree for these documents is already cached: `memory_tree`.
 3. Otherwise the candidates, most thorough first, each costed in tokens, engine
    calls and seconds (prefill and decode at the engine's measured speed, see
-   ctxagent.engines.speed, plus indexing):
-   `map_reduce` (reads everything, in chunks sized to the effective context) >
+   ctxagent.engines.speed, plus indexing and the sentence encoder; see `Costing`):
+   `map_reduce` (considers every sentence; chunks sized to the effective context) >
    `retrieve_then_reason` (k=4, then k=2) > `direct` truncated to the window.
    The first that fits every axis of the Budget runs. If none fits, the cheapest
    runs and the trace says so.
@@ -30,27 +30,28 @@ from ctxagent.engines.reach import Reach, effective_context
 from ctxagent.engines.speed import EngineSpeed, engine_speed
 from ctxagent.recipes import get_recipe, register
 from ctxagent.recipes.context import RunContext
-from ctxagent.recipes.reading import EXTRACT_TOKENS
 from ctxagent.types import Answer, Document
 
 # Below this share of the effective context the whole document goes in the prompt.
 DIRECT_FILL = 0.9
 # Beyond this many windows, reading everything is not worth it; retrieve instead.
 MAP_REDUCE_WINDOWS = 64
-# Per chunk prompt overhead (instructions, question twice, template) in tokens.
-CHUNK_OVERHEAD = 120
-# The final answer's prompt frame and its facts (tokens).
+# Prompt frame (instructions, question, template) around a document or the answer's facts (tokens).
+PROMPT_FRAME = 120
 ANSWER_FRAME = 600
-# Replies are usually shorter than their cap: planned decode lengths (tokens).
-EXTRACT_EXPECTED = EXTRACT_TOKENS // 2
+# The final answer is usually shorter than its cap: planned decode length (tokens).
 ANSWER_EXPECTED = 96
+# Evidence selection (recipes/evidence.py): the engine scores this many candidate sentences,
+# each read as about this many tokens (sentence + question + frame), once per hop and once more.
+MAP_REDUCE_RERANK, RETRIEVE_RERANK = 24, 12
+SCORE_TOKENS_PER_CANDIDATE = 60
 # Share of the time left that a plan may fill.
 TIME_SAFETY = 0.8
 # retrieve_then_reason's default chunk size and the k values tried, largest first.
 RETRIEVE_CHUNK = 256
 RETRIEVE_KS = (4, 2)
-# Indexing costs no engine call but not nothing: chunking with token counts plus BM25 (tokens/s
-# on 2 CPU cores), and a sentence encoder over a shortlist of chunks (see recipes/retrieval.py).
+# Work without engine calls, in tokens/s on 2 CPU cores: chunking with token counts and BM25,
+# and the sentence encoder (all-MiniLM-L6-v2) that evidence selection and dense retrieval use.
 INDEX_TOKENS_PER_SECOND = 100_000.0
 EMBED_TOKENS_PER_SECOND = 3_000.0
 
@@ -95,35 +96,42 @@ class Plan:
     candidates: list[Candidate]
 
 
-def _decode_parallel(engine: Any) -> float:
-    """How many prompts decode side by side, discounted: a batched step costs more than a single one."""
-    width = getattr(engine, "batch_size", None) or getattr(engine, "max_concurrency", None) or 1
-    return max(1.0, float(width) / 2)
-
-
 class Costing:
-    """Estimates of each candidate from document tokens, window, effective context and speed."""
+    """Estimates of each candidate from document tokens, window, effective context and speed.
+
+    The recipes select evidence by scores (recipes/evidence.py): the sentence encoder
+    reads the sentences considered, the engine scores a few candidates in one prefill-only
+    call per round (the question, then up to `max_hops` follow-ups), and one generation
+    writes the answer. Only `direct` puts a whole document in front of the model.
+    """
 
     def __init__(self, ctx: RunContext, tokens: int, speed: EngineSpeed, reach: Reach) -> None:
         self.ctx, self.tokens, self.speed, self.reach = ctx, tokens, speed, reach
         self.window = ctx.engine.context_window - ctx.budget.max_new_tokens
         self.answer_new = min(ctx.budget.max_new_tokens, ANSWER_EXPECTED)
-        self.parallel = _decode_parallel(ctx.engine)
+        self.rounds = 1 + ctx.budget.max_hops
 
-    def _seconds(self, prompt: int, new_per_prompt: int, prompts: int, index_seconds: float = 0.0) -> float:
-        decode = new_per_prompt * prompts / (self.speed.decode_tokens_per_second * min(self.parallel, prompts))
-        return prompt / self.speed.prefill_tokens_per_second + decode + index_seconds
+    def _prefill(self, tokens: int) -> float:
+        return tokens / self.speed.prefill_tokens_per_second
+
+    def _answer(self) -> tuple[int, float]:
+        return ANSWER_FRAME, self._prefill(ANSWER_FRAME) + self.answer_new / self.speed.decode_tokens_per_second
+
+    def _selection(self, rerank: int, encoded_tokens: float) -> tuple[int, float]:
+        scored = self.rounds * (rerank + 1) * SCORE_TOKENS_PER_CANDIDATE
+        return scored, self._prefill(scored) + encoded_tokens / EMBED_TOKENS_PER_SECOND
 
     def chunk_tokens(self) -> int:
         """Chunk size for reading everything: the effective context, less the prompt around it."""
-        return max(128, min(self.window, self.reach.tokens) - CHUNK_OVERHEAD - EXTRACT_TOKENS)
+        return max(128, min(self.window, self.reach.tokens) - PROMPT_FRAME)
 
     def map_reduce(self) -> Candidate:
         size = self.chunk_tokens()
         n = max(1, math.ceil(self.tokens / size))
-        prompt = self.tokens + n * CHUNK_OVERHEAD + ANSWER_FRAME
-        seconds = self._seconds(prompt, EXTRACT_EXPECTED, n) + self._seconds(0, self.answer_new, 1) + self.tokens / INDEX_TOKENS_PER_SECOND
-        c = Candidate("map_reduce", {"chunk_tokens": size}, prompt, n * EXTRACT_TOKENS + self.answer_new, 2, seconds, f"all ~{n} chunks of <= {size} tokens")
+        scored, select_s = self._selection(MAP_REDUCE_RERANK, self.tokens)
+        answer_tokens, answer_s = self._answer()
+        seconds = self.tokens / INDEX_TOKENS_PER_SECOND + select_s + answer_s
+        c = Candidate("map_reduce", {"chunk_tokens": size}, scored + answer_tokens, self.answer_new, 2 + self.ctx.budget.max_hops, seconds, f"every sentence of ~{n} chunks")
         if self.tokens > MAP_REDUCE_WINDOWS * self.window:
             c.blockers.append(f"longer than {MAP_REDUCE_WINDOWS} windows")
         return c
@@ -133,15 +141,16 @@ class Costing:
 
         chunks = max(1, math.ceil(self.tokens / RETRIEVE_CHUNK))
         embedded = chunks if chunks <= DENSE_ALL_MAX_CHUNKS else SHORTLIST
-        index = self.tokens / INDEX_TOKENS_PER_SECOND + embedded * RETRIEVE_CHUNK / EMBED_TOKENS_PER_SECOND
-        prompt = k * (RETRIEVE_CHUNK + CHUNK_OVERHEAD) + ANSWER_FRAME
-        seconds = self._seconds(prompt, EXTRACT_EXPECTED, k, index) + self._seconds(0, self.answer_new, 1)
-        return Candidate("retrieve_then_reason", {"k": k}, prompt, k * EXTRACT_TOKENS + self.answer_new, 2, seconds, f"the {k} best of ~{chunks} chunks")
+        index_s = self.tokens / INDEX_TOKENS_PER_SECOND + embedded * RETRIEVE_CHUNK / EMBED_TOKENS_PER_SECOND
+        scored, select_s = self._selection(RETRIEVE_RERANK, self.rounds * k * RETRIEVE_CHUNK)
+        answer_tokens, answer_s = self._answer()
+        return Candidate("retrieve_then_reason", {"k": k}, scored + answer_tokens, self.answer_new, 2 + self.ctx.budget.max_hops, index_s + select_s + answer_s, f"the {k} best of ~{chunks} chunks")
 
     def direct(self) -> Candidate:
-        prompt = min(self.tokens, self.window) + CHUNK_OVERHEAD
+        prompt = min(self.tokens, self.window) + PROMPT_FRAME
         reads = "everything" if self.tokens <= self.window else f"the first {self.window:,} tokens only"
-        return Candidate("direct", {}, prompt, self.answer_new, 1, self._seconds(prompt, self.answer_new, 1), reads)
+        seconds = self._prefill(prompt) + self.answer_new / self.speed.decode_tokens_per_second
+        return Candidate("direct", {}, prompt, self.answer_new, 1, seconds, reads)
 
     def check(self, c: Candidate) -> Candidate:
         b, ctx = self.ctx.budget, self.ctx
@@ -150,7 +159,7 @@ class Costing:
             c.blockers.append(f"needs ~{c.tokens:,} tokens > {left:,} left of max_tokens")
         calls = ctx.calls_left()
         if calls is not None and c.calls > calls:
-            c.blockers.append(f"needs {c.calls} calls > {calls} left of max_calls")
+            c.blockers.append(f"needs up to {c.calls} calls > {calls} left of max_calls")
         if b.max_seconds is not None:
             room = TIME_SAFETY * (b.max_seconds - ctx.elapsed())
             if c.seconds > room:

@@ -27,7 +27,7 @@ log = logging.getLogger(__name__)
 # Above this many chunks, dense retrieval reranks a BM25 shortlist instead of embedding all.
 DENSE_ALL_MAX_CHUNKS = 256
 # Chunks per question that the sentence encoder embeds in shortlist mode.
-SHORTLIST = 48
+SHORTLIST = 32
 
 
 class ChunkIndex:
