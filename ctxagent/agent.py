@@ -16,7 +16,7 @@ from ctxagent.loaders import load_document
 from ctxagent.recipes import DEFAULT_RECIPE, get_recipe
 from ctxagent.recipes.base import run_recipe
 from ctxagent.recipes.context import RunContext
-from ctxagent.types import Answer, Budget, Document
+from ctxagent.types import INTERACTIVE_MAX_SECONDS, Answer, Budget, Document
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +28,9 @@ class ContextAgent:
 
     engine: a registered engine name ("hf", "vllm", "openai", ...) or an Engine instance.
     engine_options: passed to the engine, e.g. model="HuggingFaceTB/SmolLM2-360M-Instruct".
+    budget: the default Budget of `ask`. When none is given, questions get a time limit of
+    `INTERACTIVE_MAX_SECONDS` (60 s) and `auto` picks the most thorough plan that fits it at
+    the engine's measured speed; pass `Budget(max_seconds=None)` (here or to `ask`) to lift it.
     """
 
     def __init__(
@@ -41,7 +44,8 @@ class ContextAgent:
         self._engine_options = engine_options
         self._engine: Engine | None = None if isinstance(engine, str) else engine
         self.recipe = recipe
-        self.budget = budget or Budget()
+        self.default_time_limit = budget is None
+        self.budget = budget or Budget(max_seconds=INTERACTIVE_MAX_SECONDS)
 
     @property
     def engine(self) -> Engine:
@@ -63,8 +67,25 @@ class ContextAgent:
         question = check_question(question)
         documents = load_sources(source)
         runner = get_recipe(recipe or self.recipe, **recipe_options)
+        defaulted = budget is None and self.default_time_limit
+        if defaulted:
+            log.info("time budget %g s, the default for interactive questions; Budget(max_seconds=None) lifts it", INTERACTIVE_MAX_SECONDS)
         ctx = RunContext(engine=self.engine, budget=budget or self.budget)
-        return run_recipe(runner, ctx, documents, question)
+        answer = run_recipe(runner, ctx, documents, question)
+        if defaulted and _shaped_by_time(answer):
+            note = (
+                f"the default time budget of {INTERACTIVE_MAX_SECONDS:g} s for interactive questions shaped this answer "
+                "(see the trace's plan step); pass budget=Budget(max_seconds=None) (CLI: --max-seconds 0) for a slower, more thorough one"
+            )
+            answer = answer.model_copy(update={"notes": [*answer.notes, note]})
+        return answer
+
+
+def _shaped_by_time(answer: Answer) -> bool:
+    """The time limit made `auto` pick a cheaper plan, or stopped the recipe."""
+    if answer.partial and any(s.name == "budget_exhausted" and s.detail.get("axis") == "seconds" for s in answer.trace.steps):
+        return True
+    return any(s.name == "plan" and "max_seconds" in str(s.detail.get("why", "")) for s in answer.trace.steps)
 
 
 def check_question(question: object) -> str:

@@ -35,14 +35,16 @@ def engine_options(args: argparse.Namespace) -> dict:
 def _add_budget_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-tokens", type=int, help="budget: prompt + completion tokens over all engine calls")
     parser.add_argument("--max-calls", type=int, help="budget: engine calls")
-    parser.add_argument("--max-seconds", type=float, help="budget: wall-clock seconds")
+    parser.add_argument("--max-seconds", type=float, help="budget: wall-clock seconds, 0 for no limit (ask: default 60; batch and eval: no limit)")
     parser.add_argument("--max-new-tokens", type=int, default=256, help="length of the answer (default 256)")
 
 
-def budget_from(args: argparse.Namespace):
+def budget_from(args: argparse.Namespace, default_seconds: float | None = None):
+    """The Budget the flags ask for; `--max-seconds 0` means no time limit, unset means `default_seconds`."""
     from ctxagent.types import Budget
 
-    return Budget(max_tokens=args.max_tokens, max_calls=args.max_calls, max_seconds=args.max_seconds, max_new_tokens=args.max_new_tokens)
+    seconds = default_seconds if args.max_seconds is None else (args.max_seconds or None)
+    return Budget(max_tokens=args.max_tokens, max_calls=args.max_calls, max_seconds=seconds, max_new_tokens=args.max_new_tokens)
 
 
 def cmd_ask(args: argparse.Namespace) -> int:
@@ -53,8 +55,12 @@ def cmd_ask(args: argparse.Namespace) -> int:
         document = document_from_text(sys.stdin.read(), doc_id="stdin")
     else:
         document = load_document(args.file, encoding=args.encoding)
+    from ctxagent.types import INTERACTIVE_MAX_SECONDS
+
+    if args.max_seconds is None:
+        print(f"ctxagent: answering within {INTERACTIVE_MAX_SECONDS:g} s, the default time budget of `ask` (--max-seconds 0 lifts it)", file=sys.stderr)
     agent = ContextAgent(engine=args.engine, **engine_options(args))
-    answer = agent.ask(document, args.question, recipe=args.recipe, budget=budget_from(args))
+    answer = agent.ask(document, args.question, recipe=args.recipe, budget=budget_from(args, INTERACTIVE_MAX_SECONDS))
     if args.json:
         print(answer.model_dump_json())
         return 0
@@ -123,8 +129,30 @@ def _csv(kind: type) -> Callable[[str], list]:
     return parse
 
 
+def cmd_effective_context(args: argparse.Namespace) -> int:
+    """`ctxagent eval --effective-context`: measure, store per model and print the table."""
+    from ctxagent.engines import get_engine
+    from ctxagent.evaluation.reach import DEFAULT_DEPTHS, measure_effective_context
+
+    options = engine_options(args)
+    if args.context_window:
+        options["context_window"] = args.context_window
+    engine = get_engine(args.engine, **options)
+    depths = args.depths if args.depths != [0.1, 0.5, 0.9] else list(DEFAULT_DEPTHS)
+    result = measure_effective_context(engine, depths=depths, samples=args.samples, seed=args.seed)
+    if args.json:
+        print(json.dumps({"model": result.model, "tokens": result.tokens, "threshold": result.threshold, "accuracy_by_length": result.accuracy_by_length}))
+    else:
+        print(result.markdown())
+        print("stored per model in the ctxagent cache; `auto` sizes its chunks with it", file=sys.stderr)
+    return 0
+
+
 def cmd_eval(args: argparse.Namespace) -> int:
     from ctxagent.eval import evaluate, report_only
+
+    if args.effective_context:
+        return cmd_effective_context(args)
 
     command = "ctxagent " + " ".join(sys.argv[1:]) if args.command_line is None else args.command_line
     if args.report_only:
@@ -181,6 +209,7 @@ def _add_eval_parser(sub) -> None:
     ev.add_argument("--report-only", action="store_true", help="rebuild the report from OUT/results.jsonl")
     ev.add_argument("--no-plots", action="store_true", help="markdown tables only")
     ev.add_argument("--json", action="store_true", help="print the per-recipe summary as JSON")
+    ev.add_argument("--effective-context", action="store_true", help="measure the model's effective context (longest length at which single needles are still found reading densely) and store it for auto's chunk sizes")
     ev.add_argument("--allow-dirty", action="store_true", help="run from a tree with uncommitted changes; the results name the commit as '<commit>-dirty'")
     ev.add_argument("--command-line", help=argparse.SUPPRESS)
     _add_engine_options(ev)
