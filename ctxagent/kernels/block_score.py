@@ -27,14 +27,23 @@ SCORE_TILE_BYTES = 1 << 30
 
 def pooled(x: torch.Tensor, block: int, offset: int = 0) -> torch.Tensor:
     """Mean over each block of `block` rows, where the rows of x start `offset` rows into
-    their first block (the partial first and last blocks averaged over their real rows)."""
+    their first block (the partial first and last blocks averaged over their real rows).
+    float32 [B, H, M, D], summed from strided views: no float32 (or padded) copy of x,
+    which would be 16 GB for q at 1M tokens."""
     B, H, N, D = x.shape
-    M = num_blocks(N + offset, block)
-    padded = torch.nn.functional.pad(x.float(), (0, 0, offset, M * block - N - offset))
-    sums = padded.view(B, H, M, block, D).sum(3)
-    real = torch.zeros(M * block, device=x.device)
-    real[offset : offset + N] = 1
-    return sums / real.view(M, block).sum(1)[:, None]
+    first = min(N, (block - offset) % block)  # rows of a partial first block (0 when aligned)
+    body_end = first + (N - first) // block * block
+    sums, counts = [], []
+    if first:
+        sums.append(x[:, :, :first].sum(2, keepdim=True, dtype=torch.float32))
+        counts.append(first)
+    if body_end > first:
+        sums.append(x[:, :, first:body_end].unflatten(2, (-1, block)).sum(3, dtype=torch.float32))
+        counts += [block] * ((body_end - first) // block)
+    if body_end < N:
+        sums.append(x[:, :, body_end:].sum(2, keepdim=True, dtype=torch.float32))
+        counts.append(N - body_end)
+    return torch.cat(sums, 2) / torch.tensor(counts, dtype=torch.float32, device=x.device)[:, None]
 
 
 def pooled_block_probs(q: torch.Tensor, k: torch.Tensor, block: int, scale: float | None = None) -> torch.Tensor:
