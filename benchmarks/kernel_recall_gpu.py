@@ -12,8 +12,10 @@ engine, so the script needs only torch, triton and transformers). At lengths pas
 
 For each length:
 1. search: every candidate pattern scored on every (layer, head) of a calibration text
-   (the first half of the project's docs, repeated to length), the cheapest pattern with
-   recall >= --target kept per head (dense if none) -> a SparseConfig;
+   (the first half of the project's docs, repeated to length), then two ways to pick
+   per head -> a SparseConfig each: "target" keeps the cheapest pattern with recall >=
+   --target per head (dense if none); "budget" maximises mean recall within a mean
+   density of --budget (search.allocate_density);
 2. held-out recall: that config's index built per layer on a different text (the second
    half of the docs), recall (share of each sampled row's true attention mass on the
    computed keys) and density averaged over all layers and heads;
@@ -131,54 +133,59 @@ def answers(model, tokenizer, prompts) -> list[str]:
     out = []
     for _, ids in prompts:
         with torch.inference_mode():
-            gen = model.generate(ids.to(model.device), max_new_tokens=10, do_sample=False)
+            gen = model.generate(ids.to(model.device), max_new_tokens=32, do_sample=False)
         out.append(tokenizer.decode(gen[0, ids.shape[1] :], skip_special_tokens=True).strip())
     return out
 
 
-def run_length(args, n: int, calib: str, held: str) -> dict:
+def run_length(args, n: int, calib: str, held: str) -> list[dict]:
     tokenizer, model = load_model(args.gguf, args.tokenizer, n)
-    started = time.time()
     cands = candidates(n, args.block)
-    result = search_config(model, to_length(tokenizer, calib, n), target_recall=args.target, candidates=cands, rows=args.rows, block=args.block, min_length=NATIVE // 2)
-    chosen = [c for heads in result.choices.values() for c in heads]
-    in_recall = sum(r for _, r, _ in chosen) / len(chosen)
-    in_density = sum(d for _, _, d in chosen) / len(chosen)
-    kinds: dict[str, int] = {}
-    for p, _, _ in chosen:
-        kinds[p.kind] = kinds.get(p.kind, 0) + 1
-    recall, recall_min, density = held_out_recall(model, to_length(tokenizer, held, n), result.config, args.rows)
+    calib_ids, held_ids = to_length(tokenizer, calib, n), to_length(tokenizer, held, n)
     prompts = needle_prompts(tokenizer, held, n)
-    dense_answers = answers(model, tokenizer, prompts)
-    settings = enable_sparse_prefill(model, result.config)
-    sparse_answers = answers(model, tokenizer, prompts)
-    sparse_calls = settings.calls["sparse"]
-    disable_sparse_prefill(model, "sdpa")
     codes = [c for c, _ in prompts]
-    row = {
-        "tokens": n,
-        "rope": "native" if n <= NATIVE else f"yarn x{n / NATIVE:g}",
-        "target": args.target,
-        "search_recall": in_recall,
-        "search_density": in_density,
-        "heads_by_kind": kinds,
-        "held_out_recall": recall,
-        "held_out_recall_min_head": recall_min,
-        "held_out_density": density,
-        "candidates": [{"pattern": p.to_dict(), "recall": r, "density": d} for p, (r, d) in result.candidate_recall.items()],
-        "needle_dense_correct": sum(c in a for c, a in zip(codes, dense_answers)),
-        "needle_sparse_correct": sum(c in a for c, a in zip(codes, sparse_answers)),
-        "needle_same_answer": sum(a == b for a, b in zip(dense_answers, sparse_answers)),
-        "needles": len(codes),
-        "needle_answers": [{"code": c, "dense": a, "sparse": b} for c, a, b in zip(codes, dense_answers, sparse_answers)],
-        "sparse_prefill_calls": sparse_calls,
-        "config": result.config.to_dict(),
-        "seconds": time.time() - started,
-    }
-    print(json.dumps({k: v for k, v in row.items() if k not in ("config", "candidates")}), flush=True)
+    dense_answers = answers(model, tokenizer, prompts)
+    rows = []
+    for mode in ("target", "budget"):
+        started = time.time()
+        result = search_config(
+            model, calib_ids, target_recall=args.target, candidates=cands, rows=args.rows, block=args.block,
+            min_length=NATIVE // 2, density_budget=args.budget if mode == "budget" else None,
+        )
+        chosen = [c for heads in result.choices.values() for c in heads]
+        kinds: dict[str, int] = {}
+        for p, _, _ in chosen:
+            kinds[p.kind] = kinds.get(p.kind, 0) + 1
+        recall, recall_min, density = held_out_recall(model, held_ids, result.config, args.rows)
+        settings = enable_sparse_prefill(model, result.config)
+        sparse_answers = answers(model, tokenizer, prompts)
+        sparse_calls = settings.calls["sparse"]
+        disable_sparse_prefill(model, "sdpa")
+        row = {
+            "tokens": n,
+            "rope": "native" if n <= NATIVE else f"yarn x{n / NATIVE:g}",
+            "selection": f"recall >= {args.target} per head" if mode == "target" else f"mean density <= {args.budget}",
+            "search_recall": sum(r for _, r, _ in chosen) / len(chosen),
+            "search_density": sum(d for _, _, d in chosen) / len(chosen),
+            "heads_by_kind": kinds,
+            "held_out_recall": recall,
+            "held_out_recall_min_head": recall_min,
+            "held_out_density": density,
+            "candidates": [{"pattern": p.to_dict(), "recall": r, "density": d} for p, (r, d) in result.candidate_recall.items()],
+            "needle_dense_correct": sum(c in a for c, a in zip(codes, dense_answers)),
+            "needle_sparse_correct": sum(c in a for c, a in zip(codes, sparse_answers)),
+            "needle_same_answer": sum(a == b for a, b in zip(dense_answers, sparse_answers)),
+            "needles": len(codes),
+            "needle_answers": [{"code": c, "dense": a, "sparse": b} for c, a, b in zip(codes, dense_answers, sparse_answers)],
+            "sparse_prefill_calls": sparse_calls,
+            "config": result.config.to_dict(),
+            "seconds": time.time() - started,
+        }
+        print(json.dumps({k: v for k, v in row.items() if k not in ("config", "candidates")}), flush=True)
+        rows.append(row)
     del model
     torch.cuda.empty_cache()
-    return row
+    return rows
 
 
 def write(rows: list[dict], args, prov: dict) -> None:
@@ -186,22 +193,22 @@ def write(rows: list[dict], args, prov: dict) -> None:
     lines = [
         "# Sparse prefill on SmolLM2-135M-Instruct's own attention (GPU)",
         "",
-        f"Per-head budgets searched (target recall {args.target} per head, {args.rows + 1} sampled rows per layer, block {args.block}) on the "
+        f"Per-head budgets searched (two selections: recall >= {args.target} per head, or the best mean recall within mean density {args.budget}; {args.rows + 1} sampled rows per layer, block {args.block}) on the "
         "first half of the project's docs, measured on the second half (repeated to length). Recall = share of each row's true attention "
         "mass on the computed keys, mean over all 30 layers x 9 heads; density = computed share of the causal matrix. Needles: 5 codes at "
         "depths 0.1-0.9, greedy answers with dense and with sparse prefill (Triton kernels). Past 8192 tokens RoPE is stretched with YaRN; "
         "the 135M model then answers poorly even densely.",
         "",
-        "| tokens | RoPE | held-out recall (min head) | density | in-search recall / density | heads by pattern | needles dense | needles sparse | same answer |",
-        "|---:|---|---:|---:|---:|---|---:|---:|---:|",
+        "| tokens | RoPE | per-head selection | held-out recall (min head) | density | in-search recall / density | heads by pattern | needles dense | needles sparse | same answer |",
+        "|---:|---|---|---:|---:|---:|---|---:|---:|---:|",
     ]
     for r in rows:
         lines.append(
-            f"| {r['tokens']} | {r['rope']} | {r['held_out_recall']:.3f} ({r['held_out_recall_min_head']:.3f}) | {r['held_out_density']:.3f} | "
+            f"| {r['tokens']} | {r['rope']} | {r['selection']} | {r['held_out_recall']:.3f} ({r['held_out_recall_min_head']:.3f}) | {r['held_out_density']:.3f} | "
             f"{r['search_recall']:.3f} / {r['search_density']:.3f} | {r['heads_by_kind']} | {r['needle_dense_correct']}/{r['needles']} | "
             f"{r['needle_sparse_correct']}/{r['needles']} | {r['needle_same_answer']}/{r['needles']} |"
         )
-    for r in rows:
+    for r in rows[::2]:
         lines += ["", f"Candidates at {r['tokens']} tokens (calibration text):", "", "| pattern | mean recall | mean density |", "|---|---:|---:|"]
         lines += [f"| {c['pattern']} | {c['recall']:.3f} | {c['density']:.3f} |" for c in r["candidates"]]
     lines += ["", provenance.markdown_line(prov), ""]
@@ -217,6 +224,7 @@ def main() -> None:
     ap.add_argument("--tokenizer", type=Path, required=True, help="folder with the model's config.json and tokenizer files")
     ap.add_argument("--tokens", type=int, nargs="+", default=[8192, 32768])
     ap.add_argument("--target", type=float, default=0.95)
+    ap.add_argument("--budget", type=float, default=0.15, help="mean density for the budgeted per-head selection")
     ap.add_argument("--rows", type=int, default=63)
     ap.add_argument("--block", type=int, default=64)
     ap.add_argument("--out", type=Path, default=Path("benchmarks/results"))
@@ -226,7 +234,7 @@ def main() -> None:
     calib, held = texts(Path(__file__).resolve().parent.parent)
     rows = []
     for n in args.tokens:
-        rows.append(run_length(args, n, calib, held))
+        rows += run_length(args, n, calib, held)
         write(rows, args, prov)
 
 

@@ -406,3 +406,17 @@ def test_dense_heads_go_through_sdpa_without_a_full_index():
     dense = dense_attention(q, k, v)
     assert rel_err(out[:, [0, 2]], dense[:, [0, 2]]) < 1e-5
     assert rel_err(out[:, [1, 3]], dense[:, [1, 3]]) > 1e-2
+
+
+def test_density_budget_allocation_spends_where_recall_grows():
+    from ctxagent.kernels.search import allocate_density
+
+    # 1 layer, 3 options (cheap, mid, dense), 2 heads: head 0 gains a lot from "mid", head 1 little
+    recall = torch.tensor([[[0.5, 0.95], [0.9, 0.96], [1.0, 1.0]]])
+    density = torch.tensor([[[0.1, 0.1], [0.3, 0.3], [1.0, 1.0]]])
+    pick = allocate_density(recall, density, budget=0.2)  # room for one upgrade of 0.2
+    assert pick.tolist() == [[1, 0]]
+    assert allocate_density(recall, density, budget=0.05).tolist() == [[0, 0]]  # nothing fits: the cheapest
+    assert allocate_density(recall, density, budget=1.0).tolist() == [[2, 2]]  # everything fits: dense
+    mean_density = density[0, pick[0], torch.arange(2)].mean()
+    assert mean_density <= 0.2 + 1e-6
