@@ -74,7 +74,7 @@ def load_model(gguf: Path, tokenizer_dir: Path, tokens: int):
         theta = config.rope_parameters["rope_theta"]
         config.rope_parameters = {"rope_type": "yarn", "factor": tokens / NATIVE, "original_max_position_embeddings": NATIVE, "rope_theta": theta}
         config.max_position_embeddings = tokens
-    model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, config=config, dtype=torch.bfloat16).cuda().eval()
+    model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, config=config, dtype=torch.bfloat16).to("cuda" if torch.cuda.is_available() else "cpu").eval()
     return AutoTokenizer.from_pretrained(tokenizer_dir), model
 
 

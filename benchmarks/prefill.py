@@ -104,6 +104,10 @@ def write(results: list[dict], args, prov: dict, gpu: str) -> None:
         json.dumps({"provenance": prov, "gpu": gpu, "layers": args.layers, "weights": "random", "reps": args.reps, "results": results}, indent=1)
     )
     print(text, flush=True)
+    plot(results, args.layers, gpu, args.out / f"prefill_{slug}.png")
+
+
+def plot(results: list[dict], layers: int, gpu: str, path: Path) -> None:
     try:
         import matplotlib
 
@@ -120,9 +124,15 @@ def write(results: list[dict], args, prov: dict, gpu: str) -> None:
     ax.set_ylabel("TTFT speed-up over SDPA")
     ax.axhline(1, color="grey", lw=0.5)
     ax.legend()
-    ax.set_title(f"8B-shaped, random weights, {args.layers} layers - {gpu}", fontsize=9)
+    ax.set_title(f"8B-shaped, random weights, {layers} layers - {gpu}", fontsize=9)
     fig.tight_layout()
-    fig.savefig(args.out / f"prefill_{slug}.png", dpi=110)
+    fig.savefig(path, dpi=110)
+
+
+def replot(json_path: Path) -> None:
+    """Redraw the plot of a results file (the GPU machine returns only a few files)."""
+    data = json.loads(json_path.read_text())
+    plot(data["results"], data["layers"], data["gpu"], json_path.with_suffix(".png"))
 
 
 def main() -> None:
@@ -133,7 +143,10 @@ def main() -> None:
     ap.add_argument("--patterns", nargs="+", default=list(PATTERNS), choices=list(PATTERNS))
     ap.add_argument("--out", type=Path, default=Path("benchmarks/results"))
     ap.add_argument("--allow-dirty", action="store_true")
+    ap.add_argument("--replot", type=Path, default=None, help="only redraw the plot of this results JSON")
     args = ap.parse_args()
+    if args.replot:
+        return replot(args.replot)
     for name in set(PATTERNS) - set(args.patterns):
         PATTERNS.pop(name)
     prov = provenance.stamp(args.allow_dirty)
