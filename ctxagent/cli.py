@@ -2,6 +2,8 @@
 
     ctxagent ask report.pdf "What was the Q3 revenue?"
     cat notes.txt | ctxagent ask - "Who signed?" --json
+    ctxagent ask report.pdf "What was the Q3 revenue?" --stream
+    ctxagent serve --port 8000 [--api-key KEY]
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import logging
 import sys
 from typing import Callable, Sequence
 
-from ctxagent.errors import CtxAgentError
+from ctxagent.errors import CtxAgentError, EngineNotInstalled
 
 Command = Callable[[argparse.Namespace], int]
 
@@ -60,11 +62,15 @@ def cmd_ask(args: argparse.Namespace) -> int:
     if args.max_seconds is None:
         print(f"ctxagent: answering within {INTERACTIVE_MAX_SECONDS:g} s, the default time budget of `ask` (--max-seconds 0 lifts it)", file=sys.stderr)
     agent = ContextAgent(engine=args.engine, **engine_options(args))
-    answer = agent.ask(document, args.question, recipe=args.recipe, budget=budget_from(args, INTERACTIVE_MAX_SECONDS))
+    if args.stream and not args.json:
+        answer = _ask_streamed(agent, document, args)
+    else:
+        answer = agent.ask(document, args.question, recipe=args.recipe, budget=budget_from(args, INTERACTIVE_MAX_SECONDS))
     if args.json:
         print(answer.model_dump_json())
         return 0
-    print(answer.text)
+    if not args.stream:
+        print(answer.text)
     for i, c in enumerate(answer.citations, 1):
         print(f"  [{i}] {c.doc_id}:{c.start}-{c.end} \"{c.quote}\"")
     for note in answer.notes:
@@ -72,6 +78,65 @@ def cmd_ask(args: argparse.Namespace) -> int:
     u = answer.usage
     flag = " (partial: budget ran out)" if answer.partial else ""
     print(f"  recipe {answer.recipe}{flag}; {u.engine_calls} engine calls, {u.prompt_tokens}+{u.completion_tokens} tokens, {u.seconds:.1f} s", file=sys.stderr)
+    return 0
+
+
+def _ask_streamed(agent, document, args: argparse.Namespace):
+    """Plan and steps on stderr, the draft answer as the model writes it, then the checked answer.
+
+    On a terminal the draft is written to stdout and stands when the check keeps it; when the
+    check replaced it, the checked answer follows, said so. In a pipe, stdout gets only the
+    checked answer and the draft goes to stderr.
+    """
+    tty = sys.stdout.isatty()
+    draft_out = sys.stdout if tty else sys.stderr
+    draft: list[str] = []
+    answer = None
+    for event in agent.stream(document, args.question, recipe=args.recipe, budget=budget_from(args, INTERACTIVE_MAX_SECONDS)):
+        if event.type == "plan":
+            print(f"  plan: {event.recipe} ({event.why})", file=sys.stderr)
+        elif event.type == "step":
+            if draft:  # the answer step ended: finish the draft's line first
+                print(file=draft_out)
+                draft_out.flush()
+            print(f"  step: {event.name}", file=sys.stderr)
+        elif event.type == "token":
+            draft.append(event.text)
+            print(event.text, end="", flush=True, file=draft_out)
+        else:
+            answer = event.answer
+    assert answer is not None
+    kept = "".join(draft).strip() == answer.text
+    if draft and not kept:
+        print("  (the draft was not supported by its citations; the checked answer:)", file=sys.stderr)
+    if not (tty and kept):
+        print(answer.text)
+    return answer
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import os
+
+    try:
+        from ctxagent.server import ServerSettings, serve
+    except ImportError as exc:
+        raise EngineNotInstalled(f"`ctxagent serve` needs FastAPI and uvicorn ({exc.name} is missing): pip install \"ctxagent[serve]\"") from None
+    from ctxagent.engines import get_engine
+
+    options = engine_options(args)
+    if args.context_window:
+        options["context_window"] = args.context_window
+    engine = get_engine(args.engine, **options)
+    settings = ServerSettings(
+        api_key=args.api_key or os.environ.get("CTXAGENT_API_KEY") or None,
+        model_name=args.served_model_name,
+        max_body_bytes=args.max_body_bytes,
+        request_timeout=args.request_timeout,
+        max_concurrent=args.max_concurrent,
+        batch_wait=args.batch_wait,
+        budget=budget_from(args),
+    )
+    serve(engine, settings, host=args.host, port=args.port)
     return 0
 
 
@@ -228,6 +293,7 @@ def build_parser() -> argparse.ArgumentParser:
     ask.add_argument("--recipe", default="auto", help="recipe name (default auto); see `ctxagent list`")
     ask.add_argument("--json", action="store_true", help="print the whole Answer as one JSON line")
     ask.add_argument("--encoding", default="utf-8", help="text encoding of the file (default utf-8)")
+    ask.add_argument("--stream", action="store_true", help="show the plan, the steps and the draft answer as it is written, then the checked answer")
     _add_engine_options(ask)
     _add_budget_options(ask)
     ask.set_defaults(func=cmd_ask)
@@ -248,6 +314,20 @@ def build_parser() -> argparse.ArgumentParser:
     _add_engine_options(bat)
     _add_budget_options(bat)
     bat.set_defaults(func=cmd_batch)
+
+    srv = sub.add_parser("serve", help="serve the recipes over an OpenAI-compatible HTTP API (needs ctxagent[serve])")
+    srv.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1, this machine only)")
+    srv.add_argument("--port", type=int, default=8000, help="port (default 8000; 0 picks a free one, printed at start)")
+    srv.add_argument("--api-key", help="require 'Authorization: Bearer KEY' (default $CTXAGENT_API_KEY; none: no key needed)")
+    srv.add_argument("--context-window", type=int, help="cap the engine's window (tokens)")
+    srv.add_argument("--served-model-name", help="id of the engine's own model in /v1/models (default: the engine's model name)")
+    srv.add_argument("--max-body-bytes", type=int, default=32 * 1024 * 1024, help="larger request bodies get 413 (default 32 MiB)")
+    srv.add_argument("--request-timeout", type=float, default=600.0, help="seconds before a request gets 504 (default 600)")
+    srv.add_argument("--max-concurrent", type=int, default=64, help="requests worked on at once (default 64); their engine calls are batched")
+    srv.add_argument("--batch-wait", type=float, default=0.02, help="seconds to wait for other requests' engine calls to batch with (default 0.02)")
+    _add_engine_options(srv)
+    _add_budget_options(srv)
+    srv.set_defaults(func=cmd_serve)
 
     listing = sub.add_parser("list", help="list the registered engines, recipes, retrievers and compressors")
     listing.add_argument("--json", action="store_true")
