@@ -13,6 +13,7 @@ from typing import Any, Sequence
 from ctxagent.engines import DEFAULT_ENGINE, Engine, get_engine
 from ctxagent.errors import InputError
 from ctxagent.loaders import load_document
+from ctxagent.pages import annotate_pages
 from ctxagent.recipes import DEFAULT_RECIPE, get_recipe
 from ctxagent.recipes.base import run_recipe
 from ctxagent.recipes.context import RunContext
@@ -59,12 +60,26 @@ class ContextAgent:
         budget: Budget | None = None,
         **recipe_options: Any,
     ) -> Answer:
-        """Answer `question` about one or more documents (paths or Document objects)."""
+        """Answer `question` about one or more documents (paths or Document objects), or across
+        a whole `Corpus` (retrieval picks the documents, the recipe reads them; see ctxagent.corpus.ask)."""
         question = check_question(question)
+        corpus = _as_corpus(source)
+        if corpus is not None:
+            from ctxagent.corpus.ask import DEFAULT_CORPUS_RECIPE, ask_corpus
+
+            return ask_corpus(self.engine, corpus, question, recipe=recipe or self.recipe or DEFAULT_CORPUS_RECIPE, budget=budget or self.budget, **recipe_options)
         documents = load_sources(source)
         runner = get_recipe(recipe or self.recipe, **recipe_options)
         ctx = RunContext(engine=self.engine, budget=budget or self.budget)
-        return run_recipe(runner, ctx, documents, question)
+        return annotate_pages(run_recipe(runner, ctx, documents, question), documents)
+
+
+def _as_corpus(source: object) -> Any:
+    """The Corpus or CorpusIndex `source` is, else None (checked without importing the corpus code)."""
+    kind = type(source).__name__
+    if kind in ("Corpus", "CorpusIndex") and type(source).__module__.startswith("ctxagent."):
+        return source
+    return None
 
 
 def check_question(question: object) -> str:
