@@ -1,33 +1,40 @@
 """One question over a whole corpus: retrieve across it, read the best documents, cite each.
 
-The index finds the chunks that best match the question anywhere in the corpus; the
-documents they come from are ranked by their best chunk and the first `max_documents`
-are read. Each selected document is read through its retrieved passages (adjacent
-chunks merged), given to the recipe as documents of their own (`report.docx@1200`), and
-every citation is mapped back to the whole document (`report.docx`, offsets in its
-full text), so `corpus.get(c.doc_id).text[c.start:c.end] == c.quote` holds. The
-default recipe is `auto` over the selected passages: while they fit the window (the
-usual case: k chunks of ~200 tokens) it reads them all in one prompt, so compare / list /
-count questions see every selected document side by side; once they do not fit, it
-map-reduces over them (one batched call reads every passage, one more answers from the
-verified facts). `recipe="map_reduce"` forces that path. With the embedded 135M model the
-one-prompt path answers questions whose map step it fails (it replies "not specified"
-to a passage holding the answer), which is why `auto` is the default.
+Retrieve: the index finds the best chunks anywhere in the corpus; the documents they
+come from are ranked by their best chunk, and those scoring at least
+`min_relative_score` of the best document (at most `max_documents`) are read.
+
+Map: each selected document is read by the recipe (default `auto`: one prompt while
+the passages fit the window, map_reduce when not), through its retrieved passages
+(adjacent chunks merged) given as documents of their own (`report.docx@1200`). All
+documents share one RunContext, so the budget holds for the whole question. A
+document's answer counts only if the recipe found one and cites a quote that shares
+a word with the question, so a small model's made-up reply about an unrelated
+document is dropped.
+
+Reduce: one document answered: its answer. Several: one more call answers from the
+verified quotes the documents gave (facts from different files side by side, which is
+what compare / list / count questions need), citing all of them. Every citation is
+mapped back to the whole document (offsets in its full text), so
+`corpus.get(c.doc_id).text[c.start:c.end] == c.quote` holds.
 """
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Sequence
 
 from ctxagent.batch.corpus import Corpus
 from ctxagent.corpus.index import CorpusIndex
-from ctxagent.engines.base import Engine
+from ctxagent.engines.base import Engine, SamplingParams
+from ctxagent.errors import BudgetExhausted, InputError
 from ctxagent.pages import annotate_pages
 from ctxagent.recipes import get_recipe
 from ctxagent.recipes.base import run_recipe
 from ctxagent.recipes.context import RunContext
+from ctxagent.recipes.prompts import facts_answer_prompt
+from ctxagent.recipes.reading import NOT_FOUND, is_none, relevance
 from ctxagent.types import Answer, Budget, Citation, Document
 
 DEFAULT_CORPUS_RECIPE = "auto"
@@ -47,19 +54,16 @@ class Passage:
         return f"{self.doc_id}@{self.start}"
 
 
-def select_passages(index: CorpusIndex, question: str, k: int, max_documents: int) -> tuple[list[Passage], int]:
-    """Passages of the best `max_documents` documents among the top `k` chunks; and the hit count."""
+def select_passages(index: CorpusIndex, question: str, k: int, max_documents: int, min_relative_score: float = 0.5) -> tuple[list[Passage], int]:
+    """Passages of the best documents among the top `k` chunks, best document first; and the hit count."""
     hits = index.search(question, k)
-    order: list[str] = []
+    best: dict[str, float] = {}
     spans: dict[str, list[tuple[int, int, str]]] = {}
     for hit in hits:  # best first: a document ranks by its best chunk
-        doc_id = hit.chunk.doc_id
-        if doc_id not in spans:
-            if len(order) == max_documents:
-                continue
-            order.append(doc_id)
-            spans[doc_id] = []
-        spans[doc_id].append((hit.chunk.start, hit.chunk.end, hit.chunk.text))
+        best.setdefault(hit.chunk.doc_id, hit.score)
+        spans.setdefault(hit.chunk.doc_id, []).append((hit.chunk.start, hit.chunk.end, hit.chunk.text))
+    top = max(best.values(), default=0.0)
+    order = [d for d in best if top <= 0 or best[d] >= min_relative_score * top][:max_documents]
     passages: list[Passage] = []
     for doc_id in order:
         merged: list[tuple[int, int, list[tuple[int, int, str]]]] = []
@@ -82,6 +86,7 @@ def ask_corpus(
     budget: Budget | None = None,
     k: int = 8,
     max_documents: int = 4,
+    min_relative_score: float = 0.5,
     update: bool = True,
     index_options: dict[str, Any] | None = None,
     **recipe_options: Any,
@@ -89,45 +94,82 @@ def ask_corpus(
     """Answer `question` from the documents of `corpus` that retrieval selects, citing each by id.
 
     corpus: a Corpus (its index is updated first unless `update=False`) or a CorpusIndex
-    already updated (reused as is: the batch runner updates once for all questions).
+    (used as it is: the batch runner updates once for all its questions).
     """
+    if k < 1 or max_documents < 1 or not 0 <= min_relative_score <= 1:
+        raise InputError(f"k and max_documents must be positive and min_relative_score in [0, 1]; got {k}, {max_documents}, {min_relative_score}")
     began = time.perf_counter()
     if isinstance(corpus, CorpusIndex):
         index = corpus
         if index.retriever is None:
             index.load()
-        report = None
     else:
         index = CorpusIndex(corpus, **(index_options or {}))
-        report = index.update() if update else None
-        if not update:
-            index.load()
-    passages, n_hits = select_passages(index, question, k, max_documents)
+        index.update() if update else index.load()
+    passages, n_hits = select_passages(index, question, k, max_documents, min_relative_score)
     ctx = RunContext(engine=engine, budget=budget or Budget())
     documents = {doc_id: index.corpus.get(doc_id) for doc_id in dict.fromkeys(p.doc_id for p in passages)}
     notes: list[str] = []
-    readable = []
+    readable: list[Passage] = []
     for p in passages:
         if any(documents[p.doc_id].text[start:end] != text for start, end, text in p.chunks):
             notes.append(f"{p.doc_id} changed since it was indexed; run `ctxagent index` again to read its new text")
-            continue
-        readable.append(p)
-    ctx.trace.add(
-        "corpus_retrieve", seconds=round(time.perf_counter() - began, 3), indexed_documents=len(index.corpus),
-        hits=n_hits, documents=list(dict.fromkeys(p.doc_id for p in readable)), passages=len(readable),
-        **({"index_update": report.model_dump(include={"added", "changed", "removed", "embedded_chunks"})} if report else {}),
-    )
+        else:
+            readable.append(p)
+    selected = list(dict.fromkeys(p.doc_id for p in readable))
+    ctx.trace.add("corpus_retrieve", seconds=round(time.perf_counter() - began, 3), indexed_documents=len(index.corpus), hits=n_hits, documents=selected, passages=len(readable))
+    name = f"corpus:{recipe}"
     if not readable:
-        return ctx.answer("", recipe=recipe, notes=[*notes, f"nothing in the {len(index.corpus)} documents of the corpus matches the question"])
-    views = [Document(id=p.id, text=documents[p.doc_id].text[p.start : p.end], metadata={"corpus_doc": p.doc_id, "offset": p.start}) for p in readable]
-    answer = run_recipe(get_recipe(recipe, **recipe_options), ctx, views, question)
-    by_view = {p.id: p for p in readable}
-    answer.citations = [_to_document(c, by_view[c.doc_id]) for c in answer.citations if c.doc_id in by_view]
-    read = ", ".join(dict.fromkeys(p.doc_id for p in readable))
-    answer.notes = [*notes, f"searched {len(index.corpus)} documents; read {len(readable)} retrieved passages of: {read}", *answer.notes]
-    annotate_pages(answer, list(documents.values()))
-    return answer
+        return ctx.answer(NOT_FOUND, recipe=name, notes=[*notes, f"nothing in the {len(index.corpus)} documents of the corpus matches the question"])
+    notes.append(f"searched {len(index.corpus)} documents; read retrieved passages of {len(selected)}: {', '.join(selected)}")
+    answers: list[tuple[str, Answer]] = []
+    for doc_id in selected:  # map: the recipe reads each selected document's passages
+        views = [_view(p, documents[doc_id]) for p in readable if p.doc_id == doc_id]
+        answer = run_recipe(get_recipe(recipe, **recipe_options), ctx, views, question)
+        by_view = {v.id: v for v in views}
+        answer.citations = [_to_document(c, by_view[c.doc_id]) for c in answer.citations if c.doc_id in by_view]
+        ctx.trace.add("corpus_document", doc=doc_id, recipe=answer.recipe, answered=_answers(answer, question), citations=len(answer.citations))
+        answers.append((doc_id, answer))
+        if answer.partial:
+            notes.append(f"the budget ran out while reading {doc_id}; later documents were not read")
+            break
+    final = _reduce(ctx, name, question, answers, notes)
+    return annotate_pages(final, list(documents.values()))
 
 
-def _to_document(citation: Citation, passage: Passage) -> Citation:
-    return Citation(doc_id=passage.doc_id, start=citation.start + passage.start, end=citation.end + passage.start, quote=citation.quote)
+def _answers(answer: Answer, question: str) -> bool:
+    """A document answered: the recipe found something and cites a quote about the question."""
+    return not is_none(answer.text) and answer.text != NOT_FOUND and any(relevance(c.quote, question) > 0 for c in answer.citations)
+
+
+def _reduce(ctx: RunContext, name: str, question: str, answers: Sequence[tuple[str, Answer]], notes: list[str]) -> Answer:
+    partial = any(a.partial for _, a in answers)
+    found = [(doc_id, a) for doc_id, a in answers if _answers(a, question)]
+    for _, a in answers:
+        notes.extend(n for n in a.notes if n not in notes)
+    if not found:
+        return ctx.answer(NOT_FOUND, recipe=name, partial=partial, notes=[*notes, "no selected document answered the question"])
+    if len(found) == 1:
+        doc_id, a = found[0]
+        return ctx.answer(a.text, recipe=name, citations=a.citations, partial=partial, notes=[*notes, f"answered from {doc_id}"])
+    citations = [c for _, a in found for c in a.citations]
+    quotes = list(dict.fromkeys(c.quote for c in citations))
+    try:
+        [reply] = ctx.generate([facts_answer_prompt(quotes, question)], SamplingParams(max_new_tokens=ctx.budget.max_new_tokens), step="corpus_reduce", documents=len(found))
+        text = reply.text.strip()
+    except BudgetExhausted as exc:
+        text, partial = "", True
+        notes.append(f"{exc} before the step that combines the documents' answers")
+    if is_none(text):
+        text = " ".join(quotes)  # the verified quotes themselves beat a reply that says nothing
+        notes.append("the combined answer is the documents' verified quotes")
+    return ctx.answer(text, recipe=name, citations=citations, partial=partial, notes=[*notes, f"combined the answers of {len(found)} documents: {', '.join(d for d, _ in found)}"])
+
+
+def _view(passage: Passage, document: Document) -> Document:
+    return Document(id=passage.id, text=document.text[passage.start : passage.end], metadata={"corpus_doc": passage.doc_id, "offset": passage.start})
+
+
+def _to_document(citation: Citation, view: Document) -> Citation:
+    offset = int(view.metadata["offset"])
+    return Citation(doc_id=view.metadata["corpus_doc"], start=citation.start + offset, end=citation.end + offset, quote=citation.quote)
