@@ -128,23 +128,33 @@ def ask_corpus(
         answer = run_recipe(get_recipe(recipe, **recipe_options), ctx, views, question)
         by_view = {v.id: v for v in views}
         answer.citations = [_to_document(c, by_view[c.doc_id]) for c in answer.citations if c.doc_id in by_view]
-        ctx.trace.add("corpus_document", doc=doc_id, recipe=answer.recipe, answered=_answers(answer, question), citations=len(answer.citations))
+        ctx.trace.add("corpus_document", doc=doc_id, recipe=answer.recipe, answered=_answers(answer, question, documents), text=answer.text[:160], citations=[c.quote[:80] for c in answer.citations])
         answers.append((doc_id, answer))
         if answer.partial:
             notes.append(f"the budget ran out while reading {doc_id}; later documents were not read")
             break
-    final = _reduce(ctx, name, question, answers, notes)
+    final = _reduce(ctx, name, question, answers, notes, documents)
     return annotate_pages(final, list(documents.values()))
 
 
-def _answers(answer: Answer, question: str) -> bool:
-    """A document answered: the recipe found something and cites a quote about the question."""
-    return not is_none(answer.text) and answer.text != NOT_FOUND and any(relevance(c.quote, question) > 0 for c in answer.citations)
+def _answers(answer: Answer, question: str, documents: dict[str, Document]) -> bool:
+    """A document answered: the recipe found something and cites a quote whose paragraph is
+    about the question (a quote alone may be a fragment such as "is 480 pounds")."""
+    if is_none(answer.text) or answer.text == NOT_FOUND:
+        return False
+    return any(relevance(_paragraph(documents[c.doc_id].text, c.start, c.end), question) > 0 for c in answer.citations if c.doc_id in documents)
 
 
-def _reduce(ctx: RunContext, name: str, question: str, answers: Sequence[tuple[str, Answer]], notes: list[str]) -> Answer:
+def _paragraph(text: str, start: int, end: int) -> str:
+    """The paragraph(s) around text[start:end]."""
+    left = text.rfind("\n\n", 0, start)
+    right = text.find("\n\n", end)
+    return text[left + 2 if left >= 0 else 0 : right if right >= 0 else len(text)]
+
+
+def _reduce(ctx: RunContext, name: str, question: str, answers: Sequence[tuple[str, Answer]], notes: list[str], documents: dict[str, Document]) -> Answer:
     partial = any(a.partial for _, a in answers)
-    found = [(doc_id, a) for doc_id, a in answers if _answers(a, question)]
+    found = [(doc_id, a) for doc_id, a in answers if _answers(a, question, documents)]
     for _, a in answers:
         notes.extend(n for n in a.notes if n not in notes)
     if not found:
