@@ -20,6 +20,7 @@ from typing import Any, AsyncIterator, Callable, Iterator, Sequence
 from ctxagent.engines import DEFAULT_ENGINE, Engine, get_engine
 from ctxagent.errors import InputError
 from ctxagent.loaders import load_document
+from ctxagent.pages import annotate_pages
 from ctxagent.recipes import DEFAULT_RECIPE, get_recipe
 from ctxagent.recipes.base import run_recipe
 from ctxagent.recipes.context import RunContext
@@ -71,12 +72,18 @@ class ContextAgent:
         on_event: Callable[[Event], None] | None = None,
         **recipe_options: Any,
     ) -> Answer:
-        """Answer `question` about one or more documents (paths or Document objects).
+        """Answer `question` about one or more documents (paths or Document objects), or across
+        a whole `Corpus` (retrieval picks the documents, the recipe reads them; see ctxagent.corpus.ask).
 
         on_event: called, in this thread, with each PlanEvent, StepEvent and draft TokenEvent
         as the run goes (what `stream` yields); the returned Answer is the final word.
         """
         question = check_question(question)
+        corpus = _as_corpus(source)
+        if corpus is not None:
+            from ctxagent.corpus.ask import DEFAULT_CORPUS_RECIPE, ask_corpus
+
+            return ask_corpus(self.engine, corpus, question, recipe=recipe or self.recipe or DEFAULT_CORPUS_RECIPE, budget=budget or self.budget, **recipe_options)
         documents = load_sources(source)
         name = recipe or self.recipe
         runner = get_recipe(name, **recipe_options)
@@ -87,7 +94,7 @@ class ContextAgent:
         if on_event is not None and name != "auto":
             on_event(PlanEvent(recipe=name, why="the recipe asked for"))
         try:
-            answer = run_recipe(runner, ctx, documents, question)
+            answer = annotate_pages(run_recipe(runner, ctx, documents, question), documents)
         finally:
             ctx.trace._listener = None
         if defaulted and _shaped_by_time(answer):
@@ -161,6 +168,14 @@ def _shaped_by_time(answer: Answer) -> bool:
     if answer.partial and any(s.name == "budget_exhausted" and s.detail.get("axis") == "seconds" for s in answer.trace.steps):
         return True
     return any(s.name == "plan" and "max_seconds" in str(s.detail.get("why", "")) for s in answer.trace.steps)
+
+
+def _as_corpus(source: object) -> Any:
+    """The Corpus or CorpusIndex `source` is, else None (checked without importing the corpus code)."""
+    kind = type(source).__name__
+    if kind in ("Corpus", "CorpusIndex") and type(source).__module__.startswith("ctxagent."):
+        return source
+    return None
 
 
 def check_question(question: object) -> str:

@@ -49,30 +49,53 @@ def budget_from(args: argparse.Namespace, default_seconds: float | None = None):
     return Budget(max_tokens=args.max_tokens, max_calls=args.max_calls, max_seconds=seconds, max_new_tokens=args.max_new_tokens)
 
 
+def _is_corpus(path: str) -> bool:
+    from pathlib import Path
+
+    return path != "-" and (Path(path).is_dir() or Path(path).suffix.lower() in (".jsonl", ".ndjson"))
+
+
+def _corpus_index(args: argparse.Namespace):
+    from ctxagent.batch.corpus import Corpus
+    from ctxagent.corpus.index import CorpusIndex
+
+    return CorpusIndex(Corpus(args.file, encoding=args.encoding), name=args.name, retriever=args.retriever)
+
+
 def cmd_ask(args: argparse.Namespace) -> int:
     from ctxagent.agent import ContextAgent
     from ctxagent.loaders import document_from_text, load_document
-
-    if args.file == "-":
-        document = document_from_text(sys.stdin.read(), doc_id="stdin")
-    else:
-        document = load_document(args.file, encoding=args.encoding)
     from ctxagent.types import INTERACTIVE_MAX_SECONDS
 
     if args.max_seconds is None:
         print(f"ctxagent: answering within {INTERACTIVE_MAX_SECONDS:g} s, the default time budget of `ask` (--max-seconds 0 lifts it)", file=sys.stderr)
     agent = ContextAgent(engine=args.engine, **engine_options(args))
-    if args.stream and not args.json:
-        answer = _ask_streamed(agent, document, args)
+    budget = budget_from(args, INTERACTIVE_MAX_SECONDS)
+    if _is_corpus(args.file):  # a folder or JSONL: one question across the corpus, index updated first
+        index = _corpus_index(args)
+        report = index.update(progress=not args.json)
+        if report.added or report.changed or report.removed:
+            print(f"  index: {len(report.added)} added, {len(report.changed)} changed, {len(report.removed)} removed", file=sys.stderr)
+        answer = agent.ask(index, args.question, recipe=args.recipe, budget=budget, k=args.k, max_documents=args.max_documents)
+        if args.stream and not args.json:
+            print(answer.text)
     else:
-        answer = agent.ask(document, args.question, recipe=args.recipe, budget=budget_from(args, INTERACTIVE_MAX_SECONDS))
+        if args.file == "-":
+            document = document_from_text(sys.stdin.read(), doc_id="stdin")
+        else:
+            document = load_document(args.file, encoding=args.encoding)
+        if args.stream and not args.json:
+            answer = _ask_streamed(agent, document, args)
+        else:
+            answer = agent.ask(document, args.question, recipe=args.recipe, budget=budget)
     if args.json:
         print(answer.model_dump_json())
         return 0
     if not args.stream:
         print(answer.text)
     for i, c in enumerate(answer.citations, 1):
-        print(f"  [{i}] {c.doc_id}:{c.start}-{c.end} \"{c.quote}\"")
+        page = f" (page {c.page})" if c.page else ""
+        print(f"  [{i}] {c.doc_id}:{c.start}-{c.end}{page} \"{c.quote}\"")
     for note in answer.notes:
         print(f"  note: {note}", file=sys.stderr)
     u = answer.usage
@@ -138,6 +161,29 @@ def cmd_serve(args: argparse.Namespace) -> int:
     )
     serve(engine, settings, host=args.host, port=args.port)
     return 0
+
+
+def cmd_index(args: argparse.Namespace) -> int:
+    args.file = args.corpus
+    index = _corpus_index(args)
+    ray_options = {"address": args.ray_address} if args.ray_address else {}
+    report = index.update(executor=args.executor, progress=not args.no_progress, ray_options=ray_options)
+    if args.json:
+        print(report.model_dump_json())
+        return 0
+    print(
+        f"ctxagent index: {report.documents} documents, {report.chunks} chunks in {report.path}; {len(report.added)} added, "
+        f"{len(report.changed)} changed, {len(report.removed)} removed, {report.unchanged} unchanged, {report.embedded_chunks} chunks embedded "
+        f"({report.seconds:.1f} s){'; rebuilt (the saved index could not be used)' if report.rebuilt else ''}"
+    )
+    for doc_id, error in report.failed.items():
+        print(f"  not indexed: {doc_id}: {error}", file=sys.stderr)
+    return 0
+
+
+def _add_index_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--name", help="index name under $CTXAGENT_CACHE/corpora (default: derived from the corpus path)")
+    parser.add_argument("--retriever", default="hybrid", choices=["hybrid", "bm25", "dense"], help="corpus index kind (default hybrid)")
 
 
 def cmd_batch(args: argparse.Namespace) -> int:
@@ -287,16 +333,29 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress to stderr")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    ask = sub.add_parser("ask", help="answer a question about a file (.txt .md .html .pdf, or - for stdin)")
+    ask = sub.add_parser("ask", help="answer a question about a file (.txt .md .html .pdf .docx .pptx .xlsx .epub .csv .json, - for stdin) or across a folder")
     ask.add_argument("file")
     ask.add_argument("question")
     ask.add_argument("--recipe", default="auto", help="recipe name (default auto); see `ctxagent list`")
     ask.add_argument("--json", action="store_true", help="print the whole Answer as one JSON line")
     ask.add_argument("--encoding", default="utf-8", help="text encoding of the file (default utf-8)")
     ask.add_argument("--stream", action="store_true", help="show the plan, the steps and the draft answer as it is written, then the checked answer")
+    ask.add_argument("--k", type=int, default=8, help="corpus: chunks retrieved across the corpus (default 8)")
+    ask.add_argument("--max-documents", type=int, default=4, help="corpus: documents read among those retrieved (default 4)")
+    _add_index_options(ask)
     _add_engine_options(ask)
     _add_budget_options(ask)
     ask.set_defaults(func=cmd_ask)
+
+    idx = sub.add_parser("index", help="build or update the persistent search index of a folder (or .jsonl) of documents")
+    idx.add_argument("corpus", help="a folder of documents, or a .jsonl of {\"id\", \"text\"} lines")
+    idx.add_argument("--encoding", default="utf-8", help="text encoding of the files (default utf-8)")
+    idx.add_argument("--executor", choices=["local", "ray"], default="local", help="read and embed here (default) or on Ray workers")
+    idx.add_argument("--ray-address", help="Ray cluster to join (default: start a local one)")
+    idx.add_argument("--no-progress", action="store_true", help="no progress bar")
+    idx.add_argument("--json", action="store_true", help="print the update report as JSON")
+    _add_index_options(idx)
+    idx.set_defaults(func=cmd_index)
 
     bat = sub.add_parser("batch", help="answer a JSONL of questions over a corpus; resumable, writes JSONL")
     bat.add_argument("corpus", help="a folder of documents, or a .jsonl of {\"id\", \"text\"} lines")

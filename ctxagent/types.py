@@ -81,6 +81,7 @@ class Citation(BaseModel):
     start: int = Field(ge=0)
     end: int = Field(ge=0)
     quote: str
+    page: int | None = Field(default=None, ge=1, description="PDF page (1-based) where the quote starts; None for unpaged formats")
 
     @model_validator(mode="after")
     def _span_matches_quote(self) -> "Citation":
