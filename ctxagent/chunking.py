@@ -17,8 +17,9 @@ from ctxagent.types import Chunk, Document
 TokenCounter = Callable[[str], int]
 
 _PARAGRAPH_BREAK = re.compile(r"\n[ \t]*\n\s*")
-# A sentence ends at . ! ? (optionally followed by quotes/brackets) and then whitespace.
-_SENTENCE_END = re.compile(r"(?<=[.!?])[\"')\]]*\s+")
+# A sentence ends at . ! ? (optionally followed by quotes/brackets) and then whitespace, but not
+# after a title ("Mr. Fenwick keeps 14 horses." is one sentence: evidence is cut at these ends).
+_SENTENCE_END = re.compile(r"(?<=[.!?])(?<!\bMr\.)(?<!\bMrs\.)(?<!\bMs\.)(?<!\bDr\.)(?<!\bSt\.)(?<!\bCol\.)[\"')\]]*\s+")
 
 
 @dataclass(frozen=True)
