@@ -265,7 +265,7 @@ def kind_heatmap(results: Sequence[Result], path: Path) -> Path:
             ax.set_xticks(range(len(recipes)), recipes, fontsize=7, rotation=30, ha="right")
             ax.set_yticks(range(len(kinds)), kinds if col == 0 else [""] * len(kinds), fontsize=7)
             ax.set_title(f"{name}, {length} tokens", fontsize=9)
-    fig.suptitle(_title(results, "by task kind x recipe (grey: no gold spans or no runs)"), fontsize=10)
+    fig.suptitle(_title(results, "by task kind x recipe (blank: no gold spans or no runs)"), fontsize=10)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110, bbox_inches="tight")
     plt.close(fig)
