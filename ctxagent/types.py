@@ -9,9 +9,9 @@ from ctxagent, so every subsystem can depend on it.
 from __future__ import annotations
 
 import hashlib
-from typing import Any
+from typing import Annotated, Any, Callable, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
 
 class Document(BaseModel):
@@ -81,6 +81,7 @@ class Citation(BaseModel):
     start: int = Field(ge=0)
     end: int = Field(ge=0)
     quote: str
+    page: int | None = Field(default=None, ge=1, description="PDF page (1-based) where the quote starts; None for unpaged formats")
 
     @model_validator(mode="after")
     def _span_matches_quote(self) -> "Citation":
@@ -118,10 +119,14 @@ class TraceStep(BaseModel):
 
 class Trace(BaseModel):
     steps: list[TraceStep] = Field(default_factory=list)
+    # Told of each step as it is added, so a streamed run can report progress (not serialised).
+    _listener: Callable[[TraceStep], None] | None = PrivateAttr(default=None)
 
     def add(self, name: str, seconds: float = 0.0, **detail: Any) -> TraceStep:
         step = TraceStep(name=name, detail=detail, seconds=seconds)
         self.steps.append(step)
+        if self._listener is not None:
+            self._listener(step)
         return step
 
 
@@ -144,3 +149,40 @@ class Answer(BaseModel):
     recipe: str = ""
     partial: bool = Field(default=False, description="true when the budget ran out before the recipe finished")
     notes: list[str] = Field(default_factory=list, description="what the user should know, e.g. how the input was truncated")
+
+
+# -- streamed events: what `ContextAgent.stream` / `astream` yield, in order -----------------
+class PlanEvent(BaseModel):
+    """The recipe that will answer, and why (auto's choice, or the one asked for)."""
+
+    type: Literal["plan"] = "plan"
+    recipe: str
+    why: str = ""
+
+
+class StepEvent(BaseModel):
+    """A step the recipe took (a trace step, as it happens)."""
+
+    type: Literal["step"] = "step"
+    name: str
+    detail: dict[str, Any] = Field(default_factory=dict)
+    seconds: float = 0.0
+
+
+class TokenEvent(BaseModel):
+    """A piece of the answer as the model writes it. Always a draft: the answer is checked
+    against its citations afterwards and may be replaced; only AnswerEvent is authoritative."""
+
+    type: Literal["token"] = "token"
+    text: str
+    draft: bool = True
+
+
+class AnswerEvent(BaseModel):
+    """The final, checked Answer; always the last event of a run."""
+
+    type: Literal["answer"] = "answer"
+    answer: Answer
+
+
+Event = Annotated[Union[PlanEvent, StepEvent, TokenEvent, AnswerEvent], Field(discriminator="type")]
