@@ -307,16 +307,16 @@ def test_effective_context_is_measured_and_stored(engine_2k):
 
 def test_openai_engine_measures_the_servers_speed_keyed_by_url(engine_2k):
     from ctxagent.engines import get_engine
-    from ctxagent.engines.server import OpenAICompatServer
+    from ctxagent.server import running_server
 
-    with OpenAICompatServer(engine_2k) as server:
+    with running_server(engine_2k) as server:
         client = get_engine("openai", base_url=server.base_url, max_retries=0)
         try:
             assert server.base_url in client.speed_key()
             speed = client.speed()
             assert speed.source == "probe" and speed.prefill_tokens_per_second > speed.decode_tokens_per_second > 0
-            requests = len(server.requests)
+            requests = len(server.state.requests)
             client._speed = None
-            assert client.speed().source == "cache" and len(server.requests) == requests
+            assert client.speed().source == "cache" and len(server.state.requests) == requests
         finally:
             client.close()
