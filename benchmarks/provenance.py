@@ -106,3 +106,13 @@ def markdown_line(block: dict[str, Any]) -> str:
         f"Commit `{block['commit'][:12]}{'-dirty' if block['commit'].endswith('-dirty') else ''}`, {block['date']}, {where}, "
         f"load {block.get('load_start')} -> {block.get('load_end')}; command: `{block['command']}`"
     )
+
+
+def wilson(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    """95% Wilson interval of a proportion: honest error bars for a handful of tasks."""
+    if n == 0:
+        return (0.0, 1.0)
+    p = successes / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * ((p * (1 - p) / n + z * z / (4 * n * n)) ** 0.5) / (1 + z * z / n)
+    return (max(0.0, centre - half), min(1.0, centre + half))
