@@ -143,3 +143,34 @@ def test_damaged_index_is_rebuilt_with_a_warning(tmp_path: Path, caplog: pytest.
     assert report.rebuilt and report.documents == 4 and len(report.added) == 4
     assert "cannot be used and will be rebuilt" in caplog.text and "checksum" in caplog.text
     assert CorpusIndex(Corpus(tmp_path / "docs"), root=tmp_path / "idx", retriever="bm25").load().search("Emma", 2)
+
+
+def test_batch_question_across_the_corpus_routes_through_the_index(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Control flow only (scripted engine): a `"corpus": true` line is answered from the documents retrieval picks."""
+    import json
+
+    from ctxagent import batch
+    from tests.fakes import ScriptedEngine
+
+    monkeypatch.setenv("CTXAGENT_CACHE", str(tmp_path / "cache"))
+    docs = tmp_path / "docs"
+    write_austen_corpus(docs, files=6)
+    write_docx(docs / "lease.docx", [paragraphs("emma")[3], FACT])
+    questions = tmp_path / "q.jsonl"
+    questions.write_text(
+        json.dumps({"id": "rent", "corpus": True, "question": "What is the annual rent of Hartfield Lodge?"}) + "\n"
+        + json.dumps({"id": "one", "doc": "lease.docx", "question": "What is the rent?"}) + "\n",
+        encoding="utf-8",
+    )
+    engine = ScriptedEngine(lambda prompt: "The annual rent is 480 pounds." if "480 pounds" in prompt else "NOT FOUND")
+    summary = batch.run(docs, questions, tmp_path / "out.jsonl", engine=engine, recipe="auto", progress=False, concurrency=1)
+    assert summary.answered == 2 and summary.failed == 0
+    rows = {r["id"]: r for r in map(json.loads, (tmp_path / "out.jsonl").read_text().splitlines())}
+    assert rows["rent"]["corpus"] is True and rows["rent"]["doc"] == ""
+    assert {c["doc_id"] for c in rows["rent"]["citations"]} == {"lease.docx"}
+    cited = rows["rent"]["citations"][0]
+    assert load_document(docs / "lease.docx").text[cited["start"] : cited["end"]] == cited["quote"]
+    with pytest.raises(InputError, match="names no"):
+        bad = tmp_path / "bad.jsonl"
+        bad.write_text(json.dumps({"doc": "lease.docx", "corpus": True, "question": "x?"}) + "\n", encoding="utf-8")
+        batch.read_questions(bad)
