@@ -54,6 +54,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+from provenance import finish, markdown_line, stamp  # noqa: E402  (benchmarks/ is on sys.path)
+
 RESULTS = ROOT / "benchmarks" / "results"
 
 NEEDLES = [
@@ -258,6 +260,12 @@ def load_note(meta: dict[str, Any]) -> str:
     return "shared with other work: timings noisy" if loads and max(loads) > 1.5 * (os.cpu_count() or 1) else "otherwise idle"
 
 
+def _provenances(meta: dict[str, Any]) -> list[dict[str, Any]]:
+    """The provenance block of a run, or of each merged run."""
+    found = meta.get("provenance")
+    return found if isinstance(found, list) else [found] if found else []
+
+
 def write_report(rows: list[dict[str, Any]], meta: dict[str, Any], stem: str = "compressors") -> None:
     RESULTS.mkdir(parents=True, exist_ok=True)
     summary = summarise(rows, meta["answer_window"])
@@ -265,6 +273,8 @@ def write_report(rows: list[dict[str, Any]], meta: dict[str, Any], stem: str = "
     fmt = lambda v, f: "–" if v is None else format(v, f)  # noqa: E731
     lines = [
         "# Compressors: ours vs llmlingua (LongLLMLingua mode)",
+        "",
+        *[markdown_line(block) for block in _provenances(meta)],
         "",
         f"Machine: {meta['machine']}; load average at start {meta['load_start']}, at end {meta.get('load_end', 'n/a')} ({load_note(meta)}).",
         f"Scorer: {meta['scorer']} for both; answerer: same model, window {answer_windows(rows, meta)} tokens. llmlingua: {meta['llmlingua']}.",
@@ -335,7 +345,8 @@ def merge_runs() -> None:
         if not meta:
             meta = dict(run_meta)
             meta["notes"] = list(run_meta.get("notes", []))[:3]
-            meta["load_start"], meta["load_end"] = [], []
+            meta["load_start"], meta["load_end"], meta["provenance"] = [], [], []
+        meta["provenance"] += _provenances(run_meta)
         meta["load_start"].append(run_meta["load_start"][0])
         meta["load_end"].append(run_meta.get("load_end", ["?"])[0])
     meta["notes"].append(
@@ -393,11 +404,13 @@ def main() -> None:
     parser.add_argument("--trial-seconds", type=int, default=0, help="stop a compression after this long and record it as a timeout (a lower bound)")
     parser.add_argument("--merge", action="store_true", help="combine every compressors_*.json run into compressors.{json,md,png} and exit")
     parser.add_argument("--tag", default="", help="results go to compressors[_TAG].{json,md,png}")
+    parser.add_argument("--allow-dirty", action="store_true", help="run from a tree with uncommitted changes (results say '<commit>-dirty')")
     args = parser.parse_args()
     stem = f"compressors_{args.tag}" if args.tag else "compressors"
     if args.merge:
         merge_runs()
         return
+    provenance = stamp(args.allow_dirty)
 
     import torch
     import transformers
@@ -419,6 +432,7 @@ def main() -> None:
         llm, llm_status = load_llmlingua(model_dir, engine.tokenizer, args.device)
         print(llm_status, flush=True)
     meta: dict[str, Any] = {
+        "provenance": provenance,
         "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, {platform.system()}, torch {torch.__version__} ({torch.get_num_threads()} threads), transformers {transformers.__version__}, device {args.device}",
         "load_start": [round(x, 2) for x in os.getloadavg()],
         "scorer": f"SmolLM2-135M-Instruct float32 from {Path(model_dir).name}",
@@ -482,6 +496,7 @@ def main() -> None:
                     rows.append(row)
                     print(json.dumps({k: (round(v, 3) if isinstance(v, float) else v) for k, v in row.items()}), flush=True)
                     meta["load_end"] = [round(x, 2) for x in os.getloadavg()]
+                    finish(provenance)
                     write_report(rows, meta, stem)
     with contextlib.suppress(Exception):
         print((RESULTS / f"{stem}.md").read_text())

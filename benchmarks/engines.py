@@ -29,6 +29,8 @@ from typing import Any, Callable, Iterator
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+from provenance import finish, markdown_line, stamp  # noqa: E402  (benchmarks/ is on sys.path)
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
@@ -144,7 +146,10 @@ def main() -> None:
     parser.add_argument("--engines", default="hf,openai-ctxagent,vllm,openai-vllm")
     parser.add_argument("--server-timeout", type=float, default=600, help="seconds a server may take to start")
     parser.add_argument("--request-timeout", type=float, default=1800, help="seconds one HTTP request may take (a whole batch on a busy CPU)")
+    parser.add_argument("--dtype", default="float32", help="weights' precision for every engine, so the comparison is like for like (vLLM's own default would be bf16)")
+    parser.add_argument("--allow-dirty", action="store_true", help="run from a tree with uncommitted changes (results say '<commit>-dirty')")
     args = parser.parse_args()
+    provenance = stamp(args.allow_dirty)
     RESULTS.mkdir(parents=True, exist_ok=True)
     from ctxagent.engines import get_engine
 
@@ -157,7 +162,7 @@ def main() -> None:
 
     def inproc(name: str, **options: Any) -> Callable[[], tuple[Any, Callable[[], None]]]:
         def build() -> tuple[Any, Callable[[], None]]:
-            engine = get_engine(name, context_window=args.window, **options)
+            engine = get_engine(name, context_window=args.window, dtype=args.dtype, **options)
             return engine, getattr(engine, "close", lambda: None)
 
         return build
@@ -203,7 +208,7 @@ def main() -> None:
             port = free_port()
             # vllm-cpu's `vllm` command fails at start (docs/engines.md); its server module is the same server.
             cmd = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", str(embedded_model_dir()), "--host", "127.0.0.1",
-                   "--port", str(port), "--max-model-len", str(args.window), "--enforce-eager"]  # fmt: skip
+                   "--port", str(port), "--max-model-len", str(args.window), "--enforce-eager", "--dtype", args.dtype]  # fmt: skip
             results.append(run_engine("openai → vllm serve", over_http(cmd, port, logs / "vllm-serve.log"), prompts, args))
 
     base = next((r for r in results if r["engine"] == "hf" and r["status"] == "ok"), None)
@@ -227,9 +232,10 @@ def main() -> None:
         import vllm
 
         machine["vllm"] = vllm.__version__
-    config = {"batch": args.batch, "max_new_tokens": args.max_new_tokens, "singles": args.singles, "window": args.window}
-    (RESULTS / "engines.json").write_text(json.dumps({"machine": machine, "config": config, "results": results}, indent=1))
-    write_table(results, machine, config)
+    config = {"batch": args.batch, "max_new_tokens": args.max_new_tokens, "singles": args.singles, "window": args.window, "dtype": args.dtype}
+    provenance = finish(provenance)
+    (RESULTS / "engines.json").write_text(json.dumps({"provenance": provenance, "machine": machine, "config": config, "results": results}, indent=1))
+    write_table(results, machine, config, provenance)
     write_plot(results)
 
 
@@ -240,10 +246,12 @@ def load_note(machine: dict[str, Any]) -> str:
     return "shared with other work: timings noisy" if busiest > 1.5 * machine["cpus"] else "otherwise idle"
 
 
-def write_table(results: list[dict[str, Any]], machine: dict[str, Any], config: dict[str, Any]) -> None:
+def write_table(results: list[dict[str, Any]], machine: dict[str, Any], config: dict[str, Any], provenance: dict[str, Any]) -> None:
     cols = ["engine", "load_seconds", "batch_seconds", "prompts_per_s", "new_tokens_per_s", "latency_p50_s", "throughput_vs_hf", "latency_vs_hf", "answers_with_26_4"]
     lines = [
-        f"Batch of {config['batch']} map-step prompts, {config['max_new_tokens']} new tokens each; "
+        markdown_line(provenance),
+        "",
+        f"Batch of {config['batch']} map-step prompts, {config['max_new_tokens']} new tokens each, every engine's weights in {config.get('dtype', 'its default precision')}; "
         f"latency = median of {config['singles']} single-prompt calls. Machine: {machine['platform']}, {machine['cpus']} CPUs, "
         f"load average {machine['load_average_start']} -> {machine['load_average_end']} ({load_note(machine)}).",
         "",

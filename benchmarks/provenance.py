@@ -33,8 +33,10 @@ def _git(*args: str) -> str:
 
 
 def commit(allow_dirty: bool = False) -> str:
-    """HEAD's hash, with `-dirty` when tracked files differ from it (refused unless allowed)."""
-    head = _git("rev-parse", "HEAD") or "unknown"
+    """HEAD's hash, with `-dirty` when tracked files differ from it (refused unless allowed).
+    Where the tree is a copy without git (a lent GPU machine), the caller names the commit
+    it copied in CTXAGENT_COMMIT."""
+    head = _git("rev-parse", "HEAD") or os.environ.get("CTXAGENT_COMMIT") or "unknown"
     if _git("status", "--porcelain", "--untracked-files=no"):
         if not allow_dirty:
             raise DirtyTree(
@@ -104,3 +106,13 @@ def markdown_line(block: dict[str, Any]) -> str:
         f"Commit `{block['commit'][:12]}{'-dirty' if block['commit'].endswith('-dirty') else ''}`, {block['date']}, {where}, "
         f"load {block.get('load_start')} -> {block.get('load_end')}; command: `{block['command']}`"
     )
+
+
+def wilson(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    """95% Wilson interval of a proportion: honest error bars for a handful of tasks."""
+    if n == 0:
+        return (0.0, 1.0)
+    p = successes / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * ((p * (1 - p) / n + z * z / (4 * n * n)) ** 0.5) / (1 + z * z / n)
+    return (max(0.0, centre - half), min(1.0, centre + half))

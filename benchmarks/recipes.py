@@ -7,8 +7,12 @@ answers every task with the same engine, in one process, side by side; a task co
 as correct when the answer contains the value. Per recipe and length we report accuracy, engine calls, tokens and
 seconds, and write a markdown table, JSON rows and a PNG plot under benchmarks/results/.
 
-    python benchmarks/recipes.py                       # embedded SmolLM2, window 1024, 2x/5x/10x
+    python benchmarks/recipes.py                       # embedded SmolLM2, window 1024, 2x/5x/10x, 5 depths
     python benchmarks/recipes.py --multiples 5 10 20 --depths 0.1 0.5 0.9
+
+Each (length, depth) cell is one task with its own needle, so a length has as many tasks as
+depths (5 by default); the table gives accuracy as k/n with its 95% interval and the spread
+(min-max) of seconds and tokens across those tasks, since one task per cell is a smoke test.
 
 The memory tree is built fresh for every document (its cost is counted in the first and
 only question asked of it); on a reused document it would be nearly free.
@@ -30,6 +34,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from provenance import finish, markdown_line, stamp, wilson  # noqa: E402  (benchmarks/ is on sys.path)
 
 RESULTS = ROOT / "benchmarks" / "results"
 COLOURS = ["green", "silver", "crimson", "amber", "violet", "copper", "ivory", "scarlet"]
@@ -114,16 +120,21 @@ def summarise(rows: list[Row]) -> list[dict]:
             if not group:
                 continue
             n = len(group)
+            correct = sum(r.correct for r in group)
             table.append(
                 {
                     "recipe": recipe,
                     "multiple": multiple,
                     "doc_tokens": round(sum(r.doc_tokens for r in group) / n),
                     "tasks": n,
-                    "accuracy": sum(r.correct for r in group) / n,
+                    "correct": correct,
+                    "accuracy": correct / n,
+                    "accuracy_95": [round(x, 3) for x in wilson(correct, n)],
                     "engine_calls": sum(r.engine_calls for r in group) / n,
                     "tokens": sum(r.tokens for r in group) / n,
+                    "tokens_range": [min(r.tokens for r in group), max(r.tokens for r in group)],
                     "seconds": sum(r.seconds for r in group) / n,
+                    "seconds_range": [min(r.seconds for r in group), max(r.seconds for r in group)],
                     "citations_exact": all(r.citations_exact for r in group),
                 }
             )
@@ -135,23 +146,38 @@ def markdown(table: list[dict], machine: dict) -> str:
         "# Recipes vs direct on needle tasks (Persuasion haystack)",
         "",
         f"Engine: {machine['engine']} (window {machine['window']}); machine: {machine['cpu']}, {machine['cores']} cores, "
-        f"load average at start {machine['load_start']}, at end {machine['load_end']} (shared CPU: seconds are noisy, compare within this run).",
+        f"load average at start {machine['load_start']}, at end {machine['load_end']}.",
+        "",
+        *([markdown_line(machine["provenance"]), ""] if "provenance" in machine else ["No provenance recorded: this run predates commit stamping.", ""]),
+        "Each length has one task per needle depth, each with its own needle; accuracy is correct/tasks with a 95% Wilson "
+        "interval, and the seconds and tokens columns give the mean and, in brackets, the range across those tasks.",
         "",
         "Recipes run in the order listed on the same document; `memory_tree:collapsed` and `auto` therefore find the memory tree "
         "that `memory_tree` built already cached (auto then navigates it), as they would for any second question about a document. "
         "`tokens` counts prompt + completion tokens over all engine calls, the tree build included where it happened.",
         "",
-        "| recipe | length (x window) | doc tokens | tasks | accuracy | engine calls | tokens | seconds | tokens vs direct | citations exact |",
+        "| recipe | length (x window) | doc tokens | tasks | accuracy (95% CI) | engine calls | tokens (range) | seconds (range) | tokens vs direct | citations exact |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
     direct = {r["multiple"]: r for r in table if r["recipe"] == "direct"}
     for r in table:
         ratio = f"{r['tokens'] / direct[r['multiple']]['tokens']:.1f}x" if r["multiple"] in direct and direct[r["multiple"]]["tokens"] else "-"
         lines.append(
-            f"| {r['recipe']} | {r['multiple']:g} | {r['doc_tokens']} | {r['tasks']} | {r['accuracy']:.0%} | {r['engine_calls']:.1f} | "
-            f"{r['tokens']:.0f} | {r['seconds']:.1f} | {ratio} | {'yes' if r['citations_exact'] else 'NO'} |"
+            f"| {r['recipe']} | {r['multiple']:g} | {r['doc_tokens']} | {r['tasks']} | {_accuracy(r)} | {r['engine_calls']:.1f} | "
+            f"{r['tokens']:.0f} {_range(r, 'tokens_range', '{:.0f}')} | {r['seconds']:.1f} {_range(r, 'seconds_range', '{:.1f}')} | {ratio} | {'yes' if r['citations_exact'] else 'NO'} |"
         )
     return "\n".join(lines) + "\n"
+
+
+def _accuracy(row: dict) -> str:
+    if "accuracy_95" not in row:
+        return f"{row['accuracy']:.0%}"
+    lo, hi = row["accuracy_95"]
+    return f"{row['correct']}/{row['tasks']} ({lo:.0%}-{hi:.0%})"
+
+
+def _range(row: dict, key: str, fmt: str) -> str:
+    return f"({fmt.format(row[key][0])}-{fmt.format(row[key][1])})" if key in row else ""
 
 
 def plot(table: list[dict], path: Path, machine: dict) -> None:
@@ -176,7 +202,7 @@ def plot(table: list[dict], path: Path, machine: dict) -> None:
     axes[2].set_yscale("log")
     axes[0].set_ylim(-0.05, 1.05)
     axes[0].legend(fontsize=8)
-    fig.suptitle(f"ctxagent recipes on needle tasks — {machine['engine']}, {machine['cpu']} ({machine['cores']} cores, shared)")
+    fig.suptitle(f"ctxagent recipes on needle tasks — {machine['engine']}, {machine['cpu']} ({machine['cores']} cores)")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -186,11 +212,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--window", type=int, default=1024, help="context window the engine is capped to")
     parser.add_argument("--multiples", type=float, nargs="+", default=[2, 5, 10], help="document lengths, in windows")
-    parser.add_argument("--depths", type=float, nargs="+", default=[0.25, 0.75], help="needle depths (0 = start)")
+    parser.add_argument("--depths", type=float, nargs="+", default=[0.1, 0.3, 0.5, 0.7, 0.9], help="needle depths (0 = start); one task, with its own needle, per depth")
     parser.add_argument("--recipes", nargs="+", default=RECIPES)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument("--render", type=Path, nargs="+", help="only redraw the table and plot from recipes.json files of earlier runs (merged)")
+    parser.add_argument("--allow-dirty", action="store_true", help="run from a tree with uncommitted changes (the results say '<commit>-dirty')")
     args = parser.parse_args()
     if args.render:
         saved = [json.loads(path.read_text()) for path in args.render]
@@ -203,6 +230,7 @@ def main() -> None:
         write_results(summarise([Row(**r) for r in rows]), rows, machine, args.out)
         return
 
+    provenance = stamp(args.allow_dirty)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from tqdm import tqdm
 
@@ -216,6 +244,7 @@ def main() -> None:
         "cores": os.cpu_count(),
         "python": platform.python_version(),
         "load_start": [round(x, 1) for x in os.getloadavg()],
+        "provenance": provenance,
     }
     tasks = make_tasks(engine, args.multiples, args.depths, args.window, args.seed)
     rows: list[Row] = []
@@ -233,6 +262,7 @@ def main() -> None:
                 tqdm.write(f"{task.id:>12} {spec:<22} {'OK ' if rows[-1].correct else 'BAD'} calls={rows[-1].engine_calls} tokens={rows[-1].tokens} {seconds:.1f}s  {answer.text[:60]!r}")
                 # Written after every run, so a long benchmark stopped early still leaves its results.
                 machine["load_end"] = [round(x, 1) for x in os.getloadavg()]
+                finish(provenance)
                 write_results(summarise(rows), [asdict(r) for r in rows], machine, args.out, quiet=True)
     print(markdown(summarise(rows), machine))
 

@@ -53,6 +53,8 @@ from ctxagent.retrievers import Retriever, corpus_hash, get_retriever  # noqa: E
 from ctxagent.retrievers.bm25 import TOKEN_PATTERN  # noqa: E402
 from ctxagent.types import Chunk  # noqa: E402
 
+from provenance import finish, markdown_line, stamp  # noqa: E402  (benchmarks/ is on sys.path)
+
 RESULTS = ROOT / "benchmarks" / "results"
 KS = (1, 5, 10)
 
@@ -373,6 +375,8 @@ def write_report(rows: list[Row], info: dict, warnings: list[str]) -> None:
     lines = [
         "# Retriever benchmark",
         "",
+        markdown_line(info["provenance"]) if "provenance" in info else "No provenance recorded: this run predates commit stamping.",
+        "",
         f"Machine: {info['platform']}, {info['cpus']} CPUs, torch threads {info['torch_threads']} for encoding the corpus (queries: 1), "
         f"load average {tuple(round(x, 1) for x in info['load_average_start'])} at start and "
         f"{tuple(round(x, 1) for x in info['load_average_end'])} at the end (the CPUs are shared: timings are noisy). "
@@ -450,6 +454,7 @@ def main() -> None:
     parser.add_argument("--rank-bm25-queries", type=int, default=20, help="time only this many rank_bm25 queries (it is slow); 0 = all")
     parser.add_argument("--embeddings-cache", default=None, help="keep encoded corpora here and reuse them (with the encode time measured when they were made) on later runs")
     parser.add_argument("--report-only", action="store_true", help="rewrite the table and plot from results/retrievers.json")
+    parser.add_argument("--allow-dirty", action="store_true", help="run from a tree with uncommitted changes (results say '<commit>-dirty')")
     args = parser.parse_args()
     if args.report_only:
         saved = json.loads((RESULTS / "retrievers.json").read_text())
@@ -464,6 +469,7 @@ def main() -> None:
     warnings = check_paraphrases_share_no_content_word()
     for w in warnings:
         print("warning: paraphrase", w)
+    provenance = stamp(args.allow_dirty)
     info = machine()
     info["argv"] = sys.argv[1:]
     rows: list[Row] = []
@@ -472,6 +478,7 @@ def main() -> None:
         rows += run_size(size, args.exact_queries, args.dense_limit, throughput, args.rank_bm25_queries, args.embeddings_cache)
     info["load_average_end"] = os.getloadavg()
     info["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    info["provenance"] = finish(provenance)
     write_report(rows, info, warnings)
 
 

@@ -2,13 +2,20 @@
 
 The agent holds an engine (built on first use, so constructing one is free) and
 default recipe and budget; each `ask` may override them.
+
+`aask` is `ask` for asyncio code; `stream` and `astream` yield what happens while the
+question is answered (plan, steps, the answer's draft tokens) and end with the final,
+checked Answer. Runs happen in a worker thread because the engines are synchronous.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import queue
+import threading
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, AsyncIterator, Callable, Iterator, Sequence
 
 from ctxagent.engines import DEFAULT_ENGINE, Engine, get_engine
 from ctxagent.errors import InputError
@@ -17,7 +24,7 @@ from ctxagent.pages import annotate_pages
 from ctxagent.recipes import DEFAULT_RECIPE, get_recipe
 from ctxagent.recipes.base import run_recipe
 from ctxagent.recipes.context import RunContext
-from ctxagent.types import Answer, Budget, Document
+from ctxagent.types import INTERACTIVE_MAX_SECONDS, Answer, AnswerEvent, Budget, Document, Event, PlanEvent
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +36,9 @@ class ContextAgent:
 
     engine: a registered engine name ("hf", "vllm", "openai", ...) or an Engine instance.
     engine_options: passed to the engine, e.g. model="HuggingFaceTB/SmolLM2-360M-Instruct".
+    budget: the default Budget of `ask`. When none is given, questions get a time limit of
+    `INTERACTIVE_MAX_SECONDS` (60 s) and `auto` picks the most thorough plan that fits it at
+    the engine's measured speed; pass `Budget(max_seconds=None)` (here or to `ask`) to lift it.
     """
 
     def __init__(
@@ -42,7 +52,8 @@ class ContextAgent:
         self._engine_options = engine_options
         self._engine: Engine | None = None if isinstance(engine, str) else engine
         self.recipe = recipe
-        self.budget = budget or Budget()
+        self.default_time_limit = budget is None
+        self.budget = budget or Budget(max_seconds=INTERACTIVE_MAX_SECONDS)
 
     @property
     def engine(self) -> Engine:
@@ -58,10 +69,15 @@ class ContextAgent:
         *,
         recipe: str | None = None,
         budget: Budget | None = None,
+        on_event: Callable[[Event], None] | None = None,
         **recipe_options: Any,
     ) -> Answer:
         """Answer `question` about one or more documents (paths or Document objects), or across
-        a whole `Corpus` (retrieval picks the documents, the recipe reads them; see ctxagent.corpus.ask)."""
+        a whole `Corpus` (retrieval picks the documents, the recipe reads them; see ctxagent.corpus.ask).
+
+        on_event: called, in this thread, with each PlanEvent, StepEvent and draft TokenEvent
+        as the run goes (what `stream` yields); the returned Answer is the final word.
+        """
         question = check_question(question)
         corpus = _as_corpus(source)
         if corpus is not None:
@@ -69,9 +85,89 @@ class ContextAgent:
 
             return ask_corpus(self.engine, corpus, question, recipe=recipe or self.recipe or DEFAULT_CORPUS_RECIPE, budget=budget or self.budget, **recipe_options)
         documents = load_sources(source)
-        runner = get_recipe(recipe or self.recipe, **recipe_options)
-        ctx = RunContext(engine=self.engine, budget=budget or self.budget)
-        return annotate_pages(run_recipe(runner, ctx, documents, question), documents)
+        name = recipe or self.recipe
+        runner = get_recipe(name, **recipe_options)
+        defaulted = budget is None and self.default_time_limit
+        if defaulted:
+            log.info("time budget %g s, the default for interactive questions; Budget(max_seconds=None) lifts it", INTERACTIVE_MAX_SECONDS)
+        ctx = RunContext(engine=self.engine, budget=budget or self.budget, on_event=on_event)
+        if on_event is not None and name != "auto":
+            on_event(PlanEvent(recipe=name, why="the recipe asked for"))
+        try:
+            answer = annotate_pages(run_recipe(runner, ctx, documents, question), documents)
+        finally:
+            ctx.trace._listener = None
+        if defaulted and _shaped_by_time(answer):
+            note = (
+                f"the default time budget of {INTERACTIVE_MAX_SECONDS:g} s for interactive questions shaped this answer "
+                "(see the trace's plan step); pass budget=Budget(max_seconds=None) (CLI: --max-seconds 0) for a slower, more thorough one"
+            )
+            answer = answer.model_copy(update={"notes": [*answer.notes, note]})
+        return answer
+
+    async def aask(self, source: Source | Sequence[Source], question: str, **options: Any) -> Answer:
+        """`ask` without blocking the event loop (the run goes to a worker thread)."""
+        return await asyncio.to_thread(self.ask, source, question, **options)
+
+    def stream(self, source: Source | Sequence[Source], question: str, **options: Any) -> Iterator[Event]:
+        """Yield PlanEvent, StepEvents and draft TokenEvents as the answer is worked out, then one AnswerEvent.
+
+        TokenEvents are the model's draft (`draft=True`): the answer is checked against its
+        citations afterwards and may be replaced by a verified quote or NOT FOUND, so show them
+        as provisional and take the AnswerEvent as the answer. Errors are raised here.
+        """
+        events: queue.Queue[tuple[str, Any]] = queue.Queue()
+
+        def work() -> None:
+            try:
+                answer = self.ask(source, question, on_event=lambda e: events.put(("event", e)), **options)
+                events.put(("answer", answer))
+            except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's thread
+                events.put(("error", exc))
+
+        threading.Thread(target=work, name="ctxagent-stream", daemon=True).start()
+        while True:
+            kind, item = events.get()
+            if kind == "event":
+                yield item
+            elif kind == "answer":
+                yield AnswerEvent(answer=item)
+                return
+            else:
+                raise item
+
+    async def astream(self, source: Source | Sequence[Source], question: str, **options: Any) -> AsyncIterator[Event]:
+        """`stream` for asyncio: the same events, delivered without blocking the event loop."""
+        loop = asyncio.get_running_loop()
+        events: asyncio.Queue[Event] = asyncio.Queue()
+
+        def on_event(event: Event) -> None:
+            loop.call_soon_threadsafe(events.put_nowait, event)
+
+        run = asyncio.ensure_future(asyncio.to_thread(self.ask, source, question, on_event=on_event, **options))
+        try:
+            while True:
+                getter = asyncio.ensure_future(events.get())
+                done, _ = await asyncio.wait({getter, run}, return_when=asyncio.FIRST_COMPLETED)
+                if getter in done:
+                    yield getter.result()
+                    continue
+                getter.cancel()
+                # Events are queued on the loop before the run's result is, so none is left behind.
+                while not events.empty():
+                    yield events.get_nowait()
+                yield AnswerEvent(answer=run.result())
+                return
+        finally:
+            if not run.done():
+                run.cancel()
+
+
+def _shaped_by_time(answer: Answer) -> bool:
+    """The time limit made `auto` pick a cheaper plan, or stopped the recipe."""
+    if answer.partial and any(s.name == "budget_exhausted" and s.detail.get("axis") == "seconds" for s in answer.trace.steps):
+        return True
+    return any(s.name == "plan" and "max_seconds" in str(s.detail.get("why", "")) for s in answer.trace.steps)
 
 
 def _as_corpus(source: object) -> Any:

@@ -2,6 +2,8 @@
 
     ctxagent ask report.pdf "What was the Q3 revenue?"
     cat notes.txt | ctxagent ask - "Who signed?" --json
+    ctxagent ask report.pdf "What was the Q3 revenue?" --stream
+    ctxagent serve --port 8000 [--api-key KEY]
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import logging
 import sys
 from typing import Callable, Sequence
 
-from ctxagent.errors import CtxAgentError
+from ctxagent.errors import CtxAgentError, EngineNotInstalled
 
 Command = Callable[[argparse.Namespace], int]
 
@@ -35,14 +37,16 @@ def engine_options(args: argparse.Namespace) -> dict:
 def _add_budget_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-tokens", type=int, help="budget: prompt + completion tokens over all engine calls")
     parser.add_argument("--max-calls", type=int, help="budget: engine calls")
-    parser.add_argument("--max-seconds", type=float, help="budget: wall-clock seconds")
+    parser.add_argument("--max-seconds", type=float, help="budget: wall-clock seconds, 0 for no limit (ask: default 60; batch and eval: no limit)")
     parser.add_argument("--max-new-tokens", type=int, default=256, help="length of the answer (default 256)")
 
 
-def budget_from(args: argparse.Namespace):
+def budget_from(args: argparse.Namespace, default_seconds: float | None = None):
+    """The Budget the flags ask for; `--max-seconds 0` means no time limit, unset means `default_seconds`."""
     from ctxagent.types import Budget
 
-    return Budget(max_tokens=args.max_tokens, max_calls=args.max_calls, max_seconds=args.max_seconds, max_new_tokens=args.max_new_tokens)
+    seconds = default_seconds if args.max_seconds is None else (args.max_seconds or None)
+    return Budget(max_tokens=args.max_tokens, max_calls=args.max_calls, max_seconds=seconds, max_new_tokens=args.max_new_tokens)
 
 
 def _is_corpus(path: str) -> bool:
@@ -61,24 +65,34 @@ def _corpus_index(args: argparse.Namespace):
 def cmd_ask(args: argparse.Namespace) -> int:
     from ctxagent.agent import ContextAgent
     from ctxagent.loaders import document_from_text, load_document
+    from ctxagent.types import INTERACTIVE_MAX_SECONDS
 
+    if args.max_seconds is None:
+        print(f"ctxagent: answering within {INTERACTIVE_MAX_SECONDS:g} s, the default time budget of `ask` (--max-seconds 0 lifts it)", file=sys.stderr)
     agent = ContextAgent(engine=args.engine, **engine_options(args))
+    budget = budget_from(args, INTERACTIVE_MAX_SECONDS)
     if _is_corpus(args.file):  # a folder or JSONL: one question across the corpus, index updated first
         index = _corpus_index(args)
         report = index.update(progress=not args.json)
         if report.added or report.changed or report.removed:
             print(f"  index: {len(report.added)} added, {len(report.changed)} changed, {len(report.removed)} removed", file=sys.stderr)
-        answer = agent.ask(index, args.question, recipe=args.recipe, budget=budget_from(args), k=args.k, max_documents=args.max_documents)
+        answer = agent.ask(index, args.question, recipe=args.recipe, budget=budget, k=args.k, max_documents=args.max_documents)
+        if args.stream and not args.json:
+            print(answer.text)
     else:
         if args.file == "-":
             document = document_from_text(sys.stdin.read(), doc_id="stdin")
         else:
             document = load_document(args.file, encoding=args.encoding)
-        answer = agent.ask(document, args.question, recipe=args.recipe, budget=budget_from(args))
+        if args.stream and not args.json:
+            answer = _ask_streamed(agent, document, args)
+        else:
+            answer = agent.ask(document, args.question, recipe=args.recipe, budget=budget)
     if args.json:
         print(answer.model_dump_json())
         return 0
-    print(answer.text)
+    if not args.stream:
+        print(answer.text)
     for i, c in enumerate(answer.citations, 1):
         page = f" (page {c.page})" if c.page else ""
         print(f"  [{i}] {c.doc_id}:{c.start}-{c.end}{page} \"{c.quote}\"")
@@ -87,6 +101,65 @@ def cmd_ask(args: argparse.Namespace) -> int:
     u = answer.usage
     flag = " (partial: budget ran out)" if answer.partial else ""
     print(f"  recipe {answer.recipe}{flag}; {u.engine_calls} engine calls, {u.prompt_tokens}+{u.completion_tokens} tokens, {u.seconds:.1f} s", file=sys.stderr)
+    return 0
+
+
+def _ask_streamed(agent, document, args: argparse.Namespace):
+    """Plan and steps on stderr, the draft answer as the model writes it, then the checked answer.
+
+    On a terminal the draft is written to stdout and stands when the check keeps it; when the
+    check replaced it, the checked answer follows, said so. In a pipe, stdout gets only the
+    checked answer and the draft goes to stderr.
+    """
+    tty = sys.stdout.isatty()
+    draft_out = sys.stdout if tty else sys.stderr
+    draft: list[str] = []
+    answer = None
+    for event in agent.stream(document, args.question, recipe=args.recipe, budget=budget_from(args, INTERACTIVE_MAX_SECONDS)):
+        if event.type == "plan":
+            print(f"  plan: {event.recipe} ({event.why})", file=sys.stderr)
+        elif event.type == "step":
+            if draft:  # the answer step ended: finish the draft's line first
+                print(file=draft_out)
+                draft_out.flush()
+            print(f"  step: {event.name}", file=sys.stderr)
+        elif event.type == "token":
+            draft.append(event.text)
+            print(event.text, end="", flush=True, file=draft_out)
+        else:
+            answer = event.answer
+    assert answer is not None
+    kept = "".join(draft).strip() == answer.text
+    if draft and not kept:
+        print("  (the draft was not supported by its citations; the checked answer:)", file=sys.stderr)
+    if not (tty and kept):
+        print(answer.text)
+    return answer
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import os
+
+    try:
+        from ctxagent.server import ServerSettings, serve
+    except ImportError as exc:
+        raise EngineNotInstalled(f"`ctxagent serve` needs FastAPI and uvicorn ({exc.name} is missing): pip install \"ctxagent[serve]\"") from None
+    from ctxagent.engines import get_engine
+
+    options = engine_options(args)
+    if args.context_window:
+        options["context_window"] = args.context_window
+    engine = get_engine(args.engine, **options)
+    settings = ServerSettings(
+        api_key=args.api_key or os.environ.get("CTXAGENT_API_KEY") or None,
+        model_name=args.served_model_name,
+        max_body_bytes=args.max_body_bytes,
+        request_timeout=args.request_timeout,
+        max_concurrent=args.max_concurrent,
+        batch_wait=args.batch_wait,
+        budget=budget_from(args),
+    )
+    serve(engine, settings, host=args.host, port=args.port)
     return 0
 
 
@@ -167,8 +240,30 @@ def _csv(kind: type) -> Callable[[str], list]:
     return parse
 
 
+def cmd_effective_context(args: argparse.Namespace) -> int:
+    """`ctxagent eval --effective-context`: measure, store per model and print the table."""
+    from ctxagent.engines import get_engine
+    from ctxagent.evaluation.reach import DEFAULT_DEPTHS, measure_effective_context
+
+    options = engine_options(args)
+    if args.context_window:
+        options["context_window"] = args.context_window
+    engine = get_engine(args.engine, **options)
+    depths = args.depths if args.depths != [0.1, 0.5, 0.9] else list(DEFAULT_DEPTHS)
+    result = measure_effective_context(engine, depths=depths, samples=args.samples, seed=args.seed)
+    if args.json:
+        print(json.dumps({"model": result.model, "tokens": result.tokens, "threshold": result.threshold, "accuracy_by_length": result.accuracy_by_length}))
+    else:
+        print(result.markdown())
+        print("stored per model in the ctxagent cache; `auto` sizes its chunks with it", file=sys.stderr)
+    return 0
+
+
 def cmd_eval(args: argparse.Namespace) -> int:
     from ctxagent.eval import evaluate, report_only
+
+    if args.effective_context:
+        return cmd_effective_context(args)
 
     command = "ctxagent " + " ".join(sys.argv[1:]) if args.command_line is None else args.command_line
     if args.report_only:
@@ -192,6 +287,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
             generate_only=args.generate_only,
             plots=not args.no_plots,
             command=command,
+            allow_dirty=args.allow_dirty,
         )
         if run.report is None:
             print(f"wrote {len(run.tasks)} tasks to {run.tasks_file}")
@@ -224,6 +320,8 @@ def _add_eval_parser(sub) -> None:
     ev.add_argument("--report-only", action="store_true", help="rebuild the report from OUT/results.jsonl")
     ev.add_argument("--no-plots", action="store_true", help="markdown tables only")
     ev.add_argument("--json", action="store_true", help="print the per-recipe summary as JSON")
+    ev.add_argument("--effective-context", action="store_true", help="measure the model's effective context (longest length at which single needles are still found reading densely) and store it for auto's chunk sizes")
+    ev.add_argument("--allow-dirty", action="store_true", help="run from a tree with uncommitted changes; the results name the commit as '<commit>-dirty'")
     ev.add_argument("--command-line", help=argparse.SUPPRESS)
     _add_engine_options(ev)
     _add_budget_options(ev)
@@ -241,6 +339,7 @@ def build_parser() -> argparse.ArgumentParser:
     ask.add_argument("--recipe", default="auto", help="recipe name (default auto); see `ctxagent list`")
     ask.add_argument("--json", action="store_true", help="print the whole Answer as one JSON line")
     ask.add_argument("--encoding", default="utf-8", help="text encoding of the file (default utf-8)")
+    ask.add_argument("--stream", action="store_true", help="show the plan, the steps and the draft answer as it is written, then the checked answer")
     ask.add_argument("--k", type=int, default=8, help="corpus: chunks retrieved across the corpus (default 8)")
     ask.add_argument("--max-documents", type=int, default=4, help="corpus: documents read among those retrieved (default 4)")
     _add_index_options(ask)
@@ -274,6 +373,20 @@ def build_parser() -> argparse.ArgumentParser:
     _add_engine_options(bat)
     _add_budget_options(bat)
     bat.set_defaults(func=cmd_batch)
+
+    srv = sub.add_parser("serve", help="serve the recipes over an OpenAI-compatible HTTP API (needs ctxagent[serve])")
+    srv.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1, this machine only)")
+    srv.add_argument("--port", type=int, default=8000, help="port (default 8000; 0 picks a free one, printed at start)")
+    srv.add_argument("--api-key", help="require 'Authorization: Bearer KEY' (default $CTXAGENT_API_KEY; none: no key needed)")
+    srv.add_argument("--context-window", type=int, help="cap the engine's window (tokens)")
+    srv.add_argument("--served-model-name", help="id of the engine's own model in /v1/models (default: the engine's model name)")
+    srv.add_argument("--max-body-bytes", type=int, default=32 * 1024 * 1024, help="larger request bodies get 413 (default 32 MiB)")
+    srv.add_argument("--request-timeout", type=float, default=600.0, help="seconds before a request gets 504 (default 600)")
+    srv.add_argument("--max-concurrent", type=int, default=64, help="requests worked on at once (default 64); their engine calls are batched")
+    srv.add_argument("--batch-wait", type=float, default=0.02, help="seconds to wait for other requests' engine calls to batch with (default 0.02)")
+    _add_engine_options(srv)
+    _add_budget_options(srv)
+    srv.set_defaults(func=cmd_serve)
 
     listing = sub.add_parser("list", help="list the registered engines, recipes, retrievers and compressors")
     listing.add_argument("--json", action="store_true")

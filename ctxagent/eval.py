@@ -11,6 +11,7 @@ a rerun resumes), report.md, summary.json, heatmap.png, frontier.png.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
@@ -64,10 +65,17 @@ def evaluate(
     plots: bool = True,
     progress: bool = True,
     command: str = "",
+    allow_dirty: bool = False,
 ) -> EvalRun:
-    """Evaluate recipes on generated tasks, a saved task file, or the user's documents + QA JSONL."""
-    from ctxagent.engines import get_engine
+    """Evaluate recipes on generated tasks, a saved task file, or the user's documents + QA JSONL.
 
+    The results name the commit that produced them (provenance.stamp); a tree with uncommitted
+    changes is refused unless allow_dirty, and is then recorded as `<commit>-dirty`.
+    """
+    from ctxagent.engines import get_engine
+    from ctxagent.evaluation import provenance
+
+    block = None if generate_only else provenance.stamp(allow_dirty)
     out = Path(out)
     names = resolve_recipes(recipes)  # fail on a bad name before loading anything
     options = dict(engine_options or {})
@@ -100,7 +108,7 @@ def evaluate(
     run_eval(task_list, names, engine=engine, budget=budget, out=results_file, progress=progress)
     wanted = {t.id for t in task_list}
     results = [r for r in load_results(results_file) if r.task_id in wanted and r.recipe in names and r.engine == label]
-    report = write_report(results, out, command=command, plots=plots, planned_runs=len(task_list) * len(names))
+    report = write_report(results, out, command=command, plots=plots, planned_runs=len(task_list) * len(names), provenance=provenance.finish(block))
     return EvalRun(task_list, results, tasks_file, results_file, report)
 
 
@@ -111,7 +119,9 @@ def report_only(out: str | Path, *, command: str = "", plots: bool = True) -> Pa
     planned = None
     if (out / "tasks.jsonl").is_file():
         planned = len(load_tasks(out / "tasks.jsonl")) * len({r.recipe for r in results})
-    return write_report(results, out, command=command, plots=plots, planned_runs=planned)
+    summary = out / "summary.json"
+    block = json.loads(summary.read_text(encoding="utf-8")).get("provenance") if summary.is_file() else None
+    return write_report(results, out, command=command, plots=plots, planned_runs=planned, provenance=block)
 
 
 __all__ = ["DEFAULT_DEPTHS", "DEFAULT_LENGTHS", "EvalRun", "evaluate", "report_only"]

@@ -9,9 +9,9 @@ from ctxagent, so every subsystem can depend on it.
 from __future__ import annotations
 
 import hashlib
-from typing import Any
+from typing import Annotated, Any, Callable, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
 
 class Document(BaseModel):
@@ -49,13 +49,29 @@ class Chunk(BaseModel):
         return self
 
 
+# The time limit of interactive questions (`ContextAgent().ask`, `ctxagent ask`) when none is given:
+# long enough for a careful answer with the embedded model on a small CPU, short enough to wait for.
+# Batch jobs and eval have no time limit unless asked. Lift it with Budget(max_seconds=None) or
+# `ctxagent ask --max-seconds 0`.
+INTERACTIVE_MAX_SECONDS = 60.0
+
+
 class Budget(BaseModel):
-    """Limits a recipe must stay within; `None` means no limit on that axis."""
+    """Limits a recipe must stay within; `None` means no limit on that axis.
+
+    `Budget()` has no time limit; the interactive entry points default to
+    `max_seconds=INTERACTIVE_MAX_SECONDS`, and `auto` plans within it.
+    """
 
     max_tokens: int | None = Field(default=None, gt=0, description="prompt + completion tokens over all engine calls")
     max_calls: int | None = Field(default=None, gt=0, description="engine calls (one batched call counts once)")
-    max_seconds: float | None = Field(default=None, gt=0)
+    max_seconds: float | None = Field(default=None, gt=0, description="wall-clock seconds; auto picks a plan that fits at the engine's measured speed")
     max_new_tokens: int = Field(default=256, gt=0, description="completion length of the final answer")
+    max_hops: int = Field(
+        default=2,
+        ge=0,
+        description="follow-up searches a recipe may make to follow a chain of facts (fact A names B, B holds the answer); 0 turns chain following off",
+    )
 
 
 class Citation(BaseModel):
@@ -103,10 +119,14 @@ class TraceStep(BaseModel):
 
 class Trace(BaseModel):
     steps: list[TraceStep] = Field(default_factory=list)
+    # Told of each step as it is added, so a streamed run can report progress (not serialised).
+    _listener: Callable[[TraceStep], None] | None = PrivateAttr(default=None)
 
     def add(self, name: str, seconds: float = 0.0, **detail: Any) -> TraceStep:
         step = TraceStep(name=name, detail=detail, seconds=seconds)
         self.steps.append(step)
+        if self._listener is not None:
+            self._listener(step)
         return step
 
 
@@ -129,3 +149,40 @@ class Answer(BaseModel):
     recipe: str = ""
     partial: bool = Field(default=False, description="true when the budget ran out before the recipe finished")
     notes: list[str] = Field(default_factory=list, description="what the user should know, e.g. how the input was truncated")
+
+
+# -- streamed events: what `ContextAgent.stream` / `astream` yield, in order -----------------
+class PlanEvent(BaseModel):
+    """The recipe that will answer, and why (auto's choice, or the one asked for)."""
+
+    type: Literal["plan"] = "plan"
+    recipe: str
+    why: str = ""
+
+
+class StepEvent(BaseModel):
+    """A step the recipe took (a trace step, as it happens)."""
+
+    type: Literal["step"] = "step"
+    name: str
+    detail: dict[str, Any] = Field(default_factory=dict)
+    seconds: float = 0.0
+
+
+class TokenEvent(BaseModel):
+    """A piece of the answer as the model writes it. Always a draft: the answer is checked
+    against its citations afterwards and may be replaced; only AnswerEvent is authoritative."""
+
+    type: Literal["token"] = "token"
+    text: str
+    draft: bool = True
+
+
+class AnswerEvent(BaseModel):
+    """The final, checked Answer; always the last event of a run."""
+
+    type: Literal["answer"] = "answer"
+    answer: Answer
+
+
+Event = Annotated[Union[PlanEvent, StepEvent, TokenEvent, AnswerEvent], Field(discriminator="type")]

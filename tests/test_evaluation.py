@@ -22,7 +22,8 @@ from ctxagent.evaluation import (
     write_report,
 )
 from ctxagent.evaluation.report import pareto
-from ctxagent.evaluation.scoring import contains_match, exact_match, token_f1
+from ctxagent.evaluation.scoring import choice_of, contains_match, exact_match, numbers_in, score_task, token_f1, yes_no_of
+from ctxagent.evaluation.tasks import HARD_KINDS, PARAPHRASES
 from ctxagent.errors import InputError, UnknownNameError
 from ctxagent.types import Budget
 
@@ -33,9 +34,19 @@ def count_tokens(engine):
     return engine.count_tokens
 
 
+CLASSIC_KINDS = [k for k in TASK_KINDS if k not in HARD_KINDS]
+NEEDLE_KINDS = [k for k in HARD_KINDS if k != "quality"]
+
+
 @pytest.fixture(scope="module")
 def tasks(count_tokens):
-    return generate_tasks(count_tokens, lengths=[512, 1024], depths=[0.1, 0.9], seed=7)
+    return generate_tasks(count_tokens, kinds=CLASSIC_KINDS, lengths=[512, 1024], depths=[0.1, 0.9], seed=7)
+
+
+@pytest.fixture(scope="module")
+def hard_tasks(count_tokens):
+    """Each new needle kind at 1024 tokens, two depths and three samples (so both variants of a kind show up)."""
+    return generate_tasks(count_tokens, kinds=NEEDLE_KINDS, lengths=[1024], depths=[0.2, 0.8], samples=3, seed=3)
 
 
 def test_bundled_haystacks_are_real_text_of_modest_size():
@@ -50,7 +61,7 @@ def test_bundled_haystacks_are_real_text_of_modest_size():
 
 
 def test_every_kind_is_generated_with_its_answer_recoverable(tasks, count_tokens):
-    assert {t.kind for t in tasks} == set(TASK_KINDS)
+    assert {t.kind for t in tasks} == set(CLASSIC_KINDS)
     for task in tasks:
         assert task.tokens <= task.length and task.tokens > 0.8 * task.length, (task.id, task.tokens)
         for needle in task.needles:  # each needle sits verbatim at its recorded offset
@@ -84,11 +95,187 @@ def test_task_semantics(tasks):
 
 
 def test_same_seed_same_tasks_other_seed_other_tasks(tasks, count_tokens):
-    again = generate_tasks(count_tokens, lengths=[512, 1024], depths=[0.1, 0.9], seed=7)
+    again = generate_tasks(count_tokens, kinds=CLASSIC_KINDS, lengths=[512, 1024], depths=[0.1, 0.9], seed=7)
     assert [t.model_dump() for t in again] == [t.model_dump() for t in tasks]
     other = build_task("niah_single", 512, 0.1, count_tokens, seed=8)
     same = next(t for t in tasks if t.id.startswith("niah_single-512-0.10"))
     assert other.answers != same.answers and other.context != same.context
+
+
+# -- the harder kinds -----------------------------------------------------------------------------
+
+
+def test_hard_kinds_build_deterministically_with_gold_spans_in_the_text(hard_tasks, count_tokens):
+    assert {t.kind for t in hard_tasks} == set(NEEDLE_KINDS)
+    again = generate_tasks(count_tokens, kinds=NEEDLE_KINDS, lengths=[1024], depths=[0.2, 0.8], samples=3, seed=3)
+    assert [t.model_dump() for t in again] == [t.model_dump() for t in hard_tasks]
+    other = generate_tasks(count_tokens, kinds=NEEDLE_KINDS, lengths=[1024], depths=[0.2, 0.8], samples=3, seed=4)
+    assert [t.question for t in other] != [t.question for t in hard_tasks]
+    for task in hard_tasks:
+        assert task.needles and 0.8 * task.length < task.tokens <= task.length, task.id
+        for needle in task.needles:  # every hop is a gold span that sits verbatim at its offset
+            assert task.context[needle.start : needle.start + len(needle.text)] == needle.text, task.id
+            assert task.context.count(needle.text) == 1, task.id
+
+
+STOPWORDS = set("a an the of in on at to who which what how is was were did does do each every some one once while during for by with".split())
+
+
+def _content_words(text: str) -> set[str]:
+    return {w for w in text.lower().replace("'s", "").replace("?", " ").replace(".", " ").split() if w not in STOPWORDS}
+
+
+def test_paraphrased_needles_share_no_content_word_with_their_question():
+    for needle, question in PARAPHRASES:
+        assert not _content_words(needle.format(name="")) & _content_words(question), (needle, question)
+
+
+def test_each_hard_kind_means_what_it_says(hard_tasks):
+    by_kind: dict[str, list] = {}
+    for task in hard_tasks:
+        by_kind.setdefault(task.kind, []).append(task)
+    for task in by_kind["niah_latent"]:  # the place is never named: only its landmark
+        assert task.metadata["place"] not in task.context and task.metadata["landmark"] in task.needles[0].text
+        assert task.answers[0] in task.needles[0].text
+    for task in by_kind["two_hop"]:  # A names the bridge person, B holds the answer; the question names neither
+        a, b = task.needles
+        bridge = task.metadata["bridge"]
+        assert bridge in a.text and bridge in b.text and task.answers[0] in b.text
+        assert bridge not in task.question and task.answers[0] not in a.text
+    orders = {task.needles[0].start < task.needles[1].start for task in by_kind["two_hop"]}
+    assert orders == {True, False}  # either order occurs
+    for task in by_kind["arithmetic"]:  # computed from the two needles, stated by neither
+        x, y = task.metadata["operands"]
+        assert str(x) in task.needles[0].text and str(y) in task.needles[1].text
+        assert int(task.answers[0]) == (x + y if task.metadata["operation"] == "sum" else x - y)
+        assert float(task.answers[0]) not in numbers_in(" ".join(n.text for n in task.needles))
+    assert {t.answers[0] for t in by_kind["yes_no"]} <= {"yes", "no"}
+    for task in by_kind["multiple_choice"]:
+        letter, text = task.answers
+        assert task.options["ABCD".index(letter)] == text and text.split()[-1] in task.needles[0].text
+        assert all(f"({x})" in task.question for x in "ABCD")
+    for task in by_kind["aggregation"]:
+        items = task.answers if task.metadata["variant"] == "list" else task.metadata["items"]
+        assert len(task.needles) == len(items) and all(any(i in n.text for n in task.needles) for i in items)
+        if task.metadata["variant"] == "count":
+            assert task.scoring == "number" and int(task.answers[0]) == len(task.needles)
+
+
+def test_judged_scoring_accepts_right_and_rejects_wrong():
+    assert score_task("23 + 41 = 64", ["64"], scoring="number").score == 1.0
+    assert score_task("They have sixty-four.", ["64"], scoring="number").score == 1.0
+    assert score_task("23 and 41", ["64"], scoring="number").score == 0.0
+    assert score_task("1,204 in all", ["1204"], scoring="number").score == 1.0
+    assert score_task("Yes, it is painted green.", ["yes"], scoring="yes_no").score == 1.0
+    assert score_task("No, it is blue.", ["yes"], scoring="yes_no").score == 0.0
+    assert score_task("NOT FOUND", ["no"], scoring="yes_no").score == 0.0  # no verdict is not "no"
+    assert yes_no_of("That is false.") == "no" and yes_no_of("The boat is green") is None
+    options = ["a lizard", "a tortoise", "a ferret", "a donkey"]
+    for right in ("B", "(B)", "B. a tortoise", "The answer is B", "She keeps a tortoise.", "A tortoise"):
+        assert score_task(right, ["B", "a tortoise"], "any", "choice", options).score == 1.0, right
+    for wrong in ("A", "(C)", "a lizard", "A lizard, not a tortoise", "NOT FOUND"):
+        assert score_task(wrong, ["B", "a tortoise"], "any", "choice", options).score == 0.0, wrong
+    assert choice_of("answer: D", options) == 3 and numbers_in("3.5 and twelve") == [3.5, 12.0]
+    assert score_task("Oswin Thackery", ["Oswin Thackery", "Thackery"], "any").score == 1.0
+
+
+def test_quality_set_is_bundled_with_its_licence_and_builds_tasks(count_tokens):
+    from ctxagent.evaluation.haystack import data_path
+    from ctxagent.evaluation.quality import quality_stories, story_tokens
+
+    stories = quality_stories()
+    assert len(stories) >= 10 and sum(len(s.questions) for s in stories) >= 100
+    for story in stories:
+        assert len(story.article) > 20_000 and story.questions
+        for q in story.questions:
+            assert len(q.options) == 4 and 0 <= q.gold < 4 and q.question
+    notes = data_path("QUALITY.md").read_text(encoding="utf-8")
+    assert "CC BY 4.0" in notes and "nyu-mll/quality" in notes
+    task = build_task("quality", 8192, None, count_tokens, seed=1)
+    assert task.scoring == "choice" and task.options[" ABCD".index(task.answers[0]) - 1] == task.answers[1]
+    story = next(s for s in stories if s.id == task.metadata["story"])
+    start = task.metadata["article_start"]
+    assert task.context[start : start + len(story.article)] == story.article and task.tokens <= 8192
+    assert build_task("quality", 8192, None, count_tokens, seed=1) == task
+    shortest = min(story_tokens(s, count_tokens) for s in stories)
+    with pytest.raises(InputError, match="shorter than every bundled QuALITY story"):
+        build_task("quality", shortest - 100, None, count_tokens)
+    assert not [t for t in generate_tasks(count_tokens, kinds=["quality"], lengths=[2048]) if t.kind == "quality"]
+
+
+def test_unsupported_specifics_names_numbers_and_dates():
+    from ctxagent.evaluation.scoring import unsupported_specifics
+
+    quote = "Actually, Oswin Thackery lives next to the Louvre."
+    assert unsupported_specifics("Oswin Thackery lives next to the Louvre.", [quote], "Who has been to Paris?") == []
+    assert unsupported_specifics("Marisol Quenby.", [quote], "Who has been to Paris?") == ["Marisol", "Quenby"]
+    assert unsupported_specifics("Paris, where Oswin lives.", [quote], "Who has been to Paris?") == []  # the question's own words
+    # the issue's example: a date and an event beside a real but unrelated quote
+    assert unsupported_specifics("It was delivered on June 12, 1886, during the 1886 World's Fair.", ["The speech was long."], "When?") == ["World", "Fair", "12", "1886"]
+    assert unsupported_specifics("On June 12, 1886.", ["It was read on June 12, 1886, at noon."]) == []
+    quotes = ["Ilse Dunmore keeps 23 beehives.", "Mirela Voss keeps 41 beehives."]
+    assert unsupported_specifics("23 + 41 = 64", quotes) == []  # one step of arithmetic on quoted numbers
+    assert unsupported_specifics("They keep 65.", quotes) == ["65"]
+    assert unsupported_specifics("2", quotes) == []  # the count of the cited facts
+    assert unsupported_specifics("NOT FOUND", []) == [] and unsupported_specifics("Yes. B) a tortoise", []) == []
+    assert unsupported_specifics("Dunmore has 7 hives.", []) == ["Dunmore", "7"]  # nothing cited: every specific is unsupported
+
+
+def test_evidence_recall_counts_covered_gold_spans():
+    from ctxagent.evaluation.scoring import evidence_recall
+
+    gold = [(100, 150), (400, 440)]
+    assert evidence_recall(gold, [(90, 160), (380, 450)]) == 1.0
+    assert evidence_recall(gold, [(90, 125), (124, 160)]) == 0.5  # two touching spans cover the first together
+    assert evidence_recall(gold, [(110, 150)]) == 0.0  # 80% of a span is not enough
+    assert evidence_recall(gold, []) == 0.0 and evidence_recall([], [(0, 9)]) is None
+
+
+def test_answer_evidence_reads_the_evidence_step_else_citations():
+    from ctxagent.evaluation.runner import answer_evidence
+    from ctxagent.types import Answer, Citation
+
+    answer = Answer(text="x", citations=[Citation(doc_id="d", start=5, end=8, quote="abc")])
+    assert answer_evidence(answer, "d") == ([(5, 8)], "citations")
+    answer.trace.add("evidence", spans=[["d", 0, 40], ["other", 1, 2]])
+    assert answer_evidence(answer, "d") == ([(0, 40)], "evidence")
+    assert answer_evidence(Answer(text="x"), "d") == ([], "none")
+
+
+def test_report_gives_the_three_metrics_by_kind_and_recipe(tmp_path):
+    from ctxagent.evaluation.runner import Result
+
+    def result(kind: str, recipe: str, prediction: str, source: str) -> Result:
+        return Result(
+            task_id=f"{kind}-4096", kind=kind, length=4096, tokens=4000, depth=0.5, recipe=recipe, engine="hf", context_window=1024,
+            question="How many hives in all?", prediction=prediction, answers=["64"], metric="all", score=float(prediction.startswith("64")),
+            exact=0.0, contains=0.0, f1=0.0, gold_spans=[(10, 30), (200, 230)], evidence_spans=[(0, 40)], evidence_source=source,
+            quotes=["Ilse keeps 23 hives.", "Mirela keeps 41 hives."],
+        )
+
+    results = [result("arithmetic", "auto", "64 hives", "evidence"), result("arithmetic", "map_reduce", "99 hives", "citations")]
+    text = write_report(results, tmp_path, plots=False, provenance={"commit": "abc123", "date": "d", "command": "c", "machine": {}}).read_text()
+    assert "| arithmetic | 1.00 / 0.50 / 0% (n=1) | 0.00 / 0.50 / 100% (n=1) |" in text
+    assert "4x the 1024-token window" in text and "Commit `abc123`" in text
+    assert "1 runs comes from the answer's **citations**" in text
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["provenance"]["commit"] == "abc123" and summary["evidence_sources"] == {"citations": 1, "evidence": 1}
+    cell = next(c for c in summary["cells"] if c["recipe"] == "map_reduce")
+    assert cell["unsupported_share"] == 1.0 and cell["evidence_recall"] == 0.5
+
+
+def test_before_after_comparison_names_both_commits(tmp_path):
+    from ctxagent.evaluation.compare import compare
+
+    for name, commit, accuracy in (("before", "aaa111", 0.0), ("after", "bbb222", 1.0)):
+        cell = {"kind": "two_hop", "length": 4096, "recipe": "auto", "questions": 2, "accuracy": accuracy, "evidence_recall": 0.5, "unsupported_share": 0.5, "errors": 0}
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "summary.json").write_text(json.dumps({"provenance": {"commit": commit}, "cells": [cell], "recipes": [{**cell, "recipe": "auto"}]}))
+    table = compare(tmp_path / "before", tmp_path / "after")
+    assert "commit `aaa111`" in table and "commit `bbb222`" in table
+    assert "| 4096 | two_hop | auto | 0.00 / 0.50 / 50% (n=2) | 1.00 / 0.50 / 50% (n=2) |" in table
+    with pytest.raises(InputError, match="summary.json does not exist"):
+        compare(tmp_path / "before", tmp_path / "nowhere")
 
 
 def test_jsonl_round_trip(tasks, tmp_path):
@@ -158,8 +345,9 @@ def test_end_to_end_eval_with_the_real_model(engine, count_tokens, tmp_path):
     assert run_eval(tasks, ["direct"], engine=engine, budget=budget, out=out, progress=False) == []  # resumed: nothing left
     report = write_report(results, tmp_path)
     text = report.read_text()
-    assert "| direct |" in text and "heatmap.png" in text
+    assert "| direct |" in text and "heatmap.png" in text and "kinds.png" in text
     assert (tmp_path / "heatmap.png").stat().st_size > 1000 and (tmp_path / "frontier.png").stat().st_size > 1000
+    assert needle.gold_spans and needle.evidence_source in ("evidence", "citations", "none")
 
 
 def test_cli_eval_options_parse():

@@ -1,6 +1,6 @@
 """The `openai` engine over real HTTP.
 
-End to end: a real OpenAI-compatible server (ctxagent.engines.server, standard library) serves
+End to end: a real OpenAI-compatible server (`ctxagent serve`'s app, ctxagent.server) serves
 the real embedded SmolLM2 engine, and the openai engine answers the bundled example through it.
 Control flow (retries, timeouts, key handling, unsupported endpoints): small scripted HTTP
 servers on 127.0.0.1, because those failures cannot be provoked on demand from a real model.
@@ -20,7 +20,7 @@ import pytest
 
 from ctxagent import ContextAgent
 from ctxagent.engines import SamplingParams, get_engine
-from ctxagent.engines.server import OpenAICompatServer
+from ctxagent.server import running_server
 from ctxagent.errors import EngineError, InputError
 
 REPORT = Path(__file__).resolve().parent.parent / "examples" / "data" / "report.md"
@@ -34,9 +34,9 @@ CHAT_OK = {
 # -- the real model behind HTTP ---------------------------------------------------------------
 @pytest.fixture(scope="module")
 def served(engine):
-    with OpenAICompatServer(engine) as server:
+    with running_server(engine) as server:
         client = get_engine("openai", base_url=server.base_url, max_retries=0)
-        yield server, client
+        yield server.state, client
         client.close()
 
 
@@ -75,11 +75,11 @@ def test_score_matches_the_model_in_process(served, engine):
 
 def test_a_batch_goes_out_concurrently_and_is_batched_by_the_server(served):
     server, client = served
-    before = len(server.batcher.batches)
+    before = len(server.batcher.batch_sizes)
     prompts = [f"Repeat the number {n}." for n in range(4)]
     completions = client.generate(prompts, SamplingParams(max_new_tokens=4))
     assert len(completions) == 4 and all(c.prompt_tokens > 5 and c.completion_tokens >= 1 for c in completions)
-    assert max(server.batcher.batches[before:]) > 1, "concurrent requests should share an engine call"
+    assert max(server.batcher.batch_sizes[before:]) > 1, "concurrent requests should share an engine call"
 
 
 # -- scripted servers for failures ------------------------------------------------------------

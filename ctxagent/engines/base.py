@@ -9,7 +9,7 @@ at once and the backend decides how to batch them.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Protocol, Sequence, runtime_checkable
+from typing import Any, Callable, Protocol, Sequence, runtime_checkable
 
 from pydantic import BaseModel, Field
 
@@ -32,6 +32,9 @@ class Message:
 
 Prompt = Sequence[Message] | str
 """A chat, or a string taken as one user message; rendered with the model's own chat template."""
+
+TextSink = Callable[[str], None]
+"""Receives a completion's text as it is written, a piece at a time (see `streams` below)."""
 
 
 @dataclass
@@ -75,6 +78,20 @@ class Engine(Protocol):
     def score(self, texts: Sequence[str], contexts: Sequence[str] | None = None) -> list[TokenScores]:
         """Per-token log-probs of each text given its context (empty context when None)."""
         ...
+
+    # Optional, not part of the runtime check so that small user engines stay valid:
+    #   speed() -> ctxagent.engines.speed.EngineSpeed   prefill/decode tokens per second,
+    #       measured once per model and machine and cached (hf, vllm and openai implement it
+    #       with `measure_speed(self)`); `auto` plans its time budget with it.
+    #   speed_key() -> str   what the measurement depends on (model, device, server).
+    # An engine without them may set `tokens_per_second`; otherwise an assumed speed is used.
+
+
+def streams(engine: object) -> bool:
+    """Can `engine.generate` take `stream_to=[sink or None per prompt]` and feed each sink its
+    completion's text as it is written? Engines that can say so with `streams = True`; with the
+    others a caller gets the whole completion at the end, as before."""
+    return bool(getattr(engine, "streams", False))
 
 
 def render_messages(prompt: Prompt) -> list[dict[str, str]]:

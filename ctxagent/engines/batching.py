@@ -9,6 +9,11 @@ the oldest call arrived), then sends the gathered prompts to the real engine in
 one call and hands each worker its own completions. So a step's prompts over many
 documents reach vLLM (or the hf engine's padded batches) together.
 
+A call may carry sinks (`stream_to`) for its prompts; they travel with the prompts into
+the merged call, so a streamed answer still shares its batch with everyone else's.
+
+The server (`ctxagent serve`) uses the same wrapper: each request thread is a worker.
+
 Calls with different sampling parameters go out as separate engine calls. If a
 merged call fails (one prompt too long, say), each worker's call is retried on its
 own, so only the offending question sees the error.
@@ -27,7 +32,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Iterator, Sequence
 
-from ctxagent.engines.base import Completion, Engine, Prompt, SamplingParams, TokenScores
+from ctxagent.engines.base import Completion, Engine, Prompt, SamplingParams, TextSink, TokenScores, streams
 
 
 @dataclass
@@ -36,6 +41,7 @@ class _Request:
     key: str  # requests with the same key may share one engine call
     items: list[Any]  # prompts, or (text, context) pairs
     params: SamplingParams | None = None
+    sinks: list[TextSink | None] | None = None  # one per prompt, for streamed generation
     arrived: float = field(default_factory=time.monotonic)
     taken: bool = False
     done: bool = False
@@ -62,6 +68,7 @@ class BatchingEngine:
         self._engine_lock = threading.RLock()  # the model and its tokenizer are used by one thread at a time
         self.engine_calls = 0  # calls made to the wrapped engine
         self.requests = 0  # calls received from workers
+        self.batch_sizes: list[int] = []  # prompts (or texts) per call to the wrapped engine
 
     # -- the Engine protocol --------------------------------------------------------------
     @property
@@ -72,9 +79,16 @@ class BatchingEngine:
         with self._engine_lock:
             return self.inner.count_tokens(text)
 
-    def generate(self, prompts: Sequence[Prompt], params: SamplingParams | None = None) -> list[Completion]:
+    @property
+    def streams(self) -> bool:
+        return streams(self.inner)
+
+    def generate(
+        self, prompts: Sequence[Prompt], params: SamplingParams | None = None, *, stream_to: Sequence[TextSink | None] | None = None
+    ) -> list[Completion]:
         params = params or SamplingParams()
-        return self._submit(_Request("generate", "g:" + params.model_dump_json(), list(prompts), params))
+        sinks = list(stream_to) if stream_to is not None and self.streams else None
+        return self._submit(_Request("generate", "g:" + params.model_dump_json(), list(prompts), params, sinks))
 
     def score(self, texts: Sequence[str], contexts: Sequence[str] | None = None) -> list[TokenScores]:
         contexts = list(contexts) if contexts is not None else [""] * len(texts)
@@ -153,7 +167,7 @@ class BatchingEngine:
             groups.setdefault(r.key, []).append(r)
         for group in groups.values():
             try:
-                outputs = self._call(group[0], [item for r in group for item in r.items])
+                outputs = self._call(group[0], [item for r in group for item in r.items], [s for r in group for s in _sinks(r)])
                 at = 0
                 for r in group:
                     r.result, at = outputs[at : at + len(r.items)], at + len(r.items)
@@ -163,16 +177,23 @@ class BatchingEngine:
                 else:  # find whose prompts failed: each on its own
                     for r in group:
                         try:
-                            r.result = self._call(r, r.items)
+                            r.result = self._call(r, r.items, _sinks(r))
                         except Exception as own:  # noqa: BLE001
                             r.error = own
             for r in group:
                 r.done = True
 
-    def _call(self, like: _Request, items: list[Any]) -> list[Any]:
+    def _call(self, like: _Request, items: list[Any], sinks: list[TextSink | None]) -> list[Any]:
         with self._engine_lock:
             self.engine_calls += 1
+            self.batch_sizes.append(len(items))
             if like.kind == "generate":
+                if any(sinks):
+                    return self.inner.generate(items, like.params, stream_to=sinks)  # type: ignore[call-arg]
                 return self.inner.generate(items, like.params)
             texts, contexts = zip(*items)
             return self.inner.score(list(texts), list(contexts))
+
+
+def _sinks(request: _Request) -> list[TextSink | None]:
+    return request.sinks if request.sinks is not None else [None] * len(request.items)

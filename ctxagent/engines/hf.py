@@ -19,7 +19,8 @@ from typing import Any, Sequence
 
 from ctxagent.cache import cache_dir
 from ctxagent.engines import register
-from ctxagent.engines.base import Completion, Prompt, SamplingParams, TokenScores, check_prompts_fit, prompt_text
+from ctxagent.engines.base import Completion, Prompt, SamplingParams, TextSink, TokenScores, check_prompts_fit, prompt_text
+from ctxagent.engines.speed import EngineSpeed, machine_fingerprint
 from ctxagent.errors import EngineError, EngineNotInstalled, InputError
 
 log = logging.getLogger(__name__)
@@ -88,6 +89,7 @@ class HFEngine:
     """
 
     name = "hf"
+    streams = True  # generate(..., stream_to=...) feeds text as it is written, batched rows included
     SCORE_SLICE = 1024  # positions projected onto the vocabulary at once in score()
 
     def __init__(
@@ -139,6 +141,7 @@ class HFEngine:
         own_window = int(getattr(self.model.config, "max_position_embeddings", 2048))
         self._context_window = min(context_window, own_window) if context_window else own_window
         self.load_seconds = time.perf_counter() - started
+        self._speed: EngineSpeed | None = None
         if sparse_prefill:
             from ctxagent.kernels.hf_integration import enable_sparse_prefill
 
@@ -161,20 +164,23 @@ class HFEngine:
     def _prompt_ids(self, prompt: Prompt) -> list[int]:
         return self.tokenizer(prompt_text(self.tokenizer, prompt), add_special_tokens=False)["input_ids"]
 
-    def generate(self, prompts: Sequence[Prompt], params: SamplingParams | None = None) -> list[Completion]:
+    def generate(
+        self, prompts: Sequence[Prompt], params: SamplingParams | None = None, *, stream_to: Sequence[TextSink | None] | None = None
+    ) -> list[Completion]:
         params = params or SamplingParams()
         encoded = [self._prompt_ids(p) for p in prompts]
         check_prompts_fit(encoded, self.model_name, self.context_window, params.max_new_tokens)
+        sinks = list(stream_to) if stream_to is not None else [None] * len(encoded)
         results: list[Completion | None] = [None] * len(encoded)
         # Similar lengths batch together so little compute goes to padding.
         order = sorted(range(len(encoded)), key=lambda i: len(encoded[i]))
         for start in range(0, len(order), self.batch_size):
             batch = order[start : start + self.batch_size]
-            for i, completion in zip(batch, self._generate_batch([encoded[i] for i in batch], params)):
+            for i, completion in zip(batch, self._generate_batch([encoded[i] for i in batch], params, [sinks[i] for i in batch])):
                 results[i] = completion
         return [r for r in results if r is not None]
 
-    def _generate_batch(self, batch: list[list[int]], params: SamplingParams) -> list[Completion]:
+    def _generate_batch(self, batch: list[list[int]], params: SamplingParams, sinks: Sequence[TextSink | None] = ()) -> list[Completion]:
         torch = self._torch
         pad = self.tokenizer.pad_token_id
         width = max(len(ids) for ids in batch)
@@ -189,6 +195,8 @@ class HFEngine:
             kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
         if params.stop:
             kwargs.update(stop_strings=params.stop, tokenizer=self.tokenizer)
+        if any(sinks):
+            kwargs["streamer"] = RowStreamer(self.tokenizer, list(sinks), {self.tokenizer.eos_token_id, pad})
         try:
             with torch.inference_mode():
                 out = self.model.generate(input_ids=input_ids, attention_mask=attention, **kwargs)
@@ -278,3 +286,54 @@ class HFEngine:
             result.append(values[at : at + n - n_ctx])
             at += n - n_ctx
         return result
+
+    # -- speed (see ctxagent.engines.speed) ----------------------------------------------------
+    def speed_key(self) -> str:
+        return f"hf|{self.model_name}|{self.model.dtype}|{self.model.config._attn_implementation}|{machine_fingerprint(self.device)}"
+
+    def speed(self) -> "EngineSpeed":
+        """Prefill and decode tokens/s, probed once per model and machine, then read from the cache."""
+        from ctxagent.engines.speed import measure_speed
+
+        if self._speed is None:
+            self._speed = measure_speed(self)
+        return self._speed
+
+
+class RowStreamer:
+    """A transformers streamer for a padded batch: each row's new text goes to that row's sink.
+
+    transformers' own TextStreamer takes one row only; `generate` hands any streamer the
+    prompt ids first, then one token per row per step, which is all a batch needs. Text is
+    decoded from the row's tokens so far and only the new part is sent, held back while it
+    ends in an incomplete UTF-8 sequence; a row stops at its end-of-sequence token.
+    """
+
+    def __init__(self, tokenizer: Any, sinks: list[TextSink | None], end_ids: set[int]) -> None:
+        self.tokenizer, self.sinks, self.end_ids = tokenizer, sinks, end_ids
+        self.tokens: list[list[int]] = [[] for _ in sinks]
+        self.sent = [0] * len(sinks)
+        self.ended = [sink is None for sink in sinks]
+        self.prompt_seen = False
+
+    def put(self, value: Any) -> None:
+        if not self.prompt_seen:  # the first call carries the prompts
+            self.prompt_seen = True
+            return
+        for row, token in enumerate(value.reshape(len(self.sinks), -1)[:, -1].tolist()):
+            if self.ended[row]:
+                continue
+            if token in self.end_ids:
+                self.ended[row] = True
+                continue
+            self.tokens[row].append(token)
+            text = self.tokenizer.decode(self.tokens[row], skip_special_tokens=True)
+            if text.endswith("\ufffd"):
+                continue
+            new, self.sent[row] = text[self.sent[row] :], len(text)
+            sink = self.sinks[row]
+            if new and sink is not None:
+                sink(new)
+
+    def end(self) -> None:
+        pass

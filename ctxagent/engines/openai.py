@@ -21,6 +21,7 @@ What the server is asked for, and what happens when it cannot answer:
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import os
@@ -32,7 +33,8 @@ from functools import lru_cache
 from typing import Any, Sequence
 
 from ctxagent.engines import register
-from ctxagent.engines.base import Completion, Prompt, SamplingParams, TokenScores, render_messages
+from ctxagent.engines.base import Completion, Prompt, SamplingParams, TextSink, TokenScores, render_messages
+from ctxagent.engines.speed import EngineSpeed
 from ctxagent.errors import EngineError, EngineNotInstalled, InputError
 
 log = logging.getLogger(__name__)
@@ -76,6 +78,7 @@ class OpenAIEngine:
     """
 
     name = "openai"
+    streams = True  # a prompt with a sink is asked with `stream: true` (chat API)
 
     def __init__(
         self,
@@ -142,6 +145,7 @@ class OpenAIEngine:
         self._local_tokenizer = self._load_tokenizer(tokenizer) if tokenizer else None
         self._server_tokenize: bool | None = None if self._local_tokenizer is None else False
         self._count_cached = lru_cache(maxsize=4096)(self._count_uncached)
+        self._speed: EngineSpeed | None = None
 
     # -- plumbing -------------------------------------------------------------------------
     def __repr__(self) -> str:
@@ -300,8 +304,11 @@ class OpenAIEngine:
                 )
         return max(1, math.ceil(len(text) / CHARS_PER_TOKEN)) if text else 0
 
-    def generate(self, prompts: Sequence[Prompt], params: SamplingParams | None = None) -> list[Completion]:
+    def generate(
+        self, prompts: Sequence[Prompt], params: SamplingParams | None = None, *, stream_to: Sequence[TextSink | None] | None = None
+    ) -> list[Completion]:
         params = params or SamplingParams()
+        sinks = list(stream_to) if stream_to is not None else [None] * len(prompts)
         common: dict[str, Any] = {
             "model": self.model,
             "max_tokens": params.max_new_tokens,
@@ -313,7 +320,10 @@ class OpenAIEngine:
         if params.seed is not None:
             common["seed"] = params.seed
 
-        def one(prompt: Prompt) -> Completion:
+        def one(item: tuple[Prompt, TextSink | None]) -> Completion:
+            prompt, sink = item
+            if self.chat and sink is not None:
+                return self._stream_chat({**common, "messages": render_messages(prompt)}, sink)
             if self.chat:
                 body = self._request("POST", f"{self.base_url}/chat/completions", {**common, "messages": render_messages(prompt)})
                 choice = _first_choice(body, self.base_url)
@@ -331,7 +341,52 @@ class OpenAIEngine:
                 finish_reason="length" if choice.get("finish_reason") == "length" else "stop",
             )
 
-        return self._map(one, list(prompts), "generate")
+        return self._map(one, list(zip(prompts, sinks)), "generate")
+
+    def _stream_chat(self, payload: dict[str, Any], sink: TextSink) -> Completion:
+        """One chat completion with `stream: true`: each content delta goes to `sink` as it arrives.
+
+        Not retried: a stream that broke half-way cannot be resumed, and its sink has already
+        shown text; the error says so and the caller decides.
+        """
+        import httpx
+
+        url = f"{self.base_url}/chat/completions"
+        payload = {**payload, "stream": True, "stream_options": {"include_usage": True}}
+        parts: list[str] = []
+        usage: dict[str, Any] = {}
+        finish = "stop"
+        try:
+            with self._http.stream("POST", url, json=payload) as response:
+                if response.status_code >= 400:
+                    response.read()
+                    self._decode(response, url)  # raises ServerError with the server's message
+                for line in response.iter_lines():
+                    if not line.startswith("data:"):
+                        continue
+                    data = line[len("data:") :].strip()
+                    if data == "[DONE]":
+                        break
+                    chunk = json.loads(data)
+                    usage = chunk.get("usage") or usage
+                    for choice in chunk.get("choices") or []:
+                        piece = (choice.get("delta") or {}).get("content") or ""
+                        if piece:
+                            parts.append(piece)
+                            sink(piece)
+                        if choice.get("finish_reason"):
+                            finish = "length" if choice["finish_reason"] == "length" else "stop"
+        except httpx.HTTPError as exc:
+            raise EngineError(f"POST {url} (streamed) failed: {self._redact(str(exc))}; is the server running and reachable?") from None
+        except ValueError as exc:
+            raise EngineError(f"{url} sent a stream chunk that is not JSON: {exc}") from None
+        text = "".join(parts)
+        return Completion(
+            text=text.strip(),
+            prompt_tokens=int(usage.get("prompt_tokens", 0)),
+            completion_tokens=int(usage.get("completion_tokens", 0) or (self.count_tokens(text) if text else 0)),
+            finish_reason=finish,
+        )
 
     def score(self, texts: Sequence[str], contexts: Sequence[str] | None = None) -> list[TokenScores]:
         contexts = list(contexts) if contexts is not None else [""] * len(texts)
@@ -381,6 +436,18 @@ class OpenAIEngine:
             spans.append((max(0, start - len(prefix)), max(0, end - len(prefix))))
             kept.append(float(value))
         return TokenScores(text=text, offsets=spans, logprobs=kept)
+
+    # -- speed (see ctxagent.engines.speed) ----------------------------------------------------
+    def speed_key(self) -> str:
+        return f"openai|{self.base_url}|{self.model_name}"
+
+    def speed(self) -> "EngineSpeed":
+        """Prefill and decode tokens/s, probed once per model and machine, then read from the cache."""
+        from ctxagent.engines.speed import measure_speed
+
+        if self._speed is None:
+            self._speed = measure_speed(self)
+        return self._speed
 
 
 def _first_choice(body: dict[str, Any], base_url: str) -> dict[str, Any]:

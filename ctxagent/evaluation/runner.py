@@ -17,7 +17,7 @@ from typing import Any, Sequence
 from pydantic import BaseModel, Field
 
 from ctxagent.errors import CtxAgentError, InputError
-from ctxagent.evaluation.scoring import score_prediction
+from ctxagent.evaluation.scoring import evidence_recall, score_task, unsupported_specifics
 from ctxagent.evaluation.tasks import Task
 from ctxagent.types import Budget, Document
 
@@ -51,6 +51,13 @@ class Result(BaseModel):
     partial: bool = False
     citations: int = 0
     error: str = ""
+    scoring: str = "text"
+    gold_spans: list[tuple[int, int]] = Field(default_factory=list, description="the task's gold evidence (every needle) as [start, end)")
+    evidence_spans: list[tuple[int, int]] = Field(default_factory=list, description="what the answer step says it read: its `evidence` trace step, else its citations")
+    evidence_source: str = Field(default="", description="evidence: the answer's `evidence` trace step; citations: no such step (older code), its citations; none: neither")
+    quotes: list[str] = Field(default_factory=list, description="the answer's citation quotes, verbatim")
+    evidence_recall: float | None = Field(default=None, description="share of gold spans covered by evidence_spans; None when the task has no gold spans")
+    unsupported: list[str] = Field(default_factory=list, description="numbers, dates and names in the answer found in no citation quote nor in the question")
 
     @property
     def total_tokens(self) -> int:
@@ -97,6 +104,21 @@ def _done(path: Path) -> set[tuple[str, str, str]]:
     return done
 
 
+def answer_evidence(answer: Any, doc_id: str) -> tuple[list[tuple[int, int]], str]:
+    """The spans the answer step read: its `evidence` trace step (spans=[[doc_id, start, end], ...]).
+
+    Code older than that step has none; then the answer's citations stand in, and the
+    source says so, because citations are what was quoted, a subset of what was read.
+    """
+    steps = [s for s in answer.trace.steps if s.name == "evidence" and "spans" in s.detail]
+    if steps:
+        spans = [(int(start), int(end)) for step in steps for d, start, end in step.detail["spans"] if str(d) == doc_id]
+        return spans, "evidence"
+    if answer.citations:
+        return [(c.start, c.end) for c in answer.citations if c.doc_id == doc_id], "citations"
+    return [], "none"
+
+
 def run_one(agent: Any, task: Task, recipe: str, budget: Budget, engine_label: str) -> Result:
     """Ask one task's question with one recipe and score the answer; failures become error rows."""
     engine = agent.engine
@@ -113,6 +135,8 @@ def run_one(agent: Any, task: Task, recipe: str, budget: Budget, engine_label: s
         question=task.question,
         answers=task.answers,
         metric=task.metric,
+        scoring=task.scoring,
+        gold_spans=[(n.start, n.start + len(n.text)) for n in task.needles],
     )
     began, cpu_began = time.perf_counter(), time.process_time()
     try:
@@ -130,10 +154,17 @@ def run_one(agent: Any, task: Task, recipe: str, budget: Budget, engine_label: s
             cpu_seconds=round(time.process_time() - cpu_began, 3),
             error=f"{type(exc).__name__}: {exc}",
         )
-    scores = score_prediction(answer.text, task.answers, task.metric)
+    scores = score_task(answer.text, task.answers, task.metric, task.scoring, task.options)
+    spans, source = answer_evidence(answer, task.id)
+    quotes = [c.quote for c in answer.citations]
     u = answer.usage
     return Result(
         **base,
+        evidence_spans=spans,
+        evidence_source=source,
+        quotes=quotes,
+        evidence_recall=evidence_recall(base["gold_spans"], spans),
+        unsupported=unsupported_specifics(answer.text, quotes, task.question),
         recipe_used=answer.recipe,
         prediction=answer.text,
         **scores.as_dict(),

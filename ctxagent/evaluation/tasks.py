@@ -12,6 +12,22 @@ one question and the reference answers. Task kinds, after RULER (Hsieh et al.,
 - `common_words`: keyword lines scattered through the text, some repeated; ask for the most frequent (aggregation).
 - `qa`: a real passage of a novel with a hand-written question, hidden in text from the other novels.
 
+Harder kinds, where finding a sentence that repeats the question's words is not enough:
+
+- `niah_paraphrase`: the needle and the question share no content word (synonyms only); the answer is a name.
+- `niah_latent`: one step of common knowledge, after NoLiMa (Modarressi et al., 2025): the needle
+  says a character lives next to the Louvre, the question asks who has been to Paris.
+- `two_hop`: fact A names a person, fact B elsewhere tells something of that person; the question
+  goes through A to B. Either fact may come first in the text.
+- `arithmetic`: two needles state two numbers; the answer (sum or difference) is stated nowhere.
+- `yes_no`: a needle states a fact; the question asks whether it holds (half yes, half no).
+- `multiple_choice`: four options in the question; the answer is a letter or the option's text.
+- `aggregation`: several needles of one kind; list every item, or count them.
+- `quality`: a real multiple-choice question over a whole short story from QuALITY (see quality.py).
+
+Every needle of a task is gold evidence: recipes are judged on whether what they read and cited
+covers all of them (evidence recall, report.py).
+
 `depth` places the first needle (the one asked about) at that fraction of the
 document's tokens; the other needles of multi-needle tasks go at random depths
 (after the first one for variable tracking, so assignments stay in order).
@@ -25,6 +41,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import logging
 import random
 import string
 from dataclasses import dataclass
@@ -36,6 +53,8 @@ from pydantic import BaseModel, Field
 from ctxagent.errors import InputError
 from ctxagent.evaluation.haystack import HAYSTACKS, SEPARATOR, CountTokens, filler, qa_pairs
 
+log = logging.getLogger(__name__)
+
 TASK_KINDS = (
     "niah_single",
     "niah_multikey",
@@ -44,8 +63,18 @@ TASK_KINDS = (
     "variable_tracking",
     "common_words",
     "qa",
+    "niah_paraphrase",
+    "niah_latent",
+    "two_hop",
+    "arithmetic",
+    "yes_no",
+    "multiple_choice",
+    "aggregation",
+    "quality",
 )
-DEPTHLESS_KINDS = frozenset({"common_words"})
+DEPTHLESS_KINDS = frozenset({"common_words", "quality"})
+HARD_KINDS = ("niah_paraphrase", "niah_latent", "two_hop", "arithmetic", "yes_no", "multiple_choice", "aggregation", "quality")
+Scoring = Literal["text", "number", "yes_no", "choice"]
 N_NEEDLES = 4  # needles of the multi-needle tasks
 VT_HOPS = 4  # assignments after the first in a variable-tracking chain
 CW_COMMON, CW_REPEATS, CW_RARE = 3, 5, 6  # common-words: 3 words x5, 6 words x1
@@ -83,6 +112,11 @@ class Task(BaseModel):
     metric: Literal["all", "any"] = Field(
         default="all", description="all: score is the share of answers found; any: finding one answer suffices"
     )
+    scoring: Scoring = Field(
+        default="text",
+        description="text: answers found in the reply; number: judged by value; yes_no: the reply's yes or no; choice: its option letter or text",
+    )
+    options: list[str] = Field(default_factory=list, description="the options of a choice question, in letter order")
     length: int = Field(ge=0, description="requested length in tokens (0 for a user's own document)")
     tokens: int = Field(ge=0, description="measured length of the context in the engine's tokens")
     depth: float | None = Field(default=None, description="requested depth of the first needle; None when spread")
@@ -105,6 +139,8 @@ class Spec:
     metric: Literal["all", "any"] = "all"
     sources: Sequence[str] = HAYSTACKS
     metadata: dict[str, Any] | None = None
+    scoring: Scoring = "text"
+    options: Sequence[str] = ()
 
 
 def _key(rng: random.Random, taken: set[str]) -> str:
@@ -194,6 +230,141 @@ def _spec_qa(rng: random.Random, depth: float) -> Spec:
     return Spec([(pair["passage"], depth)], pair["question"], list(pair["answers"]), metric="any", sources=others, metadata={"qa_id": pair["id"], "qa_source": pair["source"]})
 
 
+# -- harder kinds: paraphrase, latent, two hops, arithmetic, yes/no, choice, aggregation ------------
+
+# Invented names and places, so that no haystack sentence and no model's memory holds the answer.
+PEOPLE = (
+    "Oswin Thackery", "Marisol Quenby", "Tobias Wrenfield", "Ilse Dunmore", "Caspar Velloway",
+    "Nadia Orrick", "Fenwick Hale", "Rosalind Ashgrove", "Emrys Calloway", "Greta Stolberg",
+    "Jasper Mireau", "Odile Penhallow", "Bastian Crewe", "Lucia Fairweather", "Anselm Brackley",
+    "Theda Marchbanks", "Corwin Ellery", "Mirela Voss", "Alaric Dunstan", "Saskia Pellow",
+    "Ivo Marchetti", "Yuki Tanabe", "Dario Okafor", "Petra Lindqvist",
+)
+VILLAGES = (
+    "Marrowby", "Quillstead", "Ebbingford", "Thornwick", "Calderbrook", "Pellmoor", "Ashcombe",
+    "Wrexley", "Dunhollow", "Fernwold", "Greyhithe", "Oakmere",
+)
+
+# (needle with {name}, question): the two share no content word; the question describes the needle in synonyms.
+PARAPHRASES = (
+    ("{name} once mended the cracked bell of the old harbour chapel.", "Who repaired a damaged chime at a seaside church?"),
+    ("{name} fled the burning granary carrying two frightened lambs.", "Who escaped a blazing barn holding a pair of scared sheep?"),
+    ("{name} wrote a lengthy poem about the frozen lake every winter.", "Who composed long verses on an icy pond each cold season?"),
+    ("{name} taught the miller's daughter to play the harp.", "Who instructed a flour grinder's girl on a stringed instrument?"),
+    ("{name} lost a silver ring while swimming in the river.", "Who misplaced a precious band during a dip in a stream?"),
+    ("{name} painted the doors of the schoolhouse bright yellow.", "Who coloured the entrances of a classroom building a vivid golden shade?"),
+    ("{name} sold three horses to buy a telescope.", "Who traded some steeds for an instrument to view distant stars?"),
+)
+
+# (landmark, the place it implies): one step of common knowledge, NoLiMa-style.
+LANDMARKS = (
+    ("Louvre", "Paris"), ("Colosseum", "Rome"), ("Brandenburg Gate", "Berlin"), ("Sagrada Familia", "Barcelona"),
+    ("Kremlin", "Moscow"), ("Acropolis", "Athens"), ("Golden Gate Bridge", "San Francisco"), ("Sydney Opera House", "Sydney"),
+    ("Taj Mahal", "Agra"), ("Rijksmuseum", "Amsterdam"), ("Hagia Sophia", "Istanbul"), ("Space Needle", "Seattle"),
+)
+
+# (fact A linking a thing to {name}, fact B about {name} and {village}, question through A to B).
+TWO_HOPS = (
+    ("The {colour} lighthouse on the point is kept by {name}.", "{name} grew up in the village of {village}.", "In which village did the keeper of the {colour} lighthouse grow up?"),
+    ("The {colour} carriage in the square belongs to {name}.", "{name} was born in the village of {village}.", "In which village was the owner of the {colour} carriage born?"),
+    ("The {colour} bookshop by the bridge is run by {name}.", "{name} spends every summer in the village of {village}.", "In which village does the keeper of the {colour} bookshop spend the summer?"),
+)
+COLOURS = ("crimson", "emerald", "violet", "scarlet", "turquoise", "ochre", "indigo", "saffron")
+
+# (things, needle with {name} and {n}): quantities for the arithmetic tasks.
+QUANTITIES = (
+    ("beehives", "{name} keeps {n} beehives behind the orchard."),
+    ("sheep", "{name} owns a flock of {n} sheep."),
+    ("lanterns", "{name} lit {n} lanterns for the midsummer fair."),
+    ("barrels of cider", "{name} stored {n} barrels of cider in the cellar."),
+)
+
+BOATS = ("green", "blue", "yellow", "red", "white", "black", "orange", "purple")
+PETS = ("tortoise", "parrot", "ferret", "goat", "hedgehog", "peacock", "donkey", "rabbit", "owl", "lizard")
+PET_NAMES = ("Biscuit", "Pippin", "Clover", "Juniper", "Marmalade", "Sprocket", "Thimble", "Nutmeg")
+FRUITS = ("kumquats", "lychees", "persimmons", "papayas", "mangoes", "pomegranates", "figs", "guavas", "passion fruit", "starfruit")
+N_AGGREGATE = (3, 4, 5)
+LETTERS = "ABCD"
+
+
+def _people(rng: random.Random, n: int) -> list[str]:
+    return rng.sample(PEOPLE, n)
+
+
+def _surname(name: str) -> str:
+    return name.split()[-1]
+
+
+def _spec_niah_paraphrase(rng: random.Random, depth: float) -> Spec:
+    (name,) = _people(rng, 1)
+    needle, question = rng.choice(PARAPHRASES)
+    return Spec([(needle.format(name=name), depth)], question, [name, _surname(name)], metric="any")
+
+
+def _spec_niah_latent(rng: random.Random, depth: float) -> Spec:
+    (name,) = _people(rng, 1)
+    landmark, place = rng.choice(LANDMARKS)
+    needle = f"Actually, {name} lives next to the {landmark}."
+    return Spec([(needle, depth)], f"Which character has been to {place}?", [name, _surname(name)], metric="any", metadata={"landmark": landmark, "place": place})
+
+
+def _spec_two_hop(rng: random.Random, depth: float) -> Spec:
+    (name,) = _people(rng, 1)
+    first, second, question = rng.choice(TWO_HOPS)
+    colour, village = rng.choice(COLOURS), rng.choice(VILLAGES)
+    fact_a = first.format(colour=colour, name=name)
+    fact_b = second.format(name=name, village=village)
+    # The question's first hop sits at `depth`; the second anywhere, before or after it.
+    return Spec([(fact_a, depth), (fact_b, rng.random())], question.format(colour=colour), [village], metadata={"bridge": name})
+
+
+def _spec_arithmetic(rng: random.Random, depth: float) -> Spec:
+    first, second = _people(rng, 2)
+    things, template = rng.choice(QUANTITIES)
+    a, b = rng.sample(range(12, 99), 2)
+    while a == 2 * b or b == 2 * a:  # a difference equal to a stated number would be stated
+        a, b = rng.sample(range(12, 99), 2)
+    if rng.random() < 0.5:
+        value, question = a + b, f"How many {things} do {first} and {second} have together?"
+        op = "sum"
+    else:
+        a, b = max(a, b), min(a, b)
+        value, question = a - b, f"How many more {things} does {first} have than {second}?"
+        op = "difference"
+    needles = [(template.format(name=first, n=a), depth), (template.format(name=second, n=b), rng.random())]
+    return Spec(needles, question, [str(value)], scoring="number", metadata={"operation": op, "operands": [a, b]})
+
+
+def _spec_yes_no(rng: random.Random, depth: float) -> Spec:
+    (name,) = _people(rng, 1)
+    colour, other = rng.sample(BOATS, 2)
+    truth = rng.random() < 0.5
+    asked = colour if truth else other
+    needle = f"The rowing boat of {name} is painted {colour}."
+    question = f"Is the rowing boat of {name} painted {asked}? Answer yes or no."
+    return Spec([(needle, depth)], question, ["yes" if truth else "no"], scoring="yes_no", metadata={"colour": colour, "asked": asked})
+
+
+def _spec_multiple_choice(rng: random.Random, depth: float) -> Spec:
+    (name,) = _people(rng, 1)
+    options = rng.sample(PETS, 4)
+    gold = rng.randrange(4)
+    needle = f"{name} keeps a pet {options[gold]} named {rng.choice(PET_NAMES)}."
+    listed = " ".join(f"({letter}) a {pet}" for letter, pet in zip(LETTERS, options))
+    question = f"What kind of pet does {name} keep? {listed}. Answer with the letter of the right option."
+    texts = [f"a {pet}" for pet in options]
+    return Spec([(needle, depth)], question, [LETTERS[gold], texts[gold]], metric="any", scoring="choice", options=texts)
+
+
+def _spec_aggregation(rng: random.Random, depth: float) -> Spec:
+    n = rng.choice(N_AGGREGATE)
+    sellers, fruits = _people(rng, n), rng.sample(FRUITS, n)
+    needles = [(f"At the spring market, {s} sold a crate of {f}.", d) for s, f, d in zip(sellers, fruits, [depth] + [rng.random() for _ in range(n - 1)])]
+    if rng.random() < 0.5:
+        return Spec(needles, "Which fruits were sold at the spring market? List every one of them.", fruits, metadata={"variant": "list"})
+    return Spec(needles, "How many people sold fruit at the spring market?", [str(n)], scoring="number", metadata={"variant": "count", "items": fruits})
+
+
 GENERATORS = {
     "niah_single": _spec_niah_single,
     "niah_multikey": _spec_niah_multikey,
@@ -202,6 +373,13 @@ GENERATORS = {
     "variable_tracking": _spec_variable_tracking,
     "common_words": _spec_common_words,
     "qa": _spec_qa,
+    "niah_paraphrase": _spec_niah_paraphrase,
+    "niah_latent": _spec_niah_latent,
+    "two_hop": _spec_two_hop,
+    "arithmetic": _spec_arithmetic,
+    "yes_no": _spec_yes_no,
+    "multiple_choice": _spec_multiple_choice,
+    "aggregation": _spec_aggregation,
 }
 
 
@@ -257,12 +435,14 @@ def _assemble(
 
 def build_task(kind: str, length: int, depth: float | None, count_tokens: CountTokens, *, seed: int = 0, sample: int = 0) -> Task:
     """One task of `kind`, at most `length` tokens long, with its first needle at `depth`."""
-    if kind not in GENERATORS:
+    if kind not in TASK_KINDS:
         raise InputError(f"unknown task kind {kind!r}; known: {', '.join(TASK_KINDS)}")
     if depth is not None and not 0.0 <= depth <= 1.0:
         raise InputError(f"depth {depth} is outside [0, 1]: 0 puts the needle at the start, 1 at the end")
     tag = "spread" if depth is None else f"{depth:.2f}"
     rng_seed = f"{seed}/{kind}/{length}/{tag}/{sample}"
+    if kind == "quality":
+        return _quality_task(length, count_tokens, rng_seed, f"{kind}-{length}-{tag}-{seed}-{sample}", seed)
     spec = GENERATORS[kind](random.Random(rng_seed), 0.5 if depth is None else depth)
     each = [count_tokens(text) + 1 for text, _ in spec.needles]
     needle_tokens = sum(each)
@@ -292,6 +472,8 @@ def build_task(kind: str, length: int, depth: float | None, count_tokens: CountT
         question=spec.question,
         answers=spec.answers,
         metric=spec.metric,
+        scoring=spec.scoring,
+        options=list(spec.options),
         length=length,
         tokens=total,
         depth=depth,
@@ -299,6 +481,29 @@ def build_task(kind: str, length: int, depth: float | None, count_tokens: CountT
         seed=seed,
         source=source,
         metadata=spec.metadata or {},
+    )
+
+
+def _quality_task(length: int, count_tokens: CountTokens, rng_seed: str, task_id: str, seed: int) -> Task:
+    from ctxagent.evaluation.quality import LETTERS, SOURCE, quality_document, question_text
+
+    pick = quality_document(length, count_tokens, random.Random(rng_seed))
+    gold = pick.question.options[pick.question.gold]
+    return Task(
+        id=task_id,
+        kind="quality",
+        context=pick.context,
+        question=question_text(pick.question),
+        answers=[LETTERS[pick.question.gold], gold],
+        metric="any",
+        scoring="choice",
+        options=list(pick.question.options),
+        length=length,
+        tokens=pick.tokens,
+        depth=None,
+        seed=seed,
+        source=SOURCE,
+        metadata={"story": pick.story.id, "title": pick.story.title, "article_start": pick.article_start, "article_chars": len(pick.story.article)},
     )
 
 
@@ -316,7 +521,7 @@ def generate_tasks(
 
     The same seed and tokenizer give the same tasks, byte for byte.
     """
-    unknown = [k for k in kinds if k not in GENERATORS]
+    unknown = [k for k in kinds if k not in TASK_KINDS]
     if unknown:
         raise InputError(f"unknown task kind(s) {', '.join(unknown)}; known: {', '.join(TASK_KINDS)}")
     if samples < 1:
@@ -334,11 +539,20 @@ def generate_tasks(
                         plan.append((kind, length, None, s))
     tasks = []
     for kind, length, d, s in plan:
+        if kind == "quality" and not _quality_fits(length, count_tokens):
+            log.warning("no quality task at %d tokens: every bundled QuALITY story is longer", length)
+            continue
         task = build_task(kind, length, d, count_tokens, seed=seed, sample=s)
         if tokenizer:
             task.metadata["tokenizer"] = tokenizer
         tasks.append(task)
     return tasks
+
+
+def _quality_fits(length: int, count_tokens: CountTokens) -> bool:
+    from ctxagent.evaluation.quality import quality_stories, story_tokens
+
+    return any(story_tokens(s, count_tokens) + 16 <= length for s in quality_stories())
 
 
 # -- a user's own documents ------------------------------------------------------------

@@ -9,8 +9,11 @@ picks the next action from a short numbered menu:
     around   the chunks on either side of the last one read
     answer   answer from the verified facts and stop
 
-Reading is the same verified extraction every recipe uses, so whatever the model
-decides, only sentences that occur in the source become facts. A small model often
+Reading is the same evidence selection every recipe uses (evidence.py: sentences
+scored by BM25, the sentence encoder and the engine's log-probs, never copied by the
+model), so whatever the model decides, only sentences of the source become facts.
+Before answering, open chains in the facts (a name the question lacks, connected to
+nothing else) are followed with follow-up searches, up to `Budget.max_hops`. A small model often
 answers the menu badly; the controller then takes the obvious step (read the next
 result; answer once a fact is verified), records in the trace that it did, and
 refuses moves that cannot help (answering with no fact while results are unread,
@@ -28,8 +31,9 @@ from ctxagent.engines.base import SamplingParams
 from ctxagent.errors import BudgetExhausted
 from ctxagent.recipes import register
 from ctxagent.recipes.context import RunContext
+from ctxagent.recipes.evidence import EvidenceSelector, SentencePool, follow_chain
 from ctxagent.recipes.prompts import action_prompt, extract_prompt, query_prompt
-from ctxagent.recipes.reading import EXTRACT_TOKENS, Facts, answer_from_facts, extract_facts, fit_chunks, partial_answer, window_room
+from ctxagent.recipes.reading import EXTRACT_TOKENS, Facts, answer_from_facts, fit_chunks, partial_answer, window_room
 from ctxagent.recipes.retrieval import ChunkIndex
 from ctxagent.types import Answer, Chunk, Document
 
@@ -39,6 +43,7 @@ ACTIONS = ("search", "read", "around", "answer")
 @dataclass
 class _State:
     chunks: list[Chunk]
+    pool: SentencePool
     results: list[int] = field(default_factory=list)  # search hits, best first
     read: list[int] = field(default_factory=list)
     queries: list[str] = field(default_factory=list)
@@ -60,8 +65,9 @@ class AgenticRecipe:
 
     name = "agentic"
 
-    def __init__(self, max_steps: int = 8, k: int = 4, retriever: str = "bm25", chunk_tokens: int = 384) -> None:
+    def __init__(self, max_steps: int = 8, k: int = 4, retriever: str = "bm25", chunk_tokens: int = 384, selector: EvidenceSelector | None = None) -> None:
         self.max_steps, self.k, self.retriever, self.chunk_tokens = max_steps, k, retriever, chunk_tokens
+        self.selector = selector or EvidenceSelector()
 
     def _menu(self, state: _State, facts: Facts) -> list[str]:
         """The actions that can make progress now; the controller's suggested step comes first."""
@@ -118,16 +124,16 @@ class AgenticRecipe:
         ctx.trace.add("agent:search", keywords=keywords, results=fresh)
 
     def _read(self, ctx: RunContext, positions: list[int], state: _State, documents: Sequence[Document], question: str, facts: Facts) -> None:
-        found = extract_facts(ctx, [state.chunks[i] for i in positions], documents, question, step="agent:read", parts=positions)
+        found = self.selector.select(ctx, state.pool, documents, question, positions=positions, step="agent:read", parts=positions)
         state.read += positions
-        new = sum(facts.add(f) for f in found)
+        new = facts.add(found)
         state.observation = f"read part {', '.join(str(p) for p in positions)}: " + ("found a sentence that answers" if new else "nothing relevant")
 
     def run(self, ctx: RunContext, documents: Sequence[Document], question: str) -> Answer:
         room = window_room(ctx, extract_prompt("", question), EXTRACT_TOKENS)
         chunks = fit_chunks(ctx, documents, room, self.chunk_tokens)
         index = ChunkIndex(self.retriever, chunks)
-        state, facts = _State(chunks=chunks), Facts()
+        state, facts = _State(chunks=chunks, pool=self.selector.pool(chunks)), Facts()
         try:
             self._search(ctx, index, state, question, first=True)
             for _ in range(self.max_steps):
@@ -142,6 +148,11 @@ class AgenticRecipe:
                     self._read(ctx, state.unread_neighbours(), state, documents, question, facts)
             else:
                 ctx.trace.add("agent:stop", why=f"step limit {self.max_steps} reached")
+            follow_chain(
+                ctx, self.selector, state.pool, documents, question, facts,
+                max_hops=ctx.budget.max_hops,
+                fetch=lambda query: [i for i, _ in index.search(query, self.k)],
+            )
         except BudgetExhausted as exc:
             return partial_answer(ctx, self.name, facts, exc, len(state.read), len(chunks))
         return answer_from_facts(ctx, self.name, documents, question, facts)

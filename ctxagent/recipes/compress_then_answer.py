@@ -72,6 +72,9 @@ class CompressThenAnswerRecipe:
             spans=len(compressed.spans),
         )
         inner = DirectRecipe().run(ctx, [Document(id=COMPRESSED_ID, text=compressed.text)], question)
+        for step in inner.trace.steps:  # the evidence shown was compressed text: record where it came from
+            if step.name == "evidence":
+                step.detail["spans"] = [[s.doc_id, s.start, s.end] for _, start, end in step.detail["spans"] for s in compressed.to_source(start, end)]
         citations = [cite for c in inner.citations for cite in compressed.citations_for(c.start, c.end, documents)]
         notes = list(inner.notes)
         notes.append(

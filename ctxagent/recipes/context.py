@@ -5,17 +5,25 @@ call, counts tokens, calls and seconds after it, and records a trace step. So
 recipes never do their own accounting, and they cannot overspend by accident:
 a call that would break the budget raises `BudgetExhausted` before it is made,
 and the recipe turns that into a partial Answer.
+
+It is also where a streamed run listens: with `on_event` set, every trace step is
+reported as it happens (the `plan` step as a PlanEvent), and the engine call of an
+answer step (`ANSWER_STEPS`) streams the model's text as draft TokenEvents when the
+engine can stream. Recipes stay unaware of streaming.
 """
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
-from ctxagent.engines.base import Completion, Engine, Prompt, SamplingParams, TokenScores, render_messages
+from ctxagent.engines.base import Completion, Engine, Prompt, SamplingParams, TokenScores, render_messages, streams
 from ctxagent.errors import BudgetExhausted
-from ctxagent.types import Answer, Budget, Citation, Trace, Usage
+from ctxagent.types import Answer, Budget, Citation, Event, PlanEvent, StepEvent, TokenEvent, Trace, TraceStep, Usage
+
+# Steps whose engine call writes the final answer (the draft the answer check then judges).
+ANSWER_STEPS = frozenset({"answer"})
 
 
 @dataclass
@@ -25,6 +33,25 @@ class RunContext:
     trace: Trace = field(default_factory=Trace)
     usage: Usage = field(default_factory=Usage)
     started: float = field(default_factory=time.perf_counter)
+    on_event: Callable[[Event], None] | None = None
+
+    def __post_init__(self) -> None:
+        if self.on_event is not None:
+            self.trace._listener = self._report_step
+
+    def _report_step(self, step: TraceStep) -> None:
+        assert self.on_event is not None
+        if step.name == "plan":
+            self.on_event(PlanEvent(recipe=str(step.detail.get("recipe", "")), why=str(step.detail.get("why", ""))))
+        else:
+            self.on_event(StepEvent(name=step.name, detail=step.detail, seconds=step.seconds))
+
+    def _draft_sink(self, step: str) -> Callable[[str], None] | None:
+        """Where the answer step's text goes as it is written, when someone listens and the engine streams."""
+        on_event = self.on_event
+        if on_event is None or step not in ANSWER_STEPS or not streams(self.engine):
+            return None
+        return lambda text: on_event(TokenEvent(text=text))
 
     # -- budget -------------------------------------------------------------------------
     def elapsed(self) -> float:
@@ -62,7 +89,11 @@ class RunContext:
             planned = sum(self.prompt_tokens(p) + params.max_new_tokens for p in prompts)
         self.check(planned)
         began = time.perf_counter()
-        completions = self.engine.generate(list(prompts), params)
+        sink = self._draft_sink(step)
+        if sink is not None:
+            completions = self.engine.generate(list(prompts), params, stream_to=[sink] * len(prompts))  # type: ignore[call-arg]
+        else:
+            completions = self.engine.generate(list(prompts), params)
         seconds = time.perf_counter() - began
         prompt_tokens = sum(c.prompt_tokens for c in completions)
         completion_tokens = sum(c.completion_tokens for c in completions)

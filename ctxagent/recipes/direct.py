@@ -1,7 +1,10 @@
 """`direct`: put the document in the prompt and ask; truncate, and say so, when it does not fit.
 
 The baseline every other recipe is measured against, and the right choice
-whenever the document fits the context window.
+whenever the document fits the context window. Its answer is grounded like every
+other recipe's: the numbers, dates and names it states must be in (or computed
+from) the sentences it read, which become its citations; otherwise a sentence about
+the question, or NOT FOUND, is the answer.
 """
 
 from __future__ import annotations
@@ -9,16 +12,24 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Sequence
 
-from ctxagent.chunking import prefix_within
-from ctxagent.citations import ground_answer
+from ctxagent.chunking import prefix_within, sentence_spans
+from ctxagent.citations import citation_for, content_words, ground_answer
 from ctxagent.engines.base import SamplingParams
+from ctxagent.grounding import check_answer, find_specifics
 from ctxagent.recipes import register
 from ctxagent.recipes.context import RunContext
 from ctxagent.recipes.prompts import answer_prompt, document_block
+from ctxagent.recipes.reading import NOT_FOUND, declines, on_topic, record_evidence, refusal_reason, relevance
 from ctxagent.types import Answer, Citation, Document
 
 # Chat-template tokens around the messages, plus a margin for tokenisation at the joins.
 TEMPLATE_SLACK = 48
+# Sentences an answer is checked against (the best matches of the text read), and citations kept.
+MAX_CANDIDATES = 12
+MAX_CITATIONS = 3
+# Notes when the model's answer is refused (followed by why, in parentheses).
+QUOTE_NOTE = "the model's answer was not supported by the text it read; the sentence of the text most about the question is the answer"
+NOT_FOUND_NOTE = "the model's answer was not supported by the text it read, and no sentence of it is about the question"
 
 
 @dataclass
@@ -60,11 +71,89 @@ def fit_documents(ctx: RunContext, documents: Sequence[Document], question: str)
     return Fit(context="\n\n".join(blocks), regions=regions, notes=notes)
 
 
-def answer_from(ctx: RunContext, fit: Fit, documents: Sequence[Document], question: str) -> tuple[str, list[Citation]]:
-    """Ask the question over the fitted text; cite the source sentences that support the answer."""
+@dataclass
+class DirectReply:
+    """The direct answer after grounding: the text (the model's, a quote, or NOT FOUND), its citations and why."""
+
+    text: str
+    citations: list[Citation] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+
+def answer_from(ctx: RunContext, fit: Fit, documents: Sequence[Document], question: str) -> DirectReply:
+    """Ask the question over the fitted text; keep the answer only if the sentences read support it."""
     params = SamplingParams(max_new_tokens=ctx.budget.max_new_tokens)
     [completion] = ctx.generate([answer_prompt(fit.context, question)], params, step="answer")
-    return completion.text, ground_answer(completion.text, question, documents, fit.regions)
+    record_evidence(ctx, fit.regions)
+    return ground_in_regions(ctx, completion.text, question, documents, fit.regions)
+
+
+def _candidates(answer: str, question: str, sentences: Sequence[tuple[str, int, int, str]], limit: int = MAX_CANDIDATES) -> list[tuple[str, int, int, str]]:
+    """The sentences worth checking an answer against: those sharing its words, its specifics' words,
+    or the question's, best first (a whole document's numbers are too many to combine pairwise)."""
+    answer_words = set(content_words(answer))
+    question_words = set(content_words(question))
+    specific_words = {w for s in find_specifics(answer) for w in content_words(s.text)}
+    scored = []
+    for i, sentence in enumerate(sentences):
+        words = set(content_words(sentence[3]))
+        score = 2 * len(answer_words & words) + len(question_words & words) + 4 * len(specific_words & words)
+        if score:
+            scored.append((-score, i))
+    return [sentences[i] for _, i in sorted(scored)[:limit]]
+
+
+def ground_in_regions(ctx: RunContext, reply: str, question: str, documents: Sequence[Document], regions: Sequence[tuple[str, int, int]]) -> DirectReply:
+    """Cite the sentences read that support the answer's numbers, dates and names (ctxagent.grounding);
+    refuse an answer they do not support: the best sentence about the question, or NOT FOUND."""
+    text = reply.strip()
+    by_id = {d.id: d for d in documents}
+    sentences = [(doc_id, s.start, s.end, by_id[doc_id].text[s.start : s.end]) for doc_id, start, end in regions for s in sentence_spans(by_id[doc_id].text, start, end)]
+    if declines(text, question):
+        return _refuse(ctx, text, question, documents, regions, sentences, "it says the document does not answer")
+    candidates = _candidates(text, question, sentences)
+    grounding = check_answer(text, [c[3] for c in candidates], question)
+    if not grounding.supported:
+        return _refuse(ctx, text, question, documents, regions, sentences, refusal_reason(grounding), grounding.unsupported)
+    if grounding.facts_used:
+        citations = [citation_for(by_id[c[0]], c[1], c[2]) for c in (candidates[i] for i in grounding.facts_used[:MAX_CITATIONS])]
+    else:
+        citations = ground_answer(text, question, documents, regions)
+        if not citations and grounding.derived:
+            about = _about_question(question, sentences)
+            citations = [citation_for(by_id[about[0]], about[1], about[2])] if about else []
+        if not citations:
+            return _refuse(ctx, text, question, documents, regions, sentences, "it says nothing the document says")
+    ctx.trace.add("answer:grounded", derived=grounding.derived, checks=[[s.specific.text, s.how] for s in grounding.supports])
+    return DirectReply(text=text, citations=citations)
+
+
+def _about_question(question: str, sentences: Sequence[tuple[str, int, int, str]]) -> tuple[str, int, int, str] | None:
+    """The sentence read that holds most of the question's content words, if it is about the question."""
+    best = max(sentences, key=lambda s: relevance(s[3], question), default=None)
+    return best if best and on_topic(best[3], question) else None
+
+
+def _refuse(
+    ctx: RunContext,
+    reply: str,
+    question: str,
+    documents: Sequence[Document],
+    regions: Sequence[tuple[str, int, int]],
+    sentences: Sequence[tuple[str, int, int, str]],
+    why: str,
+    unsupported: Sequence[str] = (),
+) -> DirectReply:
+    """The sentence the answer points at (or the one most about the question) when it is about the question, else NOT FOUND."""
+    ctx.trace.add("answer:refused", reply=reply[:160], why=why, unsupported=list(unsupported))
+    by_id = {d.id: d for d in documents}
+    pointed = [c for c in ground_answer(reply, question, documents, regions, max_citations=1) if on_topic(c.quote, question)] if not declines(reply, question) else []
+    about = _about_question(question, sentences)
+    if pointed:
+        return DirectReply(text=pointed[0].quote, citations=pointed, notes=[f"{QUOTE_NOTE} ({why})"])
+    if about:
+        return DirectReply(text=about[3], citations=[citation_for(by_id[about[0]], about[1], about[2])], notes=[f"{QUOTE_NOTE} ({why})"])
+    return DirectReply(text=NOT_FOUND, notes=[f"{NOT_FOUND_NOTE} ({why}; {len(sentences)} sentences read, none about the question)"])
 
 
 @register("direct")
@@ -73,5 +162,5 @@ class DirectRecipe:
 
     def run(self, ctx: RunContext, documents: Sequence[Document], question: str) -> Answer:
         fit = fit_documents(ctx, documents, question)
-        text, citations = answer_from(ctx, fit, documents, question)
-        return ctx.answer(text, recipe=self.name, citations=citations, notes=fit.notes)
+        reply = answer_from(ctx, fit, documents, question)
+        return ctx.answer(reply.text, recipe=self.name, citations=reply.citations, notes=[*fit.notes, *reply.notes])

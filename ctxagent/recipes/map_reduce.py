@@ -1,10 +1,11 @@
-"""`map_reduce`: ask every chunk at once, then answer from what the chunks said.
+"""`map_reduce`: score every sentence of the document, then answer from the best.
 
-Map: one batched engine call asks each chunk for the sentence that answers the
-question (or NONE); each reply is checked against its chunk, so only sentences that
-really occur in the source survive. Reduce: one more call answers from the verified
-sentences. Two engine calls whatever the document's length, and every chunk is read,
-so it is the most thorough recipe per call; its cost in tokens is the whole document.
+Map: every sentence of every chunk is scored against the question by BM25 and the
+sentence encoder, and the best candidates by the engine's log-probs in one batched
+call (evidence.py); the best become facts, cut from the source. Chains are followed
+over the whole document (`Budget.max_hops`). Reduce: one call answers from the facts.
+Two engine calls whatever the document's length, and every sentence is considered, so
+it is the most thorough recipe; it costs an encoder pass over the whole document.
 """
 
 from __future__ import annotations
@@ -14,58 +15,33 @@ from typing import Sequence
 from ctxagent.errors import BudgetExhausted
 from ctxagent.recipes import register
 from ctxagent.recipes.context import RunContext
-from ctxagent.recipes.prompts import extract_prompt, facts_answer_prompt
-from ctxagent.recipes.reading import (
-    EXTRACT_TOKENS,
-    TEMPLATE_SLACK,
-    Facts,
-    answer_from_facts,
-    extract_facts,
-    fit_chunks,
-    partial_answer,
-    quote_answer,
-    window_room,
-)
+from ctxagent.recipes.evidence import EvidenceSelector, follow_chain
+from ctxagent.recipes.prompts import extract_prompt
+from ctxagent.recipes.reading import EXTRACT_TOKENS, Facts, answer_from_facts, fit_chunks, partial_answer, quote_answer, window_room
 from ctxagent.types import Answer, Document
 
 
 @register("map_reduce")
 class MapReduceRecipe:
-    """chunk_tokens: cap on chunk size (default: as large as the window allows)."""
+    """chunk_tokens: cap on chunk size (default: as large as the window allows); selector: how
+    evidence is scored (the default lets the engine re-rank more candidates than elsewhere)."""
 
     name = "map_reduce"
 
-    def __init__(self, chunk_tokens: int | None = None) -> None:
+    def __init__(self, chunk_tokens: int | None = None, selector: EvidenceSelector | None = None) -> None:
         self.chunk_tokens = chunk_tokens
+        self.selector = selector or EvidenceSelector(rerank=24)
 
     def run(self, ctx: RunContext, documents: Sequence[Document], question: str) -> Answer:
         room = window_room(ctx, extract_prompt("", question), EXTRACT_TOKENS)
         chunks = fit_chunks(ctx, documents, room, self.chunk_tokens)
         ctx.trace.add("chunk", chunks=len(chunks), tokens=sum(c.n_tokens for c in chunks), room=room)
-        facts = Facts()
-        # Under a token budget, map only the chunks that fit, keeping room for the reduce step.
-        take, notes = len(chunks), []
-        left = ctx.tokens_left()
-        if left is not None:
-            reserve = ctx.prompt_tokens(facts_answer_prompt([""] * 3, question)) + 3 * 60 + ctx.budget.max_new_tokens + TEMPLATE_SLACK
-            frame = ctx.prompt_tokens(extract_prompt("", question)) + EXTRACT_TOKENS
-            spent, take = 0, 0
-            for chunk in chunks:
-                if spent + frame + chunk.n_tokens > left - reserve:
-                    break
-                spent += frame + chunk.n_tokens
-                take += 1
-            if take < len(chunks):
-                notes.append(f"the token budget ({ctx.budget.max_tokens}) covers {take} of {len(chunks)} chunks; the rest were not read")
-        if take == 0:
-            exc = BudgetExhausted("tokens", ctx.budget.max_tokens or 0, ctx.usage.total_tokens)
-            return partial_answer(ctx, self.name, facts, exc, 0, len(chunks))
+        facts, pool = Facts(), self.selector.pool(chunks)
         try:
-            for found in extract_facts(ctx, chunks[:take], documents, question, step="map"):
-                facts.add(found)
+            facts.add(self.selector.select(ctx, pool, documents, question, step="map"))
+            follow_chain(ctx, self.selector, pool, documents, question, facts, max_hops=ctx.budget.max_hops)
         except BudgetExhausted as exc:
             return partial_answer(ctx, self.name, facts, exc, 0, len(chunks))
-        if ctx.calls_left() == 0:
-            return quote_answer(ctx, self.name, facts, [*notes, "no engine call left for the reduce step; the answer is the best verified quote"], partial=True)
-        answer = answer_from_facts(ctx, self.name, documents, question, facts, notes)
-        return answer.model_copy(update={"partial": answer.partial or take < len(chunks)})
+        if facts and ctx.calls_left() == 0:
+            return quote_answer(ctx, self.name, facts, ["no engine call left for the reduce step; the answer is the best verified quote"], partial=True)
+        return answer_from_facts(ctx, self.name, documents, question, facts)

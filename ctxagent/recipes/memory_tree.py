@@ -4,13 +4,15 @@ mode="navigate" (MemWalker-style): from the root, the model is shown the childre
 summaries (with each node's key sentences, the most distinctive source sentences
 under it) and picks the one most likely to hold the answer; children are visited in
 order of how much of the question their summary and key sentences contain, the
-model's pick first among equals. At a leaf the model is asked for the sentence that
-answers (verified against the source). A leaf that yields nothing sends the walk back
+model's pick first among equals. At a leaf the evidence is chosen by scores, not
+written by the model (evidence.py: BM25, sentence encoder, engine log-probs), so the
+summaries steer the walk but the facts are always sentences of the source. A leaf that yields nothing sends the walk back
 up to the next most promising sibling (backtracking).
 
 mode="collapsed" (RAPTOR-style): every node of every level, leaf chunks and summaries
 alike, is indexed by a retriever; the best hits are mapped to the leaf chunks under
-them, which are read in one batched call. Answers always quote the source text, never
+them, whose sentences are scored together; open chains are followed over all leaves
+(`Budget.max_hops`). Answers always quote the source text, never
 a summary, so citations stay exact.
 
 The tree is built on first use and cached on disk (see tree.py); a later question
@@ -26,13 +28,13 @@ from ctxagent.engines.base import SamplingParams
 from ctxagent.errors import BudgetExhausted, InputError
 from ctxagent.recipes import register
 from ctxagent.recipes.context import RunContext
+from ctxagent.recipes.evidence import EvidenceSelector, SentencePool, follow_chain
 from ctxagent.recipes.prompts import choose_prompt, extract_prompt, summary_prompt
 from ctxagent.recipes.reading import (
     EXTRACT_TOKENS,
     Facts,
     answer_from_facts,
     confirmed,
-    extract_facts,
     fit_chunks,
     partial_answer,
     relevance,
@@ -64,6 +66,7 @@ class MemoryTreeRecipe:
         max_leaves: int | None = None,
         retriever: str = "bm25",
         cache: bool = True,
+        selector: EvidenceSelector | None = None,
     ) -> None:
         if mode not in MODES:
             raise InputError(f"memory_tree mode {mode!r} is unknown: use one of {', '.join(MODES)}")
@@ -71,6 +74,12 @@ class MemoryTreeRecipe:
             raise InputError(f"memory_tree fanout must be at least 2, got {fanout}")
         self.mode, self.fanout, self.summary_tokens = mode, fanout, summary_tokens
         self.chunk_tokens, self.max_leaves, self.retriever, self.cache = chunk_tokens, max_leaves, retriever, cache
+        self.selector = selector or EvidenceSelector()
+
+    def _answer(self, ctx: RunContext, pool: SentencePool, documents: Sequence[Document], question: str, facts: Facts, notes: Sequence[str] = (), read: Sequence[int] | None = None) -> Answer:
+        """Follow open chains (among the leaves `read`, all when None), then answer from the facts."""
+        follow_chain(ctx, self.selector, pool, documents, question, facts, max_hops=ctx.budget.max_hops, fetch=lambda query: read)
+        return answer_from_facts(ctx, self.name, documents, question, facts, notes)
 
     # -- the artifact ---------------------------------------------------------------------
     def _key(self, ctx: RunContext, documents: Sequence[Document]) -> tuple[str, int]:
@@ -140,7 +149,7 @@ class MemoryTreeRecipe:
         return order
 
     def _navigate(self, ctx: RunContext, tree: MemoryTree, documents: Sequence[Document], question: str) -> Answer:
-        facts = Facts()
+        facts, pool = Facts(), self.selector.pool(tree.chunks)
         limit = self.max_leaves or len(tree.chunks)
         read = 0
         # Depth-first walk; each frame holds the remaining children of a node, best first.
@@ -158,17 +167,20 @@ class MemoryTreeRecipe:
                 if node.chunk is None:
                     stack.append(self._order(ctx, tree, node.children, question))
                     continue
-                [found] = extract_facts(ctx, [tree.chunks[node.chunk]], documents, question, step="navigate:read", first_index=node.chunk, leaf=node.chunk)
+                found = self.selector.select(ctx, pool, documents, question, positions=[node.chunk], step="navigate:read", leaf=node.chunk)
                 read += 1
                 if facts.add(found):
-                    answer = answer_from_facts(ctx, self.name, documents, question, facts)
+                    answer = self._answer(ctx, pool, documents, question, facts)
                     if confirmed(answer):
                         ctx.trace.add("stop", why=f"answer found at leaf {node.chunk}", leaves_read=read, leaves=len(tree.chunks))
                         return answer
         except BudgetExhausted as exc:
             return partial_answer(ctx, self.name, facts, exc, read, len(tree.chunks))
         notes = [] if read == len(tree.chunks) else [f"read {read} of {len(tree.chunks)} leaves (max_leaves={limit})"]
-        return answer_from_facts(ctx, self.name, documents, question, facts, notes)
+        try:
+            return self._answer(ctx, pool, documents, question, facts, notes)
+        except BudgetExhausted as exc:
+            return partial_answer(ctx, self.name, facts, exc, read, len(tree.chunks))
 
     # -- collapsed tree -----------------------------------------------------------------
     def _collapsed(self, ctx: RunContext, tree: MemoryTree, documents: Sequence[Document], question: str) -> Answer:
@@ -188,13 +200,12 @@ class MemoryTreeRecipe:
                     leaves.append(leaf)
         leaves = leaves[:k]
         ctx.trace.add("collapsed:retrieve", retriever=self.retriever, hits=[[tree.nodes[n].level, n, round(s, 4)] for n, s in hits], leaves=leaves)
-        facts = Facts()
+        facts, pool = Facts(), self.selector.pool(tree.chunks)
         try:
-            for found in extract_facts(ctx, [tree.chunks[i] for i in leaves], documents, question, step="collapsed:read"):
-                facts.add(found)
+            facts.add(self.selector.select(ctx, pool, documents, question, positions=leaves, step="collapsed:read"))
+            return self._answer(ctx, pool, documents, question, facts)
         except BudgetExhausted as exc:
-            return partial_answer(ctx, self.name, facts, exc, 0, len(leaves))
-        return answer_from_facts(ctx, self.name, documents, question, facts)
+            return partial_answer(ctx, self.name, facts, exc, len(leaves), len(leaves))
 
 
 def _summary_chunk(node: TreeNode) -> Chunk:

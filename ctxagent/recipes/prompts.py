@@ -50,12 +50,21 @@ def extract_prompt(text: str, question: str, notes: Sequence[str] = ()) -> list[
     ]
 
 
+# The last line of a facts answer names the facts it used; reading.parse_reply reads it (and looser forms).
+FACTS_USED = "Facts used:"
+
+
 def facts_answer_prompt(facts: Sequence[str], question: str) -> list[Message]:
-    """The reduce step: answer from verified sentences only."""
-    listed = "\n".join(f"- {f}" for f in facts)
+    """The reduce step: answer from numbered verified sentences only, and say which were used
+    (those become the citations, and the answer's numbers, dates and names are checked against them)."""
+    listed = "\n".join(f"[{i}] {f}" for i, f in enumerate(facts, 1))
     return [
         Message("system", ANSWER_SYSTEM),
-        Message("user", f"Facts:\n{listed}\n\nQuestion: {question}\nAnswer using the facts above."),
+        Message(
+            "user",
+            f"Facts:\n{listed}\n\nQuestion: {question}\nAnswer using the facts above. "
+            f"Then, on a new line, write {FACTS_USED} and the numbers of the facts you used.",
+        ),
     ]
 
 

@@ -4,7 +4,9 @@ quotes, and answer from them.
 Every long-document recipe ends the same way: the model is asked to *copy* the
 sentence that answers from a piece of text, the copy is checked against the source
 (only a span that really occurs there becomes a fact), and the final answer is
-written from those facts and cited with them. Keeping these steps here means each
+written from those facts, grounded in them (every number, date and name it asserts is
+stated by the facts it used or computed from them, see ctxagent.grounding) and cited
+with them. What the answer step was shown is recorded as the trace's "evidence" step. Keeping these steps here means each
 recipe is only its plan: which pieces to read, in which order, when to stop.
 """
 
@@ -18,6 +20,7 @@ from ctxagent.chunking import chunk_document, sentence_spans
 from ctxagent.citations import citation_for, content_words, find_quote, ground_answer
 from ctxagent.engines.base import Prompt, SamplingParams
 from ctxagent.errors import BudgetExhausted, InputError
+from ctxagent.grounding import Grounding, check_answer
 from ctxagent.recipes.context import RunContext
 from ctxagent.recipes.prompts import extract_prompt, facts_answer_prompt
 from ctxagent.types import Answer, Chunk, Citation, Document
@@ -28,8 +31,10 @@ TEMPLATE_SLACK = 48
 EXTRACT_TOKENS = 40
 # Short answer shown when nothing verifiable was found.
 NOT_FOUND = "NOT FOUND"
-# Note added when the model's answer was replaced by the best quote.
+# Note added when the model's answer was replaced by the best quote (followed by why, in parentheses).
 FALLBACK_NOTE = "the model's answer was not supported by the verified quotes; the best quote is the answer"
+# Note added when the model's answer was refused and no verified quote is about the question.
+NOT_FOUND_NOTE = "the model's answer was not supported by the verified quotes, and no quote answers the question"
 
 # Replies that mean "this text does not answer", in the ways small models phrase it.
 _NONE_REPLY = re.compile(
@@ -203,8 +208,78 @@ def extract_facts(
 
 
 # -- answering from facts -------------------------------------------------------------------
+# A fallback quote must be about the question: it holds at least this share of the question's content words.
+ON_TOPIC = 0.5
+_USED_LINE = re.compile(r"(?im)^[^\S\n]*\W*(?:facts?|sources?)(?:\s+used)?\s*[:#]\s*(?P<ids>[^\n]*)$")
+_USED_INLINE = re.compile(r"(?i)[\s(]*\b(?:facts?|sources?)\s+used\b\s*[:#-]?\s*(?P<ids>(?:\[?\d+\]?(?:\s*(?:,|;|&|and)\s*)?)+)\)?\.?")
+_USED_BRACKET = re.compile(r"(?i)\s*[\[(](?:facts?\s*)?(?P<ids>\d+(?:\s*(?:,|;|&|and)\s*\d+)*)[\])]")
+_FACT_REFERENCE = re.compile(r"(?i)\bfacts?\s+(?:(?:no\.?|number|#)\s*)?(?P<ids>\d+(?:\s*(?:,|&|and)\s*\d+)*)\b")
+
+
+@dataclass
+class Reply:
+    """The answer step's reply, split: the answer text, the facts it says it used (0-based; None when
+    it named none), and the text to check (references such as "fact 2" masked, they assert nothing)."""
+
+    text: str
+    claimed: list[int] | None
+    checked: str
+
+
+def parse_reply(reply: str, shown: int) -> Reply:
+    """Split "answer ... Facts used: 1, 3" (or "[1]", "(facts 1 and 3)", "Fact 2 says ...") into the answer
+    and the facts it names, leniently: any of those forms, numbers outside 1..shown ignored."""
+    claimed: list[int] = []
+
+    def numbers(match: re.Match[str]) -> list[int]:
+        return [int(n) for n in re.findall(r"\d+", match.group("ids"))]
+
+    def take(match: re.Match[str]) -> str:
+        claimed.extend(n - 1 for n in numbers(match) if 1 <= n <= shown)
+        return ""
+
+    def take_if_fact_numbers(match: re.Match[str], keep: str) -> str:
+        """"[2]" or "(1, 3)" is a reference only when every number in it is a shown fact's ("(1886)" is not)."""
+        if not all(1 <= n <= shown for n in numbers(match)):
+            return match.group()
+        return take(match) or keep
+
+    text = _USED_LINE.sub(take, reply)
+    text = _USED_INLINE.sub(take, text)
+    text = _USED_BRACKET.sub(lambda m: take_if_fact_numbers(m, ""), text).strip()
+    checked = _FACT_REFERENCE.sub(lambda m: take_if_fact_numbers(m, " " * len(m.group())), text)
+    return Reply(text=text, claimed=sorted(set(claimed)) if claimed else None, checked=checked)
+
+
+_YES_NO_QUESTION = re.compile(
+    r"^\W*(?:is|was|are|were|do|does|did|has|have|had|can|could|will|would|should|may|might|must|shall|isn't|wasn't|doesn't|didn't)\b|\btrue or false\b",
+    re.IGNORECASE,
+)
+_NO = re.compile(r"^\W*(?:no|false)\b\W*", re.IGNORECASE)
+
+
+def declines(reply: str, question: str) -> bool:
+    """Does a final answer say the text holds no answer? A leading "No" answers a yes/no question
+    (then only what follows it may decline: "No, the text does not say"); it declines any other."""
+    verdict = _NO.match(reply) if _YES_NO_QUESTION.search(question) else None
+    if verdict:
+        rest = reply[verdict.end() :]
+        return bool(rest.strip()) and is_none(rest)
+    return is_none(reply)
+
+
+def record_evidence(ctx: RunContext, spans: Sequence[tuple[str, int, int]]) -> None:
+    """Record what was put in front of the model for the final answer (the eval's evidence recall reads it)."""
+    ctx.trace.add("evidence", spans=[[doc_id, start, end] for doc_id, start, end in spans])
+
+
+def on_topic(quote: str, question: str) -> bool:
+    """Is a quote about the question, so that it may stand as the answer when the model's is refused?"""
+    return relevance(quote, question) >= ON_TOPIC
+
+
 def _supported(answer: str, question: str, facts: Sequence[Fact]) -> bool:
-    """Does the answer say something the facts say and the question does not?"""
+    """Does the answer say something the facts say and the question does not? (for answers with no specifics)"""
     novel = set(content_words(answer)) - set(content_words(question))
     fact_words = {w for f in facts for w in content_words(f.text)}
     return bool(novel & fact_words)
@@ -218,12 +293,18 @@ def facts_that_fit(ctx: RunContext, facts: Sequence[Fact], question: str, max_ne
         room = min(room, left - max_new - ctx.prompt_tokens(facts_answer_prompt([], question)) - TEMPLATE_SLACK)
     chosen: list[Fact] = []
     for fact in facts:
-        cost = ctx.count_tokens(fact.text) + 4
+        cost = ctx.count_tokens(fact.text) + 6
         if cost > room:
             continue
         chosen.append(fact)
         room -= cost
     return chosen
+
+
+def refusal_reason(grounding: Grounding) -> str:
+    """Why an answer is refused, naming what it asserted without support."""
+    listed = ", ".join(f"'{u}'" for u in grounding.unsupported)
+    return f"it states {listed}, which the facts shown do not support"
 
 
 def answer_from_facts(
@@ -235,14 +316,18 @@ def answer_from_facts(
     notes: Sequence[str] = (),
     max_facts: int = 5,
 ) -> Answer:
-    """The reduce step shared by all recipes: answer from the verified facts, cite them.
+    """The reduce step shared by all recipes: answer from the verified facts, cite the facts used.
 
-    The model writes the answer from the facts alone. If its answer is not supported by
-    them (it names nothing they say), the best fact itself is the answer: a verified
-    quote is better than an unsupported sentence from a small model.
+    The model sees the facts numbered and says which it used. Its answer may derive
+    (yes/no, a sum, a year gap, an option letter), but every number, date and name in it
+    must be supported by the facts shown (ctxagent.grounding). Otherwise the best verified
+    quote is the answer when it is about the question, and NOT FOUND when it is not: a
+    verified quote is better than an unsupported sentence, and nothing is better than a
+    quote that does not answer.
     """
     notes = list(notes)
     if not facts:
+        record_evidence(ctx, [])
         ctx.trace.add("answer", found=False)
         return ctx.answer(NOT_FOUND, recipe=recipe, notes=[*notes, "no passage that answers the question was found in the document"])
     max_new = ctx.budget.max_new_tokens
@@ -250,23 +335,51 @@ def answer_from_facts(
     if not chosen:
         return quote_answer(ctx, recipe, facts, notes + ["no room left in the budget for the answer step"], partial=True)
     try:
-        [reply] = ctx.generate([facts_answer_prompt([f.text for f in chosen], question)], SamplingParams(max_new_tokens=max_new), step="answer", facts=len(chosen))
+        [completion] = ctx.generate([facts_answer_prompt([f.text for f in chosen], question)], SamplingParams(max_new_tokens=max_new), step="answer", facts=len(chosen))
     except BudgetExhausted as exc:
         return quote_answer(ctx, recipe, facts, [*notes, f"{exc} before the answer step"], partial=True)
-    text = reply.text.strip()
-    if is_none(text) or not _supported(text, question, chosen):
-        ctx.trace.add("answer:fallback", reply=text[:120], why="answer not supported by the verified quotes")
-        return quote_answer(ctx, recipe, facts, [*notes, FALLBACK_NOTE])
-    regions = [(f.citation.doc_id, f.citation.start, f.citation.end) for f in chosen]
-    citations = ground_answer(text, question, documents, regions) or [chosen[0].citation]
-    return ctx.answer(text, recipe=recipe, citations=citations, notes=notes)
+    record_evidence(ctx, [(f.citation.doc_id, f.citation.start, f.citation.end) for f in chosen])
+    reply = parse_reply(completion.text, len(chosen))
+    if declines(reply.text, question):
+        return _refuse(ctx, recipe, facts, question, notes, reply.text, "it says the facts do not answer")
+    grounding = check_answer(reply.checked, [f.text for f in chosen], question)
+    if not grounding.supported:
+        return _refuse(ctx, recipe, facts, question, notes, reply.text, refusal_reason(grounding), grounding.unsupported)
+    asserted = [s for s in grounding.supports if s.how != "question"]
+    if not asserted and not grounding.derived and not _supported(reply.checked, question, chosen):
+        return _refuse(ctx, recipe, facts, question, notes, reply.text, "it says nothing the facts say")
+    used = sorted(set(reply.claimed or []) | set(grounding.facts_used))
+    ctx.trace.add("answer:grounded", claimed=reply.claimed, used=used, derived=grounding.derived, checks=[[s.specific.text, s.how] for s in grounding.supports])
+    if used:
+        citations = [chosen[i].citation for i in used]
+    else:
+        regions = [(f.citation.doc_id, f.citation.start, f.citation.end) for f in chosen]
+        citations = ground_answer(reply.checked, question, documents, regions) or [chosen[0].citation]
+    return ctx.answer(reply.text, recipe=recipe, citations=citations, notes=notes)
 
 
-def quote_answer(ctx: RunContext, recipe: str, facts: Facts, notes: Sequence[str], partial: bool = False) -> Answer:
-    """Answer with the best verified quote itself (no engine call)."""
+def _refuse(ctx: RunContext, recipe: str, facts: Facts, question: str, notes: list[str], reply: str, why: str, unsupported: Sequence[str] = ()) -> Answer:
+    """The model's answer is not grounded: the best verified quote if it is about the question, else NOT FOUND."""
+    best = facts.best(1)[0]
+    ctx.trace.add("answer:refused", reply=reply[:160], why=why, unsupported=list(unsupported))
+    if on_topic(best.text, question):
+        return quote_answer(ctx, recipe, facts, [*notes, f"{FALLBACK_NOTE} ({why})"], record=False)
+    read = f"{len(facts)} verified passage(s) read"
+    return ctx.answer(NOT_FOUND, recipe=recipe, notes=[*notes, f"{NOT_FOUND_NOTE} ({why}; {read}, none about the question)"])
+
+
+def quote_answer(ctx: RunContext, recipe: str, facts: Facts, notes: Sequence[str], partial: bool = False, record: bool = True) -> Answer:
+    """Answer with the best verified quote itself (no engine call).
+
+    record: add the quote as the evidence step (not when the facts shown to the answer step were already recorded).
+    """
     if not facts:
+        if record:
+            record_evidence(ctx, [])
         return ctx.answer("", recipe=recipe, partial=partial, notes=[*notes, "no passage that answers the question was found before stopping"])
     best = facts.best(1)[0]
+    if record:
+        record_evidence(ctx, [(best.citation.doc_id, best.citation.start, best.citation.end)])
     return ctx.answer(best.text, recipe=recipe, citations=[best.citation], partial=partial, notes=list(notes))
 
 
@@ -281,4 +394,4 @@ def partial_answer(ctx: RunContext, recipe: str, facts: Facts, exc: BudgetExhaus
 
 def confirmed(answer: Answer) -> bool:
     """An answer the model wrote from verified facts and that those facts support."""
-    return not answer.partial and answer.text != NOT_FOUND and bool(answer.citations) and FALLBACK_NOTE not in answer.notes
+    return not answer.partial and answer.text != NOT_FOUND and bool(answer.citations) and not any(n.startswith(FALLBACK_NOTE) for n in answer.notes)

@@ -1,10 +1,14 @@
-"""`retrieve_then_reason`: retrieve candidate chunks, keep verified quotes, reason over them.
+"""`retrieve_then_reason`: retrieve candidate chunks, select evidence sentences, reason over them.
 
 1. Retrieve: the document is cut into small chunks and indexed by a retriever
    (BM25, dense or hybrid); the question fetches the best `k`.
-2. Extract: one batched call asks each retrieved chunk for the sentence that answers;
-   a reply survives only if it really occurs in that chunk (string match).
-3. Reason: one call answers from the verified sentences alone, cited with them.
+2. Select: the sentences of the retrieved chunks are scored (BM25, sentence encoder,
+   and the engine's log-probs for the best few, see evidence.py); the best become facts,
+   cut from the source, so nothing depends on the model copying text.
+3. Follow chains: when the best facts name something the question does not (a person,
+   a place) that no other fact connects, that is searched for and the sentence that
+   continues the chain is added, up to `Budget.max_hops` rounds.
+4. Reason: one call answers from the facts alone, cited with them.
 
 The cheapest long-document recipe: its cost does not grow with the document (beyond
 indexing, which costs no engine call), so it suits tight budgets and huge inputs. It
@@ -18,22 +22,33 @@ from typing import Sequence
 from ctxagent.errors import BudgetExhausted, InputError
 from ctxagent.recipes import register
 from ctxagent.recipes.context import RunContext
+from ctxagent.recipes.evidence import EvidenceSelector, feedback_terms, follow_chain
 from ctxagent.recipes.prompts import extract_prompt
-from ctxagent.recipes.reading import EXTRACT_TOKENS, Facts, answer_from_facts, extract_facts, fit_chunks, partial_answer, window_room
+from ctxagent.recipes.reading import EXTRACT_TOKENS, Facts, answer_from_facts, fit_chunks, partial_answer, window_room
 from ctxagent.recipes.retrieval import ChunkIndex
 from ctxagent.types import Answer, Document
 
 
 @register("retrieve_then_reason")
 class RetrieveThenReasonRecipe:
-    """retriever: "bm25", "dense", "hybrid" or a registered name; k: chunks read; chunk_tokens: retrieval chunk size."""
+    """retriever: "bm25", "dense", "hybrid" or a registered name; k: chunks read; chunk_tokens: retrieval
+    chunk size; selector: how evidence sentences are scored and kept (EvidenceSelector)."""
 
     name = "retrieve_then_reason"
 
-    def __init__(self, retriever: str = "hybrid", k: int = 4, chunk_tokens: int = 256) -> None:
+    def __init__(
+        self,
+        retriever: str = "hybrid",
+        k: int = 4,
+        chunk_tokens: int = 256,
+        selector: EvidenceSelector | None = None,
+        feedback: bool = False,
+    ) -> None:
         if k < 1:
             raise InputError(f"retrieve_then_reason needs k >= 1 chunks to read, got {k}")
         self.retriever, self.k, self.chunk_tokens = retriever, k, chunk_tokens
+        self.selector = selector or EvidenceSelector()
+        self.feedback = feedback  # pseudo-relevance feedback when the question shares few words with the text
 
     def run(self, ctx: RunContext, documents: Sequence[Document], question: str) -> Answer:
         room = window_room(ctx, extract_prompt("", question), EXTRACT_TOKENS)
@@ -41,10 +56,20 @@ class RetrieveThenReasonRecipe:
         index = ChunkIndex(self.retriever, chunks)
         hits = index.search(question, self.k)
         ctx.trace.add("retrieve", retriever=self.retriever, chunks=len(chunks), hits=[[chunks[i].doc_id, chunks[i].start, round(s, 4)] for i, s in hits])
-        facts = Facts()
+        facts, pool = Facts(), self.selector.pool(chunks)
+        positions = [i for i, _ in hits]
+        if self.feedback and float(max(pool.lexical(question)[pool.in_chunks(positions)], default=0.0)) < self.selector.low_overlap:
+            terms = feedback_terms(pool, question, positions)
+            more = [i for i, _ in index.search(f"{question} {' '.join(terms)}", self.k) if i not in positions]
+            ctx.trace.add("feedback", terms=terms, chunks=more)
+            positions += more
         try:
-            for found in extract_facts(ctx, [chunks[i] for i, _ in hits], documents, question, step="extract"):
-                facts.add(found)
+            facts.add(self.selector.select(ctx, pool, documents, question, positions=positions, step="select"))
+            follow_chain(
+                ctx, self.selector, pool, documents, question, facts,
+                max_hops=ctx.budget.max_hops,
+                fetch=lambda query: [i for i, _ in index.search(query, self.k)],
+            )
         except BudgetExhausted as exc:
-            return partial_answer(ctx, self.name, facts, exc, 0, len(hits))
+            return partial_answer(ctx, self.name, facts, exc, len(hits), len(hits))
         return answer_from_facts(ctx, self.name, documents, question, facts)

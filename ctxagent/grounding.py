@@ -1,0 +1,594 @@
+"""Does an answer assert anything its facts do not support?
+
+An answer may derive (yes/no, a number computed from two facts, a date, a choice), but
+every *specific* it asserts must come from the facts it cites: a number, a date or a
+name is supported when the facts state it (after normalisation: "26,400,000",
+"26.4 million" and "twenty-six point..." are one value; "12 June 1886" is "June 12,
+1886"), or when it is computed from numbers the facts or the question state (a sum, a
+difference such as a gap between years, a product, a ratio or percentage, a count of
+the facts for a "how many" question, or arithmetic the answer shows, which is checked).
+
+Words of the question are the user's, not new assertions, so a specific the answer
+only repeats from the question needs no support -- except when the answer *affirms*
+the question ("Yes", "True") or picks one of its options: then the question's (or the
+chosen option's) specifics are what the answer asserts, and the facts must support them.
+
+Deterministic and cheap (regular expressions and a few thousand float comparisons), so
+every answer step runs it without another engine call. Rules are written for what any
+answer may say, not for one model's habits; see docs/recipes.md, "Grounded answers".
+"""
+
+from __future__ import annotations
+
+import ast
+import operator
+import re
+from dataclasses import dataclass, field
+from itertools import combinations
+from typing import Literal, Sequence
+
+Kind = Literal["number", "date", "name"]
+DateParts = tuple[int | None, int | None, int | None]  # (year, month, day)
+
+# -- vocabulary -----------------------------------------------------------------------------
+_MONTHS = {
+    name: i
+    for i, names in enumerate(
+        [("january", "jan"), ("february", "feb"), ("march", "mar"), ("april", "apr"), ("may",), ("june", "jun"),
+         ("july", "jul"), ("august", "aug"), ("september", "sep", "sept"), ("october", "oct"), ("november", "nov"),
+         ("december", "dec")],  # fmt: skip
+        start=1,
+    )
+    for name in names
+}
+_UNITS = {w: i for i, w in enumerate(
+    "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen "
+    "seventeen eighteen nineteen".split())}  # fmt: skip
+_TENS = {w: 10 * i for i, w in enumerate("twenty thirty forty fifty sixty seventy eighty ninety".split(), start=2)}
+_SCALES = {"hundred": 100.0, "thousand": 1e3, "million": 1e6, "billion": 1e9, "trillion": 1e12}
+_SHORT_SCALES = {"k": 1e3, "m": 1e6, "mn": 1e6, "b": 1e9, "bn": 1e9}
+# Capitalised words that are not names: sentence openers, verdicts, pronouns, function words.
+_COMMON = frozenset(
+    "a an and are as at be but by did do does for from had has have he her his how i if in is it its me my no not "
+    "of on or our she so that the their them then there these they this those to was we were what when where "
+    "which who whom why will with yes you your true false correct incorrect right wrong none nothing found answer "
+    "answers option options choice question document text fact facts according based however also both each "
+    "every all some many most here after before during since while because therefore thus although note "
+    "unknown ok okay".split()
+)
+_HONORIFICS = frozenset("mr mrs ms miss dr sir lady lord captain capt admiral colonel col general gen prof professor st saint rev".split())
+_NAME_JOINERS = frozenset("of de da di van von der den del du la le y and &".split())
+# Constants an answer may use in the arithmetic it shows (unit conversions), besides the facts' numbers.
+CONVERSION_CONSTANTS = (2.0, 3.0, 4.0, 7.0, 10.0, 12.0, 24.0, 52.0, 60.0, 100.0, 365.0, 1000.0)
+
+# -- patterns -------------------------------------------------------------------------------
+_MONTH_RE = r"(?:jan(?:uary)?|feb(?:ruary)?|mar(?:ch)?|apr(?:il)?|may|june?|july?|aug(?:ust)?|sept?(?:ember)?|oct(?:ober)?|nov(?:ember)?|dec(?:ember)?)\.?"
+_DAY_RE = r"(?:[12]\d|3[01]|0?[1-9])(?:st|nd|rd|th)?"
+_YEAR_RE = r"(?:1\d{3}|2\d{3})"
+_DATE = re.compile(
+    rf"\b(?:(?P<y1>{_YEAR_RE})-(?P<m1>0?[1-9]|1[0-2])-(?P<d1>[12]\d|3[01]|0?[1-9])"
+    rf"|(?P<m2>{_MONTH_RE})\s+(?P<d2>{_DAY_RE})(?:,?\s+(?P<y2>{_YEAR_RE}))?"
+    rf"|(?P<d3>{_DAY_RE})\s+(?:of\s+)?(?P<m3>{_MONTH_RE}),?(?:\s+(?P<y3>{_YEAR_RE}))?"
+    rf"|(?P<m4>{_MONTH_RE}),?\s+(?P<y4>{_YEAR_RE}))(?![\w-])",
+    re.IGNORECASE,
+)
+_NUM_CORE = r"\d{1,3}(?:,\d{3})+(?:\.\d+)?|\d+(?:\.\d+)?|\.\d+"
+_NUMBER = re.compile(
+    rf"(?<![\w.,])(?P<cur>[$€£¥])?\s?(?P<num>{_NUM_CORE})"
+    r"(?:(?P<short>bn|mn|[kKmMbB])(?![A-Za-z])|(?P<ord>st|nd|rd|th|s)(?![A-Za-z]))?"
+    r"(?:\s?(?P<pct>%|percent\b|per\s?cent\b))?"
+    r"(?:\s(?P<scale>thousand|million|billion|trillion)\b)?"
+    r"(?![\w])",
+    re.IGNORECASE,
+)
+_CODE = re.compile(r"(?<![\w])(?=[\w-]*\d)(?=[\w-]*[A-Za-z])[A-Za-z0-9]+(?:[-/.][A-Za-z0-9]+)*(?![\w])")
+_WORD = re.compile(r"[A-Za-z][A-Za-z'’]*(?:-[A-Za-z][A-Za-z'’]*)*")
+_ARITH_NUM = rf"[$€£¥]?(?:{_NUM_CORE})(?:\s?%)?(?:\s(?:thousand|million|billion|trillion)\b)?"
+_ARITHMETIC = re.compile(
+    rf"(?P<expr>{_ARITH_NUM}(?:\s*(?:[-+*/×÷−–]|\sx\s)\s*{_ARITH_NUM})+)\s*(?:=|equals|is)\s*(?P<result>{_ARITH_NUM})",
+    re.IGNORECASE,
+)
+_VERDICT = re.compile(r"^\W*(?P<word>yes|no|true|false|correct|incorrect|right|wrong)\b", re.IGNORECASE)
+_AFFIRM = frozenset("yes true correct right".split())
+_OPTION = re.compile(r"(?:^|(?<=[\s(\[]))\(?(?P<letter>[A-H])[).:]\s+(?P<text>.+?)(?=\s+\(?[A-H][).:]\s|\n|$)", re.MULTILINE)
+_CHOICE = re.compile(
+    r"^\W*(?:(?:the\s+)?(?:correct\s+)?(?:answer|option|choice)(?:\s+is)?\s*:?\s*)?\(?(?P<letter>[A-H])(?:[).:,]|\s*$|\s+[-—–])",
+)
+_SENTENCE_OPENER = re.compile(r"(?:^|[.!?:;\n\"“(\[]|\s[-—–]|^\s*(?:[-*•]|\d+[.)]))\s*$")
+
+
+# -- data -----------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Specific:
+    """One thing an answer asserts: a number (value and the tolerance its written precision allows),
+    a date (the parts it states), or a name (the words that must be found)."""
+
+    kind: Kind
+    text: str
+    start: int
+    end: int
+    value: float | None = None
+    mantissa: float | None = None  # the number as written, before a scale word ("26.4" of "26.4 million")
+    scaled: bool = False
+    tolerance: float = 0.5
+    rounded: float = 0.5  # the tolerance if trailing zeros are read as rounding ("125,000"): for computed values only
+    percent: bool = False
+    year: bool = False  # a plain four-digit integer 1000-2999, or a date's year
+    date: DateParts | None = None
+    words: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Support:
+    """Why a specific is supported (`how`, empty when it is not) and which facts say so (indexes)."""
+
+    specific: Specific
+    how: str
+    facts: tuple[int, ...] = ()
+
+    @property
+    def ok(self) -> bool:
+        return bool(self.how)
+
+
+@dataclass
+class Grounding:
+    """The verdict on one answer: every specific with its support, and the derived-answer kind."""
+
+    supports: list[Support] = field(default_factory=list)
+    derived: str = ""  # "yes" / "no" / "choice B" / "" for a plain answer
+
+    @property
+    def supported(self) -> bool:
+        return all(s.ok for s in self.supports)
+
+    @property
+    def unsupported(self) -> list[str]:
+        return list(dict.fromkeys(s.specific.text for s in self.supports if not s.ok))
+
+    @property
+    def facts_used(self) -> list[int]:
+        return sorted({i for s in self.supports if s.ok for i in s.facts if i >= 0})
+
+
+@dataclass(frozen=True)
+class _Number:
+    value: float
+    mantissa: float
+    fact: int  # index of the fact it came from; -1 for the question, -2 for a constant or a count
+    year: bool = False
+
+
+# -- finding specifics ----------------------------------------------------------------------
+def _date_parts(m: re.Match[str]) -> DateParts:
+    g = m.groupdict()
+    year = next((g[k] for k in ("y1", "y2", "y3", "y4") if g[k]), None)
+    month = next((g[k] for k in ("m1", "m2", "m3", "m4") if g[k]), None)
+    day = next((g[k] for k in ("d1", "d2", "d3") if g[k]), None)
+    month_no = int(month) if month and month.isdigit() else _MONTHS.get((month or "").lower().rstrip("."))
+    day_no = int(re.sub(r"\D", "", day)) if day else None
+    return (int(year) if year else None, month_no, day_no)
+
+
+def _dates(text: str) -> list[Specific]:
+    out = []
+    for m in _DATE.finditer(text):
+        parts = _date_parts(m)
+        if parts[1] is None:
+            continue
+        out.append(Specific("date", m.group(), m.start(), m.end(), date=parts))
+    return out
+
+
+def _number_from_match(m: re.Match[str]) -> Specific:
+    raw = m.group("num").replace(",", "")
+    mantissa = float(raw)
+    decimals = len(raw.split(".")[1]) if "." in raw else 0
+    scale = 1.0
+    if m.group("scale"):
+        scale = _SCALES[m.group("scale").lower()]
+    elif m.group("short"):
+        scale = _SHORT_SCALES[m.group("short").lower()]
+    tolerance = 0.5 * 10**-decimals * scale
+    zeros = len(raw) - len(raw.rstrip("0")) if decimals == 0 else 0
+    if zeros < 2 or (scale == 1.0 and re.fullmatch(_YEAR_RE, raw)):  # "30" is exact; so is a year such as "1900"
+        zeros = 0
+    return Specific(
+        "number", m.group().strip(), m.start(), m.end(), value=mantissa * scale, mantissa=mantissa, scaled=scale != 1.0,
+        tolerance=tolerance, rounded=tolerance * 10**zeros, percent=bool(m.group("pct")),
+        year=scale == 1.0 and not m.group("cur") and bool(re.fullmatch(_YEAR_RE, raw)),
+    )  # fmt: skip
+
+
+def _word_numbers(text: str) -> list[Specific]:
+    """Runs of number words ("twelve", "twenty-one", "three hundred and five", "two million")."""
+    out: list[Specific] = []
+    run: list[tuple[str, int, int]] = []
+
+    def flush() -> None:
+        while run and run[-1][0] == "and":
+            run.pop()
+        if run:
+            total, current = 0.0, 0.0
+            for word, _, _ in run:
+                for part in word.split("-"):
+                    if part in _UNITS:
+                        current += _UNITS[part]
+                    elif part in _TENS:
+                        current += _TENS[part]
+                    elif part == "hundred":
+                        current = max(current, 1.0) * 100
+                    elif part in _SCALES:
+                        total += max(current, 1.0) * _SCALES[part]
+                        current = 0.0
+            value = total + current
+            start, end = run[0][1], run[-1][2]
+            out.append(Specific("number", text[start:end], start, end, value=value, mantissa=value, tolerance=0.5))
+        run.clear()
+
+    for m in _WORD.finditer(text):
+        word = m.group().lower()
+        parts = word.split("-")
+        if all(p in _UNITS or p in _TENS or p in _SCALES for p in parts):
+            run.append((word, m.start(), m.end()))
+        elif word == "and" and run:
+            run.append((word, m.start(), m.end()))
+        else:
+            flush()
+    flush()
+    return out
+
+
+def _overlaps(start: int, end: int, taken: Sequence[Specific]) -> bool:
+    return any(start < s.end and s.start < end for s in taken)
+
+
+def _numbers(text: str, taken: Sequence[Specific]) -> list[Specific]:
+    found = [_number_from_match(m) for m in _NUMBER.finditer(text) if not _overlaps(m.start(), m.end(), taken)]
+    found += [s for s in _word_numbers(text) if not _overlaps(s.start, s.end, [*taken, *found])]
+    return found
+
+
+def _at_sentence_start(text: str, start: int) -> bool:
+    return bool(_SENTENCE_OPENER.search(text[max(0, start - 12) : start]))
+
+
+def _name_words(phrase: str) -> tuple[str, ...]:
+    words = []
+    for word in re.split(r"[\s-]+", phrase):
+        word = re.sub(r"['’]s?$", "", word).lower()
+        if word and word not in _HONORIFICS and word not in _NAME_JOINERS:
+            words.append(word)
+    return tuple(words)
+
+
+def _names(text: str, taken: Sequence[Specific]) -> list[Specific]:
+    """Capitalised words and phrases ("Anne Elliot", "World's Fair", "NASA"), and codes mixing letters
+    and digits ("Q3", "B-52"). A capitalised word opening a sentence counts only inside a longer
+    phrase that is not led by a common word, since any sentence starts with a capital."""
+    out: list[Specific] = []
+    for m in _CODE.finditer(text):
+        if not _overlaps(m.start(), m.end(), taken):
+            out.append(Specific("name", m.group(), m.start(), m.end(), words=(m.group().lower(),)))
+    taken = [*taken, *out]
+    tokens = [m for m in _WORD.finditer(text) if not _overlaps(m.start(), m.end(), taken)]
+    i = 0
+    while i < len(tokens):
+        if not tokens[i].group()[0].isupper():
+            i += 1
+            continue
+        j = i + 1
+        while j < len(tokens):
+            gap = text[tokens[j - 1].end() : tokens[j].start()]
+            joined = tokens[j].group().lower() in _NAME_JOINERS and j + 1 < len(tokens) and tokens[j + 1].group()[0].isupper()
+            if gap.strip() or not (tokens[j].group()[0].isupper() or joined):
+                break
+            j += 2 if joined and not tokens[j].group()[0].isupper() else 1
+        run = tokens[i:j]
+        i = j
+        if _at_sentence_start(text, run[0].start()):
+            if len(run) == 1 or run[0].group().lower() in _COMMON:
+                run = run[1:]
+        while run and run[0].group().lower() in _COMMON | _NAME_JOINERS:
+            run = run[1:]
+        while run and run[-1].group().lower() in _NAME_JOINERS:
+            run = run[:-1]
+        if not run or all(t.group().lower() in _COMMON for t in run):
+            continue
+        start, end = run[0].start(), run[-1].end()
+        words = _name_words(text[start:end])
+        if words:
+            out.append(Specific("name", text[start:end], start, end, words=words))
+    return out
+
+
+def find_specifics(text: str) -> list[Specific]:
+    """The numbers, dates and names `text` asserts, in order. "one" alone is not a number
+    (it is far more often a pronoun), and a single capital letter is not a name."""
+    dates = _dates(text)
+    numbers = [n for n in _numbers(text, dates) if not (n.text.lower() == "one")]
+    names = [n for n in _names(text, [*dates, *numbers]) if len(n.text) > 1]
+    return sorted([*dates, *numbers, *names], key=lambda s: s.start)
+
+
+# -- the facts' side ------------------------------------------------------------------------
+def _words_of(text: str) -> set[str]:
+    words = set()
+    for m in re.finditer(r"[A-Za-z0-9]+(?:['’][A-Za-z]+)?(?:[-/.][A-Za-z0-9]+)*", text):
+        word = re.sub(r"['’]s$", "", m.group().lower())
+        words.add(word)
+        words.update(re.split(r"[-/]", word))
+    return words
+
+
+def _plain(word: str) -> str:
+    return word[:-1] if len(word) > 3 and word.endswith("s") else word
+
+
+@dataclass
+class _Source:
+    """What a set of texts states: numbers, dates and words, each with the index of its text."""
+
+    numbers: list[_Number] = field(default_factory=list)
+    dates: list[tuple[DateParts, int]] = field(default_factory=list)
+    words: list[set[str]] = field(default_factory=list)
+
+    @classmethod
+    def of(cls, texts: Sequence[str], index_base: int = 0) -> "_Source":
+        src = cls()
+        for i, text in enumerate(texts):
+            index = index_base if index_base < 0 else i
+            dates = _dates(text)
+            for d in dates:
+                src.dates.append((d.date, index))  # type: ignore[arg-type]
+                year, _, day = d.date  # type: ignore[misc]
+                src.numbers += [_Number(float(v), float(v), index, year=v == year) for v in (year, day) if v is not None]
+            src.numbers += [_Number(n.value, n.mantissa, index, year=n.year) for n in _numbers(text, dates)]  # type: ignore[arg-type]
+            words = _words_of(text)
+            src.words.append(words | {_plain(w) for w in words})
+        return src
+
+
+def _close(value: float, target: float, tolerance: float) -> bool:
+    return abs(value - target) <= tolerance + 1e-9 * max(1.0, abs(value))
+
+
+def _literal(spec: Specific, numbers: Sequence[_Number]) -> list[int]:
+    """Indexes of the texts stating the number, equal at the precision it is written in (or equal as
+    written, when the answer drops the scale word: "26.4" for "26.4 million")."""
+    assert spec.value is not None
+    hits = [n.fact for n in numbers if _close(n.value, spec.value, spec.tolerance)]
+    if not spec.scaled:
+        hits += [n.fact for n in numbers if _close(n.mantissa, spec.value, spec.tolerance)]
+    return list(dict.fromkeys(hits))
+
+
+def _computed(spec: Specific, numbers: Sequence[_Number]) -> tuple[str, tuple[int, ...]] | None:
+    """A sum, difference, product, ratio or percentage of two of the numbers (or a sum of three)
+    that equals the specific at its written precision. Years only add and subtract (a year gap, "two
+    years later"), and only a number written as a percentage is a percentage of two others: a year's
+    ratio to anything, or an unmarked percentage, matches small integers by chance."""
+    assert spec.value is not None
+    # Rounding a computed value to the written precision (trailing zeros count as rounding: "about
+    # 125,000") is allowed only within 1% of it, so a small integer is not "computed" by some ratio of
+    # two unrelated numbers that happens to round to it.
+    target, tol = spec.value, min(max(spec.tolerance, spec.rounded), 0.01 * abs(spec.value))
+    pool = list({(n.value, n.fact): n for n in numbers}.values())[:60]
+    for a, b in combinations(pool, 2):
+        x, y = a.value, b.value
+        candidates = [(x + y, "sum"), (abs(x - y), "difference")]
+        if not (a.year or b.year):
+            candidates.append((x * y, "product"))
+            for num, den in ((x, y), (y, x)):
+                if not den:
+                    continue
+                if spec.percent:
+                    candidates += [(100 * num / den, "percentage"), (100 * abs(num - den) / abs(den), "percentage change")]
+                else:
+                    candidates.append((num / den, "ratio"))
+        for value, what in candidates:
+            if _close(value, target, tol):
+                return f"{what} of {_fmt(x)} and {_fmt(y)}", tuple(sorted({a.fact, b.fact}))
+    if len(pool) <= 15:
+        for trio in combinations([n for n in pool if not n.year], 3):
+            if _close(sum(n.value for n in trio), target, tol):
+                return "sum of " + ", ".join(_fmt(n.value) for n in trio), tuple(sorted({n.fact for n in trio}))
+    return None
+
+
+def _fmt(value: float) -> str:
+    return f"{value:g}" if abs(value) < 1e15 else str(value)
+
+
+# -- shown arithmetic -----------------------------------------------------------------------
+_OPS = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.Div: operator.truediv}
+
+
+def _evaluate(node: ast.AST) -> float:
+    if isinstance(node, ast.Expression):
+        return _evaluate(node.body)
+    if isinstance(node, ast.Constant) and isinstance(node.value, (int, float)):
+        return float(node.value)
+    if isinstance(node, ast.BinOp) and type(node.op) in _OPS:
+        return _OPS[type(node.op)](_evaluate(node.left), _evaluate(node.right))
+    raise ValueError("not arithmetic")
+
+
+@dataclass(frozen=True)
+class _Equation:
+    start: int
+    end: int
+    operands: list[Specific]
+    result: Specific
+    holds: bool
+    shown: str
+
+
+def _equations(answer: str) -> list[_Equation]:
+    out = []
+    for m in _ARITHMETIC.finditer(answer):
+        expr = m.group("expr")
+        operands = [n for n in _numbers(expr, []) if n.value is not None]
+        ops = re.findall(r"(?<=[\d%a-z\s])\s*([-+*/×÷−–]|\sx\s)\s*(?=[$€£¥\d.])", expr)
+        result = _numbers(m.group("result"), [])
+        if len(operands) < 2 or len(ops) != len(operands) - 1 or not result:
+            continue
+        symbols = {"×": "*", "x": "*", "÷": "/", "−": "-", "–": "-"}
+        source = " ".join(f"{_fmt(o.value)} {symbols.get(op.strip(), op.strip())}" for o, op in zip(operands, ops)) + f" {_fmt(operands[-1].value)}"  # type: ignore[arg-type]
+        try:
+            value = _evaluate(ast.parse(source, mode="eval"))
+        except (ValueError, SyntaxError, ZeroDivisionError):
+            continue
+        res = result[0]
+        res = Specific("number", res.text, m.start("result") + res.start, m.start("result") + res.end, value=res.value, mantissa=res.mantissa, scaled=res.scaled, tolerance=res.tolerance)
+        shifted = [Specific("number", o.text, m.start() + o.start, m.start() + o.end, value=o.value, mantissa=o.mantissa, scaled=o.scaled, tolerance=o.tolerance) for o in operands]
+        holds = _close(value, res.value, res.tolerance)  # type: ignore[arg-type]
+        out.append(_Equation(m.start(), m.end(), shifted, res, holds, m.group()))
+    return out
+
+
+# -- derived answers ------------------------------------------------------------------------
+def question_options(question: str) -> dict[str, str]:
+    """Options of a multiple-choice question ("A) Osaka  B) Lyon", one per line or inline), by letter."""
+    options = {m.group("letter"): m.group("text").strip() for m in _OPTION.finditer(question)}
+    letters = sorted(options)
+    if len(letters) < 2 or letters[0] != "A":
+        return {}
+    return options
+
+
+def chosen_option(answer: str, options: dict[str, str]) -> str | None:
+    """The option letter an answer picks ("B", "(B) Lyon", "The answer is B."), if the question has options."""
+    if not options:
+        return None
+    m = _CHOICE.search(answer.strip())
+    if m and m.group("letter") in options:
+        return m.group("letter")
+    m = re.search(r"\b(?:answer|option|choice)\s+(?:is\s+)?\(?([A-H])\)?(?![\w])", answer, re.IGNORECASE)
+    if m and m.group(1).upper() in options:
+        return m.group(1).upper()
+    return None
+
+
+def _is_count_question(question: str) -> bool:
+    return bool(re.search(r"\bhow many\b|\bnumber of\b|\bcount\b", question, re.IGNORECASE))
+
+
+# -- the rule -------------------------------------------------------------------------------
+def check_answer(answer: str, facts: Sequence[str], question: str = "") -> Grounding:
+    """Every specific the answer asserts, each with how the facts support it (or not).
+
+    facts: the texts the answer may rest on (the facts it used, or the sentences it read);
+    `Support.facts` indexes into this list. question: the user's question, whose words
+    are echoes rather than assertions unless the answer affirms it or picks one of its options.
+    """
+    source = _Source.of(facts)
+    question_source = _Source.of([question], index_base=-1)
+    options = question_options(question)
+    verdict = _VERDICT.match(answer)
+    choice = chosen_option(answer, options)
+    affirms = bool(verdict and verdict.group("word").lower() in _AFFIRM)
+    derived = f"choice {choice}" if choice else (verdict.group("word").lower() if verdict else "")
+
+    # What the question lends the answer as mere echo, and what it makes the answer assert.
+    echo_text = question
+    carried: list[Specific] = []
+    if choice:
+        echo_text = question.replace(options[choice], " ")
+        carried = find_specifics(f"of {options[choice]}")  # an option's first word opens no sentence
+    if affirms:
+        echo_text = ""
+        carried = find_specifics(re.sub(r"\(?\b[A-H][).:]\s", " ", question))
+    echo = _Source.of([echo_text], index_base=-1)
+
+    operands = [*source.numbers, *question_source.numbers]
+    if _is_count_question(question) and facts:
+        operands.append(_Number(float(len(facts)), float(len(facts)), -2))
+
+    text = answer
+    if choice:  # the letter itself is not a name
+        text = re.sub(rf"^\W*(?:[^()]*?\b)?\(?{choice}[).:,]?", lambda m: " " * len(m.group()), answer, count=1)
+    supports: list[Support] = []
+    equations = _equations(text)
+    in_equation = [(e.start, e.end) for e in equations]
+    for eq in equations:
+        usable = [*operands, *(_Number(c, c, -2) for c in CONVERSION_CONSTANTS)]
+        facts_used: set[int] = set()
+        operands_ok = True
+        for op in eq.operands:
+            hit = _literal(op, usable)
+            computed = None if hit else _computed(op, operands)
+            if hit:
+                facts_used.update(hit[:1])
+                supports.append(Support(op, "stated" if hit[0] >= 0 else ("question" if hit[0] == -1 else "constant"), tuple(h for h in hit[:1] if h >= 0)))
+            elif computed:
+                facts_used.update(computed[1])
+                supports.append(Support(op, computed[0], tuple(i for i in computed[1] if i >= 0)))
+            else:
+                operands_ok = False
+                supports.append(Support(op, ""))
+        if eq.holds and operands_ok:
+            supports.append(Support(eq.result, f"arithmetic shown: {eq.shown}", tuple(sorted(i for i in facts_used if i >= 0))))
+            operands.append(_Number(eq.result.value, eq.result.value, -2))  # type: ignore[arg-type]
+        else:
+            supports.append(Support(eq.result, ""))
+    for spec in find_specifics(text):
+        if any(spec.start < e and s < spec.end for s, e in in_equation):
+            continue
+        supports.append(_support(spec, source, echo, operands))
+    for spec in carried:
+        supports.append(_support(spec, source, _Source(), operands, echo_allowed=False))
+    return Grounding(supports=supports, derived=derived)
+
+
+def _support(spec: Specific, source: _Source, echo: _Source, operands: Sequence[_Number], echo_allowed: bool = True) -> Support:
+    """How `source` (the facts) supports one specific; `echo` is the question text it may merely repeat."""
+    if spec.kind == "number":
+        hits = [i for i in _literal(spec, source.numbers) if i >= 0]
+        if hits:
+            return Support(spec, "stated", tuple(hits[:1]))
+        if echo_allowed and _literal(spec, echo.numbers):
+            return Support(spec, "question")
+        computed = _computed(spec, operands)
+        if computed:
+            return Support(spec, computed[0], tuple(i for i in computed[1] if i >= 0))
+        hits = [n.fact for n in operands if n.fact == -2 and _close(n.value, spec.value, spec.tolerance)]  # type: ignore[arg-type]
+        if hits:
+            return Support(spec, "count of the facts", tuple(range(len(source.words))))
+        return Support(spec, "")
+    if spec.kind == "date":
+        return _date_support(spec, source, echo if echo_allowed else _Source(), operands)
+    for i, words in enumerate(source.words):
+        if all(w in words or _plain(w) in words for w in spec.words):
+            return Support(spec, "stated", (i,))
+    # A name whose words are spread over several facts ("Anne" in one, "Elliot" in another): the fewest
+    # facts, in order, that together hold every word.
+    missing, cover = set(spec.words), []
+    for i, words in enumerate(source.words):
+        found = {w for w in missing if w in words or _plain(w) in words}
+        if found:
+            cover.append(i)
+            missing -= found
+    if spec.words and not missing:
+        return Support(spec, "stated", tuple(cover))
+    if echo_allowed and echo.words and all(w in echo.words[0] or _plain(w) in echo.words[0] for w in spec.words):
+        return Support(spec, "question")
+    return Support(spec, "")
+
+
+def _date_support(spec: Specific, source: _Source, echo: _Source, operands: Sequence[_Number]) -> Support:
+    year, month, day = spec.date  # type: ignore[misc]
+    for where, dates in (("stated", source.dates), ("question", echo.dates)):
+        for (f_year, f_month, f_day), index in dates:
+            if f_month != month or (day is not None and f_day != day):
+                continue
+            if year is None or f_year == year:
+                return Support(spec, where, (index,) if index >= 0 else ())
+            year_spec = Specific("number", str(year), spec.start, spec.end, value=float(year), mantissa=float(year))
+            stated = [i for i in _literal(year_spec, source.numbers) if i >= 0]
+            if f_year is None and stated:
+                return Support(spec, where, tuple(i for i in (index, stated[0]) if i >= 0))
+            computed = _computed(year_spec, operands)
+            if computed:
+                return Support(spec, f"date with its year as the {computed[0]}", tuple(i for i in (index, *computed[1]) if i >= 0))
+    return Support(spec, "")

@@ -1,0 +1,283 @@
+"""The grounding rule (ctxagent.grounding) branch by branch, and the answer step that applies it
+(answer_from_facts, direct) with the scripted engine: accept, refuse to a quote, refuse to NOT
+FOUND, facts-used parsing, the evidence trace step. Whether the real model's answers stay
+grounded is checked end to end in test_recipes_e2e.py and test_direct_e2e.py."""
+
+from __future__ import annotations
+
+import pytest
+
+from ctxagent.citations import citation_for
+from ctxagent.grounding import check_answer, find_specifics, question_options
+from ctxagent.recipes import get_recipe
+from ctxagent.recipes.base import run_recipe
+from ctxagent.recipes.context import RunContext
+from ctxagent.recipes.reading import FALLBACK_NOTE, NOT_FOUND, Fact, Facts, answer_from_facts, confirmed, parse_reply, quote_answer
+from ctxagent.types import Budget, Document
+from tests.fakes import ScriptedEngine
+
+REVENUE = "Third-quarter revenue reached 26.4 million euros, the highest in the company's history, driven by the first deliveries to Osaka."
+VOYAGE = ["The ship Aurora left Lisbon in 1886.", "The Aurora reached Macau in 1890 with 12 crew.", "Another 30 sailors joined the crew at Macau."]
+
+
+def _ok(answer: str, facts: list[str], question: str = "") -> bool:
+    return check_answer(answer, facts, question).supported
+
+
+# -- what counts as a specific --------------------------------------------------------------
+def test_specifics_are_numbers_dates_and_names_not_sentence_openers():
+    found = [(s.kind, s.text) for s in find_specifics("It was delivered on June 12, 1886, during the 1886 World's Fair.")]
+    assert found == [("date", "June 12, 1886"), ("number", "1886"), ("name", "World's Fair")]
+    found = [(s.kind, s.text) for s in find_specifics("Yes, twelve ships, about 26% or $1,200 in Q3. The Aurora sailed.")]
+    assert found == [("number", "twelve"), ("number", "26%"), ("number", "$1,200"), ("name", "Q3"), ("name", "Aurora")]
+    # A capitalised word that only opens a sentence is not a name; "one" alone is a pronoun, not a number.
+    assert find_specifics("Revenue rose. However, one of them fell.") == []
+    assert [s.text for s in find_specifics("Anne Elliot married Captain Wentworth.")] == ["Anne Elliot", "Captain Wentworth"]
+
+
+# -- supported literally, after normalisation -----------------------------------------------
+def test_a_stated_specific_is_supported():
+    result = check_answer("The revenue was 26.4 million euros, from Osaka.", [REVENUE])
+    assert result.supported and result.facts_used == [0]
+    assert [s.how for s in result.supports] == ["stated", "stated"]
+
+
+@pytest.mark.parametrize("answer", ["Revenue was 26,400,000 euros.", "Revenue was €26.4M.", "Revenue was 26.4 million.", "Revenue was 26.4."])
+def test_numbers_are_compared_after_normalisation(answer):
+    assert _ok(answer, [REVENUE])
+
+
+def test_number_words_percentages_and_dates_normalise():
+    assert _ok("There were twelve crew.", VOYAGE)
+    assert _ok("Margins were 12%.", ["Margins were 12 percent in the year."])
+    assert _ok("It opened on 12 June 1886.", ["The fair opened on June 12, 1886."])
+    assert _ok("It opened in June 1886.", ["The fair opened on June 12, 1886."])
+
+
+# -- computed from the facts ----------------------------------------------------------------
+def test_unshown_sum_difference_and_year_gap_are_supported():
+    sum_ = check_answer("The crew numbered 42.", VOYAGE, "How many crew?")
+    assert sum_.supported and sum_.supports[0].how == "sum of 12 and 30" and sum_.facts_used == [1, 2]
+    gap = check_answer("The voyage took 4 years.", VOYAGE, "How long was the voyage?")
+    assert gap.supported and gap.supports[0].how.startswith("difference of 1886 and 1890")
+    assert _ok("The difference is 18 sailors.", VOYAGE)
+
+
+def test_shown_arithmetic_is_checked_with_its_operands():
+    shown = check_answer("12 + 30 = 42 crew in all.", VOYAGE)
+    assert shown.supported and shown.supports[-1].how == "arithmetic shown: 12 + 30 = 42"
+    assert _ok("It took four years (1890 - 1886 = 4).", VOYAGE)
+    wrong = check_answer("12 + 30 = 43 crew in all.", VOYAGE)
+    assert not wrong.supported and wrong.unsupported == ["43"]
+    # Correct arithmetic on a number the facts do not state proves nothing.
+    invented = check_answer("12 + 31 = 43 crew in all.", VOYAGE)
+    assert not invented.supported and invented.unsupported == ["31", "43"]
+    # A unit conversion constant may be shown: 26.4 million a quarter is 8.8 million a month.
+    assert _ok("26.4 million / 3 = 8.8 million a month.", [REVENUE])
+
+
+def test_a_date_derived_from_another_needs_its_year_computed():
+    facts = ["The treaty was signed on June 12, 1886.", "It took effect two years later, on the same day."]
+    assert _ok("It took effect on June 12, 1888.", facts)
+    assert not _ok("It took effect on June 12, 1889.", facts)
+
+
+# -- refused --------------------------------------------------------------------------------
+def test_unsupported_date_name_and_number_are_refused():
+    result = check_answer("It was delivered on June 12, 1886, during the 1886 World's Fair.", [REVENUE], "When was it delivered?")
+    assert not result.supported and result.unsupported == ["June 12, 1886", "1886", "World's Fair"]
+    assert check_answer("The revenue was 30 million euros.", [REVENUE]).unsupported == ["30 million"]
+    assert check_answer("Deliveries went to Kyoto.", [REVENUE]).unsupported == ["Kyoto"]
+    # A small integer is not "computed" by a ratio that merely rounds to it (30 / 12 = 2.5); years only add
+    # and subtract (1886 / 12 = 157.2); only a number marked as a percentage is one (30 / 12 = 250%).
+    assert not _ok("The Aurora was rated 3.", VOYAGE, "What was the Aurora's rating?")
+    assert not _ok("The Aurora was rated 157.", VOYAGE)
+    assert _ok("The crew grew by 250%.", VOYAGE) and not _ok("The Aurora carried 250 tons.", VOYAGE)
+
+
+# -- question echo --------------------------------------------------------------------------
+def test_specifics_repeated_from_the_question_are_echoes_not_assertions():
+    question = "What was the revenue in the third quarter of 2023 for Nordwind?"
+    result = check_answer("In 2023, Nordwind's third-quarter revenue was 26.4 million euros.", [REVENUE], question)
+    assert result.supported and [s.how for s in result.supports] == ["question", "question", "stated"]
+    # An echo never vouches for a new specific.
+    assert not _ok("In 2023, Nordwind's revenue was 27 million euros.", [REVENUE], question)
+
+
+# -- derived answers ------------------------------------------------------------------------
+def test_yes_no_answers_carry_the_question_when_they_affirm():
+    question = "Was the third-quarter revenue 30 million euros?"
+    assert _ok("No — the report gives 26.4 million, not 30 million.", [REVENUE], question)
+    assert _ok("No.", [REVENUE], question)
+    affirmed = check_answer("Yes.", [REVENUE], question)
+    assert affirmed.derived == "yes" and affirmed.unsupported == ["30 million"]
+    assert not _ok("Yes, it was 30 million euros.", [REVENUE], question)
+    assert _ok("Yes.", [REVENUE], "Was the third-quarter revenue 26.4 million euros?")
+    assert _ok("True, deliveries went to Osaka.", [REVENUE], "True or false: the first deliveries went to Osaka.")
+
+
+def test_an_option_letter_carries_its_option():
+    question = "In which year did the Aurora leave Lisbon?\nA) 1880\nB) 1886\nC) 1890"
+    assert question_options(question) == {"A": "1880", "B": "1886", "C": "1890"}
+    for answer in ["B", "(B)", "B) 1886", "The answer is B.", "Option B"]:
+        result = check_answer(answer, VOYAGE, question)
+        assert result.supported and result.derived == "choice B", answer
+    wrong = check_answer("A", VOYAGE, question)
+    assert wrong.derived == "choice A" and wrong.unsupported == ["1880"]
+    inline = "Where did the Aurora arrive? A) Macau B) Kyoto"
+    assert _ok("A", VOYAGE, inline) and not _ok("B", VOYAGE, inline)
+
+
+def test_a_count_may_count_the_facts():
+    result = check_answer("3", VOYAGE, "How many facts mention the Aurora's crew or route?")
+    assert result.supported and result.supports[0].how == "count of the facts" and result.facts_used == [0, 1, 2]
+    assert not _ok("3", VOYAGE, "What is the ship's number?")
+
+
+# -- the answer step ------------------------------------------------------------------------
+DOC = Document(id="report", text="The office was repainted in spring. " + REVENUE + " Staff numbers rose to 212 by the end of the year. " + VOYAGE[0])
+QUESTION = "What was the third-quarter revenue?"
+
+
+def _facts(*quotes: str) -> Facts:
+    facts = Facts()
+    for rank, quote in enumerate(quotes):
+        start = DOC.text.index(quote)
+        facts.add([Fact(citation=citation_for(DOC, start, start + len(quote)), relevance=1.0 - 0.1 * rank)])
+    return facts
+
+
+def _answer(reply: str, facts: Facts, question: str = QUESTION):
+    engine = ScriptedEngine(lambda prompt: reply)
+    ctx = RunContext(engine=engine, budget=Budget(max_new_tokens=32))
+    return answer_from_facts(ctx, "map_reduce", [DOC], question, facts), engine
+
+
+def _evidence(answer) -> list[list]:
+    return [s.detail["spans"] for s in answer.trace.steps if s.name == "evidence"]
+
+
+def test_a_grounded_answer_cites_the_facts_it_used_and_records_its_evidence():
+    staff = "Staff numbers rose to 212 by the end of the year."
+    answer, engine = _answer("The revenue was 26.4 million euros.\nFacts used: 2", _facts(staff, REVENUE))
+    assert answer.text == "The revenue was 26.4 million euros." and confirmed(answer)
+    assert [c.quote for c in answer.citations] == [REVENUE]
+    assert "[1] " + staff in engine.calls[0][0] and "Facts used:" in engine.calls[0][0]
+    start = DOC.text.index(staff)
+    assert _evidence(answer) == [[["report", start, start + len(staff)], ["report", DOC.text.index(REVENUE), DOC.text.index(REVENUE) + len(REVENUE)]]]
+
+
+def test_without_a_facts_used_line_the_supporting_facts_are_cited():
+    staff = "Staff numbers rose to 212 by the end of the year."
+    answer, _ = _answer("It was 26.4 million euros.", _facts(staff, REVENUE))
+    assert [c.quote for c in answer.citations] == [REVENUE]
+
+
+def test_a_derived_answer_is_accepted_and_cites_both_operands():
+    staff = "Staff numbers rose to 212 by the end of the year."
+    question = "What was the revenue per employee?"
+    rounded, _ = _answer("About 125,000 euros per employee.", _facts(REVENUE, staff), question)
+    assert confirmed(rounded) and [c.quote for c in rounded.citations] == [REVENUE, staff]
+    wrong, _ = _answer("26.4 million / 212 = about 130,000 euros per employee.", _facts(REVENUE, staff), question)
+    # Refused; the revenue sentence does not hold most of this question's words, so it is no answer either.
+    assert not confirmed(wrong) and wrong.text == NOT_FOUND and any("'130,000'" in n for n in wrong.notes)
+    answer, _ = _answer("26,400,000 / 212 = 124,528.3 euros per employee. Facts used: 1, 2", _facts(REVENUE, staff), "What was the revenue per employee?")
+    assert confirmed(answer) and [c.quote for c in answer.citations] == [REVENUE, staff]
+
+
+def test_an_unsupported_answer_is_refused_for_the_best_quote_naming_why():
+    answer, _ = _answer("The revenue was 30 million euros, at the 1886 World's Fair.\nFacts used: 1", _facts(REVENUE))
+    assert answer.text == REVENUE and [c.quote for c in answer.citations] == [REVENUE]
+    note = next(n for n in answer.notes if n.startswith(FALLBACK_NOTE))
+    assert "'30 million'" in note and "'World's Fair'" in note
+    assert not confirmed(answer)
+    refused = [s for s in answer.trace.steps if s.name == "answer:refused"]
+    assert refused and refused[0].detail["unsupported"] == ["30 million", "1886", "World's Fair"]
+    assert len(_evidence(answer)) == 1, "the quote was one of the facts shown; evidence is recorded once"
+
+
+def test_an_unsupported_answer_over_off_topic_facts_is_not_found():
+    answer, _ = _answer("The revenue was 30 million euros.", _facts("The office was repainted in spring."))
+    assert answer.text == NOT_FOUND and not answer.citations
+    assert any("none about the question" in n and "'30 million'" in n for n in answer.notes)
+
+
+def test_a_reply_saying_the_facts_do_not_answer_falls_back_to_the_quote():
+    answer, _ = _answer("NONE", _facts(REVENUE))
+    assert answer.text == REVENUE and any("do not answer" in n for n in answer.notes)
+    # Repeating the question (its specifics included) answers nothing either.
+    echo, _ = _answer("The third-quarter revenue in 2023.", _facts(REVENUE), "What was the third-quarter revenue in 2023?")
+    assert echo.text == REVENUE and any("says nothing the facts say" in n for n in echo.notes)
+
+
+def test_facts_used_are_parsed_leniently():
+    assert parse_reply("It was 26.4 million.\nFacts used: 1, 3", 3).claimed == [0, 2]
+    assert parse_reply("It was 26.4 million [2].", 3).text == "It was 26.4 million."
+    assert parse_reply("It was 26.4 million (facts 1 and 2).", 3).claimed == [0, 1]
+    assert parse_reply("It was 26.4 million. Facts used: [1] [3]", 3).claimed == [0, 2]
+    said = parse_reply("Fact 2 says it was 26.4 million.", 3)
+    assert said.claimed == [1] and said.text.startswith("Fact 2") and [s.text for s in find_specifics(said.checked)] == ["26.4 million"]
+    # A bracketed number that is no fact's is part of the answer; no list at all means "not said".
+    kept = parse_reply("He was born in Lisbon (1886).", 3)
+    assert kept.text == "He was born in Lisbon (1886)." and kept.claimed is None
+    assert parse_reply("Facts used: 7", 3).claimed is None
+
+
+def test_a_quote_answer_records_the_quote_as_evidence():
+    ctx = RunContext(engine=ScriptedEngine())
+    answer = quote_answer(ctx, "recurrent", _facts(REVENUE), ["stopped"], partial=True)
+    start = DOC.text.index(REVENUE)
+    assert answer.text == REVENUE and _evidence(answer) == [[["report", start, start + len(REVENUE)]]]
+
+
+# -- direct ---------------------------------------------------------------------------------
+def _direct(reply: str, question: str = QUESTION):
+    ctx = RunContext(engine=ScriptedEngine(lambda prompt: reply), budget=Budget(max_new_tokens=32))
+    return run_recipe(get_recipe("direct"), ctx, [DOC], question)
+
+
+def test_direct_cites_the_sentence_that_supports_its_answer_and_records_the_prompt_span():
+    answer = _direct("Revenue was 26.4 million euros.")
+    assert answer.text == "Revenue was 26.4 million euros." and [c.quote for c in answer.citations] == [REVENUE]
+    assert _evidence(answer) == [[["report", 0, len(DOC.text)]]]
+
+
+def test_direct_refuses_an_unsupported_answer():
+    quoted = _direct("Revenue was 31.2 million euros.")
+    assert quoted.text == REVENUE and any("'31.2 million'" in n for n in quoted.notes)
+    lost = _direct("The CEO is Maria Lopez.", "Who is the chief executive?")
+    assert lost.text == NOT_FOUND and not lost.citations and any("'Maria Lopez'" in n for n in lost.notes)
+
+
+def test_direct_accepts_a_derived_answer():
+    answer = _direct("No — it was 26.4 million euros, not 30 million.", "Was the third-quarter revenue 30 million euros?")
+    assert answer.text.startswith("No") and [c.quote for c in answer.citations] == [REVENUE]
+
+
+# -- end to end with the embedded model -----------------------------------------------------
+LIGHTHOUSE = "The old lighthouse on the Cobb at Lyme stands 412 feet above the sea."
+
+
+@pytest.mark.slow
+def test_a_number_stated_in_the_text_is_answered_grounded_with_the_real_model(engine_2k):
+    """Real text (Persuasion) about 1.5x the capped window, one sentence with the number: map_reduce
+    reads it, the answer step (numbered facts, facts-used line) answers, and the answer's number is in
+    its citation."""
+    from ctxagent.evaluation.haystack import haystack_text
+    from tests.grounded import assert_grounded
+
+    paragraphs, tokens = [], 0
+    for paragraph in haystack_text("persuasion").split("\n\n"):
+        paragraphs.append(paragraph)
+        tokens += engine_2k.count_tokens(paragraph) + 1
+        if tokens > 3000:
+            break
+    paragraphs.insert(len(paragraphs) // 2, LIGHTHOUSE)
+    doc = Document(id="persuasion", text="\n\n".join(paragraphs))
+    question = "How tall is the old lighthouse on the Cobb at Lyme?"
+    ctx = RunContext(engine=engine_2k, budget=Budget(max_new_tokens=48))
+    answer = run_recipe(get_recipe("map_reduce"), ctx, [doc], question)
+    assert "412" in answer.text and any("412" in c.quote for c in answer.citations), (answer.text, answer.notes)
+    assert_grounded(answer, question)
+    evidence = [s.detail["spans"] for s in answer.trace.steps if s.name == "evidence"]
+    assert evidence and any(start <= doc.text.index(LIGHTHOUSE) < end for _, start, end in evidence[-1])
