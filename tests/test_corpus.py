@@ -174,3 +174,24 @@ def test_batch_question_across_the_corpus_routes_through_the_index(tmp_path: Pat
         bad = tmp_path / "bad.jsonl"
         bad.write_text(json.dumps({"doc": "lease.docx", "corpus": True, "question": "x?"}) + "\n", encoding="utf-8")
         batch.read_questions(bad)
+
+
+def test_ray_executor_builds_the_same_index_as_a_local_build(tmp_path: Path) -> None:
+    ray = pytest.importorskip("ray")
+    import numpy as np
+
+    docs = tmp_path / "docs"
+    write_austen_corpus(docs, files=5)
+    (docs / "broken.docx").write_bytes(b"not a zip")
+    local = CorpusIndex(Corpus(docs), root=tmp_path / "local")
+    local_report = local.update()
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        remote = CorpusIndex(Corpus(docs), root=tmp_path / "ray")
+        report = remote.update(executor="ray", ray_options={"shard_size": 2})
+    finally:
+        ray.shutdown()
+    assert report.embedded_chunks == local_report.embedded_chunks > 0
+    assert set(report.failed) == {"broken.docx"}
+    assert remote.retriever.corpus_hash == local.retriever.corpus_hash
+    assert np.allclose(remote.retriever.dense.embeddings, local.retriever.dense.embeddings, atol=1e-5)
