@@ -8,6 +8,7 @@ questions (recorded as error lines), never the run.
 from __future__ import annotations
 
 import json
+import threading
 from collections import OrderedDict
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,7 @@ class Corpus:
         self.encoding = encoding
         self._cache: OrderedDict[str, Document] = OrderedDict()
         self._cache_size = cache_size
+        self._lock = threading.Lock()  # questions across the corpus read documents from many threads
         if not self.source.exists():
             raise InputError(f"corpus not found: {self.source} (pass a folder of documents or a .jsonl file)")
         self._files: dict[str, Path] = {}
@@ -74,6 +76,10 @@ class Corpus:
 
     def get(self, doc_id: str) -> Document:
         """The document `doc_id`; InputError if it is unknown or cannot be read."""
+        with self._lock:
+            return self._get(doc_id)
+
+    def _get(self, doc_id: str) -> Document:
         if doc_id in self._cache:
             self._cache.move_to_end(doc_id)
             return self._cache[doc_id]
