@@ -8,10 +8,16 @@ structured q/k/v of `ctxagent.kernels.synthetic` (sinks, heavy hitters, local wi
 a slash line per head; its docstring says exactly how); recall and output error are also
 reported on unstructured Gaussian inputs, where no sparse pattern can do well.
 
+Baseline for block-sparse: PyTorch's FlexAttention (compiled) over a BlockMask made from
+our block-sparse index (`flex_block_sparse`, index building included, as for ours), so
+the same blocks are computed by both; the ratio says whether our kernel is worth keeping
+for that pattern.
+
 Recall: share of the true attention mass that falls on the computed keys, on 128 query
 rows spread over the sequence, mean and min over heads. Output error: relative L2 error
 against the cuDNN output. Writes a markdown table, JSON and a PNG plot to
-benchmarks/results/ with the GPU's name.
+benchmarks/results/ with the GPU's name, stamped with the commit (benchmarks/provenance.py;
+on a copy without git, set CTXAGENT_COMMIT).
 """
 
 from __future__ import annotations
@@ -23,6 +29,8 @@ import re
 import time
 from pathlib import Path
 
+import sys
+
 import torch
 import torch.nn.functional as F
 from torch.nn.attention import SDPBackend, sdpa_kernel
@@ -32,6 +40,9 @@ from ctxagent.kernels.index import a_shape_index, vertical_slash_index
 from ctxagent.kernels.reference import attention_recall
 from ctxagent.kernels.sparse_attn import sparse_attention
 from ctxagent.kernels.synthetic import random_qkv, structured_qkv
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import provenance  # noqa: E402
 
 PATTERNS = {
     "a_shape": lambda q, k: a_shape_index(q.shape[0], q.shape[1], q.shape[2], sink=64, local=2048, device=q.device),
@@ -50,6 +61,70 @@ VARIANTS = {
     "bs lse 0.98/256": lambda q, k: block_sparse_index(q, k, gamma=0.98, max_blocks=256),
     "a_shape 64+4096": lambda q, k: a_shape_index(q.shape[0], q.shape[1], q.shape[2], sink=64, local=4096, device=q.device),
 }
+
+
+def flex_block_mask(index, n: int):
+    """A FlexAttention BlockMask computing exactly the blocks of a block-sparse index:
+    blocks below the diagonal as full blocks, the diagonal block under a causal mask_mod."""
+    from torch.nn.attention.flex_attention import BlockMask
+
+    B, H, M, K = index.block_idx.shape
+    m = torch.arange(M, device=index.block_idx.device)[:, None]
+    listed = torch.arange(K, device=m.device) < index.block_cnt[..., None]
+    below = listed & (index.block_idx < m)
+    full_idx = torch.where(below, index.block_idx, torch.iinfo(torch.int32).max).sort(-1).values
+    full_idx = torch.where(full_idx == torch.iinfo(torch.int32).max, 0, full_idx).to(torch.int32)
+    # BlockMask wants index lists as wide as there are key blocks
+    full_idx = torch.nn.functional.pad(full_idx, (0, max(0, M - K))).contiguous()
+    full_cnt = below.sum(-1, dtype=torch.int32)
+    diag_idx = torch.nn.functional.pad(m.to(torch.int32).expand(B, H, M, 1), (0, M - 1)).contiguous()
+    diag_cnt = torch.ones(B, H, M, dtype=torch.int32, device=m.device)
+
+    # The same pattern as a mask_mod too: FlexAttention's eager path (and any block it
+    # treats as partial) applies only the mask_mod, not the block lists.
+    table = torch.zeros(B, H, M, M + 1, dtype=torch.bool, device=m.device)
+    table.scatter_(-1, torch.where(listed, index.block_idx, M).long(), True)
+    table = table[..., :M].contiguous()
+    block = index.block
+
+    def causal(b, h, q_idx, kv_idx):
+        return (q_idx >= kv_idx) & table[b, h, q_idx // block, kv_idx // block]
+
+    return BlockMask.from_kv_blocks(diag_cnt, diag_idx, full_cnt, full_idx, BLOCK_SIZE=index.block, mask_mod=causal, seq_lengths=(n, n))
+
+
+_flex = None
+
+
+def flex_attention(q, k, v, block_mask):
+    global _flex
+    if _flex is None:
+        from torch.nn.attention.flex_attention import flex_attention as fa
+
+        _flex = torch.compile(fa, dynamic=False)
+    # tiles of our block size (its defaults for d=128 are 128 rows, which a 64-block mask refuses)
+    tile = {"BLOCK_M": block_mask.BLOCK_SIZE[0], "BLOCK_N": block_mask.BLOCK_SIZE[1]}
+    return _flex(q, k, v, block_mask=block_mask, enable_gqa=True, kernel_options=tile)
+
+
+def measure_flex(res, q, k, v, ref, n, reps) -> None:
+    """FlexAttention over our block-sparse index (same blocks as `block_sparse`)."""
+    build = PATTERNS["block_sparse"]
+    idx = build(q, k)
+    out = flex_attention(q, k, v, flex_block_mask(idx, n))
+    torch.cuda.synchronize()
+    t_total = bench(lambda: flex_attention(q, k, v, flex_block_mask(build(q, k), n)), reps)
+    ours = res.get("block_sparse", {}).get("ms")
+    res["flex_block_sparse"] = {
+        "ms": t_total,
+        "speedup_vs_cudnn": res["cudnn_ms"] / t_total,
+        "speedup_vs_flash": res["flash_ms"] / t_total,
+        "ours_vs_flex": (t_total / ours) if ours else None,
+        "out_rel_err": rel_err(out, ref),
+        "density": idx.density(n),
+    }
+    print(f"  {n:>6} flex_block_sparse {t_total:8.2f} ms  x{res['flex_block_sparse']['speedup_vs_cudnn']:5.2f} vs cuDNN  "
+          f"ours x{res['flex_block_sparse']['ours_vs_flex'] or float('nan'):.2f} faster  err {res['flex_block_sparse']['out_rel_err']:.3f}", flush=True)
 
 
 def bench(fn, reps_ms: int) -> float:
@@ -95,6 +170,13 @@ def run_length(n: int, args, rows_n: int = 128) -> dict:
 
             traceback.print_exc()
             res[name] = {"error": f"{type(exc).__name__}: {exc}"}
+    try:
+        measure_flex(res, q, k, v, ref, n, reps)
+    except Exception as exc:
+        import traceback
+
+        traceback.print_exc()
+        res["flex_block_sparse"] = {"error": f"{type(exc).__name__}: {exc}"}
     del q, k, v, ke, ve, qr, kr, vr, ref
     torch.cuda.empty_cache()
     return res
@@ -162,7 +244,7 @@ def check_correctness() -> list[str]:
     return lines
 
 
-def write_results(results: list[dict], gpu: str, out_dir: Path, checks: list[str]) -> None:
+def write_results(results: list[dict], gpu: str, out_dir: Path, checks: list[str], prov: dict) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
     slug = re.sub(r"[^A-Za-z0-9]+", "_", gpu).strip("_").lower()
     header = (
@@ -185,9 +267,21 @@ def write_results(results: list[dict], gpu: str, out_dir: Path, checks: list[str
                 f"{p['speedup_vs_cudnn']:.2f} | {p['speedup_vs_flash']:.2f} | {p['recall_mean']:.3f} / {p['recall_min']:.3f} | "
                 f"{p['density']:.3f} | {p['out_rel_err']:.3f} | {p['random_recall_mean']:.3f} |"
             )
+    lines += ["", "FlexAttention (torch.compile) over the same block-sparse index, index building included:", "",
+              "| tokens | flex ms | x cuDNN | ours (block_sparse) faster by | out err |", "|---:|---:|---:|---:|---:|"]
+    for r in results:
+        f = r.get("flex_block_sparse", {})
+        if "ms" in f:
+            lines.append(f"| {r['n']} | {f['ms']:.2f} | {f['speedup_vs_cudnn']:.2f} | {f['ours_vs_flex'] or float('nan'):.2f}x | {f['out_rel_err']:.3f} |")
+        else:
+            lines.append(f"| {r['n']} | failed: {f.get('error', 'not run')[:60]} | | | |")
     text = header + "\n".join(lines) + "\n\nCorrectness (kernel vs torch reference, GPU):\n\n" + "\n".join(f"    {c}" for c in checks) + "\n"
+    provenance.finish(prov)
+    text += "\n" + provenance.markdown_line(prov) + "\n"
     (out_dir / f"kernels_{slug}.md").write_text(text)
-    (out_dir / f"kernels_{slug}.json").write_text(json.dumps({"gpu": gpu, "torch": torch.__version__, "results": results, "checks": checks}, indent=1))
+    (out_dir / f"kernels_{slug}.json").write_text(
+        json.dumps({"provenance": prov, "gpu": gpu, "torch": torch.__version__, "results": results, "checks": checks}, indent=1)
+    )
     print(text)
     try:
         import matplotlib
@@ -281,7 +375,9 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=Path("benchmarks/results"))
     ap.add_argument("--skip-checks", action="store_true")
     ap.add_argument("--sweep", action="store_true", help="also time kernel launch settings at the largest length")
+    ap.add_argument("--allow-dirty", action="store_true", help="record results from a tree with uncommitted changes as <commit>-dirty")
     args = ap.parse_args()
+    prov = provenance.stamp(args.allow_dirty)
     if not torch.cuda.is_available():
         raise SystemExit("benchmarks/kernels.py needs a CUDA GPU (the kernels' CPU correctness runs in tests/test_kernels.py)")
     gpu = torch.cuda.get_device_name()
@@ -299,7 +395,7 @@ def main() -> None:
 
             traceback.print_exc()
             torch.cuda.empty_cache()
-    write_results(results, gpu, args.out, checks)
+    write_results(results, gpu, args.out, checks, prov)
     if args.sweep:
         sweep(max(args.lengths), args)
     print(f"total {time.time() - started:.0f} s")

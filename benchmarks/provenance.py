@@ -33,8 +33,10 @@ def _git(*args: str) -> str:
 
 
 def commit(allow_dirty: bool = False) -> str:
-    """HEAD's hash, with `-dirty` when tracked files differ from it (refused unless allowed)."""
-    head = _git("rev-parse", "HEAD") or "unknown"
+    """HEAD's hash, with `-dirty` when tracked files differ from it (refused unless allowed).
+    Where the tree is a copy without git (a lent GPU machine), the caller names the commit
+    it copied in CTXAGENT_COMMIT."""
+    head = _git("rev-parse", "HEAD") or os.environ.get("CTXAGENT_COMMIT") or "unknown"
     if _git("status", "--porcelain", "--untracked-files=no"):
         if not allow_dirty:
             raise DirtyTree(

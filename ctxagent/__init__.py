@@ -26,10 +26,14 @@ _LAZY = {
     "load_document": "ctxagent.loaders",
     "chunk_document": "ctxagent.chunking",
     "get_engine": "ctxagent.engines",
+    "Corpus": "ctxagent.batch.corpus",
+    "CorpusIndex": "ctxagent.corpus.index",
 }
 
 if TYPE_CHECKING:  # pragma: no cover
     from ctxagent.agent import ContextAgent
+    from ctxagent.batch.corpus import Corpus
+    from ctxagent.corpus.index import CorpusIndex
     from ctxagent.chunking import chunk_document
     from ctxagent.engines import get_engine
     from ctxagent.loaders import load_document

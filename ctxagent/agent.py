@@ -20,10 +20,11 @@ from typing import Any, AsyncIterator, Callable, Iterator, Sequence
 from ctxagent.engines import DEFAULT_ENGINE, Engine, get_engine
 from ctxagent.errors import InputError
 from ctxagent.loaders import load_document
+from ctxagent.pages import annotate_pages
 from ctxagent.recipes import DEFAULT_RECIPE, get_recipe
 from ctxagent.recipes.base import run_recipe
 from ctxagent.recipes.context import RunContext
-from ctxagent.types import Answer, AnswerEvent, Budget, Document, Event, PlanEvent
+from ctxagent.types import INTERACTIVE_MAX_SECONDS, Answer, AnswerEvent, Budget, Document, Event, PlanEvent
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +36,9 @@ class ContextAgent:
 
     engine: a registered engine name ("hf", "vllm", "openai", ...) or an Engine instance.
     engine_options: passed to the engine, e.g. model="HuggingFaceTB/SmolLM2-360M-Instruct".
+    budget: the default Budget of `ask`. When none is given, questions get a time limit of
+    `INTERACTIVE_MAX_SECONDS` (60 s) and `auto` picks the most thorough plan that fits it at
+    the engine's measured speed; pass `Budget(max_seconds=None)` (here or to `ask`) to lift it.
     """
 
     def __init__(
@@ -48,7 +52,8 @@ class ContextAgent:
         self._engine_options = engine_options
         self._engine: Engine | None = None if isinstance(engine, str) else engine
         self.recipe = recipe
-        self.budget = budget or Budget()
+        self.default_time_limit = budget is None
+        self.budget = budget or Budget(max_seconds=INTERACTIVE_MAX_SECONDS)
 
     @property
     def engine(self) -> Engine:
@@ -67,22 +72,38 @@ class ContextAgent:
         on_event: Callable[[Event], None] | None = None,
         **recipe_options: Any,
     ) -> Answer:
-        """Answer `question` about one or more documents (paths or Document objects).
+        """Answer `question` about one or more documents (paths or Document objects), or across
+        a whole `Corpus` (retrieval picks the documents, the recipe reads them; see ctxagent.corpus.ask).
 
         on_event: called, in this thread, with each PlanEvent, StepEvent and draft TokenEvent
         as the run goes (what `stream` yields); the returned Answer is the final word.
         """
         question = check_question(question)
+        corpus = _as_corpus(source)
+        if corpus is not None:
+            from ctxagent.corpus.ask import DEFAULT_CORPUS_RECIPE, ask_corpus
+
+            return ask_corpus(self.engine, corpus, question, recipe=recipe or self.recipe or DEFAULT_CORPUS_RECIPE, budget=budget or self.budget, **recipe_options)
         documents = load_sources(source)
         name = recipe or self.recipe
         runner = get_recipe(name, **recipe_options)
+        defaulted = budget is None and self.default_time_limit
+        if defaulted:
+            log.info("time budget %g s, the default for interactive questions; Budget(max_seconds=None) lifts it", INTERACTIVE_MAX_SECONDS)
         ctx = RunContext(engine=self.engine, budget=budget or self.budget, on_event=on_event)
         if on_event is not None and name != "auto":
             on_event(PlanEvent(recipe=name, why="the recipe asked for"))
         try:
-            return run_recipe(runner, ctx, documents, question)
+            answer = annotate_pages(run_recipe(runner, ctx, documents, question), documents)
         finally:
             ctx.trace._listener = None
+        if defaulted and _shaped_by_time(answer):
+            note = (
+                f"the default time budget of {INTERACTIVE_MAX_SECONDS:g} s for interactive questions shaped this answer "
+                "(see the trace's plan step); pass budget=Budget(max_seconds=None) (CLI: --max-seconds 0) for a slower, more thorough one"
+            )
+            answer = answer.model_copy(update={"notes": [*answer.notes, note]})
+        return answer
 
     async def aask(self, source: Source | Sequence[Source], question: str, **options: Any) -> Answer:
         """`ask` without blocking the event loop (the run goes to a worker thread)."""
@@ -140,6 +161,21 @@ class ContextAgent:
         finally:
             if not run.done():
                 run.cancel()
+
+
+def _shaped_by_time(answer: Answer) -> bool:
+    """The time limit made `auto` pick a cheaper plan, or stopped the recipe."""
+    if answer.partial and any(s.name == "budget_exhausted" and s.detail.get("axis") == "seconds" for s in answer.trace.steps):
+        return True
+    return any(s.name == "plan" and "max_seconds" in str(s.detail.get("why", "")) for s in answer.trace.steps)
+
+
+def _as_corpus(source: object) -> Any:
+    """The Corpus or CorpusIndex `source` is, else None (checked without importing the corpus code)."""
+    kind = type(source).__name__
+    if kind in ("Corpus", "CorpusIndex") and type(source).__module__.startswith("ctxagent."):
+        return source
+    return None
 
 
 def check_question(question: object) -> str:

@@ -37,36 +37,65 @@ def engine_options(args: argparse.Namespace) -> dict:
 def _add_budget_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-tokens", type=int, help="budget: prompt + completion tokens over all engine calls")
     parser.add_argument("--max-calls", type=int, help="budget: engine calls")
-    parser.add_argument("--max-seconds", type=float, help="budget: wall-clock seconds")
+    parser.add_argument("--max-seconds", type=float, help="budget: wall-clock seconds, 0 for no limit (ask: default 60; batch and eval: no limit)")
     parser.add_argument("--max-new-tokens", type=int, default=256, help="length of the answer (default 256)")
 
 
-def budget_from(args: argparse.Namespace):
+def budget_from(args: argparse.Namespace, default_seconds: float | None = None):
+    """The Budget the flags ask for; `--max-seconds 0` means no time limit, unset means `default_seconds`."""
     from ctxagent.types import Budget
 
-    return Budget(max_tokens=args.max_tokens, max_calls=args.max_calls, max_seconds=args.max_seconds, max_new_tokens=args.max_new_tokens)
+    seconds = default_seconds if args.max_seconds is None else (args.max_seconds or None)
+    return Budget(max_tokens=args.max_tokens, max_calls=args.max_calls, max_seconds=seconds, max_new_tokens=args.max_new_tokens)
+
+
+def _is_corpus(path: str) -> bool:
+    from pathlib import Path
+
+    return path != "-" and (Path(path).is_dir() or Path(path).suffix.lower() in (".jsonl", ".ndjson"))
+
+
+def _corpus_index(args: argparse.Namespace):
+    from ctxagent.batch.corpus import Corpus
+    from ctxagent.corpus.index import CorpusIndex
+
+    return CorpusIndex(Corpus(args.file, encoding=args.encoding), name=args.name, retriever=args.retriever)
 
 
 def cmd_ask(args: argparse.Namespace) -> int:
     from ctxagent.agent import ContextAgent
     from ctxagent.loaders import document_from_text, load_document
+    from ctxagent.types import INTERACTIVE_MAX_SECONDS
 
-    if args.file == "-":
-        document = document_from_text(sys.stdin.read(), doc_id="stdin")
-    else:
-        document = load_document(args.file, encoding=args.encoding)
+    if args.max_seconds is None:
+        print(f"ctxagent: answering within {INTERACTIVE_MAX_SECONDS:g} s, the default time budget of `ask` (--max-seconds 0 lifts it)", file=sys.stderr)
     agent = ContextAgent(engine=args.engine, **engine_options(args))
-    if args.stream and not args.json:
-        answer = _ask_streamed(agent, document, args)
+    budget = budget_from(args, INTERACTIVE_MAX_SECONDS)
+    if _is_corpus(args.file):  # a folder or JSONL: one question across the corpus, index updated first
+        index = _corpus_index(args)
+        report = index.update(progress=not args.json)
+        if report.added or report.changed or report.removed:
+            print(f"  index: {len(report.added)} added, {len(report.changed)} changed, {len(report.removed)} removed", file=sys.stderr)
+        answer = agent.ask(index, args.question, recipe=args.recipe, budget=budget, k=args.k, max_documents=args.max_documents)
+        if args.stream and not args.json:
+            print(answer.text)
     else:
-        answer = agent.ask(document, args.question, recipe=args.recipe, budget=budget_from(args))
+        if args.file == "-":
+            document = document_from_text(sys.stdin.read(), doc_id="stdin")
+        else:
+            document = load_document(args.file, encoding=args.encoding)
+        if args.stream and not args.json:
+            answer = _ask_streamed(agent, document, args)
+        else:
+            answer = agent.ask(document, args.question, recipe=args.recipe, budget=budget)
     if args.json:
         print(answer.model_dump_json())
         return 0
     if not args.stream:
         print(answer.text)
     for i, c in enumerate(answer.citations, 1):
-        print(f"  [{i}] {c.doc_id}:{c.start}-{c.end} \"{c.quote}\"")
+        page = f" (page {c.page})" if c.page else ""
+        print(f"  [{i}] {c.doc_id}:{c.start}-{c.end}{page} \"{c.quote}\"")
     for note in answer.notes:
         print(f"  note: {note}", file=sys.stderr)
     u = answer.usage
@@ -86,7 +115,7 @@ def _ask_streamed(agent, document, args: argparse.Namespace):
     draft_out = sys.stdout if tty else sys.stderr
     draft: list[str] = []
     answer = None
-    for event in agent.stream(document, args.question, recipe=args.recipe, budget=budget_from(args)):
+    for event in agent.stream(document, args.question, recipe=args.recipe, budget=budget_from(args, INTERACTIVE_MAX_SECONDS)):
         if event.type == "plan":
             print(f"  plan: {event.recipe} ({event.why})", file=sys.stderr)
         elif event.type == "step":
@@ -100,7 +129,10 @@ def _ask_streamed(agent, document, args: argparse.Namespace):
         else:
             answer = event.answer
     assert answer is not None
-    kept = "".join(draft).strip() == answer.text
+    from ctxagent.recipes.reading import parse_reply
+
+    # The answer step's draft may end with its "Facts used: ..." line, which the checked answer drops.
+    kept = parse_reply("".join(draft), shown=len(answer.citations) or 1).text == answer.text
     if draft and not kept:
         print("  (the draft was not supported by its citations; the checked answer:)", file=sys.stderr)
     if not (tty and kept):
@@ -132,6 +164,29 @@ def cmd_serve(args: argparse.Namespace) -> int:
     )
     serve(engine, settings, host=args.host, port=args.port)
     return 0
+
+
+def cmd_index(args: argparse.Namespace) -> int:
+    args.file = args.corpus
+    index = _corpus_index(args)
+    ray_options = {"address": args.ray_address} if args.ray_address else {}
+    report = index.update(executor=args.executor, progress=not args.no_progress, ray_options=ray_options)
+    if args.json:
+        print(report.model_dump_json())
+        return 0
+    print(
+        f"ctxagent index: {report.documents} documents, {report.chunks} chunks in {report.path}; {len(report.added)} added, "
+        f"{len(report.changed)} changed, {len(report.removed)} removed, {report.unchanged} unchanged, {report.embedded_chunks} chunks embedded "
+        f"({report.seconds:.1f} s){'; rebuilt (the saved index could not be used)' if report.rebuilt else ''}"
+    )
+    for doc_id, error in report.failed.items():
+        print(f"  not indexed: {doc_id}: {error}", file=sys.stderr)
+    return 0
+
+
+def _add_index_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--name", help="index name under $CTXAGENT_CACHE/corpora (default: derived from the corpus path)")
+    parser.add_argument("--retriever", default="hybrid", choices=["hybrid", "bm25", "dense"], help="corpus index kind (default hybrid)")
 
 
 def cmd_batch(args: argparse.Namespace) -> int:
@@ -188,8 +243,30 @@ def _csv(kind: type) -> Callable[[str], list]:
     return parse
 
 
+def cmd_effective_context(args: argparse.Namespace) -> int:
+    """`ctxagent eval --effective-context`: measure, store per model and print the table."""
+    from ctxagent.engines import get_engine
+    from ctxagent.evaluation.reach import DEFAULT_DEPTHS, measure_effective_context
+
+    options = engine_options(args)
+    if args.context_window:
+        options["context_window"] = args.context_window
+    engine = get_engine(args.engine, **options)
+    depths = args.depths if args.depths != [0.1, 0.5, 0.9] else list(DEFAULT_DEPTHS)
+    result = measure_effective_context(engine, depths=depths, samples=args.samples, seed=args.seed)
+    if args.json:
+        print(json.dumps({"model": result.model, "tokens": result.tokens, "threshold": result.threshold, "accuracy_by_length": result.accuracy_by_length}))
+    else:
+        print(result.markdown())
+        print("stored per model in the ctxagent cache; `auto` sizes its chunks with it", file=sys.stderr)
+    return 0
+
+
 def cmd_eval(args: argparse.Namespace) -> int:
     from ctxagent.eval import evaluate, report_only
+
+    if args.effective_context:
+        return cmd_effective_context(args)
 
     command = "ctxagent " + " ".join(sys.argv[1:]) if args.command_line is None else args.command_line
     if args.report_only:
@@ -246,6 +323,7 @@ def _add_eval_parser(sub) -> None:
     ev.add_argument("--report-only", action="store_true", help="rebuild the report from OUT/results.jsonl")
     ev.add_argument("--no-plots", action="store_true", help="markdown tables only")
     ev.add_argument("--json", action="store_true", help="print the per-recipe summary as JSON")
+    ev.add_argument("--effective-context", action="store_true", help="measure the model's effective context (longest length at which single needles are still found reading densely) and store it for auto's chunk sizes")
     ev.add_argument("--allow-dirty", action="store_true", help="run from a tree with uncommitted changes; the results name the commit as '<commit>-dirty'")
     ev.add_argument("--command-line", help=argparse.SUPPRESS)
     _add_engine_options(ev)
@@ -258,16 +336,29 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress to stderr")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    ask = sub.add_parser("ask", help="answer a question about a file (.txt .md .html .pdf, or - for stdin)")
+    ask = sub.add_parser("ask", help="answer a question about a file (.txt .md .html .pdf .docx .pptx .xlsx .epub .csv .json, - for stdin) or across a folder")
     ask.add_argument("file")
     ask.add_argument("question")
     ask.add_argument("--recipe", default="auto", help="recipe name (default auto); see `ctxagent list`")
     ask.add_argument("--json", action="store_true", help="print the whole Answer as one JSON line")
     ask.add_argument("--encoding", default="utf-8", help="text encoding of the file (default utf-8)")
     ask.add_argument("--stream", action="store_true", help="show the plan, the steps and the draft answer as it is written, then the checked answer")
+    ask.add_argument("--k", type=int, default=8, help="corpus: chunks retrieved across the corpus (default 8)")
+    ask.add_argument("--max-documents", type=int, default=4, help="corpus: documents read among those retrieved (default 4)")
+    _add_index_options(ask)
     _add_engine_options(ask)
     _add_budget_options(ask)
     ask.set_defaults(func=cmd_ask)
+
+    idx = sub.add_parser("index", help="build or update the persistent search index of a folder (or .jsonl) of documents")
+    idx.add_argument("corpus", help="a folder of documents, or a .jsonl of {\"id\", \"text\"} lines")
+    idx.add_argument("--encoding", default="utf-8", help="text encoding of the files (default utf-8)")
+    idx.add_argument("--executor", choices=["local", "ray"], default="local", help="read and embed here (default) or on Ray workers")
+    idx.add_argument("--ray-address", help="Ray cluster to join (default: start a local one)")
+    idx.add_argument("--no-progress", action="store_true", help="no progress bar")
+    idx.add_argument("--json", action="store_true", help="print the update report as JSON")
+    _add_index_options(idx)
+    idx.set_defaults(func=cmd_index)
 
     bat = sub.add_parser("batch", help="answer a JSONL of questions over a corpus; resumable, writes JSONL")
     bat.add_argument("corpus", help="a folder of documents, or a .jsonl of {\"id\", \"text\"} lines")

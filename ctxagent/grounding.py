@@ -112,6 +112,8 @@ class Specific:
     scaled: bool = False
     tolerance: float = 0.5
     rounded: float = 0.5  # the tolerance if trailing zeros are read as rounding ("125,000"): for computed values only
+    percent: bool = False
+    year: bool = False  # a plain four-digit integer 1000-2999, or a date's year
     date: DateParts | None = None
     words: tuple[str, ...] = ()
 
@@ -154,6 +156,7 @@ class _Number:
     value: float
     mantissa: float
     fact: int  # index of the fact it came from; -1 for the question, -2 for a constant or a count
+    year: bool = False
 
 
 # -- finding specifics ----------------------------------------------------------------------
@@ -192,7 +195,8 @@ def _number_from_match(m: re.Match[str]) -> Specific:
         zeros = 0
     return Specific(
         "number", m.group().strip(), m.start(), m.end(), value=mantissa * scale, mantissa=mantissa, scaled=scale != 1.0,
-        tolerance=tolerance, rounded=tolerance * 10**zeros,
+        tolerance=tolerance, rounded=tolerance * 10**zeros, percent=bool(m.group("pct")),
+        year=scale == 1.0 and not m.group("cur") and bool(re.fullmatch(_YEAR_RE, raw)),
     )  # fmt: skip
 
 
@@ -338,8 +342,8 @@ class _Source:
             for d in dates:
                 src.dates.append((d.date, index))  # type: ignore[arg-type]
                 year, _, day = d.date  # type: ignore[misc]
-                src.numbers += [_Number(float(v), float(v), index) for v in (year, day) if v is not None]
-            src.numbers += [_Number(n.value, n.mantissa, index) for n in _numbers(text, dates)]  # type: ignore[arg-type]
+                src.numbers += [_Number(float(v), float(v), index, year=v == year) for v in (year, day) if v is not None]
+            src.numbers += [_Number(n.value, n.mantissa, index, year=n.year) for n in _numbers(text, dates)]  # type: ignore[arg-type]
             words = _words_of(text)
             src.words.append(words | {_plain(w) for w in words})
         return src
@@ -361,7 +365,9 @@ def _literal(spec: Specific, numbers: Sequence[_Number]) -> list[int]:
 
 def _computed(spec: Specific, numbers: Sequence[_Number]) -> tuple[str, tuple[int, ...]] | None:
     """A sum, difference, product, ratio or percentage of two of the numbers (or a sum of three)
-    that equals the specific at its written precision."""
+    that equals the specific at its written precision. Years only add and subtract (a year gap, "two
+    years later"), and only a number written as a percentage is a percentage of two others: a year's
+    ratio to anything, or an unmarked percentage, matches small integers by chance."""
     assert spec.value is not None
     # Rounding a computed value to the written precision (trailing zeros count as rounding: "about
     # 125,000") is allowed only within 1% of it, so a small integer is not "computed" by some ratio of
@@ -370,16 +376,21 @@ def _computed(spec: Specific, numbers: Sequence[_Number]) -> tuple[str, tuple[in
     pool = list({(n.value, n.fact): n for n in numbers}.values())[:60]
     for a, b in combinations(pool, 2):
         x, y = a.value, b.value
-        candidates = [(x + y, "sum"), (abs(x - y), "difference"), (x * y, "product")]
-        if y:
-            candidates += [(x / y, "ratio"), (100 * x / y, "percentage"), (100 * abs(x - y) / abs(y), "percentage change")]
-        if x:
-            candidates += [(y / x, "ratio"), (100 * y / x, "percentage"), (100 * abs(x - y) / abs(x), "percentage change")]
+        candidates = [(x + y, "sum"), (abs(x - y), "difference")]
+        if not (a.year or b.year):
+            candidates.append((x * y, "product"))
+            for num, den in ((x, y), (y, x)):
+                if not den:
+                    continue
+                if spec.percent:
+                    candidates += [(100 * num / den, "percentage"), (100 * abs(num - den) / abs(den), "percentage change")]
+                else:
+                    candidates.append((num / den, "ratio"))
         for value, what in candidates:
             if _close(value, target, tol):
                 return f"{what} of {_fmt(x)} and {_fmt(y)}", tuple(sorted({a.fact, b.fact}))
     if len(pool) <= 15:
-        for trio in combinations(pool, 3):
+        for trio in combinations([n for n in pool if not n.year], 3):
             if _close(sum(n.value for n in trio), target, tol):
                 return "sum of " + ", ".join(_fmt(n.value) for n in trio), tuple(sorted({n.fact for n in trio}))
     return None

@@ -1,4 +1,4 @@
-"""Files to Documents: .txt, .md, .html and .pdf, through well-kept parsers.
+"""Files to Documents: .txt, .md, .html, .pdf, .json and (ctxagent.office) .docx .pptx .xlsx .epub .csv.
 
 A loader either returns a Document whose text is what later citations quote, or
 raises InputError naming the file, what is wrong and what to do. It never
@@ -78,6 +78,24 @@ def _load_pdf(path: Path, data: bytes, encoding: str) -> tuple[str, dict]:
     return text, {"pages": len(pages), "page_starts": page_starts}
 
 
+def _load_office(path: Path, data: bytes, encoding: str) -> tuple[str, dict]:
+    from ctxagent.office import load_office
+
+    return load_office(path, data, encoding)
+
+
+def _load_json(path: Path, data: bytes, encoding: str) -> tuple[str, dict]:
+    """The file's own text, checked to be JSON, so citations quote the file exactly."""
+    import json
+
+    text = _decode(path, data, encoding).replace("\r\n", "\n")
+    try:
+        json.loads(text)
+    except ValueError as exc:
+        raise InputError(f"{path}: not valid JSON ({exc}); fix the file or rename it to .txt") from None
+    return text, {"format": "json"}
+
+
 LOADERS: dict[str, Loader] = {
     ".txt": _load_text,
     ".text": _load_text,
@@ -87,6 +105,12 @@ LOADERS: dict[str, Loader] = {
     ".html": _load_html,
     ".htm": _load_html,
     ".pdf": _load_pdf,
+    ".json": _load_json,
+    ".docx": _load_office,
+    ".pptx": _load_office,
+    ".xlsx": _load_office,
+    ".epub": _load_office,
+    ".csv": _load_office,
 }
 
 

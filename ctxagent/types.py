@@ -49,12 +49,23 @@ class Chunk(BaseModel):
         return self
 
 
+# The time limit of interactive questions (`ContextAgent().ask`, `ctxagent ask`) when none is given:
+# long enough for a careful answer with the embedded model on a small CPU, short enough to wait for.
+# Batch jobs and eval have no time limit unless asked. Lift it with Budget(max_seconds=None) or
+# `ctxagent ask --max-seconds 0`.
+INTERACTIVE_MAX_SECONDS = 60.0
+
+
 class Budget(BaseModel):
-    """Limits a recipe must stay within; `None` means no limit on that axis."""
+    """Limits a recipe must stay within; `None` means no limit on that axis.
+
+    `Budget()` has no time limit; the interactive entry points default to
+    `max_seconds=INTERACTIVE_MAX_SECONDS`, and `auto` plans within it.
+    """
 
     max_tokens: int | None = Field(default=None, gt=0, description="prompt + completion tokens over all engine calls")
     max_calls: int | None = Field(default=None, gt=0, description="engine calls (one batched call counts once)")
-    max_seconds: float | None = Field(default=None, gt=0)
+    max_seconds: float | None = Field(default=None, gt=0, description="wall-clock seconds; auto picks a plan that fits at the engine's measured speed")
     max_new_tokens: int = Field(default=256, gt=0, description="completion length of the final answer")
     max_hops: int = Field(
         default=2,
@@ -70,6 +81,7 @@ class Citation(BaseModel):
     start: int = Field(ge=0)
     end: int = Field(ge=0)
     quote: str
+    page: int | None = Field(default=None, ge=1, description="PDF page (1-based) where the quote starts; None for unpaged formats")
 
     @model_validator(mode="after")
     def _span_matches_quote(self) -> "Citation":

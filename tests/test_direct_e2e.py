@@ -14,6 +14,7 @@ from ctxagent import ContextAgent
 from ctxagent.citations import verify_citations
 from ctxagent.errors import InputError
 from ctxagent.types import Budget, Document
+from tests.grounded import assert_grounded
 
 ROOT = Path(__file__).resolve().parent.parent
 REPORT = ROOT / "examples" / "data" / "report.md"
@@ -33,7 +34,9 @@ def test_bundled_example_is_answered_with_a_true_citation(agent):
     assert all(source[c.start : c.end] == c.quote for c in answer.citations)
     assert answer.recipe == "auto:direct" and not answer.partial
     assert answer.usage.engine_calls == 1 and answer.usage.prompt_tokens > 300
-    assert [s.name for s in answer.trace.steps] == ["plan", "fit", "answer"]
+    assert [s.name for s in answer.trace.steps] == ["plan", "fit", "answer", "evidence", "answer:grounded"]
+    assert answer.trace.steps[3].detail["spans"] == [["report.md", 0, len(source)]]
+    assert_grounded(answer, "What was the third-quarter revenue?")
 
 
 def test_needle_in_a_short_document(agent):
@@ -42,6 +45,7 @@ def test_needle_in_a_short_document(agent):
     assert "7319" in answer.text
     assert answer.citations[0].quote == "The vault code is 7319."
     assert not verify_citations(answer.citations, [doc])
+    assert_grounded(answer, "What is the vault code?")
 
 
 def test_ten_million_characters_are_truncated_and_the_answer_says_so(engine_2k):

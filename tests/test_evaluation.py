@@ -203,6 +203,81 @@ def test_quality_set_is_bundled_with_its_licence_and_builds_tasks(count_tokens):
     assert not [t for t in generate_tasks(count_tokens, kinds=["quality"], lengths=[2048]) if t.kind == "quality"]
 
 
+def test_unsupported_specifics_names_numbers_and_dates():
+    from ctxagent.evaluation.scoring import unsupported_specifics
+
+    quote = "Actually, Oswin Thackery lives next to the Louvre."
+    assert unsupported_specifics("Oswin Thackery lives next to the Louvre.", [quote], "Who has been to Paris?") == []
+    assert unsupported_specifics("Marisol Quenby.", [quote], "Who has been to Paris?") == ["Marisol", "Quenby"]
+    assert unsupported_specifics("Paris, where Oswin lives.", [quote], "Who has been to Paris?") == []  # the question's own words
+    # the example: a date and an event beside a real but unrelated quote
+    assert unsupported_specifics("It was delivered on June 12, 1886, during the 1886 World's Fair.", ["The speech was long."], "When?") == ["World", "Fair", "12", "1886"]
+    assert unsupported_specifics("On June 12, 1886.", ["It was read on June 12, 1886, at noon."]) == []
+    quotes = ["Ilse Dunmore keeps 23 beehives.", "Mirela Voss keeps 41 beehives."]
+    assert unsupported_specifics("23 + 41 = 64", quotes) == []  # one step of arithmetic on quoted numbers
+    assert unsupported_specifics("They keep 65.", quotes) == ["65"]
+    assert unsupported_specifics("2", quotes) == []  # the count of the cited facts
+    assert unsupported_specifics("NOT FOUND", []) == [] and unsupported_specifics("Yes. B) a tortoise", []) == []
+    assert unsupported_specifics("Dunmore has 7 hives.", []) == ["Dunmore", "7"]  # nothing cited: every specific is unsupported
+
+
+def test_evidence_recall_counts_covered_gold_spans():
+    from ctxagent.evaluation.scoring import evidence_recall
+
+    gold = [(100, 150), (400, 440)]
+    assert evidence_recall(gold, [(90, 160), (380, 450)]) == 1.0
+    assert evidence_recall(gold, [(90, 125), (124, 160)]) == 0.5  # two touching spans cover the first together
+    assert evidence_recall(gold, [(110, 150)]) == 0.0  # 80% of a span is not enough
+    assert evidence_recall(gold, []) == 0.0 and evidence_recall([], [(0, 9)]) is None
+
+
+def test_answer_evidence_reads_the_evidence_step_else_citations():
+    from ctxagent.evaluation.runner import answer_evidence
+    from ctxagent.types import Answer, Citation
+
+    answer = Answer(text="x", citations=[Citation(doc_id="d", start=5, end=8, quote="abc")])
+    assert answer_evidence(answer, "d") == ([(5, 8)], "citations")
+    answer.trace.add("evidence", spans=[["d", 0, 40], ["other", 1, 2]])
+    assert answer_evidence(answer, "d") == ([(0, 40)], "evidence")
+    assert answer_evidence(Answer(text="x"), "d") == ([], "none")
+
+
+def test_report_gives_the_three_metrics_by_kind_and_recipe(tmp_path):
+    from ctxagent.evaluation.runner import Result
+
+    def result(kind: str, recipe: str, prediction: str, source: str) -> Result:
+        return Result(
+            task_id=f"{kind}-4096", kind=kind, length=4096, tokens=4000, depth=0.5, recipe=recipe, engine="hf", context_window=1024,
+            question="How many hives in all?", prediction=prediction, answers=["64"], metric="all", score=float(prediction.startswith("64")),
+            exact=0.0, contains=0.0, f1=0.0, gold_spans=[(10, 30), (200, 230)], evidence_spans=[(0, 40)], evidence_source=source,
+            quotes=["Ilse keeps 23 hives.", "Mirela keeps 41 hives."],
+        )
+
+    results = [result("arithmetic", "auto", "64 hives", "evidence"), result("arithmetic", "map_reduce", "99 hives", "citations")]
+    text = write_report(results, tmp_path, plots=False, provenance={"commit": "abc123", "date": "d", "command": "c", "machine": {}}).read_text()
+    assert "| arithmetic | 1.00 / 0.50 / 0% (n=1) | 0.00 / 0.50 / 100% (n=1) |" in text
+    assert "4x the 1024-token window" in text and "Commit `abc123`" in text
+    assert "1 runs comes from the answer's **citations**" in text
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["provenance"]["commit"] == "abc123" and summary["evidence_sources"] == {"citations": 1, "evidence": 1}
+    cell = next(c for c in summary["cells"] if c["recipe"] == "map_reduce")
+    assert cell["unsupported_share"] == 1.0 and cell["evidence_recall"] == 0.5
+
+
+def test_before_after_comparison_names_both_commits(tmp_path):
+    from ctxagent.evaluation.compare import compare
+
+    for name, commit, accuracy in (("before", "aaa111", 0.0), ("after", "bbb222", 1.0)):
+        cell = {"kind": "two_hop", "length": 4096, "recipe": "auto", "questions": 2, "accuracy": accuracy, "evidence_recall": 0.5, "unsupported_share": 0.5, "errors": 0}
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "summary.json").write_text(json.dumps({"provenance": {"commit": commit}, "cells": [cell], "recipes": [{**cell, "recipe": "auto"}]}))
+    table = compare(tmp_path / "before", tmp_path / "after")
+    assert "commit `aaa111`" in table and "commit `bbb222`" in table
+    assert "| 4096 | two_hop | auto | 0.00 / 0.50 / 50% (n=2) | 1.00 / 0.50 / 50% (n=2) |" in table
+    with pytest.raises(InputError, match="summary.json does not exist"):
+        compare(tmp_path / "before", tmp_path / "nowhere")
+
+
 def test_jsonl_round_trip(tasks, tmp_path):
     for name in ("tasks.jsonl", "tasks.jsonl.gz"):
         path = save_tasks(tasks, tmp_path / name)
@@ -270,8 +345,9 @@ def test_end_to_end_eval_with_the_real_model(engine, count_tokens, tmp_path):
     assert run_eval(tasks, ["direct"], engine=engine, budget=budget, out=out, progress=False) == []  # resumed: nothing left
     report = write_report(results, tmp_path)
     text = report.read_text()
-    assert "| direct |" in text and "heatmap.png" in text
+    assert "| direct |" in text and "heatmap.png" in text and "kinds.png" in text
     assert (tmp_path / "heatmap.png").stat().st_size > 1000 and (tmp_path / "frontier.png").stat().st_size > 1000
+    assert needle.gold_spans and needle.evidence_source in ("evidence", "citations", "none")
 
 
 def test_cli_eval_options_parse():

@@ -46,7 +46,7 @@ def test_checkpointed_graph_interrupted_and_resumed_answers_like_the_sdk(engine,
     assert "26.4" in answer.text
     sdk = ContextAgent(engine=engine).ask(REPORT, QUESTION)
     assert answer.text == sdk.text and answer.citations == sdk.citations and answer.recipe == sdk.recipe == "auto:direct"
-    assert [s.name for s in answer.trace.steps] == ["load", "plan", "fit", "answer", "verify"]
+    assert [s.name for s in answer.trace.steps] == ["load", "plan", "fit", "answer", "evidence", "answer:grounded", "verify"]
     source = REPORT.read_text()
     assert answer.citations and all(source[c.start : c.end] == c.quote for c in answer.citations)
 

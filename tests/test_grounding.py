@@ -88,8 +88,11 @@ def test_unsupported_date_name_and_number_are_refused():
     assert not result.supported and result.unsupported == ["June 12, 1886", "1886", "World's Fair"]
     assert check_answer("The revenue was 30 million euros.", [REVENUE]).unsupported == ["30 million"]
     assert check_answer("Deliveries went to Kyoto.", [REVENUE]).unsupported == ["Kyoto"]
-    # A small integer is not "computed" by a ratio that merely rounds to it (30 / 12 = 2.5).
+    # A small integer is not "computed" by a ratio that merely rounds to it (30 / 12 = 2.5); years only add
+    # and subtract (1886 / 12 = 157.2); only a number marked as a percentage is one (30 / 12 = 250%).
     assert not _ok("The Aurora was rated 3.", VOYAGE, "What was the Aurora's rating?")
+    assert not _ok("The Aurora was rated 157.", VOYAGE)
+    assert _ok("The crew grew by 250%.", VOYAGE) and not _ok("The Aurora carried 250 tons.", VOYAGE)
 
 
 # -- question echo --------------------------------------------------------------------------
@@ -202,6 +205,9 @@ def test_an_unsupported_answer_over_off_topic_facts_is_not_found():
 def test_a_reply_saying_the_facts_do_not_answer_falls_back_to_the_quote():
     answer, _ = _answer("NONE", _facts(REVENUE))
     assert answer.text == REVENUE and any("do not answer" in n for n in answer.notes)
+    # Repeating the question (its specifics included) answers nothing either.
+    echo, _ = _answer("The third-quarter revenue in 2023.", _facts(REVENUE), "What was the third-quarter revenue in 2023?")
+    assert echo.text == REVENUE and any("says nothing the facts say" in n for n in echo.notes)
 
 
 def test_facts_used_are_parsed_leniently():
@@ -246,3 +252,45 @@ def test_direct_refuses_an_unsupported_answer():
 def test_direct_accepts_a_derived_answer():
     answer = _direct("No — it was 26.4 million euros, not 30 million.", "Was the third-quarter revenue 30 million euros?")
     assert answer.text.startswith("No") and [c.quote for c in answer.citations] == [REVENUE]
+
+
+# -- end to end with the embedded model -----------------------------------------------------
+LIGHTHOUSE = "The old lighthouse on the Cobb at Lyme stands 412 feet above the sea."
+
+
+@pytest.mark.slow
+def test_a_number_stated_in_the_text_is_answered_grounded_with_the_real_model(engine_2k):
+    """Real text (Persuasion) about 1.5x the capped window, one sentence with the number: map_reduce
+    reads it, the answer step (numbered facts, facts-used line) answers, and the answer's number is in
+    its citation."""
+    from ctxagent.evaluation.haystack import haystack_text
+    from tests.grounded import assert_grounded
+
+    paragraphs, tokens = [], 0
+    for paragraph in haystack_text("persuasion").split("\n\n"):
+        paragraphs.append(paragraph)
+        tokens += engine_2k.count_tokens(paragraph) + 1
+        if tokens > 3000:
+            break
+    paragraphs.insert(len(paragraphs) // 2, LIGHTHOUSE)
+    doc = Document(id="persuasion", text="\n\n".join(paragraphs))
+    question = "How tall is the old lighthouse on the Cobb at Lyme?"
+    ctx = RunContext(engine=engine_2k, budget=Budget(max_new_tokens=48))
+    answer = run_recipe(get_recipe("map_reduce"), ctx, [doc], question)
+    assert "412" in answer.text and any("412" in c.quote for c in answer.citations), (answer.text, answer.notes)
+    assert_grounded(answer, question)
+    evidence = [s.detail["spans"] for s in answer.trace.steps if s.name == "evidence"]
+    assert evidence and any(start <= doc.text.index(LIGHTHOUSE) < end for _, start, end in evidence[-1])
+
+
+def test_the_corpus_reduce_keeps_a_grounded_combined_answer_without_its_facts_used_line():
+    from ctxagent.corpus.ask import _reduce
+    from ctxagent.types import Answer
+
+    a = Document(id="a", text="The Aurora carried 12 crew on her first voyage.")
+    b = Document(id="b", text="The Bell carried 30 crew on her first voyage.")
+    answers = [(d.id, Answer(text=d.text, citations=[citation_for(d, 0, len(d.text))])) for d in (a, b)]
+    question = "How many crew did the Aurora and the Bell carry in total?"
+    for reply, expected in [("They carried 42 crew in total.\nFacts used: 1, 2", "They carried 42 crew in total."), ("They carried 50 crew.", f"{a.text} {b.text}")]:
+        ctx = RunContext(engine=ScriptedEngine(lambda prompt: reply))
+        assert _reduce(ctx, "corpus", question, answers, [], {"a": a, "b": b}).text == expected

@@ -82,3 +82,32 @@ def test_pattern_recall_on_real_attention_maps(engine_2k):
         for pattern, r, _ in chosen:
             assert pattern.kind == "dense" or r >= 0.95
     assert SparseConfig.from_dict(result.config.to_dict()).to_dict() == result.config.to_dict()
+
+
+def test_prompt_after_a_cached_prefix_runs_sparse(engine_2k):
+    """The second half of a prompt, prefilled over the cached first half (a shared system
+    prompt, chunked prefill), goes through the sparse path: equal to dense when the
+    pattern covers every key, different when it does not."""
+    model = engine_2k.model
+    ids = engine_2k.tokenizer(PROMPT, return_tensors="pt")["input_ids"]
+    prefix, rest = ids[:, :200], ids[:, 200:]
+    assert rest.shape[1] >= 128
+
+    def continue_logits() -> torch.Tensor:
+        with torch.no_grad():
+            cache = model(prefix, use_cache=True).past_key_values
+            return model(rest, past_key_values=cache, use_cache=True).logits[0, -1].float()
+
+    before = model.config._attn_implementation
+    dense = continue_logits()
+    try:
+        covering = enable_sparse_prefill(model, {"kind": "a_shape", "sink": 16, "local": 4096, "min_length": 256, "block": 16}, backend="torch")
+        full = continue_logits()
+        assert covering.calls["sparse"] == model.config.num_hidden_layers  # the continuation, every layer; the 200-token prefix stayed dense
+        assert torch.allclose(full, dense, atol=2e-3, rtol=1e-3)
+        narrow = enable_sparse_prefill(model, {"kind": "a_shape", "sink": 4, "local": 32, "min_length": 256, "block": 16}, backend="torch")
+        sparse = continue_logits()
+        assert narrow.calls["sparse"] == model.config.num_hidden_layers
+        assert (sparse - dense).abs().max() > 1e-2
+    finally:
+        disable_sparse_prefill(model, before if before != ATTN_NAME else "sdpa")

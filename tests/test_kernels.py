@@ -33,9 +33,10 @@ def qkv(b, h, hkv, n, d, dtype, seed):
 
 
 def build(pattern, q, k, block):
-    B, H, N, _ = q.shape
+    B, H, Nq, _ = q.shape
+    N = k.shape[2]
     if pattern == "a_shape":
-        return a_shape_index(B, H, N, sink=5, local=2 * block, block=block, device=q.device)
+        return a_shape_index(B, H, N, sink=5, local=2 * block, block=block, device=q.device, q_start=N - Nq)
     if pattern == "vertical_slash":
         return vertical_slash_index(q, k, n_vertical=9, n_diag=3, last_q=8, sink=2, block=block)
     return block_sparse_index(q, k, gamma=0.6, max_blocks=3, block=block)
@@ -284,7 +285,9 @@ def test_bad_shapes_are_named():
     with pytest.raises(ValueError, match="multiple of key/value heads"):
         sparse_attention(q, k, v, index)
     with pytest.raises(ValueError, match="as many keys as queries"):
-        sparse_attention(q[:, :2, :8], k, v, index)
+        sparse_attention(q[:, :2], k[:, :, :8], v[:, :, :8], index)
+    with pytest.raises(ValueError, match="built for queries from position 0"):
+        sparse_attention(q[:, :2, 8:], k, v, index)
 
 
 def test_hf_attention_function_handles_left_padding_per_sequence():
@@ -309,3 +312,111 @@ def test_hf_attention_function_handles_left_padding_per_sequence():
         sl = slice(n - length, n)
         expected = sparse_prefill_attention(q[b : b + 1, :, sl], k[b : b + 1, :, sl], v[b : b + 1, :, sl], config, backend="torch")
         assert rel_err(out[b : b + 1, sl].transpose(1, 2), expected) < 1e-5
+
+
+# Queries that are the last Nq of Nk keys (chunked prefill, a prompt after a cached prefix)
+
+def chunk_config(kind: str, **params) -> SparseConfig:
+    return SparseConfig(default=HeadPattern.make(kind, **params), block=16, min_length=64)
+
+
+COVER_ALL = {
+    "a_shape": dict(sink=4, local=4096),
+    "vertical_slash": dict(n_vertical=4096, n_diag=2, last_q=16),
+    "block_sparse": dict(gamma=1.0, max_blocks=4096),
+}
+PARTIAL = {
+    "a_shape": dict(sink=4, local=32),
+    "vertical_slash": dict(n_vertical=12, n_diag=2, last_q=16),
+    "block_sparse": dict(gamma=0.5, max_blocks=3),
+}
+
+
+@pytest.mark.parametrize("backend", ["torch", pytest.param("triton", marks=needs_triton)])
+@pytest.mark.parametrize("pattern", PATTERNS)
+def test_chunk_after_cached_keys_equals_dense_when_covered_and_differs_when_not(pattern, backend):
+    # 150 new queries after 150 cached keys: the first query block starts mid-block (150 % 16 = 6)
+    q_all, k, v = qkv(1, 4, 2, 300, 32, torch.float32, seed=11)
+    q = q_all[:, :, 150:]
+    dense = dense_attention(q, k, v)
+    assert rel_err(dense, dense_causal_reference(q_all, k, v)[:, :, 150:]) < 1e-5  # the baseline itself
+    covered = sparse_prefill_attention(q, k, v, chunk_config(pattern, **COVER_ALL[pattern]), backend=backend)
+    assert rel_err(covered, dense) < 1e-4
+    partial = sparse_prefill_attention(q, k, v, chunk_config(pattern, **PARTIAL[pattern]), backend=backend)
+    assert rel_err(partial, dense) > 1e-2
+    # and it is the index's attention for these rows, not something else that differs
+    index = layer_index(q, k, chunk_config(pattern, **PARTIAL[pattern]))
+    assert index.q_start == 150 and index.block_cnt.shape[-1] == math.ceil(300 / 16) - 150 // 16
+    assert rel_err(partial, sparse_attention_reference(q.double(), k.double(), v.double(), index)) < 1e-4
+
+
+@needs_triton
+@pytest.mark.parametrize("pattern", PATTERNS)
+def test_kernel_chunk_matches_reference_bf16_block_aligned(pattern):
+    q_all, k, v = qkv(2, 4, 1, 160, 64, torch.bfloat16, seed=12)
+    q = q_all[:, :, 64:]  # a chunk that starts on a block boundary
+    index = build(pattern, q, k, block=32)
+    out = sparse_attention(q, k, v, index, backend="triton")
+    ref = sparse_attention_reference(q.double(), k.double(), v.double(), index)
+    assert out.shape == q.shape and not torch.isnan(out).any()
+    assert rel_err(out, ref) < 2e-2
+
+
+def test_decode_and_tiny_chunks_stay_dense():
+    q_all, k, v = qkv(1, 4, 2, 300, 32, torch.float32, seed=13)
+    config = chunk_config("a_shape", sink=1, local=16)
+    for nq in (1, 8, 100):
+        q = q_all[:, :, -nq:]
+        assert rel_err(sparse_prefill_attention(q, k, v, config, backend="torch"), dense_attention(q, k, v)) < 1e-5
+
+
+def test_block_sparse_index_in_tiles_equals_one_pass(monkeypatch):
+    from ctxagent.kernels import block_score
+
+    q_all, k, _ = qkv(1, 2, 1, 400, 32, torch.float32, seed=14)
+    for q in (q_all, q_all[:, :, 130:]):
+        whole = block_sparse_index(q, k, gamma=0.8, max_blocks=5, block=16, backend="torch")
+        monkeypatch.setattr(block_score, "SCORE_TILE_BYTES", 2 * 25 * 4 * 3)  # three query blocks a tile
+        tiled = block_sparse_index(q, k, gamma=0.8, max_blocks=5, block=16, backend="torch")
+        monkeypatch.undo()
+        assert torch.equal(whole.block_cnt, tiled.block_cnt)
+        assert torch.equal(index_to_mask(whole, 400), index_to_mask(tiled, 400))
+
+
+@needs_triton
+def test_block_lse_kernel_with_query_offset_matches_reference():
+    q_all, k, _ = qkv(1, 4, 2, 200, 32, torch.float32, seed=15)
+    q = q_all[:, :, 70:]
+    triton_scores = lse_block_scores(q, k, 16, backend="triton", tile=(1, 6))
+    torch_scores = lse_block_scores(q, k, 16, backend="torch", tile=(1, 6))
+    assert triton_scores.shape == (1, 4, 5, 13)
+    finite = torch.isfinite(torch_scores)
+    assert torch.equal(finite, torch.isfinite(triton_scores))
+    assert torch.allclose(triton_scores[finite], torch_scores[finite], atol=1e-3)
+
+
+def test_dense_heads_go_through_sdpa_without_a_full_index():
+    q, k, v = qkv(1, 4, 2, 200, 32, torch.float32, seed=16)
+    config = SparseConfig(
+        layers={0: [HeadPattern.make("dense"), HeadPattern.make("a_shape", sink=2, local=16)] * 2}, block=16, min_length=64
+    )
+    index = layer_index(q, k, config, 0, dense_as_empty=True)
+    assert int(index.block_cnt[:, [0, 2]].sum()) == 0  # nothing listed for the dense heads
+    out = sparse_prefill_attention(q, k, v, config, 0, backend="torch")
+    dense = dense_attention(q, k, v)
+    assert rel_err(out[:, [0, 2]], dense[:, [0, 2]]) < 1e-5
+    assert rel_err(out[:, [1, 3]], dense[:, [1, 3]]) > 1e-2
+
+
+def test_density_budget_allocation_spends_where_recall_grows():
+    from ctxagent.kernels.search import allocate_density
+
+    # 1 layer, 3 options (cheap, mid, dense), 2 heads: head 0 gains a lot from "mid", head 1 little
+    recall = torch.tensor([[[0.5, 0.95], [0.9, 0.96], [1.0, 1.0]]])
+    density = torch.tensor([[[0.1, 0.1], [0.3, 0.3], [1.0, 1.0]]])
+    pick = allocate_density(recall, density, budget=0.2)  # room for one upgrade of 0.2
+    assert pick.tolist() == [[1, 0]]
+    assert allocate_density(recall, density, budget=0.05).tolist() == [[0, 0]]  # nothing fits: the cheapest
+    assert allocate_density(recall, density, budget=1.0).tolist() == [[2, 2]]  # everything fits: dense
+    mean_density = density[0, pick[0], torch.arange(2)].mean()
+    assert mean_density <= 0.2 + 1e-6

@@ -16,6 +16,7 @@ from ctxagent.recipes import get_recipe
 from ctxagent.recipes.base import run_recipe
 from ctxagent.recipes.context import RunContext
 from ctxagent.types import Budget, Document
+from tests.grounded import assert_grounded
 
 pytestmark = pytest.mark.slow
 
@@ -63,6 +64,9 @@ def _check(answer, doc: Document) -> None:
     assert not verify_citations(answer.citations, [doc])
     for c in answer.citations:
         assert doc.text[c.start : c.end] == c.quote
+    assert_grounded(answer, QUESTION)
+    evidence = [s.detail["spans"] for s in answer.trace.steps if s.name == "evidence"][-1]
+    assert any(start <= doc.text.index(NEEDLE) < end for _, start, end in evidence), "the needle was in front of the model"
 
 
 def test_document_is_several_windows_long(engine_1k, needle_doc):
@@ -118,3 +122,4 @@ def test_budget_exhaustion_gives_a_partial_answer_with_the_real_model(engine_1k,
     assert answer.partial and answer.usage.engine_calls == 2
     assert "read 2 of" in answer.notes[0]
     assert not verify_citations(answer.citations, [needle_doc])
+    assert_grounded(answer, QUESTION)

@@ -139,10 +139,10 @@ def test_auto_picks_by_length_and_budget():
     short = Document(id="s", text="The vault code is 7319.")
     assert auto.choose(RunContext(engine=engine), [short], QUESTION)[0] == "direct"
     long = _document()
-    name, why = auto.choose(RunContext(engine=engine), [long], QUESTION)
+    name, _, why = auto.choose(RunContext(engine=engine), [long], QUESTION)
     assert name == "map_reduce" and "window" in why
     pytest.importorskip("ctxagent.retrievers.bm25", reason="retrievers not installed")
-    name, why = auto.choose(RunContext(engine=engine, budget=Budget(max_tokens=3000)), [long], QUESTION)
+    name, _, why = auto.choose(RunContext(engine=engine, budget=Budget(max_tokens=4000)), [long], QUESTION)
     assert name == "retrieve_then_reason" and "max_tokens" in why
 
 

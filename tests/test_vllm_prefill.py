@@ -93,3 +93,66 @@ def test_layer_index_from_vllm_layer_names():
 
     assert vllm_prefill.layer_index(Layer()) == 17
     assert vllm_prefill.layer_index(object()) is None
+
+
+def test_spans_are_read_from_cpu_tensors_only():
+    starts, lens = torch.tensor([0, 300, 301, 700]), torch.tensor([300, 57, 900])
+    # request 0: a whole 300-token prompt; 1: a decode step; 2: a chunk after 500 cached tokens
+    assert vllm_prefill.fresh_prefill_spans(starts, lens, 3, 256) == [(0, 300)]
+    with pytest.raises(ValueError, match="needs CPU tensors"):
+        vllm_prefill.fresh_prefill_spans(starts.to("meta"), lens, 3, 256)
+
+
+def test_attention_variants_we_do_not_compute_stay_on_vllm_kernels():
+    from types import SimpleNamespace as Impl
+
+    plain = dict(attn_type="decoder", sliding_window=-1, logits_soft_cap=0, alibi_slopes=None, sinks=None)
+    assert vllm_prefill.unsupported_reason(Impl(**plain)) is None
+    assert vllm_prefill.unsupported_reason(Impl(**{**plain, "sliding_window": (-1, -1)})) is None  # FlashAttention's "none"
+    assert "sliding window" in vllm_prefill.unsupported_reason(Impl(**{**plain, "sliding_window": (4095, 0)}))
+    assert "soft-capping" in vllm_prefill.unsupported_reason(Impl(**{**plain, "logits_soft_cap": 30.0}))
+    assert "ALiBi" in vllm_prefill.unsupported_reason(Impl(**{**plain, "alibi_slopes": torch.ones(4)}))
+    assert "sinks" in vllm_prefill.unsupported_reason(Impl(**{**plain, "sinks": torch.zeros(4)}))
+    assert "encoder" in vllm_prefill.unsupported_reason(Impl(**{**plain, "attn_type": "encoder"}))
+
+
+def test_each_tensor_parallel_rank_reads_its_own_heads():
+    config = {"min_length": 8192, "layers": {"0": [{"kind": "dense"}, {"kind": "a_shape"}, {"kind": "vertical_slash"}, {"kind": "block_sparse"}]}}
+    assert vllm_prefill.rank_config(config, 0, 2) == config
+    rank1 = vllm_prefill.rank_config(config, 2, 2)
+    assert rank1["layers"]["0"] == [{"kind": "vertical_slash"}, {"kind": "block_sparse"}]
+    assert rank1["min_length"] == 8192 and config["layers"]["0"][0] == {"kind": "dense"}  # the original is untouched
+
+
+def test_sparse_prefill_raises_the_step_budget_even_without_a_window(monkeypatch):
+    monkeypatch.setenv(vllm_plugin.ENV_VAR, "")
+    assert vllm_plugin.attention_options(True, on_cpu=True, context_window=32768)["max_num_batched_tokens"] == 32768
+    # no window given: chunked prefill off, so vLLM sizes the step budget to the model's window
+    assert vllm_plugin.attention_options(True, on_cpu=True)["enable_chunked_prefill"] is False
+
+
+def test_builder_attaches_the_cpu_layout_and_steps_never_read_device_tensors():
+    from types import SimpleNamespace
+
+    class Builder:  # stands in for vLLM's metadata builder
+        def build(self, common_prefix_len, common, fast_build=False):
+            return SimpleNamespace(query_start_loc=common.query_start_loc, seq_lens=common.seq_lens)
+
+    class Sparse(vllm_prefill.LayoutBuilderMixin, Builder):
+        pass
+
+    device = torch.device("meta")  # any non-CPU tensor: reading it would be a device sync
+    common = SimpleNamespace(
+        query_start_loc=torch.tensor([0, 300, 301]).to(device),
+        seq_lens=torch.tensor([300, 57]).to(device),
+        query_start_loc_cpu=torch.tensor([0, 300, 301]),
+        seq_lens_cpu_upper_bound=torch.tensor([300, 57]),
+        num_reqs=2,
+    )
+    metadata = Sparse().build(0, common)
+    starts, lens, num_reqs = vllm_prefill.batch_layout(metadata)
+    assert starts.device.type == "cpu" and num_reqs == 2
+    assert vllm_prefill.fresh_prefill_spans(starts, lens, num_reqs, 256) == [(0, 300)]
+    # without the CPU copies: no sparse path (and no sync), rather than reading the device
+    bare = Builder().build(0, common)
+    assert vllm_prefill.batch_layout(bare) is None

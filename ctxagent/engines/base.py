@@ -79,6 +79,13 @@ class Engine(Protocol):
         """Per-token log-probs of each text given its context (empty context when None)."""
         ...
 
+    # Optional, not part of the runtime check so that small user engines stay valid:
+    #   speed() -> ctxagent.engines.speed.EngineSpeed   prefill/decode tokens per second,
+    #       measured once per model and machine and cached (hf, vllm and openai implement it
+    #       with `measure_speed(self)`); `auto` plans its time budget with it.
+    #   speed_key() -> str   what the measurement depends on (model, device, server).
+    # An engine without them may set `tokens_per_second`; otherwise an assumed speed is used.
+
 
 def streams(engine: object) -> bool:
     """Can `engine.generate` take `stream_to=[sink or None per prompt]` and feed each sink its

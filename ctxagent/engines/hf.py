@@ -20,6 +20,7 @@ from typing import Any, Sequence
 from ctxagent.cache import cache_dir
 from ctxagent.engines import register
 from ctxagent.engines.base import Completion, Prompt, SamplingParams, TextSink, TokenScores, check_prompts_fit, prompt_text
+from ctxagent.engines.speed import EngineSpeed, machine_fingerprint
 from ctxagent.errors import EngineError, EngineNotInstalled, InputError
 
 log = logging.getLogger(__name__)
@@ -140,6 +141,7 @@ class HFEngine:
         own_window = int(getattr(self.model.config, "max_position_embeddings", 2048))
         self._context_window = min(context_window, own_window) if context_window else own_window
         self.load_seconds = time.perf_counter() - started
+        self._speed: EngineSpeed | None = None
         if sparse_prefill:
             from ctxagent.kernels.hf_integration import enable_sparse_prefill
 
@@ -284,6 +286,18 @@ class HFEngine:
             result.append(values[at : at + n - n_ctx])
             at += n - n_ctx
         return result
+
+    # -- speed (see ctxagent.engines.speed) ----------------------------------------------------
+    def speed_key(self) -> str:
+        return f"hf|{self.model_name}|{self.model.dtype}|{self.model.config._attn_implementation}|{machine_fingerprint(self.device)}"
+
+    def speed(self) -> "EngineSpeed":
+        """Prefill and decode tokens/s, probed once per model and machine, then read from the cache."""
+        from ctxagent.engines.speed import measure_speed
+
+        if self._speed is None:
+            self._speed = measure_speed(self)
+        return self._speed
 
 
 class RowStreamer:

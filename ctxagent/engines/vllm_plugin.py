@@ -15,7 +15,12 @@ plugin registers ctxagent's attention backend in vLLM's attention backend regist
 Inside the backend, each step's batch is split: requests whose whole prompt is being
 prefilled in this step and is at least `min_length` tokens long go through ctxagent's
 sparse prefill (the Triton kernels on GPU, their torch references on CPU); decode steps,
-short prompts and continuations of chunked prefills stay on vLLM's own kernels.
+short prompts, continuations of chunked prefills and prompts whose prefix came from the
+prefix cache stay on vLLM's own kernels (their cached keys live in vLLM's paged cache),
+as do layers with sliding windows, soft-capping, ALiBi or sinks (logged once).
+
+Written against vLLM 0.32 (`vllm.v1.attention.backends.registry`, the v1 metadata
+builders, `CommonAttentionMetadata.seq_lens_cpu_upper_bound`); pyproject pins that.
 
 `VLLMEngine(sparse_prefill=...)` sets all of this up; `attention_options` is what it adds.
 """
@@ -71,7 +76,8 @@ def attention_options(spec: Any, *, on_cpu: bool, context_window: int | None = N
     The config travels in an environment variable because vLLM starts its engine core and
     workers as child processes, which inherit the environment and load the plugin there.
     The whole prompt must be prefilled in one step for the sparse path to see it, so the
-    per-step token budget is raised to the context window.
+    per-step token budget is raised to the context window; without one given, chunked
+    prefill is switched off, which makes vLLM raise the budget to the model's own window.
     """
     os.environ[ENV_VAR] = config_to_json(spec)
     options: dict[str, Any] = {}
@@ -79,6 +85,8 @@ def attention_options(spec: Any, *, on_cpu: bool, context_window: int | None = N
         options["attention_config"] = {"backend": "CUSTOM"}
     if context_window:
         options["max_num_batched_tokens"] = max(int(context_window), 2048)
+    else:
+        options["enable_chunked_prefill"] = False
     return options
 
 

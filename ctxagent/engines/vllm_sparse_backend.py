@@ -8,13 +8,19 @@ mixes them with decodes or short prompts, vLLM's kernel runs for the step and th
 prefills' rows are then overwritten (correct, though that step gains nothing). KV-cache
 writes are separate in vLLM's v1 backends (`do_kv_cache_update`), so decode later reads
 the same cache either way.
+
+No device sync: which requests are fresh long prefills is read from CPU copies of the
+batch layout that the metadata builder attaches (`ctxagent_layout`). Layers whose
+attention our kernels do not compute (sliding window, soft-capping, ALiBi, sinks) stay on
+vLLM's kernel, with a logged reason. Under tensor parallelism each rank reads the config
+for its own slice of the heads.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from vllm.v1.attention.backends.cpu_attn import CPUAttentionBackend, CPUAttentionBackendImpl
+from vllm.v1.attention.backends.cpu_attn import CPUAttentionBackend, CPUAttentionBackendImpl, CPUAttentionMetadataBuilder
 
 from ctxagent.engines import vllm_prefill
 from ctxagent.engines.vllm_plugin import DEFAULT_MIN_LENGTH, active_config
@@ -24,14 +30,29 @@ class _SparsePrefillMixin:
     """forward() for any vLLM v1 attention impl whose metadata has query_start_loc and seq_lens."""
 
     def _sparse_setup(self) -> None:
-        self._sparse_config = active_config() or {}
-        self._sparse_min = int(self._sparse_config.get("min_length", DEFAULT_MIN_LENGTH))
+        config = active_config() or {}
+        first_head = 0
+        try:
+            from vllm.distributed import get_tensor_model_parallel_rank
+
+            first_head = get_tensor_model_parallel_rank() * int(self.num_heads)  # type: ignore[attr-defined]
+        except Exception:  # no distributed state (single process): rank 0
+            pass
+        self._sparse_config = vllm_prefill.rank_config(config, first_head, int(getattr(self, "num_heads", 0)))
+        self._sparse_min = int(config.get("min_length", DEFAULT_MIN_LENGTH))
+        reason = vllm_prefill.unsupported_reason(self)
+        if reason:
+            vllm_prefill.warn_dense(reason)
+            self._sparse_min = 1 << 62
 
     def forward(self, layer: Any, query: Any, key: Any, value: Any, kv_cache: Any, attn_metadata: Any, output: Any, *args: Any, **kwargs: Any) -> Any:
-        if attn_metadata is None or getattr(self, "attn_type", "decoder") != "decoder" or key is None:
+        layout = None
+        if attn_metadata is not None and key is not None and self._sparse_min < 1 << 62:
+            layout = vllm_prefill.batch_layout(attn_metadata)
+        if layout is None:
             return super().forward(layer, query, key, value, kv_cache, attn_metadata, output, *args, **kwargs)  # type: ignore[misc]
-        num_reqs = int(attn_metadata.query_start_loc.shape[0]) - 1
-        spans = vllm_prefill.fresh_prefill_spans(attn_metadata.query_start_loc, attn_metadata.seq_lens, num_reqs, self._sparse_min)
+        starts, lens, num_reqs = layout
+        spans = vllm_prefill.fresh_prefill_spans(starts, lens, num_reqs, self._sparse_min)
         if not spans:
             return super().forward(layer, query, key, value, kv_cache, attn_metadata, output, *args, **kwargs)  # type: ignore[misc]
         covered = sum(e - s for s, e in spans)
@@ -49,16 +70,24 @@ class SparseCPUAttentionImpl(_SparsePrefillMixin, CPUAttentionBackendImpl):
         self._sparse_setup()
 
 
+class SparseCPUAttentionMetadataBuilder(vllm_prefill.LayoutBuilderMixin, CPUAttentionMetadataBuilder):
+    pass
+
+
 class SparseCPUAttentionBackend(CPUAttentionBackend):
     @staticmethod
     def get_impl_cls() -> type[SparseCPUAttentionImpl]:
         return SparseCPUAttentionImpl
 
+    @staticmethod
+    def get_builder_cls() -> type[SparseCPUAttentionMetadataBuilder]:
+        return SparseCPUAttentionMetadataBuilder
+
 
 try:  # the CUDA backend exists only in CUDA builds of vLLM
-    from vllm.v1.attention.backends.flash_attn import FlashAttentionBackend, FlashAttentionImpl
+    from vllm.v1.attention.backends.flash_attn import FlashAttentionBackend, FlashAttentionImpl, FlashAttentionMetadataBuilder
 except ImportError:  # pragma: no cover - CPU builds
-    FlashAttentionBackend = FlashAttentionImpl = None  # type: ignore[assignment,misc]
+    FlashAttentionBackend = FlashAttentionImpl = FlashAttentionMetadataBuilder = None  # type: ignore[assignment,misc]
 
 if FlashAttentionImpl is not None:
 
@@ -66,6 +95,9 @@ if FlashAttentionImpl is not None:
         def __init__(self, *args: Any, **kwargs: Any) -> None:
             super().__init__(*args, **kwargs)
             self._sparse_setup()
+
+    class SparseFlashAttentionMetadataBuilder(vllm_prefill.LayoutBuilderMixin, FlashAttentionMetadataBuilder):  # type: ignore[misc,valid-type]
+        pass
 
     class SparseFlashAttentionBackend(FlashAttentionBackend):  # type: ignore[misc,valid-type]
         @staticmethod
@@ -75,3 +107,7 @@ if FlashAttentionImpl is not None:
         @staticmethod
         def get_impl_cls() -> type[SparseFlashAttentionImpl]:
             return SparseFlashAttentionImpl
+
+        @staticmethod
+        def get_builder_cls() -> type[SparseFlashAttentionMetadataBuilder]:
+            return SparseFlashAttentionMetadataBuilder

@@ -1,4 +1,4 @@
-"""Evaluation harness: RULER/needle-style tasks on real text, scores, runs and reports.
+"""Evaluation harness: RULER/needle-style and harder tasks on real text, QuALITY, scores, runs and reports.
 
     from ctxagent.evaluation import generate_tasks, run_eval, write_report
     tasks = generate_tasks(engine.count_tokens, lengths=[1024, 2048], depths=[0.1, 0.9])
@@ -13,10 +13,21 @@ from __future__ import annotations
 from ctxagent.evaluation.haystack import HAYSTACKS, haystack_text, qa_pairs
 from ctxagent.evaluation.report import write_report
 from ctxagent.evaluation.runner import Result, load_results, resolve_recipes, run_eval
-from ctxagent.evaluation.scoring import contains_match, exact_match, normalize, score_prediction, token_f1
-from ctxagent.evaluation.tasks import TASK_KINDS, Needle, Task, build_task, generate_tasks, load_tasks, save_tasks, user_tasks
+from ctxagent.evaluation.quality import quality_stories
+from ctxagent.evaluation.scoring import (
+    contains_match,
+    evidence_recall,
+    exact_match,
+    normalize,
+    score_prediction,
+    score_task,
+    token_f1,
+    unsupported_specifics,
+)
+from ctxagent.evaluation.tasks import HARD_KINDS, TASK_KINDS, Needle, Task, build_task, generate_tasks, load_tasks, save_tasks, user_tasks
 
 __all__ = [
+    "HARD_KINDS",
     "HAYSTACKS",
     "TASK_KINDS",
     "Needle",
@@ -24,6 +35,7 @@ __all__ = [
     "Task",
     "build_task",
     "contains_match",
+    "evidence_recall",
     "exact_match",
     "generate_tasks",
     "haystack_text",
@@ -31,11 +43,14 @@ __all__ = [
     "load_tasks",
     "normalize",
     "qa_pairs",
+    "quality_stories",
     "resolve_recipes",
     "run_eval",
     "save_tasks",
     "score_prediction",
+    "score_task",
     "token_f1",
+    "unsupported_specifics",
     "user_tasks",
     "write_report",
 ]

@@ -22,6 +22,7 @@ from statistics import mean
 from typing import Any, Callable, Iterable, Sequence
 
 from ctxagent.evaluation.runner import Result
+from ctxagent.evaluation.scoring import evidence_recall, unsupported_specifics
 
 
 def _group(results: Iterable[Result], key: Callable[[Result], Any]) -> dict[Any, list[Result]]:
@@ -39,6 +40,46 @@ def accuracy(results: Sequence[Result]) -> float:
     return mean(r.score for r in results) if results else float("nan")
 
 
+def recall(results: Sequence[Result]) -> float:
+    """Mean evidence recall over runs whose task has gold spans (NaN when none has)."""
+    values = [r.evidence_recall for r in results if r.evidence_recall is not None]
+    return mean(values) if values else float("nan")
+
+
+def unsupported_share(results: Sequence[Result]) -> float:
+    """Share of answers (failed runs left out) stating a number, date or name that no citation nor the question holds."""
+    answered = [r for r in results if not r.error]
+    return sum(bool(r.unsupported) for r in answered) / len(answered) if answered else float("nan")
+
+
+def rescore(results: Sequence[Result]) -> list[Result]:
+    """Recompute evidence recall and unsupported specifics from what each run stored, with today's checker.
+
+    Results files keep the raw facts (gold spans, evidence spans, quotes, the answer), so an
+    older run is judged by the same rule as a new one.
+    """
+    out = []
+    for r in results:
+        if r.error:
+            out.append(r)
+            continue
+        out.append(
+            r.model_copy(
+                update={
+                    "evidence_recall": evidence_recall(r.gold_spans, r.evidence_spans),
+                    "unsupported": unsupported_specifics(r.prediction, r.quotes, r.question),
+                }
+            )
+        )
+    return out
+
+
+def _fmt(value: float, percent: bool = False) -> str:
+    if value != value:  # NaN
+        return "–"
+    return f"{value:.0%}" if percent else f"{value:.2f}"
+
+
 def summary(results: Sequence[Result]) -> list[dict[str, Any]]:
     """One row per recipe: accuracy and mean cost per question."""
     rows = []
@@ -48,6 +89,8 @@ def summary(results: Sequence[Result]) -> list[dict[str, Any]]:
                 "recipe": recipe,
                 "questions": len(rs),
                 "accuracy": round(accuracy(rs), 3),
+                "evidence_recall": _round(recall(rs)),
+                "unsupported_share": _round(unsupported_share(rs)),
                 "exact": round(mean(r.exact for r in rs), 3),
                 "f1": round(mean(r.f1 for r in rs), 3),
                 "tokens": round(mean(r.total_tokens for r in rs)),
@@ -59,6 +102,54 @@ def summary(results: Sequence[Result]) -> list[dict[str, Any]]:
             }
         )
     return rows
+
+
+def _round(value: float) -> float | None:
+    return None if value != value else round(value, 3)
+
+
+def evidence_sources(results: Sequence[Result]) -> dict[str, int]:
+    """How many runs measured recall from an `evidence` step, from citations (older code), or had neither."""
+    return {k: len(v) for k, v in sorted(_group([r for r in results if not r.error], lambda r: r.evidence_source or "none").items())}
+
+
+def cells(results: Sequence[Result]) -> list[dict[str, Any]]:
+    """Kind x length x recipe: questions, accuracy, evidence recall and unsupported share (summary.json)."""
+    rows = []
+    for (kind, length, recipe), rs in _group(results, lambda r: (r.kind, r.length, r.recipe)).items():
+        rows.append(
+            {
+                "kind": kind,
+                "length": length,
+                "recipe": recipe,
+                "questions": len(rs),
+                "accuracy": round(accuracy(rs), 3),
+                "evidence_recall": _round(recall(rs)),
+                "unsupported_share": _round(unsupported_share(rs)),
+                "errors": sum(bool(r.error) for r in rs),
+            }
+        )
+    return rows
+
+
+def kind_recipe_tables(results: Sequence[Result]) -> str:
+    """Per document length, one table: task kinds (rows) x recipes (columns), each cell accuracy / recall / unsupported."""
+    recipes = _recipes(results)
+    parts = []
+    for length in sorted({r.length for r in results}):
+        at = [r for r in results if r.length == length]
+        window = at[0].context_window
+        times = f", {length / window:.0f}x the {window}-token window" if window else ""
+        rows = []
+        for kind in dict.fromkeys(r.kind for r in at):
+            row = [kind]
+            for recipe in recipes:
+                rs = [r for r in at if r.kind == kind and r.recipe == recipe]
+                row.append(f"{_fmt(accuracy(rs))} / {_fmt(recall(rs))} / {_fmt(unsupported_share(rs), True)} (n={len(rs)})" if rs else "–")
+            rows.append(row)
+        rows.append(["**all**"] + [f"{_fmt(accuracy(rs))} / {_fmt(recall(rs))} / {_fmt(unsupported_share(rs), True)} (n={len(rs)})" for rs in ([r for r in at if r.recipe == x] for x in recipes)])
+        parts += [f"### {length} tokens{times}", "", _markdown_table(["kind", *recipes], rows), ""]
+    return "\n".join(parts).rstrip()
 
 
 def _markdown_table(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
@@ -146,6 +237,41 @@ def heatmap(results: Sequence[Result], path: Path) -> Path:
     return path
 
 
+def kind_heatmap(results: Sequence[Result], path: Path) -> Path:
+    """Accuracy, evidence recall and unsupported share by task kind (rows) x recipe (columns), one row of panels per length."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    recipes = _recipes(results)
+    kinds = list(dict.fromkeys(r.kind for r in results))
+    lengths = sorted({r.length for r in results})
+    metrics = (("accuracy", accuracy, "RdYlGn"), ("evidence recall", recall, "RdYlGn"), ("unsupported share", unsupported_share, "RdYlGn_r"))
+    fig, axes = plt.subplots(
+        len(lengths), 3, figsize=(3 * (1.4 + 0.75 * len(recipes)), 0.6 + (0.42 * len(kinds) + 1.0) * len(lengths)), squeeze=False, layout="constrained"
+    )
+    for row, length in enumerate(lengths):
+        at = [r for r in results if r.length == length]
+        groups = _group(at, lambda r: (r.kind, r.recipe))
+        for col, (name, metric, cmap) in enumerate(metrics):
+            ax = axes[row][col]
+            grid = [[metric(groups[(k, x)]) if groups.get((k, x)) else float("nan") for x in recipes] for k in kinds]
+            ax.imshow(grid, vmin=0, vmax=1, cmap=cmap, aspect="auto")
+            for i, line in enumerate(grid):
+                for j, value in enumerate(line):
+                    if value == value:
+                        ax.text(j, i, f"{value:.2f}", ha="center", va="center", fontsize=7)
+            ax.set_xticks(range(len(recipes)), recipes, fontsize=7, rotation=30, ha="right")
+            ax.set_yticks(range(len(kinds)), kinds if col == 0 else [""] * len(kinds), fontsize=7)
+            ax.set_title(f"{name}, {length} tokens", fontsize=9)
+    fig.suptitle(_title(results, "by task kind x recipe (blank: no gold spans or no runs)"), fontsize=10)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    return path
+
+
 def pareto(points: Sequence[tuple[float, float]]) -> list[tuple[float, float]]:
     """Points no other point beats on both cost (lower) and accuracy (higher), by cost."""
     front: list[tuple[float, float]] = []
@@ -215,10 +341,13 @@ def write_report(
     planned_runs: tasks x recipes that were asked for; when more than the results, the
     report says the run is incomplete (rerunning the same command resumes it).
     """
+    from ctxagent.evaluation import provenance as stamp
+
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    results = rescore(results)
     info = machine()
-    lines = ["# ctxagent evaluation", ""]
+    lines = ["# ctxagent evaluation", "", stamp.markdown_line(provenance), ""]
     if results:
         r = results[0]
         lines.append(f"Engine `{r.engine}` ({r.model}), context window {r.context_window} tokens; {len(results)} runs over {len({x.task_id for x in results})} tasks.")
@@ -230,15 +359,40 @@ def write_report(
     if planned_runs and planned_runs > len(results):
         lines += ["", f"**Incomplete**: {len(results)} of {planned_runs} planned runs (task x recipe) are in; rerun the same command to resume."]
     rows = summary(results)
+    sources = evidence_sources(results)
     lines += ["", "## Per recipe (means per question)", ""]
-    lines.append(_markdown_table(["recipe", "questions", "accuracy", "exact", "F1", "tokens", "engine calls", "seconds", "CPU seconds", "partial", "errors"], [list(row.values()) for row in rows]))
+    lines.append(
+        _markdown_table(
+            ["recipe", "questions", "accuracy", "evidence recall", "unsupported share", "exact", "F1", "tokens", "engine calls", "seconds", "CPU seconds", "partial", "errors"],
+            [[_fmt(v) if isinstance(v, float) else ("–" if v is None else v) for v in row.values()] for row in rows],
+        )
+    )
+    lines += [
+        "",
+        "**Evidence recall**: the share of the task's gold evidence spans (every needle, every hop) covered by what the answer step read. "
+        "**Unsupported share**: the share of answers stating a number, date or name that appears in none of their citation quotes nor in the question "
+        "(`ctxagent/evaluation/scoring.py`, independent of the recipes' own rule). QuALITY and user tasks have no gold spans: no recall.",
+    ]
+    if sources.get("citations"):
+        lines += [
+            "",
+            f"Evidence recall of {sources['citations']} runs comes from the answer's **citations**: their code has no `evidence` trace step "
+            "(it predates the grounding helper), and citations are only what was quoted, a subset of what was read.",
+        ]
+    if sources.get("none"):
+        lines += ["", f"{sources['none']} runs recorded neither an `evidence` step nor citations (e.g. a bare NOT FOUND): their evidence recall counts as 0."]
+    lines += ["", "## By task kind x recipe: accuracy / evidence recall / unsupported share", "", kind_recipe_tables(results)]
     lines += ["", "## Accuracy by document length (tokens)", "", length_table(results)]
     lines += ["", "## Accuracy by task", "", kind_table(results)]
     if plots:
         try:
-            heatmap(results, out / "heatmap.png")
+            kind_heatmap(results, out / "kinds.png")
             frontier(results, out / "frontier.png")
-            lines += ["", "## Accuracy by length x depth", "", "![heat map](heatmap.png)", "", "## Accuracy vs tokens", "", "![frontier](frontier.png)"]
+            lines += ["", "## By kind x recipe", "", "![kinds](kinds.png)"]
+            if any(r.depth is not None for r in results):
+                heatmap(results, out / "heatmap.png")
+                lines += ["", "## Accuracy by length x depth", "", "![heat map](heatmap.png)"]
+            lines += ["", "## Accuracy vs tokens", "", "![frontier](frontier.png)"]
         except ImportError:
             lines += ["", "(plots skipped: matplotlib is not installed; `pip install ctxagent[eval]`)"]
     errors = [r for r in results if r.error]
@@ -246,5 +400,5 @@ def write_report(
         lines += ["", "## Errors", ""] + [f"- {r.recipe} on {r.task_id}: {r.error}" for r in errors[:20]]
     path = out / "report.md"
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    (out / "summary.json").write_text(json.dumps({"provenance": provenance, "machine": info, "command": command, "runs": len(results), "planned_runs": planned_runs, "recipes": rows}, indent=2) + "\n", encoding="utf-8")
+    (out / "summary.json").write_text(json.dumps({"provenance": provenance, "machine": info, "command": command, "runs": len(results), "planned_runs": planned_runs, "evidence_sources": sources, "recipes": rows, "cells": cells(results)}, indent=2) + "\n", encoding="utf-8")
     return path

@@ -210,26 +210,38 @@ def retrieve_node(engine: EngineLike = None, *, keys: KeysLike = None, **options
     return retrieve
 
 
-def extract_node(engine: EngineLike = None, *, keys: KeysLike = None, recipe: str | None = None) -> Node:
-    """Read the retrieved `chunks`: one batched call asks each for the sentence that answers, and only
-    replies found verbatim in the source become `facts` (the retrieve_then_reason recipe's second step).
-    If the budget runs out here, the run ends with a partial `answer` from what was verified."""
+def extract_node(engine: EngineLike = None, *, keys: KeysLike = None, recipe: str | None = None, **options: Any) -> Node:
+    """Select evidence in the retrieved `chunks`: their sentences are scored (BM25, sentence encoder,
+    the engine's log-probs; see recipes/evidence.py) and the best become `facts`, and open chains are
+    followed over the whole document up to `Budget.max_hops` (the retrieve_then_reason recipe's second
+    step; options as for retrieve_node, give both the same). If the budget runs out here, the run ends
+    with a partial `answer` from what was found."""
     k, get = Keys.of(keys), engine_provider(engine)
 
     def extract(state: Any) -> dict[str, Any]:
         from ctxagent.graph.state import FactRecord
-        from ctxagent.recipes.reading import Facts, extract_facts, partial_answer
+        from ctxagent.recipes.evidence import follow_chain
+        from ctxagent.recipes.prompts import extract_prompt
+        from ctxagent.recipes.reading import EXTRACT_TOKENS, Facts, fit_chunks, partial_answer, window_room
+        from ctxagent.recipes.retrieval import ChunkIndex
 
         question = _question(state, k)
+        rtr = _rtr(state, k, options)
         ctx = _context(get(), state, k)
         before = len(ctx.trace.steps)
-        chunks = read(state, k, "chunks")
-        facts = Facts()
+        documents = read(state, k, "documents")
+        kept = read(state, k, "chunks")
+        # The same chunks and index the retrieve step used, so hops can search the whole document.
+        room = window_room(ctx, extract_prompt("", question), EXTRACT_TOKENS)
+        chunks = fit_chunks(ctx, documents, room, rtr.chunk_tokens)
+        index = ChunkIndex(rtr.retriever, chunks)
+        position = {(c.doc_id, c.index): i for i, c in enumerate(chunks)}
+        facts, pool = Facts(), rtr.selector.pool(chunks)
         try:
-            for found in extract_facts(ctx, chunks, read(state, k, "documents"), question, step="extract"):
-                facts.add(found)
+            facts.add(rtr.selector.select(ctx, pool, documents, question, positions=[position[(c.doc_id, c.index)] for c in kept], step="select"))
+            follow_chain(ctx, rtr.selector, pool, documents, question, facts, max_hops=ctx.budget.max_hops, fetch=lambda query: [i for i, _ in index.search(query, rtr.k)])
         except BudgetExhausted as exc:
-            answer = partial_answer(ctx, recipe or _label(state, k), facts, exc, 0, len(chunks))
+            answer = partial_answer(ctx, recipe or _label(state, k), facts, exc, len(kept), len(kept))
             return _finish("extract", ctx, k, before, answer=answer)
         records = [FactRecord(citation=f.citation, relevance=f.relevance, chunk=f.chunk) for f in facts.items]
         return _finish("extract", ctx, k, before, facts=records)

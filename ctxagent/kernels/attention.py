@@ -1,5 +1,10 @@
 """Sparse prefill for a whole attention layer: per-head patterns from a SparseConfig,
-one merged index, one kernel launch; dense SDPA for short prompts and for decode."""
+one merged index, one kernel launch; dense SDPA for short prompts, for decode, and for
+the heads whose pattern is "dense" (SDPA's flash kernels beat ours on full attention).
+
+Queries may be the last Nq of Nk keys: a chunk of a chunked prefill, or a prompt that
+continues a cached prefix (a shared system prompt). Such a chunk runs sparse when the
+keys reach `config.min_length` and the chunk has at least MIN_SPARSE_QUERIES rows."""
 
 from __future__ import annotations
 
@@ -10,21 +15,49 @@ import torch.nn.functional as F
 
 from ctxagent.kernels.block_score import block_sparse_index
 from ctxagent.kernels.config import HeadPattern, SparseConfig
-from ctxagent.kernels.index import SparseIndex, a_shape_index, vertical_slash_index
+from ctxagent.kernels.index import SparseIndex, a_shape_index, num_blocks, vertical_slash_index
 from ctxagent.kernels.sparse_attn import check_inputs, sparse_attention
+
+# Below this many new queries (decode, speculative steps) attention reads the K/V cache
+# once whatever the pattern, and an index would cost more than it saves.
+MIN_SPARSE_QUERIES = 128
+
+
+def empty_index(B: int, H: int, n: int, q_start: int, block: int, device: torch.device) -> SparseIndex:
+    """An index that computes nothing (for heads that SDPA takes instead)."""
+    M = num_blocks(n, block) - q_start // block
+    return SparseIndex(
+        block,
+        torch.zeros(B, H, M, 1, dtype=torch.int32, device=device),
+        torch.zeros(B, H, M, dtype=torch.int32, device=device),
+        q_start=q_start,
+    )
 
 
 def pattern_index(
-    q: torch.Tensor, k: torch.Tensor, pattern: HeadPattern, block: int = 64, scale: float | None = None, backend: str = "auto"
+    q: torch.Tensor,
+    k: torch.Tensor,
+    pattern: HeadPattern,
+    block: int = 64,
+    scale: float | None = None,
+    backend: str = "auto",
+    *,
+    dense_as_empty: bool = False,
 ) -> SparseIndex:
-    """The index of one pattern for all heads of q (`backend` as in sparse_attention, for
-    the one estimate that has a kernel of its own)."""
-    B, H, N, _ = q.shape
+    """The index of one pattern for all heads of q (the last Nq of k's Nk positions;
+    `backend` as in sparse_attention, for the one estimate that has a kernel of its own).
+    With `dense_as_empty`, a "dense" pattern yields an index that computes nothing (its
+    heads go through SDPA) rather than one listing every block, O(M^2) in memory."""
+    B, H, Nq, _ = q.shape
+    N = k.shape[2]
+    q_start = N - Nq
     p = pattern.kwargs
     if pattern.kind == "dense":
-        return a_shape_index(B, H, N, sink=0, local=N + block, block=block, device=q.device)
+        if dense_as_empty:
+            return empty_index(B, H, N, q_start, block, q.device)
+        return a_shape_index(B, H, N, sink=0, local=N + block, block=block, device=q.device, q_start=q_start)
     if pattern.kind == "a_shape":
-        return a_shape_index(B, H, N, block=block, device=q.device, **p)
+        return a_shape_index(B, H, N, block=block, device=q.device, q_start=q_start, **p)
     if pattern.kind == "vertical_slash":
         return vertical_slash_index(q, k, block=block, scale=scale, **p)
     if pattern.kind == "block_sparse":
@@ -46,7 +79,7 @@ def merge_heads(parts: list[tuple[list[int], SparseIndex]], heads: int) -> Spars
         max_cols = max(p.cols.shape[-1] for p in with_cols)
         cols = torch.zeros(B, heads, max_cols, dtype=torch.int32, device=device)
         col_cnt = torch.zeros(B, heads, M, dtype=torch.int32, device=device)
-        is_diag = torch.zeros(B, heads, M, dtype=torch.uint8, device=device)
+        is_diag = torch.zeros(B, heads, max(p.is_diag.shape[-1] for p in with_cols), dtype=torch.uint8, device=device)
     for head_list, part in parts:
         hs = torch.tensor(head_list, device=device)
         block_idx[:, hs, :, : part.block_idx.shape[-1]] = part.block_idx[:, hs]
@@ -55,21 +88,33 @@ def merge_heads(parts: list[tuple[list[int], SparseIndex]], heads: int) -> Spars
             cols[:, hs, : part.cols.shape[-1]] = part.cols[:, hs]
             col_cnt[:, hs] = part.col_cnt[:, hs]
             is_diag[:, hs] = part.is_diag[:, hs]
-    return SparseIndex(first.block, block_idx, block_cnt, cols, col_cnt, is_diag)
+    return SparseIndex(first.block, block_idx, block_cnt, cols, col_cnt, is_diag, first.q_start)
+
+
+def head_groups(config: SparseConfig, layer: int, heads: int) -> dict[HeadPattern, list[int]]:
+    groups: dict[HeadPattern, list[int]] = defaultdict(list)
+    for h in range(heads):
+        groups[config.pattern(layer, h)].append(h)
+    return groups
 
 
 def layer_index(
-    q: torch.Tensor, k: torch.Tensor, config: SparseConfig, layer: int = 0, scale: float | None = None, backend: str = "auto"
+    q: torch.Tensor,
+    k: torch.Tensor,
+    config: SparseConfig,
+    layer: int = 0,
+    scale: float | None = None,
+    backend: str = "auto",
+    *,
+    dense_as_empty: bool = False,
 ) -> SparseIndex:
     """Each head's pattern from `config`, built once per distinct pattern and merged."""
     H = q.shape[1]
-    groups: dict[HeadPattern, list[int]] = defaultdict(list)
-    for h in range(H):
-        groups[config.pattern(layer, h)].append(h)
+    groups = head_groups(config, layer, H)
+    build = lambda pattern: pattern_index(q, k, pattern, config.block, scale, backend, dense_as_empty=dense_as_empty)  # noqa: E731
     if len(groups) == 1:
-        return pattern_index(q, k, next(iter(groups)), config.block, scale, backend)
-    parts = [(heads, pattern_index(q, k, pattern, config.block, scale, backend)) for pattern, heads in groups.items()]
-    return merge_heads(parts, H)
+        return build(next(iter(groups)))
+    return merge_heads([(heads, build(pattern)) for pattern, heads in groups.items()], H)
 
 
 def dense_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float | None = None) -> torch.Tensor:
@@ -95,14 +140,27 @@ def sparse_prefill_attention(
     *,
     backend: str = "auto",
 ) -> torch.Tensor:
-    """Causal attention q [B, H, Nq, D] over k, v [B, Hkv, Nk, D]: sparse (per `config`)
-    for a prefill of at least `config.min_length` tokens, dense SDPA otherwise.
+    """Causal attention q [B, H, Nq, D] over k, v [B, Hkv, Nk, D], the queries being the
+    last Nq positions: sparse (per `config`) when the keys number at least
+    `config.min_length` and the queries at least MIN_SPARSE_QUERIES, dense SDPA
+    otherwise. Heads whose pattern is "dense" always go through SDPA.
 
     backend: "auto" (Triton on CUDA, else the torch reference), "triton" (also on CPU
     under TRITON_INTERPRET=1) or "torch"."""
     config = config or SparseConfig()
-    if q.shape[2] != k.shape[2] or q.shape[2] < config.min_length:
+    nq, nk = q.shape[2], k.shape[2]
+    if nk < config.min_length or nq < min(MIN_SPARSE_QUERIES, nk) or nq > nk:
         return dense_attention(q, k, v, scale)
     check_inputs(q, k, v)
-    index = layer_index(q, k, config, layer, scale, backend)
-    return sparse_attention(q, k, v, index, scale, backend=backend)
+    groups = head_groups(config, layer, q.shape[1])
+    dense_heads = sorted(groups.get(HeadPattern.make("dense"), []))
+    if len(dense_heads) == q.shape[1]:
+        return dense_attention(q, k, v, scale)
+    index = layer_index(q, k, config, layer, scale, backend, dense_as_empty=True)
+    out = sparse_attention(q, k, v, index, scale, backend=backend)
+    if dense_heads:
+        group = q.shape[1] // k.shape[1]
+        kv_heads = torch.tensor([h // group for h in dense_heads], device=k.device)
+        hs = torch.tensor(dense_heads, device=q.device)
+        out[:, hs] = dense_attention(q[:, hs], k[:, kv_heads], v[:, kv_heads], scale)
+    return out

@@ -69,10 +69,33 @@ def ctxagent_sparse_attention(
             settings.calls["sparse"] += 1
             out = _sparse_rows(query, key, value, lengths, settings, layer, scaling)
             return out.transpose(1, 2).contiguous(), None
+    elif continues_prefix(query, key, attention_mask, settings):
+        # a chunk after cached keys (a cached system prompt, chunked prefill): sparse too
+        settings.calls["sparse"] += 1
+        out = sparse_prefill_attention(query, key, value, settings.config, layer, scaling, backend=settings.backend)
+        return out.transpose(1, 2).contiguous(), None
     from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
     settings.calls["dense"] += 1
     return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling, **kwargs)
+
+
+def continues_prefix(query: torch.Tensor, key: torch.Tensor, mask: torch.Tensor | None, settings: SparsePrefill) -> bool:
+    """True for one sequence whose new queries (at least MIN_SPARSE_QUERIES) follow cached
+    keys, reaching min_length in all, under a plain causal mask (or none)."""
+    from ctxagent.kernels.attention import MIN_SPARSE_QUERIES
+
+    nq, nk = query.shape[2], key.shape[2]
+    if query.shape[0] != 1 or not (MIN_SPARSE_QUERIES <= nq < nk) or nk < settings.config.min_length:
+        return False
+    if mask is None:
+        return True
+    if mask.dim() != 4 or mask.shape[-2:] != (nq, nk):
+        return False
+    allowed = mask[0, 0] if mask.dtype == torch.bool else mask[0, 0] == 0
+    rows = torch.linspace(0, nq - 1, min(nq, 64), device=mask.device).long()
+    expected = torch.arange(nk, device=mask.device)[None, :] <= (rows + nk - nq)[:, None]
+    return bool(torch.equal(allowed[rows], expected))
 
 
 def left_padded_lengths(mask: torch.Tensor | None, n: int) -> list[int] | None:

@@ -4,11 +4,12 @@ device of the inputs (so on the GPU they run there and count in every timing).
 One index form serves every pattern (the kernel in `triton_kernels` reads it):
 
     block_idx [B, H, M, MAXB] int32  key blocks computed whole for query block m
+                                     (M counts the query blocks from `first_block`)
                                      (first block_cnt[b, h, m] entries are valid)
     block_cnt [B, H, M]       int32
     cols      [B, H, C]       int32  sorted single key columns (vertical lines), or None
     col_cnt   [B, H, M]       int32  how many of `cols` lie at or before query block m's last row
-    is_diag   [B, H, M]       uint8  1 where block diagonal d (key block m - d) is in the
+    is_diag   [B, H, Mk]      uint8  1 where block diagonal d (key block m - d) is in the
                                      block list of every query block; lets the kernel skip
                                      columns already covered. Only for diagonal-form lists.
 
@@ -16,6 +17,11 @@ A-shape and vertical-slash lists are "diagonal form": the same block diagonals f
 query block (local window = diagonals 0..w-1; a slash line at distance s lies on
 diagonals s // block and s // block + 1). Block-sparse lists are arbitrary and carry no
 columns.
+
+Queries may be the last Nq of Nk keys (chunked prefill, a prompt continuing a cached
+prefix): `q_start = Nk - Nq` is the first query's position among the keys, the index
+rows are the query blocks from `q_start // block` to the last, block numbers and column
+positions are key positions, and every builder takes q [.., Nq, D] with k [.., Nk, D].
 """
 
 from __future__ import annotations
@@ -34,15 +40,23 @@ class SparseIndex:
     cols: torch.Tensor | None = None
     col_cnt: torch.Tensor | None = None
     is_diag: torch.Tensor | None = None
+    q_start: int = 0
+
+    @property
+    def first_block(self) -> int:
+        """The query block of index row 0 (0 unless queries start after some keys)."""
+        return self.q_start // self.block
 
     def density(self, n: int) -> float:
-        """Fraction of the causal score matrix that the kernel computes (an upper bound:
-        columns inside listed blocks are skipped by the kernel but counted here)."""
+        """Fraction of the causal score matrix (queries q_start..n-1 over n keys) that the
+        kernel computes (an upper bound: columns inside listed blocks are skipped by the
+        kernel but counted here)."""
         m = self.block_cnt.shape[-1]
         computed = self.block_cnt.double().sum() * self.block * self.block
         if self.col_cnt is not None:
             computed += self.col_cnt.double().sum() * self.block
-        total = self.block_cnt.shape[0] * self.block_cnt.shape[1] * n * (n + 1) / 2
+        rows = (n * (n + 1) - self.q_start * (self.q_start + 1)) / 2
+        total = self.block_cnt.shape[0] * self.block_cnt.shape[1] * rows
         return float(min(1.0, computed / total)) if m else 0.0
 
 
@@ -51,47 +65,58 @@ def num_blocks(n: int, block: int) -> int:
 
 
 def diagonal_index(
-    diags: torch.Tensor, cols: torch.Tensor | None, n: int, block: int
+    diags: torch.Tensor, cols: torch.Tensor | None, n: int, block: int, q_start: int = 0
 ) -> SparseIndex:
     """Index from per-head block diagonals `diags` [B, H, Kd] (sorted ascending, distinct)
-    and per-head columns `cols` [B, H, Kc] (sorted ascending, distinct) or None."""
+    and per-head columns `cols` [B, H, Kc] (sorted ascending, distinct) or None, for the
+    queries q_start..n-1 over n keys."""
     B, H, _ = diags.shape
     M = num_blocks(n, block)
     device = diags.device
-    m = torch.arange(M, device=device, dtype=torch.int32)
+    m = torch.arange(q_start // block, M, device=device, dtype=torch.int32)
     diags = diags.to(torch.int32)
     block_idx = (m[:, None] - diags[:, :, None, :]).clamp_min_(0).contiguous()
     block_cnt = (diags[:, :, None, :] <= m[:, None]).sum(-1, dtype=torch.int32)
     is_diag = torch.zeros(B, H, M, dtype=torch.uint8, device=device)
     is_diag.scatter_(-1, diags.long(), 1)
     if cols is None:
-        return SparseIndex(block, block_idx, block_cnt)
+        return SparseIndex(block, block_idx, block_cnt, q_start=q_start)
     cols = cols.to(torch.int32).contiguous()
     last_row = (m + 1) * block - 1
-    col_cnt = torch.searchsorted(cols, last_row.expand(B, H, M).contiguous(), right=True).to(torch.int32)
-    return SparseIndex(block, block_idx, block_cnt, cols, col_cnt, is_diag)
+    col_cnt = torch.searchsorted(cols, last_row.expand(B, H, len(m)).contiguous(), right=True).to(torch.int32)
+    return SparseIndex(block, block_idx, block_cnt, cols, col_cnt, is_diag, q_start)
 
 
 def a_shape_index(
-    batch: int, heads: int, n: int, *, sink: int = 64, local: int = 1024, block: int = 64, device: str | torch.device = "cpu"
+    batch: int,
+    heads: int,
+    n: int,
+    *,
+    sink: int = 64,
+    local: int = 1024,
+    block: int = 64,
+    device: str | torch.device = "cpu",
+    q_start: int = 0,
 ) -> SparseIndex:
     """Attention sinks (the first `sink` tokens) plus a local window of about `local`
     tokens (rounded up to whole block diagonals, at least the diagonal block and the one
-    before it, so every query sees at least `block` previous tokens)."""
+    before it, so every query sees at least `block` previous tokens); n keys, queries
+    from q_start."""
     n_diag = min(max(2, math.ceil(local / block)), num_blocks(n, block))
     diags = torch.arange(n_diag, device=device, dtype=torch.int32).expand(batch, heads, n_diag)
     cols = torch.arange(min(sink, n), device=device, dtype=torch.int32).expand(batch, heads, min(sink, n))
-    return diagonal_index(diags, cols if sink > 0 else None, n, block)
+    return diagonal_index(diags, cols if sink > 0 else None, n, block, q_start)
 
 
 def last_query_attention(q: torch.Tensor, k: torch.Tensor, last_q: int, scale: float) -> torch.Tensor:
     """Causal attention probabilities of the last `last_q` queries over all keys,
-    float32 [B, H, L, N], computed per KV group without repeating K."""
-    B, H, N, D = q.shape
-    Hkv = k.shape[1]
+    float32 [B, H, L, Nk], computed per KV group without repeating K. The queries are
+    the last rows of q (which may be shorter than k: they end where the keys end)."""
+    B, H, Nq, D = q.shape
+    Hkv, N = k.shape[1], k.shape[2]
     G = H // Hkv
-    L = min(last_q, N)
-    qs = (q[:, :, N - L :] * scale).reshape(B, Hkv, G * L, D)
+    L = min(last_q, Nq)
+    qs = (q[:, :, Nq - L :] * scale).reshape(B, Hkv, G * L, D)
     logits = torch.matmul(qs, k.transpose(-1, -2)).view(B, H, L, N)
     future = torch.ones(L, L, dtype=torch.bool, device=q.device).triu_(1)
     logits[..., N - L :].masked_fill_(future, float("-inf"))  # only the last L keys can lie after a query
@@ -150,8 +175,10 @@ def vertical_slash_index(
 ) -> SparseIndex:
     """MInference-style vertical-slash index: the last `last_q` queries' attention picks the
     `n_vertical` heaviest columns and the `n_diag` heaviest block diagonals per head (the
-    first `sink` columns and the `local_diags` nearest diagonals always)."""
-    B, H, N, D = q.shape
+    first `sink` columns and the `local_diags` nearest diagonals always). q may be the
+    last Nq rows of the Nk keys."""
+    B, H, Nq, D = q.shape
+    N = k.shape[2]
     scale = scale if scale is not None else D**-0.5
     M = num_blocks(N, block)
     probs = last_query_attention(q, k, last_q, scale)
@@ -163,4 +190,4 @@ def vertical_slash_index(
     diag_scores[..., : min(local_diags, M)] = float("inf")
     n_d = min(max(n_diag, local_diags), M)
     diags = torch.topk(diag_scores, n_d, dim=-1, sorted=False).indices.sort(-1).values
-    return diagonal_index(diags, cols if n_v > 0 else None, N, block)
+    return diagonal_index(diags, cols if n_v > 0 else None, N, block, N - Nq)

@@ -6,21 +6,22 @@ from __future__ import annotations
 
 import torch
 
-from ctxagent.kernels.index import SparseIndex
+from ctxagent.kernels.index import SparseIndex, num_blocks
 
 
 def index_mask_rows(index: SparseIndex, rows: torch.Tensor, n: int, head: int | None = None) -> torch.Tensor:
     """Boolean mask [B, H, R, N] (or [B, R, N] for one `head`) of the keys that `index`
-    computes for query rows `rows`, causal (a key after its query is never in)."""
+    computes for query rows `rows` (positions among the n keys, at or after the index's
+    q_start), causal (a key after its query is never in)."""
     block = index.block
     rows = rows.to(index.block_cnt.device).long()
-    qb = rows // block
+    qb = rows // block - index.first_block
     sel = slice(None) if head is None else head
-    M = index.block_cnt.shape[-1]
+    M = num_blocks(n, block)
     # Per query block first (M rows, not R), then pick each row's block.
     block_idx = index.block_idx[:, sel].long()  # [B, (H), M, MAXB]
     listed = torch.arange(block_idx.shape[-1], device=rows.device) < index.block_cnt[:, sel][..., None]
-    blocks = torch.zeros(*block_idx.shape[:-1], M + 1, dtype=torch.bool, device=rows.device)
+    blocks = torch.zeros(*block_idx.shape[:-1], M + 1, dtype=torch.bool, device=rows.device)  # [B, (H), Mq, M + 1]
     blocks.scatter_(-1, torch.where(listed, block_idx, M), True)
     blocks = blocks[..., qb, :M]  # [B, (H), R, M]
     mask = blocks.unsqueeze(-1).expand(*blocks.shape, block).reshape(*blocks.shape[:-1], M * block)[..., :n]
@@ -39,8 +40,8 @@ def index_mask_rows(index: SparseIndex, rows: torch.Tensor, n: int, head: int | 
 
 
 def index_to_mask(index: SparseIndex, n: int) -> torch.Tensor:
-    """Full boolean mask [B, H, N, N]; small sizes only."""
-    return index_mask_rows(index, torch.arange(n), n)
+    """Full boolean mask [B, H, Nq, N] (rows q_start..n-1); small sizes only."""
+    return index_mask_rows(index, torch.arange(index.q_start, n), n)
 
 
 def masked_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor, scale: float | None = None) -> torch.Tensor:
@@ -55,19 +56,22 @@ def masked_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: to
 
 
 def dense_causal_reference(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float | None = None) -> torch.Tensor:
-    n = q.shape[2]
-    causal = torch.ones(n, n, dtype=torch.bool, device=q.device).tril_()
-    return masked_attention(q, k, v, causal.expand(q.shape[0], q.shape[1], n, n), scale)
+    """Causal attention of q (the last Nq positions) over all of k, v, in float32."""
+    nq, n = q.shape[2], k.shape[2]
+    causal = torch.ones(nq, n, dtype=torch.bool, device=q.device).tril_(n - nq)
+    return masked_attention(q, k, v, causal.expand(q.shape[0], q.shape[1], nq, n), scale)
 
 
 def sparse_attention_reference(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, index: SparseIndex, scale: float | None = None) -> torch.Tensor:
     """What the Triton kernel computes, in plain torch, row chunk by row chunk so memory
-    stays at O(chunk * N) per head."""
-    B, H, N, D = q.shape
+    stays at O(chunk * N) per head. q may be the last Nq of the N keys."""
+    B, H, Nq, D = q.shape
+    N = k.shape[2]
+    q_start = N - Nq
     out = torch.empty_like(q)
-    chunk = max(1, min(N, (1 << 22) // max(1, N * H)))
-    for start in range(0, N, chunk):
-        rows = torch.arange(start, min(N, start + chunk), device=q.device)
+    chunk = max(1, min(Nq, (1 << 22) // max(1, N * H)))
+    for start in range(0, Nq, chunk):
+        rows = torch.arange(q_start + start, q_start + min(Nq, start + chunk), device=q.device)
         mask = index_mask_rows(index, rows, N).to(q.device)
         out[:, :, start : start + len(rows)] = masked_attention(q[:, :, start : start + len(rows)], k, v, mask, scale)
     return out
@@ -75,9 +79,11 @@ def sparse_attention_reference(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor
 
 def attention_recall(q: torch.Tensor, k: torch.Tensor, index: SparseIndex, rows: torch.Tensor, scale: float | None = None) -> torch.Tensor:
     """Share of each query row's true causal attention mass that falls on the keys the
-    index computes, averaged over `rows`: float32 [B, H]. One head at a time, so 128K
-    keys times a few hundred rows fit in memory."""
-    B, H, N, D = q.shape
+    index computes, averaged over `rows` (positions among the keys; q holds the last Nq):
+    float32 [B, H]. A few heads at a time, so 128K keys times a few hundred rows fit in
+    memory."""
+    B, H, Nq, D = q.shape
+    N = k.shape[2]
     G = H // k.shape[1]
     scale = scale if scale is not None else D**-0.5
     rows = rows.to(q.device).long()
@@ -87,7 +93,7 @@ def attention_recall(q: torch.Tensor, k: torch.Tensor, index: SparseIndex, rows:
     for h0 in range(0, H, step):
         hs = list(range(h0, min(H, h0 + step)))
         kk = k[:, [h // G for h in hs]].float()
-        logits = torch.matmul(q[:, hs][:, :, rows].float(), kk.transpose(-1, -2)) * scale
+        logits = torch.matmul(q[:, hs][:, :, rows - (N - Nq)].float(), kk.transpose(-1, -2)) * scale
         probs = torch.softmax(logits.masked_fill_(~causal, float("-inf")), dim=-1)
         mask = torch.stack([index_mask_rows(index, rows, N, head=h) for h in hs], 1).to(q.device)
         out[:, hs] = (probs * mask).sum(-1).mean(-1)

@@ -107,9 +107,15 @@ def search_config(
     block: int = 64,
     min_length: int = 8192,
     backend: str | None = None,
+    density_budget: float | None = None,
 ) -> SearchResult:
     """Score `candidates` on every head of `model` over `input_ids` [1, N] and pick, per
-    head, the lowest-density candidate with recall >= target_recall (dense if none)."""
+    head, the lowest-density candidate with recall >= target_recall (dense if none).
+
+    With `density_budget`, pick instead the per-head assignment with the highest mean
+    recall whose mean density stays within the budget (dense is one more candidate):
+    heads differ so much that one recall floor for all spends most of the budget on the
+    few heads no sparse pattern serves (see `allocate_density`)."""
     from ctxagent.kernels.hf_integration import SparsePrefill, disable_sparse_prefill, enable_sparse_prefill
 
     previous = model.config._attn_implementation
@@ -127,7 +133,17 @@ def search_config(
         disable_sparse_prefill(model, previous if previous != "ctxagent_sparse" else "sdpa")
     result = SearchResult(SparseConfig(block=block, min_length=min_length))
     dense = HeadPattern.make("dense")
-    for layer in sorted(collector.recall):
+    layers = sorted(collector.recall)
+    if density_budget is not None:
+        options = list(candidates) + [dense]
+        rec = torch.stack([torch.cat([collector.recall[l], torch.ones(1, collector.recall[l].shape[1])]) for l in layers])
+        den = torch.stack([torch.cat([collector.density[l], torch.ones(1, collector.density[l].shape[1])]) for l in layers])
+        pick = allocate_density(rec, den, density_budget)
+        for i, layer in enumerate(layers):
+            heads = [(options[int(c)], float(rec[i, c, h]), float(den[i, c, h])) for h, c in enumerate(pick[i])]
+            result.choices[layer] = heads
+            result.config.layers[layer] = [p for p, _, _ in heads]
+    for layer in layers if density_budget is None else []:
         rec, den = collector.recall[layer], collector.density[layer]
         heads = []
         for h in range(rec.shape[1]):
@@ -144,6 +160,44 @@ def search_config(
         d = torch.stack([collector.density[l][c] for l in collector.density])
         result.candidate_recall[pattern] = (float(r.mean()), float(d.mean()))
     return result
+
+
+def allocate_density(recall: torch.Tensor, density: torch.Tensor, budget: float) -> torch.Tensor:
+    """Per-head choices [L, H] (indices into dim 1) of recall/density [L, C, H] that
+    maximise mean recall with mean density <= budget (approximately: the greedy over
+    each head's upper convex hull of (density, recall), the steepest upgrades first,
+    exact up to the last upgrade that no longer fits).
+
+    Starts every head at its cheapest option; if even that exceeds the budget, stays there."""
+    L, C, H = recall.shape
+    start = density.argmin(1)  # [L, H]
+    pick = start.clone()
+    segments: list[tuple[float, float, int, int, int]] = []  # (slope, extra density, layer, head, option)
+    for l in range(L):
+        for h in range(H):
+            pts = sorted((float(density[l, c, h]), float(recall[l, c, h]), c) for c in range(C))
+            d0, r0, _ = min(pts, key=lambda p: (p[0], -p[1]))
+            hull: list[tuple[float, float, int]] = [(d0, r0, int(start[l, h]))]
+            for d, r, c in pts:
+                if d <= hull[-1][0] or r <= hull[-1][1]:
+                    continue
+                while len(hull) >= 2 and (hull[-1][1] - hull[-2][1]) * (d - hull[-1][0]) <= (r - hull[-1][1]) * (hull[-1][0] - hull[-2][0]):
+                    hull.pop()  # the last point lies under the chord: never worth stopping at
+                hull.append((d, r, c))
+            for (da, ra, _), (db, rb, cb) in zip(hull, hull[1:]):
+                segments.append(((rb - ra) / (db - da), db - da, l, h, cb))
+    total = float(density.gather(1, start.unsqueeze(1)).sum())
+    limit = budget * L * H
+    blocked: set[tuple[int, int]] = set()
+    for _, extra, l, h, c in sorted(segments, key=lambda s: -s[0]):
+        if (l, h) in blocked:
+            continue
+        if total + extra > limit + 1e-6 * L * H:  # float32 densities
+            blocked.add((l, h))  # its later upgrades are flatter; keep the order per head
+            continue
+        total += extra
+        pick[l, h] = c
+    return pick
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -13,6 +13,11 @@ So one kernel, in the shape of Triton's fused-attention tutorial (an online soft
 key tiles), serves all patterns. Query block `m` and key block `kb` share one block size,
 which keeps the causal test to one comparison per element. Query blocks are launched
 heaviest first (the last blocks see the most columns) to balance the grid.
+
+Queries may be the last Nq of the N keys (Q_START = N - Nq): positions stay key
+positions, query rows before Q_START in the first query block are masked off, and the
+index rows start at query block Q_START // BLOCK. Offsets into q/k/v/out are computed in
+int64, so token-major layouts past 2^31 elements (512K tokens x 32 heads x 128) are safe.
 """
 
 from __future__ import annotations
@@ -28,7 +33,8 @@ import triton.language as tl
 def _attend_keys(q, k_base, v_base, cols, use, offs_m, offs_d, stride_kn, stride_vn, qk_scale, m_i, l_i, acc, DOT_F32: tl.constexpr):
     """One online-softmax step over a tile of key columns `cols` (those with `use` set), causal
     against the query rows `offs_m`; returns the updated running max, sum and output."""
-    k = tl.load(k_base + cols[:, None] * stride_kn + offs_d[None, :], mask=use[:, None], other=0.0)
+    rows = cols.to(tl.int64)
+    k = tl.load(k_base + rows[:, None] * stride_kn + offs_d[None, :], mask=use[:, None], other=0.0)
     if DOT_F32:  # Triton's CPU interpreter mis-multiplies bf16 in tl.dot; tests only
         k = k.to(tl.float32)
     qk = tl.dot(q, tl.trans(k)) * qk_scale
@@ -39,7 +45,7 @@ def _attend_keys(q, k_base, v_base, cols, use, offs_m, offs_d, stride_kn, stride
     p = tl.math.exp2(qk - m_safe[:, None])
     alpha = tl.math.exp2(m_i - m_safe)
     l_i = l_i * alpha + tl.sum(p, 1)
-    v = tl.load(v_base + cols[:, None] * stride_vn + offs_d[None, :], mask=use[:, None], other=0.0)
+    v = tl.load(v_base + rows[:, None] * stride_vn + offs_d[None, :], mask=use[:, None], other=0.0)
     if DOT_F32:
         v = v.to(tl.float32)
     acc = tl.dot(p.to(v.dtype), v, acc * alpha[:, None])
@@ -75,24 +81,29 @@ def _sparse_attn_fwd(
     NUM_M,
     MAX_BLOCKS,
     MAX_COLS,
+    Q_START,
+    NUM_KB,
     GROUP: tl.constexpr,
     HEAD_DIM: tl.constexpr,
     BLOCK: tl.constexpr,
     HAS_COLS: tl.constexpr,
     DOT_F32: tl.constexpr,
 ):
-    m = NUM_M - 1 - tl.program_id(0)  # heaviest query blocks first
+    m_row = NUM_M - 1 - tl.program_id(0)  # heaviest query blocks first
+    m = m_row + Q_START // BLOCK
     bh = tl.program_id(1)
-    b = bh // H
-    h = bh % H
+    b = (bh // H).to(tl.int64)
+    h = (bh % H).to(tl.int64)
     kvh = h // GROUP
 
     offs_m = m * BLOCK + tl.arange(0, BLOCK)
     offs_n = tl.arange(0, BLOCK)
     offs_d = tl.arange(0, HEAD_DIM)
+    q_rows = (offs_m - Q_START).to(tl.int64)
+    q_ok = (offs_m >= Q_START) & (offs_m < N)
     q = tl.load(
-        Q + b * stride_qb + h * stride_qh + offs_m[:, None] * stride_qn + offs_d[None, :],
-        mask=offs_m[:, None] < N,
+        Q + b * stride_qb + h * stride_qh + q_rows[:, None] * stride_qn + offs_d[None, :],
+        mask=q_ok[:, None],
         other=0.0,
     )
     if DOT_F32:  # Triton's CPU interpreter mis-multiplies bf16 in tl.dot; tests only
@@ -104,7 +115,7 @@ def _sparse_attn_fwd(
     l_i = tl.zeros([BLOCK], tl.float32)
     acc = tl.zeros([BLOCK, HEAD_DIM], tl.float32)
 
-    row = bh * NUM_M + m
+    row = bh * NUM_M + m_row
     n_blocks = tl.load(BlockCnt + row)
     for j in range(0, n_blocks):
         kb = tl.load(BlockIdx + row.to(tl.int64) * MAX_BLOCKS + j)
@@ -114,7 +125,7 @@ def _sparse_attn_fwd(
     if HAS_COLS:
         n_cols = tl.load(ColCnt + row)
         col_base = Cols + bh.to(tl.int64) * MAX_COLS
-        diag_base = IsDiag + bh.to(tl.int64) * NUM_M
+        diag_base = IsDiag + bh.to(tl.int64) * NUM_KB
         for c0 in range(0, n_cols, BLOCK):
             ci = c0 + offs_n
             listed = ci < n_cols
@@ -127,9 +138,9 @@ def _sparse_attn_fwd(
     l_i = tl.where(l_i == 0.0, 1.0, l_i)
     out = acc / l_i[:, None]
     tl.store(
-        Out + b * stride_ob + h * stride_oh + offs_m[:, None] * stride_on + offs_d[None, :],
+        Out + b * stride_ob + h * stride_oh + q_rows[:, None] * stride_on + offs_d[None, :],
         out.to(Out.dtype.element_ty),
-        mask=offs_m[:, None] < N,
+        mask=q_ok[:, None],
     )
 
 
@@ -137,8 +148,10 @@ LOG2E = 1.4426950408889634
 
 
 def launch_sparse_attention(q, k, v, out, index, sm_scale: float, num_warps: int | None = None, num_stages: int | None = None):
-    """Launch `_sparse_attn_fwd` over `index` (a SparseIndex); writes `out` in place."""
-    B, H, N, D = q.shape
+    """Launch `_sparse_attn_fwd` over `index` (a SparseIndex) for q [B, H, Nq, D], the last
+    Nq of the N keys of k/v [B, Hkv, N, D]; writes `out` (shaped like q) in place."""
+    B, H, Nq, D = q.shape
+    N = k.shape[2]
     group = H // k.shape[1]
     block = index.block
     num_m = index.block_cnt.shape[-1]
@@ -179,6 +192,8 @@ def launch_sparse_attention(q, k, v, out, index, sm_scale: float, num_warps: int
         num_m,
         index.block_idx.shape[-1],
         cols.shape[-1] if has_cols else 0,
+        N - Nq,
+        is_diag.shape[-1],
         GROUP=group,
         HEAD_DIM=D,
         BLOCK=block,
@@ -206,6 +221,8 @@ def _block_lse_fwd(
     N,
     H,
     NUM_M,
+    NUM_Q,
+    FIRST,
     CHUNK,
     NUM_CHUNKS,
     GROUP: tl.constexpr,
@@ -223,29 +240,32 @@ def _block_lse_fwd(
     (one wider matrix product, KG adjacent results stored together) and also writes the
     log-sum-exp of its chunk per row to RowPart[b, h, m, chunk], from which the caller
     gets each row's normaliser without reading Out again. Scores are in log2 units inside
-    (scale includes log2 e); outputs in natural log."""
+    (scale includes log2 e); outputs in natural log. Rows are the NUM_Q query blocks from
+    FIRST (a tile of them, or the query blocks of a chunk that follows cached keys);
+    Out is [B, H, NUM_Q, NUM_M]."""
     t = tl.program_id(0)
     chunk = tl.program_id(1)
     bh = tl.program_id(2)
     first = chunk * CHUNK
-    last = tl.minimum(tl.minimum((t + 1) * BQ, NUM_M), first + CHUNK)
+    last = tl.minimum(tl.minimum(FIRST + (t + 1) * BQ, NUM_M), first + CHUNK)
     offs_q = t * BQ + tl.arange(0, BQ)
-    part_ptr = RowPart + (bh.to(tl.int64) * NUM_M + offs_q) * NUM_CHUNKS + chunk
+    abs_q = offs_q + FIRST
+    part_ptr = RowPart + (bh.to(tl.int64) * NUM_Q + offs_q) * NUM_CHUNKS + chunk
     run_m = tl.full([BQ], float("-inf"), tl.float32)
     run_s = tl.zeros([BQ], tl.float32)
     if first < last:
-        b = bh // H
-        h = bh % H
+        b = (bh // H).to(tl.int64)
+        h = (bh % H).to(tl.int64)
         kvh = h // GROUP
         offs_n = tl.arange(0, KG * BLOCK)
         offs_g = tl.arange(0, KG)
         offs_d = tl.arange(0, HEAD_DIM)
-        qp = tl.load(Qp + b * stride_qb + h * stride_qh + offs_q[:, None] * stride_qm + offs_d[None, :], mask=offs_q[:, None] < NUM_M, other=0.0)
+        qp = tl.load(Qp + b * stride_qb + h * stride_qh + offs_q[:, None] * stride_qm + offs_d[None, :], mask=offs_q[:, None] < NUM_Q, other=0.0)
         k_base = K + b * stride_kb + kvh * stride_kh
-        out_base = Out + bh.to(tl.int64) * NUM_M * NUM_M + offs_q.to(tl.int64) * NUM_M
+        out_base = Out + bh.to(tl.int64) * NUM_Q * NUM_M + offs_q.to(tl.int64) * NUM_M
         for kb0 in range(first, last, KG):
             cols = kb0 * BLOCK + offs_n
-            k = tl.load(k_base + cols[:, None] * stride_kn + offs_d[None, :], mask=cols[:, None] < N, other=0.0)
+            k = tl.load(k_base + cols.to(tl.int64)[:, None] * stride_kn + offs_d[None, :], mask=cols[:, None] < N, other=0.0)
             if DOT_F32:
                 k = k.to(tl.float32)
             s = tl.dot(qp, tl.trans(k)) * scale
@@ -256,7 +276,7 @@ def _block_lse_fwd(
             # [BQ, KG] in log2 units; a fully masked group sums to 0 and is masked just below
             lse = mx_safe + tl.log2(tl.maximum(tl.sum(tl.exp2(s3 - mx_safe[:, :, None]), 2), 1e-30))
             kbs = kb0 + offs_g
-            ok = (offs_q[:, None] >= kbs[None, :]) & (kbs[None, :] < last) & (offs_q[:, None] < NUM_M)
+            ok = (abs_q[:, None] >= kbs[None, :]) & (kbs[None, :] < last) & (offs_q[:, None] < NUM_Q)
             lse = tl.where(ok, lse, float("-inf"))
             tl.store(out_base[:, None] + kbs[None, :], lse * 0.6931471805599453, mask=ok)
             new_m = tl.maximum(run_m, tl.max(lse, 1))
@@ -264,7 +284,7 @@ def _block_lse_fwd(
             run_s = run_s * tl.exp2(run_m - m_safe) + tl.sum(tl.exp2(lse - m_safe[:, None]), 1)
             run_m = new_m
     part = tl.where(run_s > 0, (run_m + tl.log2(tl.maximum(run_s, 1e-30))) * 0.6931471805599453, float("-inf"))
-    tl.store(part_ptr, part, mask=offs_q < NUM_M)
+    tl.store(part_ptr, part, mask=offs_q < NUM_Q)
 
 
 _LSE_CONFIGS = [
@@ -275,17 +295,19 @@ _LSE_CONFIGS = [
 ]
 # On the GPU the tile shape is tuned once per shape (writes are idempotent, so the
 # repeated timing runs are harmless); the interpreter takes one small fixed tile.
-_block_lse_tuned = triton.autotune(configs=_LSE_CONFIGS, key=["NUM_M", "HEAD_DIM", "BLOCK"])(_block_lse_fwd)
+_block_lse_tuned = triton.autotune(configs=_LSE_CONFIGS, key=["NUM_M", "NUM_Q", "HEAD_DIM", "BLOCK"])(_block_lse_fwd)
 
 
-def launch_block_lse(qp, k, block: int, scale: float, num_m: int):
-    """Block log-mass scores [B, H, M, M] float32 of pooled queries qp [B, H, M, D]
-    (-inf above the diagonal), and each row's log-sum-exp [B, H, M]."""
-    B, H, M, D = qp.shape
-    out = torch.full((B, H, M, M), float("-inf"), dtype=torch.float32, device=qp.device)
+def launch_block_lse(qp, k, block: int, scale: float, first_block: int = 0):
+    """Block log-mass scores [B, H, Mq, M] float32 of the pooled queries qp [B, H, Mq, D]
+    of query blocks first_block.. over the M key blocks of k (-inf above the diagonal),
+    and each row's log-sum-exp [B, H, Mq]."""
+    B, H, Mq, D = qp.shape
+    M = triton.cdiv(k.shape[2], block)
+    out = torch.full((B, H, Mq, M), float("-inf"), dtype=torch.float32, device=qp.device)
     chunk = 128
     n_chunks = triton.cdiv(M, chunk)
-    parts = torch.empty(B, H, M, n_chunks, dtype=torch.float32, device=qp.device)
+    parts = torch.empty(B, H, Mq, n_chunks, dtype=torch.float32, device=qp.device)
     interp = os.environ.get("TRITON_INTERPRET") == "1"
     if interp and qp.dtype == torch.bfloat16:
         qp = qp.float()
@@ -304,14 +326,16 @@ def launch_block_lse(qp, k, block: int, scale: float, num_m: int):
         k.shape[2],
         H,
         M,
+        Mq,
+        first_block,
         chunk,
         n_chunks,
     )
     meta = dict(GROUP=H // k.shape[1], HEAD_DIM=D, BLOCK=block, DOT_F32=interp and k.dtype == torch.bfloat16)
     if interp or qp.device.type != "cuda":
         bq = 16
-        _block_lse_fwd[(triton.cdiv(M, bq), n_chunks, B * H)](*args, BQ=bq, KG=2, **meta, num_warps=4, num_stages=1)
+        _block_lse_fwd[(triton.cdiv(Mq, bq), n_chunks, B * H)](*args, BQ=bq, KG=2, **meta, num_warps=4, num_stages=1)
     else:
-        grid = lambda META: (triton.cdiv(M, META["BQ"]), n_chunks, B * H)  # noqa: E731
+        grid = lambda META: (triton.cdiv(Mq, META["BQ"]), n_chunks, B * H)  # noqa: E731
         _block_lse_tuned[grid](*args, **meta)
     return out, torch.logsumexp(parts, dim=-1)

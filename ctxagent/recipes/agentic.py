@@ -31,7 +31,7 @@ from ctxagent.engines.base import SamplingParams
 from ctxagent.errors import BudgetExhausted
 from ctxagent.recipes import register
 from ctxagent.recipes.context import RunContext
-from ctxagent.recipes.evidence import EvidenceSelector, SentencePool, follow_chain, hand_over
+from ctxagent.recipes.evidence import EvidenceSelector, SentencePool, follow_chain
 from ctxagent.recipes.prompts import action_prompt, extract_prompt, query_prompt
 from ctxagent.recipes.reading import EXTRACT_TOKENS, Facts, answer_from_facts, fit_chunks, partial_answer, window_room
 from ctxagent.recipes.retrieval import ChunkIndex
@@ -155,5 +155,4 @@ class AgenticRecipe:
             )
         except BudgetExhausted as exc:
             return partial_answer(ctx, self.name, facts, exc, len(state.read), len(chunks))
-        hand_over(ctx, facts)
         return answer_from_facts(ctx, self.name, documents, question, facts)

@@ -247,6 +247,20 @@ class EvidenceSelector:
         return facts
 
 
+def feedback_terms(pool: SentencePool, question: str, positions: Sequence[int], sentences: int = 2, words: int = 4) -> list[str]:
+    """Pseudo-relevance feedback for a paraphrased question: the rarest new content words of the
+    sentences among `positions`' chunks that the encoder finds most like the question. They
+    are in the document's own vocabulary, so a lexical retriever can use them."""
+    idx = pool.in_chunks(positions)
+    if not idx:
+        return []
+    similarity = pool.dense(question, idx)
+    best = [idx[k] for k in similarity.argsort()[::-1][:sentences]]
+    asked = set(content_words(question))
+    found = [w for i in best for w in content_words(pool.texts[i]) if w not in asked and not w.isdigit() and len(w) > 2]
+    return sorted(dict.fromkeys(found), key=lambda w: -pool.rarity(w))[:words]
+
+
 # -- chains ---------------------------------------------------------------------------------
 def bridge_terms(fact: Fact, question: str, others: Sequence[Fact], pool: SentencePool, limit: int = 3) -> list[str]:
     """What `fact` brings in that the question does not name and no other fact repeats:
@@ -334,8 +348,3 @@ def follow_chain(
             break
         frontier = added
     return hops
-
-
-def hand_over(ctx: RunContext, facts: Facts, max_facts: int = 5) -> None:
-    """Record which facts, best first, the answer step will be offered."""
-    ctx.trace.add("evidence:offered", spans=[[f.citation.doc_id, f.citation.start, f.citation.end] for f in facts.best(max_facts)])

@@ -15,7 +15,7 @@ from typing import Sequence
 from ctxagent.errors import BudgetExhausted
 from ctxagent.recipes import register
 from ctxagent.recipes.context import RunContext
-from ctxagent.recipes.evidence import EvidenceSelector, follow_chain, hand_over
+from ctxagent.recipes.evidence import EvidenceSelector, follow_chain
 from ctxagent.recipes.prompts import extract_prompt
 from ctxagent.recipes.reading import EXTRACT_TOKENS, Facts, answer_from_facts, fit_chunks, partial_answer, quote_answer, window_room
 from ctxagent.types import Answer, Document
@@ -44,5 +44,4 @@ class MapReduceRecipe:
             return partial_answer(ctx, self.name, facts, exc, 0, len(chunks))
         if facts and ctx.calls_left() == 0:
             return quote_answer(ctx, self.name, facts, ["no engine call left for the reduce step; the answer is the best verified quote"], partial=True)
-        hand_over(ctx, facts)
         return answer_from_facts(ctx, self.name, documents, question, facts)

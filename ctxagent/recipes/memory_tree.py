@@ -28,7 +28,7 @@ from ctxagent.engines.base import SamplingParams
 from ctxagent.errors import BudgetExhausted, InputError
 from ctxagent.recipes import register
 from ctxagent.recipes.context import RunContext
-from ctxagent.recipes.evidence import EvidenceSelector, SentencePool, follow_chain, hand_over
+from ctxagent.recipes.evidence import EvidenceSelector, SentencePool, follow_chain
 from ctxagent.recipes.prompts import choose_prompt, extract_prompt, summary_prompt
 from ctxagent.recipes.reading import (
     EXTRACT_TOKENS,
@@ -79,7 +79,6 @@ class MemoryTreeRecipe:
     def _answer(self, ctx: RunContext, pool: SentencePool, documents: Sequence[Document], question: str, facts: Facts, notes: Sequence[str] = (), read: Sequence[int] | None = None) -> Answer:
         """Follow open chains (among the leaves `read`, all when None), then answer from the facts."""
         follow_chain(ctx, self.selector, pool, documents, question, facts, max_hops=ctx.budget.max_hops, fetch=lambda query: read)
-        hand_over(ctx, facts)
         return answer_from_facts(ctx, self.name, documents, question, facts, notes)
 
     # -- the artifact ---------------------------------------------------------------------

@@ -345,7 +345,8 @@ def answer_from_facts(
     grounding = check_answer(reply.checked, [f.text for f in chosen], question)
     if not grounding.supported:
         return _refuse(ctx, recipe, facts, question, notes, reply.text, refusal_reason(grounding), grounding.unsupported)
-    if not grounding.supports and not grounding.derived and not _supported(reply.checked, question, chosen):
+    asserted = [s for s in grounding.supports if s.how != "question"]
+    if not asserted and not grounding.derived and not _supported(reply.checked, question, chosen):
         return _refuse(ctx, recipe, facts, question, notes, reply.text, "it says nothing the facts say")
     used = sorted(set(reply.claimed or []) | set(grounding.facts_used))
     ctx.trace.add("answer:grounded", claimed=reply.claimed, used=used, derived=grounding.derived, checks=[[s.specific.text, s.how] for s in grounding.supports])

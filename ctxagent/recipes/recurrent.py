@@ -21,7 +21,7 @@ from tqdm.auto import tqdm
 from ctxagent.errors import BudgetExhausted
 from ctxagent.recipes import register
 from ctxagent.recipes.context import RunContext
-from ctxagent.recipes.evidence import EvidenceSelector, SentencePool, follow_chain, hand_over
+from ctxagent.recipes.evidence import EvidenceSelector, SentencePool, follow_chain
 from ctxagent.recipes.prompts import extract_prompt
 from ctxagent.recipes.reading import EXTRACT_TOKENS, Facts, answer_from_facts, confirmed, fit_chunks, partial_answer, window_room
 from ctxagent.types import Answer, Document
@@ -60,7 +60,6 @@ class RecurrentRecipe:
 
     def _finish(self, ctx: RunContext, pool: SentencePool, documents: Sequence[Document], question: str, facts: Facts, read: int) -> Answer:
         follow_chain(ctx, self.selector, pool, documents, question, facts, max_hops=ctx.budget.max_hops, fetch=lambda query: list(range(read)))
-        hand_over(ctx, facts)
         return answer_from_facts(ctx, self.name, documents, question, facts)
 
     def run(self, ctx: RunContext, documents: Sequence[Document], question: str) -> Answer:

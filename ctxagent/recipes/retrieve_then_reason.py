@@ -22,7 +22,7 @@ from typing import Sequence
 from ctxagent.errors import BudgetExhausted, InputError
 from ctxagent.recipes import register
 from ctxagent.recipes.context import RunContext
-from ctxagent.recipes.evidence import EvidenceSelector, follow_chain, hand_over
+from ctxagent.recipes.evidence import EvidenceSelector, feedback_terms, follow_chain
 from ctxagent.recipes.prompts import extract_prompt
 from ctxagent.recipes.reading import EXTRACT_TOKENS, Facts, answer_from_facts, fit_chunks, partial_answer, window_room
 from ctxagent.recipes.retrieval import ChunkIndex
@@ -36,11 +36,19 @@ class RetrieveThenReasonRecipe:
 
     name = "retrieve_then_reason"
 
-    def __init__(self, retriever: str = "hybrid", k: int = 4, chunk_tokens: int = 256, selector: EvidenceSelector | None = None) -> None:
+    def __init__(
+        self,
+        retriever: str = "hybrid",
+        k: int = 4,
+        chunk_tokens: int = 256,
+        selector: EvidenceSelector | None = None,
+        feedback: bool = False,
+    ) -> None:
         if k < 1:
             raise InputError(f"retrieve_then_reason needs k >= 1 chunks to read, got {k}")
         self.retriever, self.k, self.chunk_tokens = retriever, k, chunk_tokens
         self.selector = selector or EvidenceSelector()
+        self.feedback = feedback  # pseudo-relevance feedback when the question shares few words with the text
 
     def run(self, ctx: RunContext, documents: Sequence[Document], question: str) -> Answer:
         room = window_room(ctx, extract_prompt("", question), EXTRACT_TOKENS)
@@ -49,8 +57,14 @@ class RetrieveThenReasonRecipe:
         hits = index.search(question, self.k)
         ctx.trace.add("retrieve", retriever=self.retriever, chunks=len(chunks), hits=[[chunks[i].doc_id, chunks[i].start, round(s, 4)] for i, s in hits])
         facts, pool = Facts(), self.selector.pool(chunks)
+        positions = [i for i, _ in hits]
+        if self.feedback and float(max(pool.lexical(question)[pool.in_chunks(positions)], default=0.0)) < self.selector.low_overlap:
+            terms = feedback_terms(pool, question, positions)
+            more = [i for i, _ in index.search(f"{question} {' '.join(terms)}", self.k) if i not in positions]
+            ctx.trace.add("feedback", terms=terms, chunks=more)
+            positions += more
         try:
-            facts.add(self.selector.select(ctx, pool, documents, question, positions=[i for i, _ in hits], step="select"))
+            facts.add(self.selector.select(ctx, pool, documents, question, positions=positions, step="select"))
             follow_chain(
                 ctx, self.selector, pool, documents, question, facts,
                 max_hops=ctx.budget.max_hops,
@@ -58,5 +72,4 @@ class RetrieveThenReasonRecipe:
             )
         except BudgetExhausted as exc:
             return partial_answer(ctx, self.name, facts, exc, len(hits), len(hits))
-        hand_over(ctx, facts)
         return answer_from_facts(ctx, self.name, documents, question, facts)

@@ -1,0 +1,356 @@
+"""A persistent, incrementally updated search index over every document of a corpus.
+
+`CorpusIndex(corpus).update()` reads the files that are new or changed since the last
+update, chunks and embeds only those, drops the documents whose files are gone, and
+reuses the chunks and vectors of every unchanged document from the saved index: a
+folder of 10,000 files where one changed costs one file's embeddings, not 10,000.
+
+The index is one saved retriever (`ctxagent.retrievers`' checksummed format: chunks,
+BM25 state, embedding matrix) plus `state.json`, which records each file's size,
+modification time and content hash and the retriever's corpus hash. Anything that
+does not check out (a damaged file, other settings, a state that names other chunks
+than the index holds) is reported with a warning naming the path and rebuilt from the
+files: never used. Memory trees are not built here: the `memory_tree` recipe builds a
+document's tree the first time a question needs it and caches it by content hash.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import os
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+from pydantic import BaseModel, Field
+
+from ctxagent.batch.corpus import Corpus
+from ctxagent.cache import cache_dir
+from ctxagent.chunking import chunk_document
+from ctxagent.errors import InputError
+from ctxagent.retrievers.base import IndexFileError, Retriever, ScoredChunk, corpus_hash
+from ctxagent.types import Chunk, Document
+
+log = logging.getLogger(__name__)
+
+STATE = "state.json"
+INDEX = "index"
+STATE_FORMAT = "ctxagent-corpus-index"
+STATE_VERSION = 1
+RETRIEVERS = ("bm25", "dense", "hybrid")
+EXECUTORS = ("local", "ray")
+
+
+def approximate_tokens(text: str) -> int:
+    """About four characters per token: chunking for the index must not need the LLM's
+    tokenizer (the index serves any engine); recipes re-chunk what they read with their own."""
+    return max(1, math.ceil(len(text) / 4))
+
+
+class IndexReport(BaseModel):
+    """What an update did; `embedded_chunks` counts the chunks sent to the embedding model."""
+
+    documents: int = 0
+    chunks: int = 0
+    added: list[str] = Field(default_factory=list)
+    changed: list[str] = Field(default_factory=list)
+    removed: list[str] = Field(default_factory=list)
+    unchanged: int = 0
+    failed: dict[str, str] = Field(default_factory=dict, description="doc id -> why it could not be read")
+    embedded_chunks: int = 0
+    rebuilt: bool = Field(default=False, description="true when the saved index could not be used and everything was re-read")
+    seconds: float = 0.0
+    path: str = ""
+
+
+@dataclass
+class _FileState:
+    size: int = -1
+    mtime_ns: int = -1
+    content: str = ""
+    error: str | None = None
+
+    def same_stat(self, stat: tuple[int, int] | None) -> bool:
+        return stat is not None and (self.size, self.mtime_ns) == stat
+
+
+@dataclass
+class _Read:
+    """One document read, chunked and (for dense indexes) embedded, ready to join the index."""
+
+    doc_id: str
+    state: _FileState
+    chunks: list[Chunk] = field(default_factory=list)
+    vectors: np.ndarray | None = None
+
+
+def default_index_name(source: Path) -> str:
+    """One index per corpus location unless the user names it: a hash of the absolute path."""
+    resolved = str(source.expanduser().resolve())
+    return f"{source.name or 'corpus'}-{hashlib.sha256(resolved.encode()).hexdigest()[:12]}"
+
+
+class CorpusIndex:
+    """The saved index of `corpus` (a Corpus, a folder, or a .jsonl of documents).
+
+    name: the index's name under `$CTXAGENT_CACHE/corpora/` (default: derived from the
+    corpus path); root: a directory to keep it in instead. retriever: "hybrid" (default),
+    "bm25" or "dense"; chunk_tokens: approximate tokens per indexed chunk. Other options
+    (model=...) go to the retriever.
+    """
+
+    def __init__(
+        self,
+        corpus: Corpus | str | Path,
+        *,
+        name: str | None = None,
+        root: str | os.PathLike[str] | None = None,
+        retriever: str = "hybrid",
+        chunk_tokens: int = 200,
+        **retriever_options: Any,
+    ) -> None:
+        if retriever not in RETRIEVERS:
+            raise InputError(f"a corpus index uses one of {', '.join(RETRIEVERS)}, not {retriever!r}")
+        if chunk_tokens < 16:
+            raise InputError(f"chunk_tokens must be at least 16, got {chunk_tokens}")
+        self.corpus = corpus if isinstance(corpus, Corpus) else Corpus(corpus)
+        if name is not None and (not name.strip() or "/" in name or name.startswith(".")):
+            raise InputError(f"index name {name!r} must be a plain file name (letters, digits, - and _)")
+        self.path = Path(root) if root is not None else cache_dir("corpora", name or default_index_name(self.corpus.source))
+        self.kind, self.chunk_tokens, self.retriever_options = retriever, chunk_tokens, retriever_options
+        self.retriever: Retriever | None = None
+
+    # ---- settings --------------------------------------------------------------------
+    def _new_retriever(self) -> Retriever:
+        from ctxagent.retrievers import get_retriever
+
+        return get_retriever(self.kind, **self.retriever_options)
+
+    def settings(self) -> dict[str, Any]:
+        return {"retriever": self.kind, "config": self._new_retriever().index_config(), "chunk_tokens": self.chunk_tokens}
+
+    # ---- reading the saved index ---------------------------------------------------------
+    def _load_saved(self) -> tuple[dict[str, _FileState], Retriever | None, str | None]:
+        """(file states, the saved retriever, why it could not be used). Never raises for damage."""
+        state_path, index_path = self.path / STATE, self.path / INDEX
+        if not state_path.exists():
+            return {}, None, None
+        try:
+            state = json.loads(state_path.read_text(encoding="utf-8"))
+            if state.get("format") != STATE_FORMAT or state.get("version") != STATE_VERSION:
+                raise ValueError(f"not a version-{STATE_VERSION} corpus index state")
+            files = {doc_id: _FileState(**entry) for doc_id, entry in state["files"].items()}
+        except (OSError, ValueError, KeyError, TypeError) as error:
+            return {}, None, f"{state_path} is unreadable ({error})"
+        if state.get("settings") != self.settings():
+            return {}, None, f"it was built with other settings ({state.get('settings')}, now {self.settings()})"
+        if not any(f.error is None for f in files.values()):
+            return files, None, None
+        try:
+            retriever = self._new_retriever()
+            retriever.restore(index_path, expected_corpus_hash=state.get("corpus_hash"))
+        except IndexFileError as error:
+            return {}, None, str(error)
+        return files, retriever, None
+
+    def load(self) -> "CorpusIndex":
+        """Use the saved index as it is (no file is read); InputError if there is none usable."""
+        _, retriever, problem = self._load_saved()
+        if retriever is None:
+            raise InputError(f"no usable index of {self.corpus.source} at {self.path}{f' ({problem})' if problem else ''}: run `ctxagent index {self.corpus.source}` first")
+        self.retriever = retriever
+        return self
+
+    # ---- updating ------------------------------------------------------------------------
+    def _stat(self, doc_id: str) -> tuple[int, int] | None:
+        path = self.corpus._files.get(doc_id)
+        if path is None:
+            return None
+        stat = path.stat()
+        return stat.st_size, stat.st_mtime_ns
+
+    def update(self, *, executor: str = "local", progress: bool | None = None, ray_options: dict[str, Any] | None = None) -> IndexReport:
+        """Bring the index up to date with the corpus and save it; returns what changed."""
+        if executor not in EXECUTORS:
+            raise InputError(f"unknown executor {executor!r}; choose one of {', '.join(EXECUTORS)}")
+        began = time.perf_counter()
+        report = IndexReport(path=str(self.path))
+        old_files, old, problem = self._load_saved()
+        if problem:
+            log.warning("the corpus index at %s cannot be used and will be rebuilt: %s", self.path, problem)
+            report.rebuilt = True
+        old_positions: dict[str, list[int]] = {}
+        if old is not None:
+            for position, chunk in enumerate(old.chunks):
+                old_positions.setdefault(chunk.doc_id, []).append(position)
+        ids = self.corpus.ids()
+        report.removed = sorted(set(old_files) - set(ids))
+        keep, todo = [], []
+        for doc_id in ids:
+            before = old_files.get(doc_id)
+            indexed = before is not None and (before.error is not None or doc_id in old_positions)
+            if indexed and before is not None and before.same_stat(self._stat(doc_id)):
+                keep.append(doc_id)
+            else:
+                todo.append(doc_id)
+        reads = self._read_all(todo, executor, progress, ray_options or {})
+        new_files: dict[str, _FileState] = {}
+        for read in reads:  # a file touched but not edited keeps its chunks and vectors
+            before = old_files.get(read.doc_id)
+            if before is not None and read.state.error is None and before.error is None and read.state.content == before.content and read.doc_id in old_positions:
+                keep.append(read.doc_id)
+                new_files[read.doc_id] = read.state
+        fresh = [r for r in reads if r.doc_id not in new_files]
+        pending = [r for r in fresh if r.state.error is None and r.vectors is None and r.chunks]
+        if pending and self.kind != "bm25":
+            self._embed(pending, progress)
+        for read in fresh:
+            new_files[read.doc_id] = read.state
+            if read.state.error is not None:
+                report.failed[read.doc_id] = read.state.error
+                log.warning("skipped %s: %s", read.doc_id, read.state.error)
+            elif read.doc_id in old_files:
+                report.changed.append(read.doc_id)
+            else:
+                report.added.append(read.doc_id)
+            report.embedded_chunks += len(read.chunks) if self.kind != "bm25" and read.state.error is None else 0
+        for doc_id in keep:
+            new_files.setdefault(doc_id, old_files[doc_id])
+            if old_files[doc_id].error is not None:
+                report.failed[doc_id] = old_files[doc_id].error or ""
+        report.unchanged = len([d for d in keep if old_files[d].error is None])
+        nothing_new = not fresh and not report.removed and old is not None and not report.rebuilt
+        if nothing_new:
+            self.retriever = old
+            if {d: s for d, s in new_files.items()} != old_files:
+                self._write_state(new_files, old.corpus_hash)  # touched files: remember their new stats
+        else:
+            self.retriever = self._assemble(ids, keep, old, old_positions, {r.doc_id: r for r in fresh}, new_files)
+        report.documents = len(ids) - len(report.failed)
+        report.chunks = len(self.retriever.chunks) if self.retriever is not None else 0
+        report.seconds = round(time.perf_counter() - began, 3)
+        return report
+
+    def _read_all(self, doc_ids: list[str], executor: str, progress: bool | None, ray_options: dict[str, Any]) -> list[_Read]:
+        if not doc_ids:
+            return []
+        if executor == "ray":
+            from ctxagent.corpus.ray_indexing import read_with_ray
+
+            return read_with_ray(self, doc_ids, embed=self.kind != "bm25", **ray_options)
+        from tqdm.auto import tqdm
+
+        show = progress if progress is not None else len(doc_ids) >= 200
+        return [self.read_one(doc_id) for doc_id in tqdm(doc_ids, desc="reading", unit="doc", disable=not show, dynamic_ncols=True)]
+
+    def read_one(self, doc_id: str) -> _Read:
+        """Read and chunk one document; a file that cannot be read is recorded, not raised."""
+        stat = self._stat(doc_id)
+        state = _FileState(*(stat or (-1, -1)))
+        try:
+            document = self.corpus.get(doc_id)
+        except (InputError, OSError) as error:
+            state.error = str(error)
+            return _Read(doc_id, state)
+        state.content = document.content_hash
+        return _Read(doc_id, state, chunk_document(document, approximate_tokens, self.chunk_tokens))
+
+    def _embed(self, reads: Sequence[_Read], progress: bool | None) -> None:
+        """One batched encode for every chunk of every document read (faster than per document)."""
+        dense = self._dense_part(self._new_retriever())
+        texts = [c.text for r in reads for c in r.chunks]
+        show = progress if progress is not None else len(texts) >= 1000
+        vectors = dense.encode(texts, dense.document_prompt, show_progress=show)
+        cursor = 0
+        for read in reads:
+            read.vectors = vectors[cursor : cursor + len(read.chunks)]
+            cursor += len(read.chunks)
+
+    @staticmethod
+    def _dense_part(retriever: Retriever) -> Any:
+        return getattr(retriever, "dense", retriever)
+
+    def _assemble(
+        self,
+        order: list[str],
+        keep: Iterable[str],
+        old: Retriever | None,
+        old_positions: dict[str, list[int]],
+        fresh: dict[str, _Read],
+        files: dict[str, _FileState],
+    ) -> Retriever | None:
+        """The new index: unchanged documents' chunks and vectors copied, fresh ones added, in corpus order."""
+        kept = set(keep)
+        chunks: list[Chunk] = []
+        blocks: list[np.ndarray] = []
+        old_vectors = self._dense_part(old).embeddings if old is not None and self.kind != "bm25" else None
+        for doc_id in order:
+            if doc_id in kept and doc_id in old_positions and old is not None:
+                positions = old_positions[doc_id]
+                chunks.extend(old.chunks[p] for p in positions)
+                if old_vectors is not None:
+                    blocks.append(old_vectors[positions])
+            elif doc_id in fresh and fresh[doc_id].chunks:
+                chunks.extend(fresh[doc_id].chunks)
+                if self.kind != "bm25":
+                    assert fresh[doc_id].vectors is not None
+                    blocks.append(fresh[doc_id].vectors)
+        if not chunks:  # every file failed or the corpus emptied: no index, only the state
+            shutil.rmtree(self.path / INDEX, ignore_errors=True)
+            self._write_state(files, None)
+            return None
+        retriever = self._new_retriever()
+        digest = corpus_hash(chunks)
+        if self.kind == "bm25":
+            retriever.index(chunks)
+        else:
+            matrix = np.ascontiguousarray(np.concatenate(blocks), dtype=np.float32)
+            if self.kind == "hybrid":
+                retriever.bm25._build([c.text for c in chunks])  # type: ignore[attr-defined]
+            self._dense_part(retriever).embeddings = matrix
+            retriever._adopt(chunks, digest)
+        retriever.save(self.path / INDEX)
+        self._write_state(files, digest)
+        return retriever
+
+    def _write_state(self, files: dict[str, _FileState], digest: str | None) -> None:
+        state = {
+            "format": STATE_FORMAT,
+            "version": STATE_VERSION,
+            "source": str(self.corpus.source.resolve()),
+            "settings": self.settings(),
+            "corpus_hash": digest,
+            "files": {doc_id: vars(s) for doc_id, s in sorted(files.items())},
+        }
+        partial = self.path / f"{STATE}.partial-{os.getpid()}"
+        partial.write_text(json.dumps(state, indent=1, ensure_ascii=False), encoding="utf-8")
+        partial.replace(self.path / STATE)
+
+    # ---- searching -----------------------------------------------------------------------
+    def search(self, query: str, k: int = 8) -> list[ScoredChunk]:
+        if self.retriever is None:
+            self.load()
+        assert self.retriever is not None
+        return self.retriever.search(query, k)
+
+
+def open_index(corpus: Corpus | str | Path, *, update: bool = True, **options: Any) -> tuple[CorpusIndex, IndexReport | None]:
+    """The index of `corpus`, brought up to date first unless `update=False`."""
+    index = CorpusIndex(corpus, **options)
+    if update:
+        return index, index.update()
+    return index.load(), None
+
+
+def documents_of(chunks: Sequence[Chunk]) -> list[str]:
+    """Document ids in first-seen order."""
+    return list(dict.fromkeys(c.doc_id for c in chunks))
+
+
+__all__ = ["CorpusIndex", "IndexReport", "Document", "default_index_name", "open_index", "documents_of", "approximate_tokens"]

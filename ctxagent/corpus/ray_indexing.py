@@ -1,0 +1,81 @@
+"""Reading and embedding a corpus on Ray workers (`ctxagent index DIR --executor ray`).
+
+The driver decides what to read (new and changed files); Ray tasks each take a shard
+of document ids, read and chunk them with the same code as the local path, embed the
+chunks with their own copy of the embedding model, and send back chunks and vectors.
+The driver assembles and saves the index, so the saved result is the same as a local
+build. Workers read the files themselves, so the corpus must be on a file system they
+share with the driver (one machine, or a network mount).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import TYPE_CHECKING, Any
+
+from ctxagent.errors import EngineNotInstalled
+
+if TYPE_CHECKING:
+    from ctxagent.corpus.index import CorpusIndex, _Read
+
+log = logging.getLogger(__name__)
+
+_ENV = ("CTXAGENT_CACHE", "HF_HUB_OFFLINE", "TOKENIZERS_PARALLELISM", "PYTHONPATH")
+
+
+def _shard(index_spec: dict[str, Any], doc_ids: list[str], embed: bool) -> list[dict[str, Any]]:
+    from ctxagent.corpus.index import CorpusIndex
+
+    index = CorpusIndex(index_spec["source"], root=index_spec["root"], retriever=index_spec["kind"], chunk_tokens=index_spec["chunk_tokens"], **index_spec["options"])
+    reads = [index.read_one(doc_id) for doc_id in doc_ids]
+    if embed:
+        ready = [r for r in reads if r.state.error is None and r.chunks]
+        if ready:
+            index._embed(ready, progress=False)
+    return [
+        {"doc_id": r.doc_id, "state": vars(r.state), "chunks": [c.model_dump() for c in r.chunks], "vectors": r.vectors}
+        for r in reads
+    ]
+
+
+def read_with_ray(
+    index: "CorpusIndex",
+    doc_ids: list[str],
+    *,
+    embed: bool,
+    address: str | None = None,
+    shard_size: int = 64,
+    cpus_per_task: float = 1.0,
+) -> list["_Read"]:
+    """Read (and embed) `doc_ids` in Ray tasks of `shard_size` documents; results in input order."""
+    try:
+        import ray
+    except ImportError:
+        raise EngineNotInstalled("--executor ray needs Ray: `pip install ctxagent[ray]`") from None
+    from tqdm.auto import tqdm
+
+    from ctxagent.corpus.index import _FileState, _Read
+    from ctxagent.types import Chunk
+
+    if not ray.is_initialized():
+        env = {k: os.environ[k] for k in _ENV if k in os.environ}
+        ray.init(address=address, runtime_env={"env_vars": env}, log_to_driver=False, include_dashboard=False)
+    spec = {
+        "source": str(index.corpus.source), "root": str(index.path), "kind": index.kind,
+        "chunk_tokens": index.chunk_tokens, "options": index.retriever_options,
+    }
+    task = ray.remote(num_cpus=cpus_per_task)(_shard)
+    shards = [doc_ids[i : i + shard_size] for i in range(0, len(doc_ids), shard_size)]
+    pending = {task.remote(spec, shard, embed): n for n, shard in enumerate(shards)}
+    done: dict[int, list[dict[str, Any]]] = {}
+    with tqdm(total=len(doc_ids), desc="reading (ray)", unit="doc", dynamic_ncols=True, disable=len(doc_ids) < 200) as bar:
+        while pending:
+            ready, _ = ray.wait(list(pending), num_returns=1)
+            n = pending.pop(ready[0])
+            done[n] = ray.get(ready[0])
+            bar.update(len(done[n]))
+    return [
+        _Read(item["doc_id"], _FileState(**item["state"]), [Chunk(**c) for c in item["chunks"]], item["vectors"])
+        for n in range(len(shards)) for item in done[n]
+    ]
