@@ -191,8 +191,8 @@ def main() -> None:
             results.append(run_engine("hf", inproc("hf"), prompts, args))
         elif name == "openai-ctxagent":
             port = free_port()
-            cmd = [sys.executable, "-m", "ctxagent.engines.server", "--engine", "hf", "--port", str(port),
-                   "--context-window", str(args.window), "--max-batch", str(args.batch)]  # fmt: skip
+            cmd = [sys.executable, "-m", "ctxagent.cli", "serve", "--engine", "hf", "--port", str(port),
+                   "--context-window", str(args.window)]  # fmt: skip
             results.append(run_engine("openai → ctxagent server (hf)", over_http(cmd, port, logs / "ctxagent-server.log"), prompts, args))
         elif name == "vllm":
             if reason:
