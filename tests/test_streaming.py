@@ -36,6 +36,17 @@ def test_stream_yields_plan_steps_draft_tokens_then_the_answer(engine):
     assert "".join(t.text for t in tokens).strip() == answer.text  # the check kept the draft
 
 
+def test_hf_streams_every_row_of_a_batch_and_stops_where_the_completion_does(engine):
+    prompts = ["Count from one to ten in words, separated by commas.", "List three fruits, separated by commas."]
+    params = SamplingParams(max_new_tokens=24, stop=[","])
+    pieces: list[list[str]] = [[], []]
+    streamed = engine.generate(prompts, params, stream_to=[pieces[0].append, pieces[1].append])
+    whole = engine.generate(prompts, params)
+    assert [c.text for c in streamed] == [c.text for c in whole]
+    for row, completion in zip(pieces, streamed):
+        assert "".join(row).strip() == completion.text and "," not in "".join(row)
+
+
 def test_astream_and_aask_give_the_same_answer_as_ask(engine):
     agent = ContextAgent(engine=engine)
 

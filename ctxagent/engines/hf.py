@@ -196,7 +196,7 @@ class HFEngine:
         if params.stop:
             kwargs.update(stop_strings=params.stop, tokenizer=self.tokenizer)
         if any(sinks):
-            kwargs["streamer"] = RowStreamer(self.tokenizer, list(sinks), {self.tokenizer.eos_token_id, pad})
+            kwargs["streamer"] = RowStreamer(self.tokenizer, list(sinks), {self.tokenizer.eos_token_id, pad}, params.stop)
         try:
             with torch.inference_mode():
                 out = self.model.generate(input_ids=input_ids, attention_mask=attention, **kwargs)
@@ -306,11 +306,12 @@ class RowStreamer:
     transformers' own TextStreamer takes one row only; `generate` hands any streamer the
     prompt ids first, then one token per row per step, which is all a batch needs. Text is
     decoded from the row's tokens so far and only the new part is sent, held back while it
-    ends in an incomplete UTF-8 sequence; a row stops at its end-of-sequence token.
+    ends in an incomplete UTF-8 sequence; a row stops at its end-of-sequence token or at a stop
+    string (which, as in the finished completion, is not sent).
     """
 
-    def __init__(self, tokenizer: Any, sinks: list[TextSink | None], end_ids: set[int]) -> None:
-        self.tokenizer, self.sinks, self.end_ids = tokenizer, sinks, end_ids
+    def __init__(self, tokenizer: Any, sinks: list[TextSink | None], end_ids: set[int], stop: Sequence[str] = ()) -> None:
+        self.tokenizer, self.sinks, self.end_ids, self.stop = tokenizer, sinks, end_ids, list(stop)
         self.tokens: list[list[int]] = [[] for _ in sinks]
         self.sent = [0] * len(sinks)
         self.ended = [sink is None for sink in sinks]
@@ -328,12 +329,24 @@ class RowStreamer:
                 continue
             self.tokens[row].append(token)
             text = self.tokenizer.decode(self.tokens[row], skip_special_tokens=True)
-            if text.endswith("\ufffd"):
-                continue
+            cuts = [text.find(s) for s in self.stop if s in text]
+            if cuts:
+                text, self.ended[row] = text[: min(cuts)], True
+            elif text.endswith("\ufffd") or any(text.endswith(s[:k]) for s in self.stop for k in range(1, len(s))):
+                continue  # an incomplete character, or perhaps the start of a stop string
             new, self.sent[row] = text[self.sent[row] :], len(text)
             sink = self.sinks[row]
             if new and sink is not None:
                 sink(new)
 
     def end(self) -> None:
-        pass
+        """Send what was held back (a partial stop string that never completed, say)."""
+        for row, sink in enumerate(self.sinks):
+            if sink is None:
+                continue
+            text = self.tokenizer.decode(self.tokens[row], skip_special_tokens=True)
+            cuts = [text.find(s) for s in self.stop if s in text]
+            text = text[: min(cuts)] if cuts else text
+            if len(text) > self.sent[row]:
+                sink(text[self.sent[row] :])
+                self.sent[row] = len(text)
