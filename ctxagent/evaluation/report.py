@@ -265,7 +265,7 @@ def kind_heatmap(results: Sequence[Result], path: Path) -> Path:
             ax.set_xticks(range(len(recipes)), recipes, fontsize=7, rotation=30, ha="right")
             ax.set_yticks(range(len(kinds)), kinds if col == 0 else [""] * len(kinds), fontsize=7)
             ax.set_title(f"{name}, {length} tokens", fontsize=9)
-    fig.suptitle(_title(results, "by task kind x recipe (grey: no gold spans or no runs)"), fontsize=10)
+    fig.suptitle(_title(results, "by task kind x recipe (blank: no gold spans or no runs)"), fontsize=10)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110, bbox_inches="tight")
     plt.close(fig)
@@ -379,6 +379,8 @@ def write_report(
             f"Evidence recall of {sources['citations']} runs comes from the answer's **citations**: their code has no `evidence` trace step "
             "(it predates the grounding helper), and citations are only what was quoted, a subset of what was read.",
         ]
+    if sources.get("none"):
+        lines += ["", f"{sources['none']} runs recorded neither an `evidence` step nor citations (e.g. a bare NOT FOUND): their evidence recall counts as 0."]
     lines += ["", "## By task kind x recipe: accuracy / evidence recall / unsupported share", "", kind_recipe_tables(results)]
     lines += ["", "## Accuracy by document length (tokens)", "", length_table(results)]
     lines += ["", "## Accuracy by task", "", kind_table(results)]
