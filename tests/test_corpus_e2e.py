@@ -41,7 +41,7 @@ def index_name(folder: Path):
 def test_cli_ask_a_folder_answers_and_cites_the_docx(folder: Path, index_name: str, capsys: pytest.CaptureFixture[str]) -> None:
     from ctxagent.cli import main
 
-    assert main(["ask", str(folder), "What is the annual rent of Hartfield Lodge?", "--name", index_name, "--json", "--max-new-tokens", "40"]) == 0
+    assert main(["ask", str(folder), "What is the annual rent of Hartfield Lodge?", "--name", index_name, "--json", "--max-new-tokens", "40", "--max-seconds", "0"]) == 0
     answer = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert "480" in answer["text"]
     assert answer["citations"] and {c["doc_id"] for c in answer["citations"]} == {"lease_hartfield.docx"}

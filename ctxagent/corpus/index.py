@@ -35,7 +35,7 @@ from ctxagent.cache import cache_dir
 from ctxagent.chunking import chunk_document
 from ctxagent.errors import InputError
 from ctxagent.retrievers.base import IndexFileError, Retriever, ScoredChunk, corpus_hash
-from ctxagent.types import Chunk, Document
+from ctxagent.types import Chunk
 
 log = logging.getLogger(__name__)
 
@@ -340,17 +340,4 @@ class CorpusIndex:
         return self.retriever.search(query, k)
 
 
-def open_index(corpus: Corpus | str | Path, *, update: bool = True, **options: Any) -> tuple[CorpusIndex, IndexReport | None]:
-    """The index of `corpus`, brought up to date first unless `update=False`."""
-    index = CorpusIndex(corpus, **options)
-    if update:
-        return index, index.update()
-    return index.load(), None
-
-
-def documents_of(chunks: Sequence[Chunk]) -> list[str]:
-    """Document ids in first-seen order."""
-    return list(dict.fromkeys(c.doc_id for c in chunks))
-
-
-__all__ = ["CorpusIndex", "IndexReport", "Document", "default_index_name", "open_index", "documents_of", "approximate_tokens"]
+__all__ = ["CorpusIndex", "IndexReport", "approximate_tokens", "default_index_name"]

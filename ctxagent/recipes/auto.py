@@ -22,6 +22,7 @@ are estimates. With no time limit (batch, eval) only tokens, calls and the
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import asdict, dataclass, field
 from typing import Any, Sequence
 
@@ -29,6 +30,7 @@ from ctxagent.chunking import estimate_tokens
 from ctxagent.engines.reach import Reach, effective_context
 from ctxagent.engines.speed import EngineSpeed, engine_speed
 from ctxagent.recipes import get_recipe, register
+from ctxagent.recipes.base import run_recipe
 from ctxagent.recipes.context import RunContext
 from ctxagent.types import Answer, Document
 
@@ -182,8 +184,14 @@ class AutoRecipe:
             return Plan("direct", {}, f"{size}: fits in {DIRECT_FILL:.0%} of what the model reads well", speed, reach, [])
         from ctxagent.recipes.memory_tree import MemoryTreeRecipe
 
-        # Probing costs seconds once; worth it only when there is a time limit to plan against.
+        # Probing costs seconds once; worth it only when there is a time limit to plan against. Like
+        # loading the engine, it is a one-off cost, so it does not count against max_seconds.
+        began = time.perf_counter()
         speed = engine_speed(ctx.engine, probe=ctx.budget.max_seconds is not None)
+        if speed.source == "probe":
+            probe_seconds = time.perf_counter() - began
+            ctx.started += probe_seconds
+            ctx.trace.add("speed_probe", seconds=round(probe_seconds, 3), why="measured once per model and machine, then cached; not counted against max_seconds")
         if tokens <= MAP_REDUCE_WINDOWS * window and MemoryTreeRecipe().cached(ctx, documents, question):
             return Plan("memory_tree", {}, f"{size}; a memory tree of these documents is cached, so navigating it costs a few short calls", speed, reach, [])
         cost = Costing(ctx, tokens, speed, reach)
@@ -220,5 +228,5 @@ class AutoRecipe:
             effective_context={"tokens": plan.reach.tokens, "source": plan.reach.source},
             candidates=[c.summary() for c in plan.candidates],
         )
-        answer = get_recipe(plan.recipe, **plan.options).run(ctx, documents, question)
+        answer = run_recipe(get_recipe(plan.recipe, **plan.options), ctx, documents, question)  # out of budget: partial, still named
         return answer.model_copy(update={"recipe": f"auto:{plan.recipe}"})
