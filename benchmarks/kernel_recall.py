@@ -18,10 +18,14 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import sys
 import time
 from pathlib import Path
 
 import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import provenance  # noqa: E402
 
 from ctxagent.kernels.config import HeadPattern
 from ctxagent.kernels.search import search_config
@@ -53,7 +57,9 @@ def main() -> None:
     ap.add_argument("--target", type=float, default=0.95)
     ap.add_argument("--model", default=None)
     ap.add_argument("--out", type=Path, default=Path("benchmarks/results"))
+    ap.add_argument("--allow-dirty", action="store_true", help="record results from a tree with uncommitted changes as <commit>-dirty")
     args = ap.parse_args()
+    prov = provenance.stamp(args.allow_dirty)
     text_path = args.text or next(p for p in DEFAULT_TEXTS if p.is_file())
     from ctxagent.engines import get_engine
 
@@ -78,7 +84,8 @@ def main() -> None:
     ]
     for pattern, (recall, density) in result.candidate_recall.items():
         lines.append(f"| {pattern.to_dict()} | {recall:.3f} | {density:.3f} |")
-    lines += ["", f"Per-head search (target recall {args.target}): {result.summary()}", ""]
+    provenance.finish(prov)
+    lines += ["", f"Per-head search (target recall {args.target}): {result.summary()}", "", provenance.markdown_line(prov), ""]
     text_out = "\n".join(lines)
     print(text_out)
     args.out.mkdir(parents=True, exist_ok=True)
@@ -86,6 +93,7 @@ def main() -> None:
     (args.out / "kernel_recall_smollm2.json").write_text(
         json.dumps(
             {
+                "provenance": prov,
                 "tokens": args.tokens,
                 "text": str(text_path),
                 "candidates": [{"pattern": p.to_dict(), "recall": r, "density": d} for p, (r, d) in result.candidate_recall.items()],

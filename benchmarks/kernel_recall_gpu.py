@@ -21,7 +21,8 @@ For each length:
    computed keys) and density averaged over all layers and heads;
 3. needles: a sentence with a code planted at 5 depths of the held-out text, asked with
    the chat template, greedy answers with dense prefill and with the searched config
-   (Triton kernels through transformers' attention interface).
+   (Triton kernels through transformers' attention interface), and, as a check of the
+   kernels themselves, with a pattern that covers every key (must answer as dense does).
 Writes benchmarks/results/kernel_recall_gpu.{md,json}, stamped with the commit.
 """
 
@@ -145,6 +146,11 @@ def run_length(args, n: int, calib: str, held: str) -> list[dict]:
     prompts = needle_prompts(tokenizer, held, n)
     codes = [c for c, _ in prompts]
     dense_answers = answers(model, tokenizer, prompts)
+    # The kernels themselves, with a pattern that covers every key: answers must be dense's
+    settings = enable_sparse_prefill(model, {"kind": "a_shape", "sink": 64, "local": 2 * n, "min_length": NATIVE // 2})
+    covering_answers = answers(model, tokenizer, prompts)
+    covering_calls = settings.calls["sparse"]
+    disable_sparse_prefill(model, "sdpa")
     rows = []
     for mode in ("target", "budget"):
         started = time.time()
@@ -178,6 +184,8 @@ def run_length(args, n: int, calib: str, held: str) -> list[dict]:
             "needles": len(codes),
             "needle_answers": [{"code": c, "dense": a, "sparse": b} for c, a, b in zip(codes, dense_answers, sparse_answers)],
             "sparse_prefill_calls": sparse_calls,
+            "needle_covering_same_as_dense": sum(a == b for a, b in zip(dense_answers, covering_answers)),
+            "needle_covering_sparse_calls": covering_calls,
             "config": result.config.to_dict(),
             "seconds": time.time() - started,
         }
@@ -199,14 +207,14 @@ def write(rows: list[dict], args, prov: dict) -> None:
         "depths 0.1-0.9, greedy answers with dense and with sparse prefill (Triton kernels). Past 8192 tokens RoPE is stretched with YaRN; "
         "the 135M model then answers poorly even densely.",
         "",
-        "| tokens | RoPE | per-head selection | held-out recall (min head) | density | in-search recall / density | heads by pattern | needles dense | needles sparse | same answer |",
-        "|---:|---|---|---:|---:|---:|---|---:|---:|---:|",
+        "| tokens | RoPE | per-head selection | held-out recall (min head) | density | in-search recall / density | heads by pattern | needles dense | needles sparse | same answer | covering pattern = dense |",
+        "|---:|---|---|---:|---:|---:|---|---:|---:|---:|---:|",
     ]
     for r in rows:
         lines.append(
             f"| {r['tokens']} | {r['rope']} | {r['selection']} | {r['held_out_recall']:.3f} ({r['held_out_recall_min_head']:.3f}) | {r['held_out_density']:.3f} | "
             f"{r['search_recall']:.3f} / {r['search_density']:.3f} | {r['heads_by_kind']} | {r['needle_dense_correct']}/{r['needles']} | "
-            f"{r['needle_sparse_correct']}/{r['needles']} | {r['needle_same_answer']}/{r['needles']} |"
+            f"{r['needle_sparse_correct']}/{r['needles']} | {r['needle_same_answer']}/{r['needles']} | {r['needle_covering_same_as_dense']}/{r['needles']} |"
         )
     for r in rows[::2]:
         lines += ["", f"Candidates at {r['tokens']} tokens (calibration text):", "", "| pattern | mean recall | mean density |", "|---|---:|---:|"]

@@ -35,8 +35,9 @@ _FINGERPRINT_TEXTS = (
 )
 
 _PARAGRAPH_BREAK = re.compile(r"\n[ \t]*\n\s*")
-# A sentence ends at . ! ? (optionally followed by quotes/brackets) and then whitespace.
-_SENTENCE_END = re.compile(r"(?<=[.!?])[\"')\]]*\s+")
+# A sentence ends at . ! ? (optionally followed by quotes/brackets) and then whitespace, but not
+# after a title ("Mr. Fenwick keeps 14 horses." is one sentence: evidence is cut at these ends).
+_SENTENCE_END = re.compile(r"(?<=[.!?])(?<!\bMr\.)(?<!\bMrs\.)(?<!\bMs\.)(?<!\bDr\.)(?<!\bSt\.)(?<!\bCol\.)[\"')\]]*\s+")
 
 
 @dataclass(frozen=True)

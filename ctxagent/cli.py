@@ -129,7 +129,10 @@ def _ask_streamed(agent, document, args: argparse.Namespace):
         else:
             answer = event.answer
     assert answer is not None
-    kept = "".join(draft).strip() == answer.text
+    from ctxagent.recipes.reading import parse_reply
+
+    # The answer step's draft may end with its "Facts used: ..." line, which the checked answer drops.
+    kept = parse_reply("".join(draft), shown=len(answer.citations) or 1).text == answer.text
     if draft and not kept:
         print("  (the draft was not supported by its citations; the checked answer:)", file=sys.stderr)
     if not (tty and kept):

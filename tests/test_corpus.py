@@ -143,3 +143,55 @@ def test_damaged_index_is_rebuilt_with_a_warning(tmp_path: Path, caplog: pytest.
     assert report.rebuilt and report.documents == 4 and len(report.added) == 4
     assert "cannot be used and will be rebuilt" in caplog.text and "checksum" in caplog.text
     assert CorpusIndex(Corpus(tmp_path / "docs"), root=tmp_path / "idx", retriever="bm25").load().search("Emma", 2)
+
+
+def test_batch_question_across_the_corpus_routes_through_the_index(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Control flow only (scripted engine): a `"corpus": true` line is answered from the documents retrieval picks."""
+    import json
+
+    from ctxagent import batch
+    from tests.fakes import ScriptedEngine
+
+    monkeypatch.setenv("CTXAGENT_CACHE", str(tmp_path / "cache"))
+    docs = tmp_path / "docs"
+    write_austen_corpus(docs, files=6)
+    write_docx(docs / "lease.docx", [paragraphs("emma")[3], FACT])
+    questions = tmp_path / "q.jsonl"
+    questions.write_text(
+        json.dumps({"id": "rent", "corpus": True, "question": "What is the annual rent of Hartfield Lodge?"}) + "\n"
+        + json.dumps({"id": "one", "doc": "lease.docx", "question": "What is the rent?"}) + "\n",
+        encoding="utf-8",
+    )
+    engine = ScriptedEngine(lambda prompt: "The annual rent is 480 pounds." if "480 pounds" in prompt else "NOT FOUND")
+    summary = batch.run(docs, questions, tmp_path / "out.jsonl", engine=engine, recipe="auto", progress=False, concurrency=1)
+    assert summary.answered == 2 and summary.failed == 0
+    rows = {r["id"]: r for r in map(json.loads, (tmp_path / "out.jsonl").read_text().splitlines())}
+    assert rows["rent"]["corpus"] is True and rows["rent"]["doc"] == ""
+    assert {c["doc_id"] for c in rows["rent"]["citations"]} == {"lease.docx"}
+    cited = rows["rent"]["citations"][0]
+    assert load_document(docs / "lease.docx").text[cited["start"] : cited["end"]] == cited["quote"]
+    with pytest.raises(InputError, match="names no"):
+        bad = tmp_path / "bad.jsonl"
+        bad.write_text(json.dumps({"doc": "lease.docx", "corpus": True, "question": "x?"}) + "\n", encoding="utf-8")
+        batch.read_questions(bad)
+
+
+def test_ray_executor_builds_the_same_index_as_a_local_build(tmp_path: Path) -> None:
+    ray = pytest.importorskip("ray")
+    import numpy as np
+
+    docs = tmp_path / "docs"
+    write_austen_corpus(docs, files=5)
+    (docs / "broken.docx").write_bytes(b"not a zip")
+    local = CorpusIndex(Corpus(docs), root=tmp_path / "local")
+    local_report = local.update()
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        remote = CorpusIndex(Corpus(docs), root=tmp_path / "ray")
+        report = remote.update(executor="ray", ray_options={"shard_size": 2})
+    finally:
+        ray.shutdown()
+    assert report.embedded_chunks == local_report.embedded_chunks > 0
+    assert set(report.failed) == {"broken.docx"}
+    assert remote.retriever.corpus_hash == local.retriever.corpus_hash
+    assert np.allclose(remote.retriever.dense.embeddings, local.retriever.dense.embeddings, atol=1e-5)

@@ -281,3 +281,16 @@ def test_a_number_stated_in_the_text_is_answered_grounded_with_the_real_model(en
     assert_grounded(answer, question)
     evidence = [s.detail["spans"] for s in answer.trace.steps if s.name == "evidence"]
     assert evidence and any(start <= doc.text.index(LIGHTHOUSE) < end for _, start, end in evidence[-1])
+
+
+def test_the_corpus_reduce_keeps_a_grounded_combined_answer_without_its_facts_used_line():
+    from ctxagent.corpus.ask import _reduce
+    from ctxagent.types import Answer
+
+    a = Document(id="a", text="The Aurora carried 12 crew on her first voyage.")
+    b = Document(id="b", text="The Bell carried 30 crew on her first voyage.")
+    answers = [(d.id, Answer(text=d.text, citations=[citation_for(d, 0, len(d.text))])) for d in (a, b)]
+    question = "How many crew did the Aurora and the Bell carry in total?"
+    for reply, expected in [("They carried 42 crew in total.\nFacts used: 1, 2", "They carried 42 crew in total."), ("They carried 50 crew.", f"{a.text} {b.text}")]:
+        ctx = RunContext(engine=ScriptedEngine(lambda prompt: reply))
+        assert _reduce(ctx, "corpus", question, answers, [], {"a": a, "b": b}).text == expected

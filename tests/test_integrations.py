@@ -103,3 +103,15 @@ def test_llamaindex_retriever_and_postprocessor(corpus_dir: Path, tmp_path: Path
     kept = post.postprocess_nodes(nodes, query_bundle=QueryBundle("Mr. Woodhouse and Miss Taylor"))
     assert kept and sum(len(n.node.get_content()) for n in kept) < sum(len(n.node.get_content()) for n in nodes)
     assert all(n.node.metadata["doc_id"] for n in kept)
+
+
+def test_ask_runnable_answers_from_a_document_with_the_real_model(tmp_path: Path, engine) -> None:
+    from ctxagent import Budget, ContextAgent
+
+    note = tmp_path / "note.txt"
+    note.write_text("The meeting with Mr. Knightley is on Thursday at noon in the library at Donwell Abbey.\n", encoding="utf-8")
+    ask = CtxagentAsk(source=str(note), agent=ContextAgent(engine=engine, budget=Budget(max_new_tokens=24)), recipe="direct")
+    out = ask.invoke("Where is the meeting with Mr. Knightley?")
+    assert "Donwell" in out["text"] or "library" in out["text"], out["text"]
+    assert out["citations"] and all(note.read_text(encoding="utf-8")[c["start"] : c["end"]] == c["quote"] for c in out["citations"])
+    assert ask.batch(["When is the meeting?"])[0]["recipe"] == "direct"

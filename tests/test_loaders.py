@@ -52,10 +52,14 @@ def test_binary_and_empty_and_unknown_types_are_rejected(tmp_path):
     empty.write_text("  \n\n ")
     with pytest.raises(InputError, match="empty"):
         load_document(empty)
-    odd = tmp_path / "sheet.xlsx"
+    odd = tmp_path / "sheet.numbers"
     odd.write_bytes(b"PK")
-    with pytest.raises(InputError, match="unsupported file type '.xlsx'"):
+    with pytest.raises(InputError, match="unsupported file type '.numbers'"):
         load_document(odd)
+    damaged = tmp_path / "sheet.xlsx"  # a supported type (ctxagent[office]) whose bytes are not a workbook
+    damaged.write_bytes(b"PK")
+    with pytest.raises(InputError, match=r"sheet\.xlsx: not a valid \.xlsx file"):
+        load_document(damaged)
     with pytest.raises(InputError, match="folder"):
         load_document(tmp_path)
 

@@ -82,6 +82,16 @@ def test_a_batch_goes_out_concurrently_and_is_batched_by_the_server(served):
     assert max(server.batcher.batch_sizes[before:]) > 1, "concurrent requests should share an engine call"
 
 
+def test_a_streamed_completion_arrives_in_pieces_and_matches_the_whole(served):
+    _, client = served
+    params = SamplingParams(max_new_tokens=12, temperature=0.0)
+    pieces: list[str] = []
+    [streamed] = client.generate(["Name three colours."], params, stream_to=[pieces.append])
+    [whole] = client.generate(["Name three colours."], params)
+    assert len(pieces) > 1 and "".join(pieces).strip() == streamed.text == whole.text
+    assert streamed.prompt_tokens == whole.prompt_tokens and streamed.completion_tokens == whole.completion_tokens
+
+
 # -- scripted servers for failures ------------------------------------------------------------
 Route = Callable[[str, dict[str, Any], dict[str, str]], tuple[int, dict[str, Any], dict[str, str]]]
 

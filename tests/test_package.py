@@ -15,7 +15,7 @@ from ctxagent.errors import EngineNotInstalled, UnknownNameError
 def test_import_is_fast_and_pulls_no_heavy_libraries():
     code = (
         "import sys, time; t = time.perf_counter(); import ctxagent; dt = time.perf_counter() - t; "
-        "heavy = [m for m in ('torch', 'vllm', 'triton', 'transformers') if m in sys.modules]; "
+        "heavy = [m for m in ('torch', 'vllm', 'triton', 'transformers', 'fastapi', 'uvicorn') if m in sys.modules]; "
         "print(dt, heavy)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split(" ", 1)

@@ -129,3 +129,30 @@ def test_sparse_prefill_raises_the_step_budget_even_without_a_window(monkeypatch
     assert vllm_plugin.attention_options(True, on_cpu=True, context_window=32768)["max_num_batched_tokens"] == 32768
     # no window given: chunked prefill off, so vLLM sizes the step budget to the model's window
     assert vllm_plugin.attention_options(True, on_cpu=True)["enable_chunked_prefill"] is False
+
+
+def test_builder_attaches_the_cpu_layout_and_steps_never_read_device_tensors():
+    from types import SimpleNamespace
+
+    class Builder:  # stands in for vLLM's metadata builder
+        def build(self, common_prefix_len, common, fast_build=False):
+            return SimpleNamespace(query_start_loc=common.query_start_loc, seq_lens=common.seq_lens)
+
+    class Sparse(vllm_prefill.LayoutBuilderMixin, Builder):
+        pass
+
+    device = torch.device("meta")  # any non-CPU tensor: reading it would be a device sync
+    common = SimpleNamespace(
+        query_start_loc=torch.tensor([0, 300, 301]).to(device),
+        seq_lens=torch.tensor([300, 57]).to(device),
+        query_start_loc_cpu=torch.tensor([0, 300, 301]),
+        seq_lens_cpu_upper_bound=torch.tensor([300, 57]),
+        num_reqs=2,
+    )
+    metadata = Sparse().build(0, common)
+    starts, lens, num_reqs = vllm_prefill.batch_layout(metadata)
+    assert starts.device.type == "cpu" and num_reqs == 2
+    assert vllm_prefill.fresh_prefill_spans(starts, lens, num_reqs, 256) == [(0, 300)]
+    # without the CPU copies: no sparse path (and no sync), rather than reading the device
+    bare = Builder().build(0, common)
+    assert vllm_prefill.batch_layout(bare) is None

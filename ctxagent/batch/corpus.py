@@ -8,6 +8,7 @@ questions (recorded as error lines), never the run.
 from __future__ import annotations
 
 import json
+import threading
 from collections import OrderedDict
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,7 @@ class Corpus:
         self.encoding = encoding
         self._cache: OrderedDict[str, Document] = OrderedDict()
         self._cache_size = cache_size
+        self._lock = threading.Lock()  # questions across the corpus read documents from many threads
         if not self.source.exists():
             raise InputError(f"corpus not found: {self.source} (pass a folder of documents or a .jsonl file)")
         self._files: dict[str, Path] = {}
@@ -74,6 +76,10 @@ class Corpus:
 
     def get(self, doc_id: str) -> Document:
         """The document `doc_id`; InputError if it is unknown or cannot be read."""
+        with self._lock:
+            return self._get(doc_id)
+
+    def _get(self, doc_id: str) -> Document:
         if doc_id in self._cache:
             self._cache.move_to_end(doc_id)
             return self._cache[doc_id]
@@ -100,7 +106,8 @@ class Corpus:
 
 
 def read_questions(path: str | Path) -> list[BatchQuestion]:
-    """QUESTIONS.jsonl: one `{"id"?, "doc", "question"}` object per line; ids default to line numbers."""
+    """QUESTIONS.jsonl: one `{"id"?, "doc", "question"}` object per line (or `{"corpus": true,
+    "question"}` for a question across the whole corpus); ids default to line numbers."""
     path = Path(path)
     if not path.is_file():
         raise InputError(f"questions file not found: {path}")
@@ -118,13 +125,16 @@ def read_questions(path: str | Path) -> list[BatchQuestion]:
                 raise InputError(f"{path} line {number}: expected an object like {{\"doc\": ..., \"question\": ...}}")
             doc = next((record.pop(k) for k in DOC_KEYS if k in record), None)
             question = record.pop("question", None)
-            if doc is None or not isinstance(question, str) or not question.strip():
-                raise InputError(f"{path} line {number}: needs \"doc\" (the document's id in the corpus) and a non-empty \"question\"")
+            across = record.pop("corpus", False)
+            if not isinstance(across, bool) or (across and doc is not None):
+                raise InputError(f"{path} line {number}: \"corpus\" must be true or false, and a question with \"corpus\": true names no \"doc\"")
+            if (doc is None and not across) or not isinstance(question, str) or not question.strip():
+                raise InputError(f"{path} line {number}: needs \"doc\" (the document's id in the corpus) or \"corpus\": true (ask across all documents), and a non-empty \"question\"")
             qid = str(record.pop("id", number))
             if qid in seen:
                 raise InputError(f"{path} line {number}: question id {qid!r} appears twice; ids must be unique so a rerun can resume")
             seen.add(qid)
-            questions.append(BatchQuestion(id=qid, doc=str(doc), question=question.strip(), extra=record))
+            questions.append(BatchQuestion(id=qid, doc="" if across else str(doc), question=question.strip(), corpus=across, extra=record))
     if not questions:
         raise InputError(f"{path}: no questions found")
     return questions

@@ -13,12 +13,15 @@ class BatchQuestion(BaseModel):
     """One line of QUESTIONS.jsonl: `{"id": "q1", "doc": "report.md", "question": "..."}`.
 
     `id` defaults to the line number; `doc` names a document of the corpus (for a
-    folder, its path relative to the folder). Other keys ride along into the output.
+    folder, its path relative to the folder). A question that names no document and
+    sets `"corpus": true` is asked across the whole corpus (retrieval picks the
+    documents; `doc` is then ""). Other keys ride along into the output.
     """
 
     id: str
-    doc: str
+    doc: str = ""
     question: str
+    corpus: bool = False
     extra: dict[str, Any] = Field(default_factory=dict)
 
 
@@ -28,6 +31,7 @@ class BatchResult(BaseModel):
     id: str
     doc: str
     question: str
+    corpus: bool = False
     text: str | None = None
     citations: list[Citation] = Field(default_factory=list)
     recipe: str = ""
@@ -45,13 +49,13 @@ class BatchResult(BaseModel):
     @classmethod
     def answered(cls, q: BatchQuestion, answer: Answer) -> "BatchResult":
         return cls(
-            id=q.id, doc=q.doc, question=q.question, text=answer.text, citations=answer.citations,
+            id=q.id, doc=q.doc, question=q.question, corpus=q.corpus, text=answer.text, citations=answer.citations,
             recipe=answer.recipe, partial=answer.partial, notes=answer.notes, usage=answer.usage, extra=q.extra,
         )
 
     @classmethod
     def failed(cls, q: BatchQuestion, exc: BaseException) -> "BatchResult":
-        return cls(id=q.id, doc=q.doc, question=q.question, error=str(exc) or repr(exc), error_type=type(exc).__name__, extra=q.extra)
+        return cls(id=q.id, doc=q.doc, question=q.question, corpus=q.corpus, error=str(exc) or repr(exc), error_type=type(exc).__name__, extra=q.extra)
 
 
 class BatchSettings(BaseModel):

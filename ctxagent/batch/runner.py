@@ -66,6 +66,7 @@ def run(
         if not todo:
             return summary
         batchers: list[Any] = []
+        lookup = _lookup(docs, todo, executor)
         if executor == "local":
             from ctxagent.batch.local import answer_stream
 
@@ -73,11 +74,11 @@ def run(
                 from ctxagent.engines import get_engine
 
                 engine = get_engine(settings.engine, **settings.engine_options)
-            stream: Iterator[BatchResult] = answer_stream(todo, docs.get, engine, settings, batcher_out=batchers)
+            stream: Iterator[BatchResult] = answer_stream(todo, lookup, engine, settings, batcher_out=batchers)
         else:
             from ctxagent.batch.ray_executor import answer_stream_ray
 
-            stream = answer_stream_ray(todo, docs.get, settings, **(ray_options or {}))
+            stream = answer_stream_ray(todo, lookup, settings, **(ray_options or {}))
         bar = _progress(len(job), summary.skipped, enabled=progress)
         try:
             for result in stream:
@@ -98,6 +99,25 @@ def run(
         if batchers:
             summary.engine_calls = batchers[0].engine_calls
     return summary
+
+
+def _lookup(docs: Corpus, questions: list[Any], executor: str) -> Any:
+    """docs.get, except that questions across the corpus ("corpus": true, doc "") get the
+    corpus index, updated once here for all of them."""
+    if not any(q.corpus for q in questions):
+        return docs.get
+    if executor != "local":
+        raise InputError("questions with \"corpus\": true run on the local executor only; drop --executor ray for this job")
+    from ctxagent.corpus.index import CorpusIndex
+
+    index = CorpusIndex(docs)
+    report = index.update()
+    log.info("corpus index: %d documents, %d chunks (%d embedded now)", report.documents, report.chunks, report.embedded_chunks)
+
+    def lookup(doc_id: str) -> Any:
+        return index if doc_id == "" else docs.get(doc_id)
+
+    return lookup
 
 
 def _progress(total: int, initial: int, enabled: bool) -> Any:

@@ -29,12 +29,13 @@ from ctxagent.batch.corpus import Corpus
 from ctxagent.corpus.index import CorpusIndex
 from ctxagent.engines.base import Engine, SamplingParams
 from ctxagent.errors import BudgetExhausted, InputError
+from ctxagent.grounding import check_answer
 from ctxagent.pages import annotate_pages
 from ctxagent.recipes import get_recipe
 from ctxagent.recipes.base import run_recipe
 from ctxagent.recipes.context import RunContext
 from ctxagent.recipes.prompts import facts_answer_prompt
-from ctxagent.recipes.reading import NOT_FOUND, is_none, relevance
+from ctxagent.recipes.reading import NOT_FOUND, is_none, parse_reply, relevance
 from ctxagent.types import Answer, Budget, Citation, Document
 
 DEFAULT_CORPUS_RECIPE = "auto"
@@ -165,13 +166,14 @@ def _reduce(ctx: RunContext, name: str, question: str, answers: Sequence[tuple[s
     citations = [c for _, a in found for c in a.citations]
     quotes = list(dict.fromkeys(c.quote for c in citations))
     try:
-        [reply] = ctx.generate([facts_answer_prompt(quotes, question)], SamplingParams(max_new_tokens=ctx.budget.max_new_tokens), step="corpus_reduce", documents=len(found))
-        text = reply.text.strip()
+        [completion] = ctx.generate([facts_answer_prompt(quotes, question)], SamplingParams(max_new_tokens=ctx.budget.max_new_tokens), step="corpus_reduce", documents=len(found))
+        reply = parse_reply(completion.text, len(quotes))  # drops the "Facts used:" line the prompt asks for
+        text = reply.text
     except BudgetExhausted as exc:
         text, partial = "", True
         notes.append(f"{exc} before the step that combines the documents' answers")
-    if is_none(text):
-        text = " ".join(quotes)  # the verified quotes themselves beat a reply that says nothing
+    if is_none(text) or not check_answer(reply.checked, quotes, question).supported:
+        text = " ".join(quotes)  # the verified quotes themselves beat a reply that says nothing, or more than they do
         notes.append("the combined answer is the documents' verified quotes")
     return ctx.answer(text, recipe=name, citations=citations, partial=partial, notes=[*notes, f"combined the answers of {len(found)} documents: {', '.join(d for d, _ in found)}"])
 

@@ -93,6 +93,34 @@ def warn_dense(reason: str) -> None:
         log.warning("ctxagent sparse prefill stays off (vLLM's own kernel runs) for layers with %s", reason)
 
 
+class LayoutBuilderMixin:
+    """Metadata builder that also attaches the batch layout's CPU tensors to the metadata
+    (vLLM keeps them in its common metadata; the backend metadata keeps only device copies)."""
+
+    def build(self, common_prefix_len: int, common_attn_metadata: Any, *args: Any, **kwargs: Any) -> Any:
+        metadata = super().build(common_prefix_len, common_attn_metadata, *args, **kwargs)  # type: ignore[misc]
+        starts = getattr(common_attn_metadata, "query_start_loc_cpu", None)
+        lens = getattr(common_attn_metadata, "seq_lens_cpu_upper_bound", None)  # exact for prefill rows
+        if starts is not None and lens is not None:
+            try:
+                metadata.ctxagent_layout = (starts, lens, int(common_attn_metadata.num_reqs))
+            except AttributeError:  # a slotted metadata class: the backend then stays dense
+                pass
+        return metadata
+
+
+def batch_layout(attn_metadata: Any) -> tuple[Any, Any, int] | None:
+    """(query_start_loc, seq_lens, num_reqs) on the CPU, without a device sync, or None."""
+    layout = getattr(attn_metadata, "ctxagent_layout", None)
+    if layout is not None:
+        return layout
+    starts, lens = attn_metadata.query_start_loc, attn_metadata.seq_lens
+    if starts.device.type == "cpu" and lens.device.type == "cpu":  # vLLM's CPU backend
+        return starts, lens, int(starts.shape[0]) - 1
+    warn_dense("no CPU-side batch layout in the attention metadata (reading it from the GPU would sync every layer)")
+    return None
+
+
 @functools.lru_cache(maxsize=8)
 def _resolved(config_json: str) -> Any:
     from ctxagent.kernels.config import resolve_config

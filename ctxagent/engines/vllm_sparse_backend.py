@@ -26,34 +26,6 @@ from ctxagent.engines import vllm_prefill
 from ctxagent.engines.vllm_plugin import DEFAULT_MIN_LENGTH, active_config
 
 
-class _LayoutBuilderMixin:
-    """Metadata builder that also attaches the batch layout's CPU tensors to the metadata
-    (vLLM keeps them in its common metadata; the backend metadata keeps only device copies)."""
-
-    def build(self, common_prefix_len: int, common_attn_metadata: Any, *args: Any, **kwargs: Any) -> Any:
-        metadata = super().build(common_prefix_len, common_attn_metadata, *args, **kwargs)  # type: ignore[misc]
-        starts = getattr(common_attn_metadata, "query_start_loc_cpu", None)
-        lens = getattr(common_attn_metadata, "seq_lens_cpu_upper_bound", None)  # exact for prefill rows
-        if starts is not None and lens is not None:
-            try:
-                metadata.ctxagent_layout = (starts, lens, int(common_attn_metadata.num_reqs))
-            except AttributeError:  # a slotted metadata class: the backend then stays dense
-                pass
-        return metadata
-
-
-def batch_layout(attn_metadata: Any) -> tuple[Any, Any, int] | None:
-    """(query_start_loc, seq_lens, num_reqs) on the CPU, without a device sync, or None."""
-    layout = getattr(attn_metadata, "ctxagent_layout", None)
-    if layout is not None:
-        return layout
-    starts, lens = attn_metadata.query_start_loc, attn_metadata.seq_lens
-    if starts.device.type == "cpu" and lens.device.type == "cpu":  # vLLM's CPU backend
-        return starts, lens, int(starts.shape[0]) - 1
-    vllm_prefill.warn_dense("no CPU-side batch layout in the attention metadata (reading it from the GPU would sync every layer)")
-    return None
-
-
 class _SparsePrefillMixin:
     """forward() for any vLLM v1 attention impl whose metadata has query_start_loc and seq_lens."""
 
@@ -76,7 +48,7 @@ class _SparsePrefillMixin:
     def forward(self, layer: Any, query: Any, key: Any, value: Any, kv_cache: Any, attn_metadata: Any, output: Any, *args: Any, **kwargs: Any) -> Any:
         layout = None
         if attn_metadata is not None and key is not None and self._sparse_min < 1 << 62:
-            layout = batch_layout(attn_metadata)
+            layout = vllm_prefill.batch_layout(attn_metadata)
         if layout is None:
             return super().forward(layer, query, key, value, kv_cache, attn_metadata, output, *args, **kwargs)  # type: ignore[misc]
         starts, lens, num_reqs = layout
@@ -98,7 +70,7 @@ class SparseCPUAttentionImpl(_SparsePrefillMixin, CPUAttentionBackendImpl):
         self._sparse_setup()
 
 
-class SparseCPUAttentionMetadataBuilder(_LayoutBuilderMixin, CPUAttentionMetadataBuilder):
+class SparseCPUAttentionMetadataBuilder(vllm_prefill.LayoutBuilderMixin, CPUAttentionMetadataBuilder):
     pass
 
 
@@ -124,7 +96,7 @@ if FlashAttentionImpl is not None:
             super().__init__(*args, **kwargs)
             self._sparse_setup()
 
-    class SparseFlashAttentionMetadataBuilder(_LayoutBuilderMixin, FlashAttentionMetadataBuilder):  # type: ignore[misc,valid-type]
+    class SparseFlashAttentionMetadataBuilder(vllm_prefill.LayoutBuilderMixin, FlashAttentionMetadataBuilder):  # type: ignore[misc,valid-type]
         pass
 
     class SparseFlashAttentionBackend(FlashAttentionBackend):  # type: ignore[misc,valid-type]

@@ -195,7 +195,10 @@ class AutoRecipe:
         chosen = next((c for c in candidates if not c.blockers), None)
         if chosen is None:
             chosen = min(candidates, key=lambda c: c.seconds)
-            why = f"{size}; no plan fits the budget {at}, so the cheapest runs: {chosen.recipe} reading {chosen.reads} (~{chosen.seconds:.0f}s)"
+            why = (
+                f"{size}; no plan fits the budget {at} (even {chosen.recipe}: {'; '.join(chosen.blockers)}), "
+                f"so the cheapest runs: {chosen.recipe} reading {chosen.reads}"
+            )
         else:
             ruled_out = [f"{c.recipe}{'(k=%d)' % c.options['k'] if 'k' in c.options else ''} ruled out ({'; '.join(c.blockers)})" for c in candidates[: candidates.index(chosen)]]
             why = f"{size}; {'; '.join(ruled_out) + '; ' if ruled_out else ''}{chosen.recipe} reads {chosen.reads} in ~{chosen.seconds:.0f}s {at}, within the budget"
