@@ -257,7 +257,7 @@ def test_report_gives_the_three_metrics_by_kind_and_recipe(tmp_path):
     text = write_report(results, tmp_path, plots=False, provenance={"commit": "abc123", "date": "d", "command": "c", "machine": {}}).read_text()
     assert "| arithmetic | 1.00 / 0.50 / 0% (n=1) | 0.00 / 0.50 / 100% (n=1) |" in text
     assert "4x the 1024-token window" in text and "Commit `abc123`" in text
-    assert "1 runs comes from the answer's **citations**" in text
+    assert "1 run(s) comes from the answer's **citations**" in text
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["provenance"]["commit"] == "abc123" and summary["evidence_sources"] == {"citations": 1, "evidence": 1}
     cell = next(c for c in summary["cells"] if c["recipe"] == "map_reduce")

@@ -376,11 +376,11 @@ def write_report(
     if sources.get("citations"):
         lines += [
             "",
-            f"Evidence recall of {sources['citations']} runs comes from the answer's **citations**: their code has no `evidence` trace step "
+            f"Evidence recall of {sources['citations']} run(s) comes from the answer's **citations**: their code has no `evidence` trace step "
             "(it predates the grounding helper), and citations are only what was quoted, a subset of what was read.",
         ]
     if sources.get("none"):
-        lines += ["", f"{sources['none']} runs recorded neither an `evidence` step nor citations (e.g. a bare NOT FOUND): their evidence recall counts as 0."]
+        lines += ["", f"{sources['none']} run(s) recorded neither an `evidence` step nor citations (e.g. a bare NOT FOUND): their evidence recall counts as 0."]
     lines += ["", "## By task kind x recipe: accuracy / evidence recall / unsupported share", "", kind_recipe_tables(results)]
     lines += ["", "## Accuracy by document length (tokens)", "", length_table(results)]
     lines += ["", "## Accuracy by task", "", kind_table(results)]
