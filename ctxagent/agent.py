@@ -191,7 +191,11 @@ def load_sources(source: Source | Sequence[Source]) -> list[Document]:
     items = [source] if isinstance(source, (str, Path, Document)) else list(source)
     if not items:
         raise InputError("no document given: pass a file path or a Document")
-    documents = [item if isinstance(item, Document) else load_document(item) for item in items]
+    return check_documents([item if isinstance(item, Document) else load_document(item) for item in items])
+
+
+def check_documents(documents: list[Document]) -> list[Document]:
+    """Every document has text and its own id, so each citation names exactly one."""
     seen: set[str] = set()
     for doc in documents:
         if not doc.text.strip():

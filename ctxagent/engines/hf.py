@@ -20,7 +20,7 @@ from typing import Any, Sequence
 from ctxagent.cache import cache_dir
 from ctxagent.engines import register
 from ctxagent.engines.base import Completion, Prompt, SamplingParams, TextSink, TokenScores, check_prompts_fit, prompt_text
-from ctxagent.engines.speed import EngineSpeed, machine_fingerprint
+from ctxagent.engines.speed import ProbedSpeed, machine_fingerprint
 from ctxagent.errors import EngineError, EngineNotInstalled, InputError
 
 log = logging.getLogger(__name__)
@@ -79,7 +79,7 @@ def _load_gguf_converted(gguf: Path, dtype: Any) -> tuple[Any, Any]:
 
 
 @register("hf")
-class HFEngine:
+class HFEngine(ProbedSpeed):
     """transformers backend.
 
     model: None (embedded SmolLM2), a path to a .gguf file, a local model folder, or a hub id.
@@ -141,7 +141,6 @@ class HFEngine:
         own_window = int(getattr(self.model.config, "max_position_embeddings", 2048))
         self._context_window = min(context_window, own_window) if context_window else own_window
         self.load_seconds = time.perf_counter() - started
-        self._speed: EngineSpeed | None = None
         if sparse_prefill:
             from ctxagent.kernels.hf_integration import enable_sparse_prefill
 
@@ -291,13 +290,6 @@ class HFEngine:
     def speed_key(self) -> str:
         return f"hf|{self.model_name}|{self.model.dtype}|{self.model.config._attn_implementation}|{machine_fingerprint(self.device)}"
 
-    def speed(self) -> "EngineSpeed":
-        """Prefill and decode tokens/s, probed once per model and machine, then read from the cache."""
-        from ctxagent.engines.speed import measure_speed
-
-        if self._speed is None:
-            self._speed = measure_speed(self)
-        return self._speed
 
 
 class RowStreamer:

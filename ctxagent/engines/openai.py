@@ -34,7 +34,7 @@ from typing import Any, Sequence
 
 from ctxagent.engines import register
 from ctxagent.engines.base import Completion, Prompt, SamplingParams, TextSink, TokenScores, render_messages
-from ctxagent.engines.speed import EngineSpeed
+from ctxagent.engines.speed import ProbedSpeed
 from ctxagent.errors import EngineError, EngineNotInstalled, InputError
 
 log = logging.getLogger(__name__)
@@ -61,7 +61,7 @@ class _RetryableHTTPError(Exception):
 
 
 @register("openai")
-class OpenAIEngine:
+class OpenAIEngine(ProbedSpeed):
     """Client for an OpenAI-compatible server.
 
     base_url: the API root including `/v1` (default `$OPENAI_BASE_URL` or http://127.0.0.1:8000/v1).
@@ -145,7 +145,6 @@ class OpenAIEngine:
         self._local_tokenizer = self._load_tokenizer(tokenizer) if tokenizer else None
         self._server_tokenize: bool | None = None if self._local_tokenizer is None else False
         self._count_cached = lru_cache(maxsize=4096)(self._count_uncached)
-        self._speed: EngineSpeed | None = None
 
     # -- plumbing -------------------------------------------------------------------------
     def __repr__(self) -> str:
@@ -441,13 +440,6 @@ class OpenAIEngine:
     def speed_key(self) -> str:
         return f"openai|{self.base_url}|{self.model_name}"
 
-    def speed(self) -> "EngineSpeed":
-        """Prefill and decode tokens/s, probed once per model and machine, then read from the cache."""
-        from ctxagent.engines.speed import measure_speed
-
-        if self._speed is None:
-            self._speed = measure_speed(self)
-        return self._speed
 
 
 def _first_choice(body: dict[str, Any], base_url: str) -> dict[str, Any]:

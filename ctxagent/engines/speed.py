@@ -166,3 +166,17 @@ def load_json(kind: str, key: str) -> dict[str, Any] | None:
     except (OSError, ValueError):
         return None
     return record if record.get("key") == key else None
+
+
+class ProbedSpeed:
+    """Mixin for engines: `speed()` probes once per model and machine (`speed_key()` names them),
+    then reads the cache; the engine keeps the result for its lifetime."""
+
+    _speed: EngineSpeed | None = None
+
+    def speed(self) -> EngineSpeed:
+        """Prefill and decode tokens/s, probed once per model and machine, then read from the cache."""
+        if self._speed is None:
+            self._speed = measure_speed(self)
+        return self._speed
+

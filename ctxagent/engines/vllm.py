@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from ctxagent.engines import register
-from ctxagent.engines.speed import EngineSpeed, machine_fingerprint
+from ctxagent.engines.speed import ProbedSpeed, machine_fingerprint
 from ctxagent.engines.base import Completion, Prompt, SamplingParams, TokenScores, check_prompts_fit, prompt_text
 from ctxagent.errors import EngineError, EngineNotInstalled, InputError
 
@@ -61,7 +61,7 @@ def embedded_model_dir() -> Path:
 
 
 @register("vllm")
-class VLLMEngine:
+class VLLMEngine(ProbedSpeed):
     """vLLM offline engine.
 
     model: None (embedded SmolLM2), a local model folder, a .gguf file (then pass tokenizer=), or a hub id.
@@ -133,7 +133,6 @@ class VLLMEngine:
         self.tokenizer = self.llm.get_tokenizer()
         self._context_window = int(self.llm.llm_engine.model_config.max_model_len)
         self.load_seconds = time.perf_counter() - started
-        self._speed: EngineSpeed | None = None
 
     def __repr__(self) -> str:
         return f"VLLMEngine(model={self.model_name!r}, context_window={self._context_window})"
@@ -243,13 +242,6 @@ class VLLMEngine:
     def speed_key(self) -> str:
         return f"vllm|{self.model_name}|{machine_fingerprint('cuda' if not _vllm_on_cpu() else 'cpu')}"
 
-    def speed(self) -> "EngineSpeed":
-        """Prefill and decode tokens/s, probed once per model and machine, then read from the cache."""
-        from ctxagent.engines.speed import measure_speed
-
-        if self._speed is None:
-            self._speed = measure_speed(self)
-        return self._speed
 
 
 def _vllm_on_cpu() -> bool:

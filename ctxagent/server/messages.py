@@ -24,6 +24,7 @@ import re
 from dataclasses import dataclass
 from typing import Any, Sequence
 
+from ctxagent.agent import check_documents
 from ctxagent.errors import InputError
 from ctxagent.types import Document
 
@@ -51,7 +52,7 @@ def split_messages(messages: Sequence[dict[str, Any]], documents: Sequence[Any] 
     blocks = [(m.group(1), m.group(2)) for _, text in texts for m in _BLOCK.finditer(text)]
     if blocks:
         docs = [Document(id=name or _name(i, len(blocks)), text=body.strip()) for i, (name, body) in enumerate(blocks)]
-        return Split(_unique(docs), _question(_BLOCK.sub("", question_text)), "<document> blocks")
+        return Split(check_documents(docs), _question(_BLOCK.sub("", question_text)), "<document> blocks")
     before = "\n\n".join(text for _, text in texts[:last_user] if text.strip())
     markers = list(_MARKER.finditer(question_text))
     if markers:
@@ -85,7 +86,7 @@ def _given(items: Sequence[Any]) -> list[Document]:
             docs.append(Document(id=str(item.get("id") or _name(i, len(items))), text=item["text"]))
         else:
             raise InputError(f"documents[{i}] must be a string or an object with 'text' (and optionally 'id')")
-    return _unique(docs)
+    return check_documents(docs)
 
 
 def _name(i: int, n: int) -> str:
@@ -101,15 +102,6 @@ def _one(text: str) -> list[Document]:
     return [Document(id="document", text=text)]
 
 
-def _unique(docs: list[Document]) -> list[Document]:
-    seen: set[str] = set()
-    for doc in docs:
-        if not doc.text.strip():
-            raise InputError(f"document {doc.id!r} is empty")
-        if doc.id in seen:
-            raise InputError(f"two documents share the id {doc.id!r}; give each a distinct id so citations can name them")
-        seen.add(doc.id)
-    return docs
 
 
 def _question(text: str) -> str:
