@@ -102,15 +102,13 @@ class RunContext:
         return completions
 
     def score(self, texts: Sequence[str], contexts: Sequence[str] | None = None, *, step: str, **detail: Any) -> list[TokenScores]:
-        """One batched scoring call (log-probs), counted like a generation without new tokens."""
-        planned = 0
-        if self.budget.max_tokens is not None:
-            planned = sum(self.engine.count_tokens(t) for t in texts) + sum(self.engine.count_tokens(c) for c in contexts or [])
-        self.check(planned)
+        """One batched scoring call (log-probs), counted like a generation without new tokens: the
+        model reads every context and text, so all of them count as prompt tokens."""
+        tokens = sum(self.engine.count_tokens(t) for t in texts) + sum(self.engine.count_tokens(c) for c in contexts or [])
+        self.check(tokens)
         began = time.perf_counter()
         scores = self.engine.score(list(texts), list(contexts) if contexts is not None else None)
         seconds = time.perf_counter() - began
-        tokens = planned or sum(len(s.logprobs) for s in scores)
         self.usage = self.usage.add(Usage(prompt_tokens=tokens, engine_calls=1, seconds=seconds))
         self.trace.add(step, seconds=round(seconds, 3), texts=len(texts), **detail)
         return scores
