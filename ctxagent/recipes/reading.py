@@ -1,13 +1,14 @@
-"""Shared steps of the long-document recipes: fit chunks to the window, extract verified
-quotes, and answer from them.
+"""Shared steps of the long-document recipes: fit chunks to the window, keep verified
+facts, and answer from them.
 
-Every long-document recipe ends the same way: the model is asked to *copy* the
-sentence that answers from a piece of text, the copy is checked against the source
-(only a span that really occurs there becomes a fact), and the final answer is
-written from those facts, grounded in them (every number, date and name it asserts is
-stated by the facts it used or computed from them, see ctxagent.grounding) and cited
-with them. What the answer step was shown is recorded as the trace's "evidence" step. Keeping these steps here means each
-recipe is only its plan: which pieces to read, in which order, when to stop.
+Every long-document recipe ends the same way: its facts are spans cut from the source
+(chosen by scores in ctxagent.recipes.evidence, never written by the model), and the final
+answer is written from those facts, grounded in them (every number, date and name it
+asserts is stated by the facts it used or computed from them, see ctxagent.grounding) and
+cited with them. What the answer step was shown is recorded as the trace's "evidence" step.
+`verified_facts` still checks a model's copied reply against the source, for plans that
+ask a model to quote. Keeping these steps here means each recipe is only its plan: which
+pieces to read, in which order, when to stop.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from ctxagent.engines.base import Prompt, SamplingParams
 from ctxagent.errors import BudgetExhausted, InputError
 from ctxagent.grounding import Grounding, check_answer
 from ctxagent.recipes.context import RunContext
-from ctxagent.recipes.prompts import extract_prompt, facts_answer_prompt
+from ctxagent.recipes.prompts import facts_answer_prompt
 from ctxagent.types import Answer, Chunk, Citation, Document
 
 # Chat-template tokens around the messages, plus a margin for tokenisation at the joins.
@@ -181,30 +182,6 @@ def verified_facts(reply: str, chunk: Chunk, document: Document, question: str, 
         if score > 0 and set(content_words(quote)) - question_words:
             facts.append(Fact(citation=citation_for(document, start, end), relevance=score, chunk=chunk_no))
     return facts
-
-
-def extract_facts(
-    ctx: RunContext,
-    chunks: Sequence[Chunk],
-    documents: Sequence[Document],
-    question: str,
-    *,
-    step: str,
-    notes: Sequence[str] = (),
-    first_index: int = 0,
-    **detail: object,
-) -> list[list[Fact]]:
-    """One batched engine call: ask every chunk for the sentence that answers; verify each reply."""
-    by_id = {d.id: d for d in documents}
-    params = SamplingParams(max_new_tokens=EXTRACT_TOKENS, stop=["\n\n"])
-    replies = ctx.generate([extract_prompt(c.text, question, notes) for c in chunks], params, step=step, **detail)
-    found = [verified_facts(r.text, c, by_id[c.doc_id], question, first_index + i) for i, (r, c) in enumerate(zip(replies, chunks))]
-    ctx.trace.add(
-        f"{step}:verified",
-        facts=[[f.citation.start for f in fs] for fs in found],
-        replies=[r.text[:80] for r in replies],
-    )
-    return found
 
 
 # -- answering from facts -------------------------------------------------------------------
