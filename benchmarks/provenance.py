@@ -32,12 +32,16 @@ def _git(*args: str) -> str:
         return ""
 
 
+RESULT_DIRS = ("benchmarks/results", "docs/eval")
+
+
 def commit(allow_dirty: bool = False) -> str:
     """HEAD's hash, with `-dirty` when tracked files differ from it (refused unless allowed).
-    Where the tree is a copy without git (a lent GPU machine), the caller names the commit
-    it copied in CTXAGENT_COMMIT."""
+    Results files themselves (RESULT_DIRS) do not count: a run that rewrote one figure must
+    not make the next benchmark of the same code refuse. Where the tree is a copy without
+    git (a lent GPU machine), the caller names the commit it copied in CTXAGENT_COMMIT."""
     head = _git("rev-parse", "HEAD") or os.environ.get("CTXAGENT_COMMIT") or "unknown"
-    if _git("status", "--porcelain", "--untracked-files=no"):
+    if _git("status", "--porcelain", "--untracked-files=no", "--", ".", *(f":(exclude){d}" for d in RESULT_DIRS)):
         if not allow_dirty:
             raise DirtyTree(
                 "the working tree has uncommitted changes, so these results would name no commit anyone can check out; "
