@@ -63,6 +63,12 @@ def build_model(layers: int):
     return model
 
 
+def attention_skipped(module, query, key, value, attention_mask, dropout=0.0, scaling=None, **kwargs):
+    """An attention function that costs nothing (a copy of q as its output): what the
+    model's other layers take alone, the ceiling on any attention speed-up."""
+    return query.transpose(1, 2).contiguous(), None
+
+
 def time_to_first_token(model, ids: torch.Tensor, reps: int) -> float:
     def once() -> float:
         torch.cuda.synchronize()
@@ -78,24 +84,35 @@ def time_to_first_token(model, ids: torch.Tensor, reps: int) -> float:
     return times[len(times) // 2]
 
 
+def profile(model, ids: torch.Tensor, name: str) -> None:
+    from torch.profiler import ProfilerActivity
+    from torch.profiler import profile as torch_profile
+
+    with torch_profile(activities=[ProfilerActivity.CUDA]) as prof, torch.no_grad():
+        model(ids, use_cache=True, logits_to_keep=1)
+        torch.cuda.synchronize()
+    print(f"profile {name}:\n" + prof.key_averages().table(sort_by="cuda_time_total", row_limit=14, max_name_column_width=60), flush=True)
+
+
 def write(results: list[dict], args, prov: dict, gpu: str) -> None:
     slug = re.sub(r"[^A-Za-z0-9]+", "_", gpu).strip("_").lower()
     args.out.mkdir(parents=True, exist_ok=True)
     prov = provenance.finish(dict(prov))
-    names = ["sdpa", *PATTERNS]
+    names = ["sdpa", *PATTERNS, "no_attention"]
     lines = [
         f"# Time to first token, Llama-3.1-8B-shaped decoder with random weights ({args.layers} layers), {gpu}",
         "",
         "bf16, batch 1, one prefill forward with KV cache + argmax of the last logits; median of "
         f"{args.reps} after a warm-up. Sparse times include building every layer's index. RANDOM weights: "
-        "times only (answer quality on a trained model: kernel_recall_*).",
+        "times only (answer quality on a trained model: kernel_recall_*). `no_attention` replaces attention "
+        "by a copy of q: the other layers alone, so `x no_attention` is the ceiling on any attention speed-up.",
         "",
-        "| tokens | " + " | ".join(f"{n} s" for n in names) + " | " + " | ".join(f"x {n}" for n in PATTERNS) + " |",
+        "| tokens | " + " | ".join(f"{n} s" for n in names) + " | " + " | ".join(f"x {n}" for n in [*PATTERNS, "no_attention"]) + " |",
         "|---:|" + "---:|" * (2 * len(names) - 1),
     ]
     for r in results:
         cells = [f"{r[n]:.2f}" if isinstance(r.get(n), float) else str(r.get(n, "-")) for n in names]
-        ratios = [f"{r['sdpa'] / r[n]:.2f}" if isinstance(r.get(n), float) and isinstance(r.get("sdpa"), float) else "-" for n in PATTERNS]
+        ratios = [f"{r['sdpa'] / r[n]:.2f}" if isinstance(r.get(n), float) and isinstance(r.get("sdpa"), float) else "-" for n in [*PATTERNS, "no_attention"]]
         lines.append(f"| {r['tokens']} | " + " | ".join(cells) + " | " + " | ".join(ratios) + " |")
     lines += ["", provenance.markdown_line(prov), ""]
     text = "\n".join(lines)
@@ -119,6 +136,8 @@ def plot(results: list[dict], layers: int, gpu: str, path: Path) -> None:
     for n in PATTERNS:
         ok = [r for r in results if isinstance(r.get(n), float) and isinstance(r.get("sdpa"), float)]
         ax.plot([r["tokens"] for r in ok], [r["sdpa"] / r[n] for r in ok], "-o", label=n)
+    ok = [r for r in results if isinstance(r.get("no_attention"), float) and isinstance(r.get("sdpa"), float)]
+    ax.plot([r["tokens"] for r in ok], [r["sdpa"] / r["no_attention"] for r in ok], "--", color="grey", label="ceiling (no attention)")
     ax.set_xscale("log", base=2)
     ax.set_xlabel("prompt tokens")
     ax.set_ylabel("TTFT speed-up over SDPA")
@@ -139,11 +158,12 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--lengths", type=int, nargs="+", default=[32768, 65536, 131072, 262144, 524288])
     ap.add_argument("--layers", type=int, default=8)
-    ap.add_argument("--reps", type=int, default=1)
+    ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--patterns", nargs="+", default=list(PATTERNS), choices=list(PATTERNS))
     ap.add_argument("--out", type=Path, default=Path("benchmarks/results"))
     ap.add_argument("--allow-dirty", action="store_true")
     ap.add_argument("--replot", type=Path, default=None, help="only redraw the plot of this results JSON")
+    ap.add_argument("--profile", action="store_true", help="also print where each variant's GPU time goes (torch profiler) at the first length")
     args = ap.parse_args()
     if args.replot:
         return replot(args.replot)
@@ -152,6 +172,9 @@ def main() -> None:
     prov = provenance.stamp(args.allow_dirty)
     if not torch.cuda.is_available():
         raise SystemExit("benchmarks/prefill.py needs a CUDA GPU")
+    from transformers import AttentionInterface
+    from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
+
     from ctxagent.kernels.hf_integration import disable_sparse_prefill, enable_sparse_prefill
 
     gpu = torch.cuda.get_device_name()
@@ -160,14 +183,21 @@ def main() -> None:
     for n in args.lengths:
         ids = torch.randint(0, model.config.vocab_size, (1, n), device="cuda", generator=torch.Generator("cuda").manual_seed(n))
         row: dict = {"tokens": n}
-        for name in ["sdpa", *PATTERNS]:
+        for name in ["sdpa", *PATTERNS, "no_attention"]:
             try:
                 if name == "sdpa":
                     disable_sparse_prefill(model, "sdpa")
+                elif name == "no_attention":
+                    disable_sparse_prefill(model, "sdpa")
+                    AttentionInterface.register("no_attention", attention_skipped)
+                    AttentionMaskInterface.register("no_attention", sdpa_mask)
+                    model.set_attn_implementation("no_attention")
                 else:
                     settings = enable_sparse_prefill(model, {**PATTERNS[name], "min_length": 8192})
                 row[name] = time_to_first_token(model, ids, args.reps)
-                if name != "sdpa":
+                if args.profile and n == args.lengths[0]:
+                    profile(model, ids, name)
+                if name in PATTERNS:
                     row[f"{name}_sparse_calls"] = settings.calls["sparse"]
                 print(f"{n:>7} {name:<15} {row[name]:8.3f} s", flush=True)
             except torch.OutOfMemoryError as exc:

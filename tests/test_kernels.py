@@ -123,6 +123,32 @@ def test_a_shape_mask_is_sinks_plus_local_window():
             assert bool(mask[i, j]) == expected, (i, j)
 
 
+def test_spread_rows_and_mass_threshold_pick_a_subset_the_kernel_runs():
+    """spread_q adds rows anywhere to the estimate (slash sums checked by hand); gamma < 1
+    trims each head to a prefix of the full-budget choice, and the kernel computes exactly
+    the trimmed index."""
+    B, H, Hkv, N, D, block = 1, 4, 2, 96, 16, 16
+    q, k, v = qkv(B, H, Hkv, N, D, torch.float32, seed=12)
+    rows = torch.tensor([5, 40, 70])
+    from ctxagent.kernels.index import sampled_query_attention, slash_scores_at
+
+    probs = sampled_query_attention(q, k, rows, D**-0.5)
+    assert float(probs[0, :, 1, 41:].sum()) == 0.0 and torch.allclose(probs.sum(-1).cpu(), torch.ones(B, H, 3))
+    slash = slash_scores_at(probs, rows)
+    for s in [0, 3, 39, 66, 90]:
+        expected = sum(float(probs[0, 0, r, int(p) - s]) for r, p in enumerate(rows) if int(p) - s >= 0)
+        assert math.isclose(float(slash[0, 0, s]), expected, rel_tol=1e-5, abs_tol=1e-7)
+    full = vertical_slash_index(q, k, n_vertical=24, n_diag=4, last_q=8, sink=2, block=block, spread_q=6)
+    trimmed = vertical_slash_index(q, k, n_vertical=24, n_diag=4, last_q=8, sink=2, block=block, spread_q=6, gamma=0.5)
+    full_mask, trimmed_mask = index_to_mask(full, N), index_to_mask(trimmed, N)
+    assert bool((trimmed_mask <= full_mask).all()) and trimmed_mask.sum() < full_mask.sum()
+    assert bool(trimmed_mask[..., :2].tril().any())  # sinks stay
+    if os.environ.get("TRITON_INTERPRET") == "1" or torch.cuda.is_available():
+        out = sparse_attention(q, k, v, trimmed, backend="triton")
+        ref = masked_attention(q, k, v, trimmed_mask)
+        assert rel_err(out, ref) < 1e-3
+
+
 def test_vertical_slash_selection_matches_plain_recomputation():
     torch.manual_seed(0)
     B, H, Hkv, N, D, L, block = 1, 4, 2, 72, 16, 8, 8

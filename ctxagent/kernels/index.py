@@ -67,7 +67,8 @@ def num_blocks(n: int, block: int) -> int:
 def diagonal_index(
     diags: torch.Tensor, cols: torch.Tensor | None, n: int, block: int, q_start: int = 0
 ) -> SparseIndex:
-    """Index from per-head block diagonals `diags` [B, H, Kd] (sorted ascending, distinct)
+    """Index from per-head block diagonals `diags` [B, H, Kd] (sorted ascending, distinct but
+    for repeats of M, which stand for no diagonal)
     and per-head columns `cols` [B, H, Kc] (sorted ascending, distinct) or None, for the
     queries q_start..n-1 over n keys."""
     B, H, _ = diags.shape
@@ -77,8 +78,9 @@ def diagonal_index(
     diags = diags.to(torch.int32)
     block_idx = (m[:, None] - diags[:, :, None, :]).clamp_min_(0).contiguous()
     block_cnt = (diags[:, :, None, :] <= m[:, None]).sum(-1, dtype=torch.int32)
-    is_diag = torch.zeros(B, H, M, dtype=torch.uint8, device=device)
-    is_diag.scatter_(-1, diags.long(), 1)
+    is_diag = torch.zeros(B, H, M + 1, dtype=torch.uint8, device=device)
+    is_diag.scatter_(-1, diags.long().clamp_max(M), 1)  # diagonal M: a dropped one (vertical_slash_index)
+    is_diag = is_diag[..., :M].contiguous()
     if cols is None:
         return SparseIndex(block, block_idx, block_cnt, q_start=q_start)
     cols = cols.to(torch.int32).contiguous()
@@ -161,6 +163,41 @@ def slash_to_diagonal_scores(slash: torch.Tensor, block: int) -> torch.Tensor:
     return out
 
 
+def sampled_query_attention(q: torch.Tensor, k: torch.Tensor, rows: torch.Tensor, scale: float) -> torch.Tensor:
+    """Causal attention probabilities of the query rows at key positions `rows` (q holds
+    the last Nq of k's Nk positions), float32 [B, H, R, Nk], per KV group like
+    `last_query_attention`."""
+    B, H, Nq, D = q.shape
+    Hkv, N = k.shape[1], k.shape[2]
+    rows = rows.to(q.device).long()
+    qs = (q[:, :, rows - (N - Nq)] * scale).reshape(B, Hkv, H // Hkv * len(rows), D)
+    logits = torch.matmul(qs, k.transpose(-1, -2)).view(B, H, len(rows), N)
+    logits.masked_fill_(torch.arange(N, device=q.device)[None, :] > rows[:, None], float("-inf"))
+    return torch.softmax(logits, dim=-1, dtype=torch.float32)
+
+
+def slash_scores_at(probs: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+    """`slash_scores` for rows anywhere: out[..., s] = sum_r P[..., r, rows[r] - s]."""
+    B, H, R, N = probs.shape
+    rows = rows.to(probs.device).long()
+    at = rows[:, None] - torch.arange(N, device=probs.device)[None, :]  # [R, N]
+    picked = probs.gather(-1, at.clamp_min(0).expand(B, H, R, N))
+    return picked.masked_fill_(at[None, None] < 0, 0.0).sum(2)
+
+
+def keep_until_mass(scores: torch.Tensor, raw: torch.Tensor, cap: int, gamma: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """The top-`cap` entries of `scores` [B, H, X] (forced ones are +inf there), trimmed per
+    head to the fewest whose `raw` mass reaches `gamma` of the head's total (forced ones
+    always kept; gamma >= 1 keeps all `cap`). Returns (indices [B, H, cap] in descending
+    score order, keep mask)."""
+    top = torch.topk(scores, cap, dim=-1, sorted=True)
+    if gamma >= 1:
+        return top.indices, torch.ones_like(top.indices, dtype=torch.bool)
+    mass = raw.gather(-1, top.indices)
+    before = (mass.cumsum(-1) - mass) / raw.sum(-1, keepdim=True).clamp_min(1e-30)
+    return top.indices, (before < gamma) | torch.isinf(top.values)
+
+
 def vertical_slash_index(
     q: torch.Tensor,
     k: torch.Tensor,
@@ -172,22 +209,47 @@ def vertical_slash_index(
     local_diags: int = 2,
     block: int = 64,
     scale: float | None = None,
+    gamma: float = 1.0,
+    spread_q: int = 0,
 ) -> SparseIndex:
     """MInference-style vertical-slash index: the last `last_q` queries' attention picks the
     `n_vertical` heaviest columns and the `n_diag` heaviest block diagonals per head (the
     first `sink` columns and the `local_diags` nearest diagonals always). q may be the
-    last Nq rows of the Nk keys."""
+    last Nq rows of the Nk keys.
+
+    Two options make the budget fit each head and prompt rather than one fixed count:
+    `gamma` < 1 keeps, per head, only the heaviest columns and diagonals whose estimated
+    mass reaches that share (FlexPrefill's cumulative threshold; n_vertical and n_diag
+    become caps), and `spread_q` adds that many query rows spread evenly over the prompt
+    to the estimate, so columns that matter early in a long prompt but not to its last
+    rows are seen too."""
     B, H, Nq, D = q.shape
     N = k.shape[2]
     scale = scale if scale is not None else D**-0.5
     M = num_blocks(N, block)
     probs = last_query_attention(q, k, last_q, scale)
     vertical = probs.sum(2)
-    vertical[..., : min(sink, N)] = float("inf")
+    slash = slash_scores(probs)
+    del probs
+    L = min(last_q, Nq)
+    if spread_q > 0 and Nq - L > 0:
+        rows = torch.linspace(N - Nq, N - L - 1, min(spread_q, Nq - L), device=q.device).long().unique()
+        spread = sampled_query_attention(q, k, rows, scale)
+        vertical += spread.sum(2)
+        slash += slash_scores_at(spread, rows)
+        del spread
+    forced_v = vertical.clone()
+    forced_v[..., : min(sink, N)] = float("inf")
     n_v = min(n_vertical, N)
-    cols = torch.topk(vertical, n_v, dim=-1, sorted=False).indices.sort(-1).values
-    diag_scores = slash_to_diagonal_scores(slash_scores(probs), block)
-    diag_scores[..., : min(local_diags, M)] = float("inf")
+    cols = None
+    if n_v > 0:
+        idx, keep = keep_until_mass(forced_v, vertical, n_v, gamma)
+        # dropped columns become a sentinel past every key: sorted last, never counted
+        cols = torch.where(keep, idx, torch.iinfo(torch.int32).max).sort(-1).values
+    diag_raw = slash_to_diagonal_scores(slash, block)
+    forced_d = diag_raw.clone()
+    forced_d[..., : min(local_diags, M)] = float("inf")
     n_d = min(max(n_diag, local_diags), M)
-    diags = torch.topk(diag_scores, n_d, dim=-1, sorted=False).indices.sort(-1).values
-    return diagonal_index(diags, cols if n_v > 0 else None, N, block, N - Nq)
+    idx, keep = keep_until_mass(forced_d, diag_raw, n_d, gamma)
+    diags = torch.where(keep, idx, M).sort(-1).values  # diagonal M lies past every query block
+    return diagonal_index(diags, cols, N, block, N - Nq)

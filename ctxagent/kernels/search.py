@@ -57,10 +57,10 @@ class _Collector:
     """Recorder for the attention function: scores every candidate on every head as the
     layer's q/k go by (nothing is stored but the numbers)."""
 
-    def __init__(self, candidates: Sequence[HeadPattern], block: int, rows: int, target: float, backend: str = "auto") -> None:
+    def __init__(self, candidates: Sequence[HeadPattern], block: int, rows: int, backend: str = "auto") -> None:
         self.candidates = list(candidates)
         self.backend = backend
-        self.block, self.rows, self.target = block, rows, target
+        self.block, self.rows = block, rows
         self.recall: dict[int, torch.Tensor] = {}  # layer -> [candidates, H]
         self.density: dict[int, torch.Tensor] = {}
 
@@ -116,35 +116,37 @@ def search_config(
     recall whose mean density stays within the budget (dense is one more candidate):
     heads differ so much that one recall floor for all spends most of the budget on the
     few heads no sparse pattern serves (see `allocate_density`)."""
-    from ctxagent.kernels.hf_integration import SparsePrefill, disable_sparse_prefill, enable_sparse_prefill
+    recall, density = score_candidates(model, input_ids, candidates, rows=rows, block=block, backend=backend)
+    return select_config(
+        recall, density, candidates, target_recall=target_recall, density_budget=density_budget, block=block, min_length=min_length
+    )
 
-    previous = model.config._attn_implementation
-    # Estimates run where the model runs: Triton kernels on CUDA, the torch reference on
-    # CPU (never the Triton interpreter, which is for tests of the kernels themselves).
-    backend = backend or ("auto" if next(model.parameters()).is_cuda else "torch")
-    collector = _Collector(candidates, block, rows, target_recall, backend)
-    # Dense attention throughout (min_length out of reach): the recorder sees true q/k.
-    settings = SparsePrefill(SparseConfig(min_length=1 << 62, block=block), "torch", collector)
-    enable_sparse_prefill(model, settings)
-    try:
-        with torch.inference_mode():
-            model(input_ids=input_ids.to(model.device))
-    finally:
-        disable_sparse_prefill(model, previous if previous != "ctxagent_sparse" else "sdpa")
+
+def select_config(
+    recall: dict[int, torch.Tensor],
+    density: dict[int, torch.Tensor],
+    candidates: Sequence[HeadPattern],
+    *,
+    target_recall: float = 0.95,
+    density_budget: float | None = None,
+    block: int = 64,
+    min_length: int = 8192,
+) -> SearchResult:
+    """Per-head choices from `score_candidates`' tables, as `search_config` describes."""
     result = SearchResult(SparseConfig(block=block, min_length=min_length))
     dense = HeadPattern.make("dense")
-    layers = sorted(collector.recall)
+    layers = sorted(recall)
     if density_budget is not None:
         options = list(candidates) + [dense]
-        rec = torch.stack([torch.cat([collector.recall[l], torch.ones(1, collector.recall[l].shape[1])]) for l in layers])
-        den = torch.stack([torch.cat([collector.density[l], torch.ones(1, collector.density[l].shape[1])]) for l in layers])
+        rec = torch.stack([torch.cat([recall[l], torch.ones(1, recall[l].shape[1])]) for l in layers])
+        den = torch.stack([torch.cat([density[l], torch.ones(1, density[l].shape[1])]) for l in layers])
         pick = allocate_density(rec, den, density_budget)
         for i, layer in enumerate(layers):
             heads = [(options[int(c)], float(rec[i, c, h]), float(den[i, c, h])) for h, c in enumerate(pick[i])]
             result.choices[layer] = heads
             result.config.layers[layer] = [p for p, _, _ in heads]
     for layer in layers if density_budget is None else []:
-        rec, den = collector.recall[layer], collector.density[layer]
+        rec, den = recall[layer], density[layer]
         heads = []
         for h in range(rec.shape[1]):
             ok = [(float(den[c, h]), c) for c in range(len(candidates)) if rec[c, h] >= target_recall]
@@ -156,10 +158,39 @@ def search_config(
         result.choices[layer] = heads
         result.config.layers[layer] = [p for p, _, _ in heads]
     for c, pattern in enumerate(candidates):
-        r = torch.stack([collector.recall[l][c] for l in collector.recall])
-        d = torch.stack([collector.density[l][c] for l in collector.density])
+        r = torch.stack([recall[l][c] for l in layers])
+        d = torch.stack([density[l][c] for l in layers])
         result.candidate_recall[pattern] = (float(r.mean()), float(d.mean()))
     return result
+
+
+def score_candidates(
+    model: torch.nn.Module,
+    input_ids: torch.Tensor,
+    candidates: Sequence[HeadPattern],
+    *,
+    rows: int = 64,
+    block: int = 64,
+    backend: str | None = None,
+) -> tuple[dict[int, torch.Tensor], dict[int, torch.Tensor]]:
+    """Recall and density of every candidate on every head, from one dense forward pass
+    over `input_ids` [1, N]: two dicts layer -> [candidates, heads] (CPU float32)."""
+    from ctxagent.kernels.hf_integration import SparsePrefill, disable_sparse_prefill, enable_sparse_prefill
+
+    previous = model.config._attn_implementation
+    # Estimates run where the model runs: Triton kernels on CUDA, the torch reference on
+    # CPU (never the Triton interpreter, which is for tests of the kernels themselves).
+    backend = backend or ("auto" if next(model.parameters()).is_cuda else "torch")
+    collector = _Collector(candidates, block, rows, backend)
+    # Dense attention throughout (min_length out of reach): the recorder sees true q/k.
+    settings = SparsePrefill(SparseConfig(min_length=1 << 62, block=block), "torch", collector)
+    enable_sparse_prefill(model, settings)
+    try:
+        with torch.inference_mode():
+            model(input_ids=input_ids.to(model.device))
+    finally:
+        disable_sparse_prefill(model, previous if previous != "ctxagent_sparse" else "sdpa")
+    return collector.recall, collector.density
 
 
 def allocate_density(recall: torch.Tensor, density: torch.Tensor, budget: float) -> torch.Tensor:
