@@ -40,7 +40,9 @@ def commit(allow_dirty: bool = False) -> str:
     Results files themselves (RESULT_DIRS) do not count: a run that rewrote one figure must
     not make the next benchmark of the same code refuse. Where the tree is a copy without
     git (a lent GPU machine), the caller names the commit it copied in CTXAGENT_COMMIT."""
-    head = _git("rev-parse", "HEAD") or os.environ.get("CTXAGENT_COMMIT") or "unknown"
+    if os.environ.get("CTXAGENT_COMMIT"):  # a copy whose sender vouches for the commit (its .git, if any, is stale)
+        return os.environ["CTXAGENT_COMMIT"]
+    head = _git("rev-parse", "HEAD") or "unknown"
     if _git("status", "--porcelain", "--untracked-files=no", "--", ".", *(f":(exclude){d}" for d in RESULT_DIRS)):
         if not allow_dirty:
             raise DirtyTree(

@@ -25,6 +25,8 @@ needs_triton = pytest.mark.skipif(
     not torch.cuda.is_available() and os.environ.get("TRITON_INTERPRET") != "1", reason="needs CUDA or TRITON_INTERPRET=1"
 )
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
+# float32 through the kernel: exact in the CPU interpreter; on a GPU tl.dot multiplies in tf32
+F32_TOL = 5e-3 if torch.cuda.is_available() else 1e-4
 
 
 def qkv(b, h, hkv, n, d, dtype, seed):
@@ -146,7 +148,7 @@ def test_spread_rows_and_mass_threshold_pick_a_subset_the_kernel_runs():
     if os.environ.get("TRITON_INTERPRET") == "1" or torch.cuda.is_available():
         out = sparse_attention(q, k, v, trimmed, backend="triton")
         ref = masked_attention(q, k, v, trimmed_mask)
-        assert rel_err(out, ref) < 1e-3
+        assert rel_err(out, ref) < F32_TOL
 
 
 def test_vertical_slash_selection_matches_plain_recomputation():
@@ -367,7 +369,7 @@ def test_chunk_after_cached_keys_equals_dense_when_covered_and_differs_when_not(
     dense = dense_attention(q, k, v)
     assert rel_err(dense, dense_causal_reference(q_all, k, v)[:, :, 150:]) < 1e-5  # the baseline itself
     covered = sparse_prefill_attention(q, k, v, chunk_config(pattern, **COVER_ALL[pattern]), backend=backend)
-    assert rel_err(covered, dense) < 1e-4
+    assert rel_err(covered, dense) < F32_TOL
     partial = sparse_prefill_attention(q, k, v, chunk_config(pattern, **PARTIAL[pattern]), backend=backend)
     assert rel_err(partial, dense) > 1e-2
     # and it is the index's attention for these rows, not something else that differs
