@@ -185,17 +185,21 @@ def slash_scores_at(probs: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
     return picked.masked_fill_(at[None, None] < 0, 0.0).sum(2)
 
 
-def keep_until_mass(scores: torch.Tensor, raw: torch.Tensor, cap: int, gamma: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """The top-`cap` entries of `scores` [B, H, X] (forced ones are +inf there), trimmed per
-    head to the fewest whose `raw` mass reaches `gamma` of the head's total (forced ones
-    always kept; gamma >= 1 keeps all `cap`). Returns (indices [B, H, cap] in descending
-    score order, keep mask)."""
-    top = torch.topk(scores, cap, dim=-1, sorted=True)
+def top_entries(scores: torch.Tensor, cap: int, forced: int, gamma: float, sentinel: int) -> torch.Tensor:
+    """Per head, the `cap` highest of `scores` [B, H, X], the first `forced` entries always
+    among them, sorted ascending. With gamma < 1, only the fewest whose share of the
+    head's total score reaches gamma are kept (forced ones always); the dropped slots hold
+    `sentinel` (larger than any real entry, so they sort last and are never counted)."""
     if gamma >= 1:
-        return top.indices, torch.ones_like(top.indices, dtype=torch.bool)
-    mass = raw.gather(-1, top.indices)
-    before = (mass.cumsum(-1) - mass) / raw.sum(-1, keepdim=True).clamp_min(1e-30)
-    return top.indices, (before < gamma) | torch.isinf(top.values)
+        scores[..., :forced] = float("inf")
+        return torch.topk(scores, cap, dim=-1, sorted=False).indices.sort(-1).values
+    ranked = scores.clone()
+    ranked[..., :forced] = float("inf")
+    top = torch.topk(ranked, cap, dim=-1, sorted=True)
+    mass = scores.gather(-1, top.indices)
+    before = (mass.cumsum(-1) - mass) / scores.sum(-1, keepdim=True).clamp_min(1e-30)
+    keep = (before < gamma) | torch.isinf(top.values)
+    return torch.where(keep, top.indices, sentinel).sort(-1).values
 
 
 def vertical_slash_index(
@@ -238,18 +242,11 @@ def vertical_slash_index(
         vertical += spread.sum(2)
         slash += slash_scores_at(spread, rows)
         del spread
-    forced_v = vertical.clone()
-    forced_v[..., : min(sink, N)] = float("inf")
     n_v = min(n_vertical, N)
     cols = None
     if n_v > 0:
-        idx, keep = keep_until_mass(forced_v, vertical, n_v, gamma)
-        # dropped columns become a sentinel past every key: sorted last, never counted
-        cols = torch.where(keep, idx, torch.iinfo(torch.int32).max).sort(-1).values
-    diag_raw = slash_to_diagonal_scores(slash, block)
-    forced_d = diag_raw.clone()
-    forced_d[..., : min(local_diags, M)] = float("inf")
+        cols = top_entries(vertical, n_v, min(sink, N), gamma, sentinel=torch.iinfo(torch.int32).max)
+    diag_scores = slash_to_diagonal_scores(slash, block)
     n_d = min(max(n_diag, local_diags), M)
-    idx, keep = keep_until_mass(forced_d, diag_raw, n_d, gamma)
-    diags = torch.where(keep, idx, M).sort(-1).values  # diagonal M lies past every query block
+    diags = top_entries(diag_scores, n_d, min(local_diags, M), gamma, sentinel=M)  # diagonal M lies past every query block
     return diagonal_index(diags, cols, N, block, N - Nq)
