@@ -53,43 +53,12 @@ import provenance  # noqa: E402
 
 from ctxagent.kernels.config import HeadPattern, SparseConfig  # noqa: E402
 from ctxagent.kernels.hf_integration import SparsePrefill, disable_sparse_prefill, enable_sparse_prefill  # noqa: E402
-from ctxagent.kernels.search import score_candidates, select_config  # noqa: E402
+from ctxagent.kernels.search import length_candidates, score_candidates, select_config  # noqa: E402
 
 NATIVE = 8192
 DATA = Path(__file__).resolve().parent.parent / "ctxagent" / "evaluation" / "data"
 CODES = ["7342", "5861", "2093", "9417", "6158", "3726", "8405", "1964", "4539", "6271", "2817", "9053"]
 DECOYS = ["4170", "8826", "3391"]
-
-
-def candidates(tokens: int, block: int) -> tuple[HeadPattern, ...]:
-    """Fixed budgets as fractions of the length (about 3% to 45% of the causal matrix),
-    and budgets that adapt per head and prompt (gamma; spread_q: estimate from rows
-    across the prompt, not only its end)."""
-    m = tokens // block
-    vs = lambda nv, nd, **kw: HeadPattern.make("vertical_slash", n_vertical=nv, n_diag=max(2, nd), last_q=64, **kw)  # noqa: E731
-    return (
-        HeadPattern.make("a_shape", sink=block, local=tokens // 32),
-        HeadPattern.make("a_shape", sink=block, local=tokens // 16),
-        HeadPattern.make("a_shape", sink=block, local=tokens // 8),
-        HeadPattern.make("a_shape", sink=block, local=tokens // 4),
-        vs(tokens // 32, m // 32),
-        vs(tokens // 64, m // 64, spread_q=64),
-        vs(tokens // 32, m // 32, spread_q=64),
-        vs(tokens // 16, m // 16, spread_q=64),
-        vs(tokens // 8, m // 16, spread_q=64),
-        vs(tokens // 8, m // 8, spread_q=64),
-        vs(tokens // 4, m // 8, spread_q=64),
-        vs(tokens // 32, m // 32, spread_q=256),
-        vs(tokens // 16, m // 16, spread_q=256),
-        vs(tokens // 8, m // 16, spread_q=256),
-        vs(tokens // 8, m // 8, spread_q=64, gamma=0.7),
-        vs(tokens // 8, m // 8, spread_q=64, gamma=0.8),
-        vs(tokens // 8, m // 8, spread_q=64, gamma=0.9),
-        HeadPattern.make("block_sparse", gamma=0.9, max_blocks=max(2, m // 16)),
-        HeadPattern.make("block_sparse", gamma=0.95, max_blocks=max(2, m // 8)),
-        HeadPattern.make("block_sparse", gamma=0.98, max_blocks=max(2, m // 4)),
-        HeadPattern.make("block_sparse", gamma=0.99, max_blocks=max(2, m // 2)),
-    )
 
 
 def load_model(gguf: Path, tokenizer_dir: Path, tokens: int, dtype: torch.dtype):
@@ -211,7 +180,7 @@ def held_out(choice_rows, cands, hold_recall, hold_density) -> tuple[float, floa
 def run_length(args, n: int, calib: str, held: str) -> dict:
     dtype = getattr(torch, args.dtype)
     tokenizer, model = load_model(args.gguf, args.tokenizer, n, dtype)
-    cands = candidates(n, args.block)
+    cands = length_candidates(n, args.block)
     calib_ids, held_ids = to_length(tokenizer, calib, n), to_length(tokenizer, held, n)
     started = time.time()
     cal_r, cal_d = score_candidates(model, calib_ids, cands, rows=args.rows, block=args.block)

@@ -448,3 +448,22 @@ def test_density_budget_allocation_spends_where_recall_grows():
     assert allocate_density(recall, density, budget=1.0).tolist() == [[2, 2]]  # everything fits: dense
     mean_density = density[0, pick[0], torch.arange(2)].mean()
     assert mean_density <= 0.2 + 1e-6
+
+
+def test_select_config_from_tables_and_length_candidates():
+    from ctxagent.kernels.search import length_candidates, select_config
+
+    cands = length_candidates(32768)
+    assert len(set(cands)) == len(cands)
+    assert any(p.kwargs.get("spread_q") for p in cands) and any(p.kwargs.get("gamma", 1) < 1 for p in cands)
+    # two layers of two heads; candidate 0 cheap and weak, candidate 1 better and dearer
+    recall = {0: torch.tensor([[0.90, 0.97], [0.96, 0.99]]), 1: torch.tensor([[0.50, 0.99], [0.80, 0.995]])}
+    density = {0: torch.tensor([[0.05, 0.05], [0.20, 0.20]]), 1: torch.tensor([[0.05, 0.05], [0.20, 0.20]])}
+    two = cands[:2]
+    by_target = select_config(recall, density, two, target_recall=0.95)
+    assert by_target.config.layers[0] == [two[1], two[0]]  # the cheapest reaching 0.95
+    assert by_target.config.layers[1][0].kind == "dense" and by_target.config.layers[1][1] == two[0]  # none reaches it: dense
+    by_budget = select_config(recall, density, two, density_budget=0.10)
+    chosen = [d for heads in by_budget.choices.values() for _, _, d in heads]
+    assert sum(chosen) / len(chosen) <= 0.10 + 1e-6
+    assert by_budget.config.layers[1][0] == two[1]  # the head that gains most is upgraded first
