@@ -12,8 +12,8 @@ from ctxagent.errors import InputError
 from ctxagent.recipes import get_recipe
 from ctxagent.recipes.base import run_recipe
 from ctxagent.recipes.context import RunContext
-from ctxagent.recipes.reading import NOT_FOUND, is_none, verified_facts
-from ctxagent.types import Budget, Chunk, Document
+from ctxagent.recipes.reading import NOT_FOUND, is_none
+from ctxagent.types import Budget, Document
 from tests.fakes import ScriptedEngine
 
 NEEDLE = "The secret code to open the blue vault is 4817."
@@ -151,21 +151,6 @@ def test_auto_records_its_choice_in_the_trace():
     plan = answer.trace.steps[0]
     assert plan.name == "plan" and plan.detail["recipe"] == "map_reduce" and plan.detail["why"]
     assert answer.recipe == "auto:map_reduce" and "4817" in answer.text
-
-
-def test_verified_facts_accept_copies_and_reject_paraphrase_and_echo():
-    doc = _document(depth=0.5, sentences=10)
-    chunk = Chunk(doc_id="doc", index=0, start=0, end=len(doc.text), text=doc.text)
-    exact = verified_facts(NEEDLE, chunk, doc, QUESTION)
-    assert [f.text for f in exact] == [NEEDLE]
-    framed = verified_facts(f'The answer is: "{NEEDLE}"', chunk, doc, QUESTION)
-    assert [f.text for f in framed] == [NEEDLE]
-    # A truncated copy widens to the whole source sentence.
-    assert [f.text for f in verified_facts("the blue vault is 4817", chunk, doc, QUESTION)] == [NEEDLE]
-    assert verified_facts("The secret code to open the blue vault is not given.", chunk, doc, QUESTION) == []
-    assert verified_facts("The code is 9999 and the door is red.", chunk, doc, QUESTION) == []
-    # A real sentence of the chunk that has nothing to do with the question is not a fact.
-    assert verified_facts(FILLER, chunk, doc, QUESTION) == []
 
 
 def test_none_replies_are_recognised():

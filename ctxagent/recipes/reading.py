@@ -6,9 +6,8 @@ Every long-document recipe ends the same way: its facts are spans cut from the s
 answer is written from those facts, grounded in them (every number, date and name it
 asserts is stated by the facts it used or computed from them, see ctxagent.grounding) and
 cited with them. What the answer step was shown is recorded as the trace's "evidence" step.
-`verified_facts` still checks a model's copied reply against the source, for plans that
-ask a model to quote. Keeping these steps here means each recipe is only its plan: which
-pieces to read, in which order, when to stop.
+Keeping these steps here means each recipe is only its plan: which pieces to read, in
+which order, when to stop.
 """
 
 from __future__ import annotations
@@ -17,8 +16,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Sequence
 
-from ctxagent.chunking import chunk_document, sentence_spans
-from ctxagent.citations import citation_for, content_words, find_quote, ground_answer
+from ctxagent.chunking import chunk_document
+from ctxagent.citations import content_words, ground_answer
 from ctxagent.engines.base import Prompt, SamplingParams
 from ctxagent.errors import BudgetExhausted, InputError
 from ctxagent.grounding import Grounding, check_answer
@@ -45,7 +44,6 @@ _NONE_REPLY = re.compile(
     r"\bno (?:information|mention|answer)\b|\bdoesn't (?:state|mention|say)",
     re.IGNORECASE,
 )
-_QUOTED = re.compile(r"[\"“]([^\"“”]{12,})[\"”]")
 
 
 def is_none(reply: str) -> bool:
@@ -114,74 +112,11 @@ def fit_chunks(
     return [c for doc in documents for c in chunk_document(doc, ctx.count_tokens, max_tokens=size, overlap_sentences=overlap_sentences)]
 
 
-# -- verified quotes ------------------------------------------------------------------------
-def _candidates(reply: str) -> list[str]:
-    """Pieces of a reply that may be copied text: the whole, quoted parts, lines, sentences,
-    and what follows a colon ("The answer is: <copy>")."""
-    reply = reply.strip()
-    pieces = [reply, *(_QUOTED.findall(reply)), *reply.splitlines()]
-    for line in reply.splitlines():
-        pieces += [line[s.start : s.end] for s in sentence_spans(line)]
-        if ":" in line:
-            pieces.append(line.split(":", 1)[1])
-    seen: set[str] = set()
-    out = []
-    for piece in pieces:
-        piece = piece.strip().strip("\"“”'")
-        if len(piece) >= 12 and len(piece.split()) >= 3 and piece not in seen:
-            seen.add(piece)
-            out.append(piece)
-    return out
-
-
-def _enclosing_sentence(text: str, start: int, end: int, lo: int, hi: int) -> tuple[int, int]:
-    """Widen a span to the whole sentence(s) it touches within text[lo:hi]."""
-    spans = [s for s in sentence_spans(text, lo, hi) if s.end > start and s.start < end]
-    return (min(start, spans[0].start), max(end, spans[-1].end)) if spans else (start, end)
-
-
+# -- relevance ------------------------------------------------------------------------------
 def relevance(quote: str, question: str) -> float:
     """Share of the question's content words the quote contains."""
     q = set(content_words(question))
     return len(q & set(content_words(quote))) / max(1, len(q))
-
-
-def verified_facts(reply: str, chunk: Chunk, document: Document, question: str, chunk_no: int = -1) -> list[Fact]:
-    """The sentences of `chunk` that a model's reply really copied, as facts.
-
-    A reply piece counts when it occurs in the chunk (exactly or up to case and
-    whitespace); failing that, a source sentence counts when it holds nearly all of the
-    words the piece adds to the question and most of the rest (a near-copy of a
-    sentence wrapped in the question's wording, not an echo of the question). Every fact is widened to whole sentences and
-    must share a word with the question, so a stray copied line is not taken as an answer.
-    """
-    text = document.text
-    question_words = set(content_words(question))
-    spans: list[tuple[int, int]] = []
-    for piece in _candidates(reply):
-        found = find_quote(piece, text, chunk.start, chunk.end)
-        if found:
-            spans.append(_enclosing_sentence(text, *found, chunk.start, chunk.end))
-    if not spans and not is_none(reply):
-        for piece in _candidates(reply):
-            words = set(content_words(piece))
-            novel = words - question_words
-            if len(words) < 3 or not novel:
-                continue
-            for sentence in sentence_spans(text, chunk.start, chunk.end):
-                source_words = set(content_words(text[sentence.start : sentence.end]))
-                # Small models restate the question around what they copy ("The magic number
-                # mentioned in the text is 95..."), so the words the reply adds must be in the
-                # sentence, while the echoed question words need only mostly be.
-                if len(novel & source_words) >= 0.8 * len(novel) and len(words & source_words) >= 0.5 * len(words):
-                    spans.append((sentence.start, sentence.end))
-    facts: list[Fact] = []
-    for start, end in dict.fromkeys(spans):
-        quote = text[start:end]
-        score = relevance(quote, question)
-        if score > 0 and set(content_words(quote)) - question_words:
-            facts.append(Fact(citation=citation_for(document, start, end), relevance=score, chunk=chunk_no))
-    return facts
 
 
 # -- answering from facts -------------------------------------------------------------------
