@@ -51,6 +51,57 @@ def test_only_whole_long_prefills_are_taken():
     seq_lens = torch.tensor([300, 500, 40, 700, 0])
     assert vllm_prefill.fresh_prefill_spans(query_start_loc, seq_lens, 4, min_length=100) == [(0, 300)]
     assert vllm_prefill.fresh_prefill_spans(query_start_loc, seq_lens, 4, min_length=10) == [(0, 300), (301, 341)]
+    # the continuing chunk is the one request that adds >= 128 tokens after cached keys
+    assert vllm_prefill.continuing_prefill_spans(query_start_loc, seq_lens, 4, min_length=100, min_queries=128) == [(3, 341, 641, 700)]
+    assert vllm_prefill.continuing_prefill_spans(query_start_loc, seq_lens, 4, min_length=800, min_queries=128) == []
+
+
+@pytest.mark.parametrize("layout", ["cpu", "flash"])
+def test_a_continued_prefill_reads_its_keys_from_the_paged_cache_and_attends_them(layout):
+    """Keys written into a paged cache in vLLM's layout (CPU_ATTN or FlashAttention), in
+    scattered blocks, read back in order; the new rows then attend the whole sequence as
+    dense causal attention does when the pattern covers every key, and a cache that does
+    not hold the step's keys is refused (nothing written)."""
+    torch.manual_seed(1)
+    heads, kv_heads, dim, bs, seq, new = 4, 2, 16, 32, 200, 140
+    k_all, v_all = torch.randn(seq, kv_heads, dim), torch.randn(seq, kv_heads, dim)
+    q_new = torch.randn(new, heads, dim)
+    blocks = torch.tensor([5, 2, 7, 0, 3, 6, 1])  # 7 blocks of 32 hold 200 tokens
+    if layout == "cpu":
+        cache = torch.zeros(8, kv_heads, bs, 2 * dim)
+        per_head = cache.view(8, kv_heads, 2, bs * dim)  # keys [dim, bs] then values [bs, dim]
+        for t in range(seq):
+            per_head[blocks[t // bs], :, 0].view(kv_heads, dim, bs)[:, :, t % bs] = k_all[t]
+            per_head[blocks[t // bs], :, 1].view(kv_heads, bs, dim)[:, t % bs] = v_all[t]
+    else:
+        cache = torch.zeros(2, 8, bs, kv_heads, dim)
+        for t in range(seq):
+            cache[0, blocks[t // bs], t % bs] = k_all[t]
+            cache[1, blocks[t // bs], t % bs] = v_all[t]
+    k, v = vllm_prefill.cached_keys_values(cache, blocks, seq, layout)
+    assert torch.equal(k, k_all) and torch.equal(v, v_all)
+    # a step holding one decode row, then the continuing request's 140 new rows
+    query = torch.cat([torch.randn(1, heads, dim), q_new])
+    key = torch.cat([torch.randn(1, kv_heads, dim), k_all[seq - new :]])
+    output = torch.full((1 + new, heads * dim), float("nan"))
+    config = {"min_length": 64, "kind": "a_shape", "sink": 4, "local": 4096}
+    block_table = torch.stack([torch.zeros(7, dtype=torch.long), blocks])
+    verified: list[bool] = []
+    spans = [(1, 1, 1 + new, seq)]
+    assert vllm_prefill.attend_continuations(query, key, cache, block_table, output, spans, config, layout=layout, scale=dim**-0.5, verified=verified)
+    assert verified == [True] and torch.isnan(output[0]).all()
+    q = q_new.transpose(0, 1).unsqueeze(0)
+    kk, vv = (x.transpose(0, 1).unsqueeze(0).repeat_interleave(2, 1) for x in (k_all, v_all))
+    mask = torch.ones(new, seq, dtype=torch.bool).tril_(seq - new)
+    expected = torch.nn.functional.scaled_dot_product_attention(q, kk, vv, attn_mask=mask)[0].transpose(0, 1).reshape(new, -1)
+    assert torch.allclose(output[1:], expected, atol=1e-5)
+    # a cache that does not hold the step's keys: refused, the rows left for vLLM's kernel
+    untouched = torch.full_like(output, float("nan"))
+    refused: list[bool] = []
+    assert not vllm_prefill.attend_continuations(
+        query, key + 1, cache, block_table, untouched, spans, config, layout=layout, scale=dim**-0.5, verified=refused
+    )
+    assert refused == [False] and torch.isnan(untouched).all()
 
 
 def test_spans_are_attended_in_place_and_match_dense_when_the_pattern_covers_everything():

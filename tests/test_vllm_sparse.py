@@ -67,3 +67,22 @@ def test_sparse_scores_equal_dense_scores_when_the_window_covers_the_prompt(spar
     text = "Third-quarter revenue reached 26.4 million euros. " * 12  # > 256 tokens
     [ours], [dense] = sparse_engine.score([text]), engine.score([text])
     assert ours.logprobs == pytest.approx(dense.logprobs, abs=0.05)
+
+
+@pytest.mark.vllm
+def test_prompts_continuing_a_cached_prefix_go_sparse_and_answer_as_dense(sparse_engine, engine):
+    """The second prompt shares the report with the first: with prefix caching its report
+    blocks come from the cache and only its own tail is new. That tail (>= 128 tokens) runs
+    sparse over the whole sequence's keys, read back from vLLM's paged cache."""
+    shared = REPORT.read_text()
+    tails = [
+        " ".join(f"Archive note {i}: shelf {i} holds the {kind} records of year {1900 + i}." for i in range(24))
+        for kind in ("shipping", "weather")
+    ]
+    prompts = [f"{shared}\n\n{tail}\n\nQuestion: What was the third-quarter revenue?\nAnswer:" for tail in tails]
+    params = SamplingParams(max_new_tokens=8)
+    before = vllm_prefill.stats()
+    ours = [sparse_engine.generate([p], params)[0].text for p in prompts]  # one at a time: the second finds the first's blocks
+    after = vllm_prefill.stats()
+    assert after["sparse_continuations"] - before["sparse_continuations"] == 30, "one continued prefill per layer (30 layers)"
+    assert ours == [engine.generate([p], params)[0].text for p in prompts]

@@ -7,6 +7,11 @@ query lengths, one more entry than requests) and `seq_lens` (tokens in each requ
 sequence, cached plus new). A request is a *fresh prefill* when all of its tokens are
 new in this step (query length == sequence length): then its keys and values are all in
 this step's `key`/`value`, and causal self-attention over them is exactly its prefill.
+A request *continues* cached keys when its new tokens follow keys already in the paged KV
+cache (prefix caching: a shared system prompt or document; chunked prefill: every chunk
+after the first). vLLM writes the step's keys into the cache before attention runs, so
+the whole sequence's keys are read back from the cache through the request's block
+table, and its new rows attend them as the last Nq of Nk positions.
 
 Every decision here reads CPU tensors (vLLM's `query_start_loc_cpu` and
 `seq_lens_cpu_upper_bound`, exact for prefill rows), so deciding costs no device sync
@@ -26,11 +31,12 @@ from typing import Any
 import torch
 
 log = logging.getLogger(__name__)
-_calls: dict[str, float] = {"sparse_prefills": 0, "sparse_tokens": 0, "sparse_seconds": 0.0}
+_calls: dict[str, float] = {"sparse_prefills": 0, "sparse_continuations": 0, "sparse_tokens": 0, "sparse_seconds": 0.0}
 
 
 def stats() -> dict[str, float]:
-    """How many prefills (and tokens, and seconds) went through the sparse path in this process."""
+    """How many prefills (fresh, and continuing cached keys), tokens and seconds went through
+    the sparse path in this process."""
     return dict(_calls)
 
 
@@ -51,6 +57,85 @@ def fresh_prefill_spans(query_start_loc: torch.Tensor, seq_lens: torch.Tensor, n
         if end - start >= min_length and end - start == int(lens[r]):
             spans.append((start, end))
     return spans
+
+
+def continuing_prefill_spans(
+    query_start_loc: torch.Tensor, seq_lens: torch.Tensor, num_reqs: int, min_length: int, min_queries: int
+) -> list[tuple[int, int, int, int]]:
+    """(request, start, end, sequence length) of requests adding at least `min_queries` new
+    tokens after cached keys, in a sequence of at least `min_length` tokens. CPU tensors,
+    as `fresh_prefill_spans`."""
+    if query_start_loc.device.type != "cpu" or seq_lens.device.type != "cpu":
+        raise ValueError("continuing_prefill_spans needs CPU tensors (vLLM's query_start_loc_cpu and seq_lens_cpu_upper_bound)")
+    starts = query_start_loc[: num_reqs + 1].tolist()
+    lens = seq_lens[:num_reqs].tolist()
+    spans = []
+    for r in range(num_reqs):
+        start, end, total = int(starts[r]), int(starts[r + 1]), int(lens[r])
+        if min_queries <= end - start < total and total >= min_length:
+            spans.append((r, start, end, total))
+    return spans
+
+
+def cached_keys_values(kv_cache: torch.Tensor, blocks: torch.Tensor, seq_len: int, layout: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """Keys and values [seq_len, kv_heads, head_dim] of one request, read from vLLM's paged
+    cache through its block ids `blocks` (the first ceil(seq_len / block_size) of its row
+    of the block table). `layout`: "cpu" for CPU_ATTN's [blocks, kv_heads, block_size,
+    2 * head_dim], where each (block, head) holds its keys transposed [head_dim,
+    block_size] and then its values [block_size, head_dim] (as vLLM 0.32's vector kernels
+    write them; its AMX path packs them otherwise and fails `attend_continuations`'
+    read-back check); "flash" for FlashAttention's [2, blocks, block_size, kv_heads, head_dim]."""
+    if layout == "cpu":
+        nb, kvh, bs, two_d = kv_cache.shape
+        d = two_d // 2
+        n = -(-seq_len // bs)
+        per_head = kv_cache.view(nb, kvh, 2, bs * d)[blocks[:n]]  # [n, kvh, 2, bs * d], a copy
+        k = per_head[:, :, 0].reshape(n, kvh, d, bs).permute(0, 3, 1, 2).reshape(n * bs, kvh, d)[:seq_len]
+        v = per_head[:, :, 1].reshape(n, kvh, bs, d).permute(0, 2, 1, 3).reshape(n * bs, kvh, d)[:seq_len]
+        return k, v
+    if layout == "flash":
+        _, nb, bs, kvh, d = kv_cache.shape
+        n = -(-seq_len // bs)
+        return kv_cache[0][blocks[:n]].reshape(n * bs, kvh, d)[:seq_len], kv_cache[1][blocks[:n]].reshape(n * bs, kvh, d)[:seq_len]
+    raise ValueError(f"unknown KV-cache layout {layout!r}; expected 'cpu' or 'flash'")
+
+
+def attend_continuations(
+    query: torch.Tensor,
+    key: torch.Tensor,
+    kv_cache: torch.Tensor,
+    block_table: torch.Tensor,
+    output: torch.Tensor,
+    spans: list[tuple[int, int, int, int]],
+    config: dict[str, Any],
+    *,
+    layout: str,
+    scale: float,
+    layer: int | None = None,
+    verified: list[bool],
+) -> bool:
+    """Sparse prefill for requests continuing cached keys (see `continuing_prefill_spans`),
+    written into `output` rows. The first time (per layer: `verified` holds its verdict),
+    the step's new keys read back from the cache must equal the keys vLLM passed in; if
+    they do not (a packed or quantised cache layout we cannot read), returns False without
+    writing anything, and the caller leaves these requests to vLLM's kernel."""
+    started = time.perf_counter()
+    for request, start, end, seq_len in spans:
+        k, v = cached_keys_values(kv_cache, block_table[request], seq_len, layout)
+        if not verified:
+            verified.append(k.dtype == key.dtype and torch.equal(k[seq_len - (end - start) :], key[start:end]))
+            if not verified[0]:
+                warn_dense(f"a KV cache whose layout ctxagent cannot read back ({layout}, {kv_cache.dtype}); continued prefills")
+        if not verified[0]:
+            return False
+        q = query[start:end].transpose(0, 1).unsqueeze(0)  # [1, H, n, D]
+        out = sparse_prefill(q, k.transpose(0, 1).unsqueeze(0), v.transpose(0, 1).unsqueeze(0), config, scale=scale, layer=layer)
+        rows = output[start:end]
+        rows.copy_(out[0].transpose(0, 1).reshape(rows.shape).to(rows.dtype))
+        _calls["sparse_continuations"] += 1
+        _calls["sparse_tokens"] += end - start
+    _calls["sparse_seconds"] += time.perf_counter() - started
+    return True
 
 
 def unsupported_reason(impl: Any) -> str | None:

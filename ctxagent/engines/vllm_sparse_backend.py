@@ -9,8 +9,13 @@ prefills' rows are then overwritten (correct, though that step gains nothing). K
 writes are separate in vLLM's v1 backends (`do_kv_cache_update`), so decode later reads
 the same cache either way.
 
-No device sync: which requests are fresh long prefills is read from CPU copies of the
-batch layout that the metadata builder attaches (`ctxagent_layout`). Layers whose
+Requests whose new tokens continue cached keys (prefix caching, chunked prefill) go sparse
+too when they add at least MIN_SPARSE_QUERIES tokens to a long enough sequence: their keys
+are read back from the paged cache, checked once per layer against the step's own keys.
+
+No device sync: which requests are long prefills is read from CPU copies of the
+batch layout that the metadata builder attaches (`ctxagent_layout`); the one check of the
+cache layout per layer is the exception, on the first continued prefill. Layers whose
 attention our kernels do not compute (sliding window, soft-capping, ALiBi, sinks) stay on
 vLLM's kernel, with a logged reason. Under tensor parallelism each rank reads the config
 for its own slice of the heads.
@@ -23,11 +28,15 @@ from typing import Any
 from vllm.v1.attention.backends.cpu_attn import CPUAttentionBackend, CPUAttentionBackendImpl, CPUAttentionMetadataBuilder
 
 from ctxagent.engines import vllm_prefill
+from ctxagent.kernels.attention import MIN_SPARSE_QUERIES
 from ctxagent.engines.vllm_plugin import DEFAULT_MIN_LENGTH, active_config
 
 
 class _SparsePrefillMixin:
-    """forward() for any vLLM v1 attention impl whose metadata has query_start_loc and seq_lens."""
+    """forward() for any vLLM v1 attention impl whose metadata has query_start_loc and seq_lens
+    (and block_table, for continued prefills); KV_LAYOUT names how its cache is laid out."""
+
+    KV_LAYOUT = "cpu"
 
     def _sparse_setup(self) -> None:
         config = active_config() or {}
@@ -40,6 +49,7 @@ class _SparsePrefillMixin:
             pass
         self._sparse_config = vllm_prefill.rank_config(config, first_head, int(getattr(self, "num_heads", 0)))
         self._sparse_min = int(config.get("min_length", DEFAULT_MIN_LENGTH))
+        self._cache_readable: list[bool] = []  # the verdict of the first read-back check
         reason = vllm_prefill.unsupported_reason(self)
         if reason:
             vllm_prefill.warn_dense(reason)
@@ -53,14 +63,23 @@ class _SparsePrefillMixin:
             return super().forward(layer, query, key, value, kv_cache, attn_metadata, output, *args, **kwargs)  # type: ignore[misc]
         starts, lens, num_reqs = layout
         spans = vllm_prefill.fresh_prefill_spans(starts, lens, num_reqs, self._sparse_min)
-        if not spans:
+        continued = []
+        if kv_cache is not None and getattr(attn_metadata, "block_table", None) is not None and self._cache_readable != [False]:
+            continued = vllm_prefill.continuing_prefill_spans(starts, lens, num_reqs, self._sparse_min, MIN_SPARSE_QUERIES)
+        if not spans and not continued:
             return super().forward(layer, query, key, value, kv_cache, attn_metadata, output, *args, **kwargs)  # type: ignore[misc]
-        covered = sum(e - s for s, e in spans)
+        covered = sum(e - s for s, e in spans) + sum(e - s for _, s, e, _ in continued)
         if covered < int(attn_metadata.num_actual_tokens):
             super().forward(layer, query, key, value, kv_cache, attn_metadata, output, *args, **kwargs)  # type: ignore[misc]
-        vllm_prefill.attend_spans(
-            query, key, value, output, spans, self._sparse_config, scale=float(self.scale), layer=vllm_prefill.layer_index(layer)  # type: ignore[attr-defined]
-        )
+        layer_no = vllm_prefill.layer_index(layer)
+        scale = float(self.scale)  # type: ignore[attr-defined]
+        if continued and not vllm_prefill.attend_continuations(
+            query, key, kv_cache, attn_metadata.block_table, output, continued, self._sparse_config,
+            layout=self.KV_LAYOUT, scale=scale, layer=layer_no, verified=self._cache_readable,
+        ):
+            if covered == int(attn_metadata.num_actual_tokens):  # vLLM's kernel has not run for them yet
+                super().forward(layer, query, key, value, kv_cache, attn_metadata, output, *args, **kwargs)  # type: ignore[misc]
+        vllm_prefill.attend_spans(query, key, value, output, spans, self._sparse_config, scale=scale, layer=layer_no)
         return output
 
 
@@ -92,6 +111,8 @@ except ImportError:  # pragma: no cover - CPU builds
 if FlashAttentionImpl is not None:
 
     class SparseFlashAttentionImpl(_SparsePrefillMixin, FlashAttentionImpl):  # type: ignore[misc,valid-type]
+        KV_LAYOUT = "flash"
+
         def __init__(self, *args: Any, **kwargs: Any) -> None:
             super().__init__(*args, **kwargs)
             self._sparse_setup()
