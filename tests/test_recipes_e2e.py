@@ -12,12 +12,12 @@ from pathlib import Path
 import pytest
 
 from ctxagent.citations import verify_citations
-from ctxagent.evaluation.haystack import haystack_text
 from ctxagent.recipes import get_recipe
 from ctxagent.recipes.base import run_recipe
 from ctxagent.recipes.context import RunContext
 from ctxagent.types import Budget, Document
 from tests.grounded import assert_grounded
+from tests.texts import text_with_fact
 
 pytestmark = pytest.mark.slow
 
@@ -36,14 +36,7 @@ def engine_1k():
 @pytest.fixture(scope="module")
 def needle_doc(engine_1k) -> Document:
     """About 5.2x the window of real text, the needle paragraph at 60% depth."""
-    paragraphs, tokens = [], 0
-    for paragraph in haystack_text("persuasion").split("\n\n"):
-        paragraphs.append(paragraph)
-        tokens += engine_1k.count_tokens(paragraph) + 1
-        if tokens > 5.2 * WINDOW:
-            break
-    paragraphs.insert(int(0.6 * len(paragraphs)), NEEDLE)
-    return Document(id="persuasion", text="\n\n".join(paragraphs))
+    return Document(id="persuasion", text=text_with_fact(NEEDLE, engine_1k.count_tokens, 5.2 * WINDOW))
 
 
 @pytest.fixture(scope="module")

@@ -20,7 +20,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from ctxagent.evaluation.haystack import haystack_text
+from tests.texts import text_with_fact
 
 openai = pytest.importorskip("openai")
 pytest.importorskip("fastapi")
@@ -40,14 +40,7 @@ FAST = {"recipe_options": {"retriever": "bm25", "k": 2}}
 @pytest.fixture(scope="module")
 def long_document(engine) -> str:
     """Real text about 3x the capped window, the fact at 60% depth."""
-    paragraphs, tokens = [], 0
-    for paragraph in haystack_text("persuasion").split("\n\n"):
-        paragraphs.append(paragraph)
-        tokens += engine.count_tokens(paragraph) + 1
-        if tokens > 3 * WINDOW:
-            break
-    paragraphs.insert(int(0.6 * len(paragraphs)), FACT)
-    return "\n\n".join(paragraphs)
+    return text_with_fact(FACT, engine.count_tokens, 3 * WINDOW)
 
 
 @pytest.fixture(scope="module")
