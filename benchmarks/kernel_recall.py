@@ -57,6 +57,7 @@ def main() -> None:
     ap.add_argument("--target", type=float, default=0.95)
     ap.add_argument("--model", default=None)
     ap.add_argument("--out", type=Path, default=Path("benchmarks/results"))
+    ap.add_argument("--name", default="kernel_recall_smollm2", help="results go to <out>/<name>.{md,json}")
     ap.add_argument("--allow-dirty", action="store_true", help="record results from a tree with uncommitted changes as <commit>-dirty")
     args = ap.parse_args()
     prov = provenance.stamp(args.allow_dirty)
@@ -89,8 +90,8 @@ def main() -> None:
     text_out = "\n".join(lines)
     print(text_out)
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "kernel_recall_smollm2.md").write_text(text_out)
-    (args.out / "kernel_recall_smollm2.json").write_text(
+    (args.out / f"{args.name}.md").write_text(text_out)
+    (args.out / f"{args.name}.json").write_text(
         json.dumps(
             {
                 "provenance": prov,
