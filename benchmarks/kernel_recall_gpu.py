@@ -187,7 +187,7 @@ def run_length(args, n: int, calib: str, held: str) -> dict:
     hold_r, hold_d = score_candidates(model, held_ids, cands, rows=args.rows, block=args.block)
     oracle = oracle_recall(model, held_ids, [0.05, 0.1, 0.15, 0.25], args.rows)
     print(f"{n}: scored {len(cands)} candidates twice in {time.time() - started:.1f} s; oracle {oracle}", flush=True)
-    prompts = needle_prompts(tokenizer, held, n, args.needles)
+    prompts = needle_prompts(tokenizer, held, n, args.needles) if args.needles else []
     needles = {"dense": needle_check(model, tokenizer, prompts)}
     settings = enable_sparse_prefill(model, {"kind": "a_shape", "sink": 64, "local": 2 * n, "min_length": NATIVE // 2})
     needles["covering"] = needle_check(model, tokenizer, prompts)
@@ -262,10 +262,11 @@ def write(results: list[dict], args, prov: dict) -> None:
         for s in r["selections"]:
             ns = s["needles"]
             oracle = oracle_at(r["oracle"], s["held_out_density"])
+            pair = lambda a, b: f"{a}/{k} / {b}/{k}" if k else "not run"  # noqa: E731
             lines.append(
-                f"| {r['tokens']} | {r['rope']} | {s['selection']} | {s['held_out_recall']:.3f} ({s['held_out_recall_min_head']:.3f}) | {s['held_out_density']:.3f} | "
-                f"{oracle} | {s['heads_by_kind']} | {nd['greedy_correct']}/{k} / {ns['greedy_correct']}/{k} | "
-                f"{nd['choice_correct']}/{k} / {ns['choice_correct']}/{k} | {nc['greedy_correct']}/{k} / {nc['choice_correct']}/{k} |"
+                f"| {r['tokens']} | {r['rope']} | {s['selection']} | {s['held_out_recall']:.4f} ({s['held_out_recall_min_head']:.3f}) | {s['held_out_density']:.4f} | "
+                f"{oracle} | {s['heads_by_kind']} | {pair(nd['greedy_correct'], ns['greedy_correct'])} | {pair(nd['choice_correct'], ns['choice_correct'])} | "
+                f"{pair(nc['greedy_correct'], nc['choice_correct'])} |"
             )
     for r in results:
         lines += ["", f"Candidates at {r['tokens']} tokens, mean over heads (oracle on held-out text: "
@@ -274,8 +275,8 @@ def write(results: list[dict], args, prov: dict) -> None:
         lines += [f"| {p} | {m['calib_recall']:.3f} / {m['calib_density']:.3f} | {m['held_recall']:.3f} / {m['held_density']:.3f} |" for p, m in zip(r["candidates"], r["candidate_means"])]
     lines += ["", provenance.markdown_line(prov), ""]
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "kernel_recall_gpu.md").write_text("\n".join(lines))
-    (args.out / "kernel_recall_gpu.json").write_text(json.dumps({"provenance": prov, "results": results}))
+    (args.out / f"{args.name}.md").write_text("\n".join(lines))
+    (args.out / f"{args.name}.json").write_text(json.dumps({"provenance": prov, "results": results}))
     print("\n".join(lines), flush=True)
 
 
@@ -295,7 +296,8 @@ def main() -> None:
     ap.add_argument("--tokens", type=int, nargs="+", default=[8192, 32768])
     ap.add_argument("--target", type=float, default=0.95)
     ap.add_argument("--budget", type=float, nargs="+", default=[0.16, 0.15], help="mean densities for the budgeted per-head selections (on calibration text; held-out density comes out lower when adaptive patterns win)")
-    ap.add_argument("--needles", type=int, default=12)
+    ap.add_argument("--needles", type=int, default=12, help="0 skips the needle checks (a recall-only run, e.g. on a CPU)")
+    ap.add_argument("--name", default="kernel_recall_gpu", help="results go to <out>/<name>.{md,json}")
     ap.add_argument("--dtype", default="float32")
     ap.add_argument("--rows", type=int, default=63)
     ap.add_argument("--block", type=int, default=64)
