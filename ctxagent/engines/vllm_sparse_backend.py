@@ -28,8 +28,8 @@ from typing import Any
 from vllm.v1.attention.backends.cpu_attn import CPUAttentionBackend, CPUAttentionBackendImpl, CPUAttentionMetadataBuilder
 
 from ctxagent.engines import vllm_prefill
-from ctxagent.kernels.attention import MIN_SPARSE_QUERIES
 from ctxagent.engines.vllm_plugin import DEFAULT_MIN_LENGTH, active_config
+from ctxagent.kernels.attention import MIN_SPARSE_QUERIES
 
 
 class _SparsePrefillMixin:
