@@ -128,10 +128,7 @@ def attend_continuations(
                 warn_dense(f"a KV cache whose layout ctxagent cannot read back ({layout}, {kv_cache.dtype}); continued prefills")
         if not verified[0]:
             return False
-        q = query[start:end].transpose(0, 1).unsqueeze(0)  # [1, H, n, D]
-        out = sparse_prefill(q, k.transpose(0, 1).unsqueeze(0), v.transpose(0, 1).unsqueeze(0), config, scale=scale, layer=layer)
-        rows = output[start:end]
-        rows.copy_(out[0].transpose(0, 1).reshape(rows.shape).to(rows.dtype))
+        attend_rows(query[start:end], k, v, output[start:end], config, scale=scale, layer=layer)
         _calls["sparse_continuations"] += 1
         _calls["sparse_tokens"] += end - start
     _calls["sparse_seconds"] += time.perf_counter() - started
@@ -222,6 +219,18 @@ def sparse_prefill(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, config: di
     return sparse_prefill_attention(q, k, v, resolved, layer=layer or 0, scale=scale)
 
 
+def attend_rows(
+    query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, rows: torch.Tensor, config: dict[str, Any], *, scale: float, layer: int | None = None
+) -> None:
+    """Sparse prefill of one request in vLLM's token-major layout: query [n, H, D], the last n
+    of key/value [N, Hkv, D]; the result written into `rows` (its slice of the output)."""
+    def heads_first(x: torch.Tensor) -> torch.Tensor:
+        return x.transpose(0, 1).unsqueeze(0)  # [1, heads, tokens, D]
+
+    out = sparse_prefill(heads_first(query), heads_first(key), heads_first(value), config, scale=scale, layer=layer)
+    rows.copy_(out[0].transpose(0, 1).reshape(rows.shape).to(rows.dtype))
+
+
 def attend_spans(
     query: torch.Tensor,
     key: torch.Tensor,
@@ -236,12 +245,7 @@ def attend_spans(
     """Write sparse-prefill attention for each span of the flat batch into `output` rows."""
     started = time.perf_counter()
     for start, end in spans:
-        q = query[start:end].transpose(0, 1).unsqueeze(0)  # [1, H, n, D]
-        k = key[start:end].transpose(0, 1).unsqueeze(0)
-        v = value[start:end].transpose(0, 1).unsqueeze(0)
-        out = sparse_prefill(q, k, v, config, scale=scale, layer=layer)  # [1, H, n, D]
-        rows = output[start:end]
-        rows.copy_(out[0].transpose(0, 1).reshape(rows.shape).to(rows.dtype))
+        attend_rows(query[start:end], key[start:end], value[start:end], output[start:end], config, scale=scale, layer=layer)
         _calls["sparse_prefills"] += 1
         _calls["sparse_tokens"] += end - start
     _calls["sparse_seconds"] += time.perf_counter() - started
