@@ -51,9 +51,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import provenance  # noqa: E402
 
-from ctxagent.kernels.config import HeadPattern, SparseConfig  # noqa: E402
-from ctxagent.kernels.hf_integration import SparsePrefill, disable_sparse_prefill, enable_sparse_prefill  # noqa: E402
-from ctxagent.kernels.search import length_candidates, score_candidates, select_config  # noqa: E402
+from ctxagent.kernels.hf_integration import disable_sparse_prefill, enable_sparse_prefill  # noqa: E402
+from ctxagent.kernels.search import length_candidates, record_prefill, score_candidates, select_config  # noqa: E402
 
 NATIVE = 8192
 DATA = Path(__file__).resolve().parent.parent / "ctxagent" / "evaluation" / "data"
@@ -107,13 +106,7 @@ def oracle_recall(model, ids: torch.Tensor, densities: list[float], rows_n: int)
             sums[d] += float(top.gather(-1, keep[None, :, None].expand(top.shape[0], -1, 1)).mean())
         count += 1
 
-    settings = SparsePrefill(SparseConfig(min_length=1 << 62), "torch", record)
-    enable_sparse_prefill(model, settings)
-    try:
-        with torch.inference_mode():
-            model(input_ids=ids.to(model.device))
-    finally:
-        disable_sparse_prefill(model, "sdpa")
+    record_prefill(model, ids, record)
     return {d: s / count for d, s in sums.items()}
 
 

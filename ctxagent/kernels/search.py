@@ -209,22 +209,28 @@ def score_candidates(
 ) -> tuple[dict[int, torch.Tensor], dict[int, torch.Tensor]]:
     """Recall and density of every candidate on every head, from one dense forward pass
     over `input_ids` [1, N]: two dicts layer -> [candidates, heads] (CPU float32)."""
-    from ctxagent.kernels.hf_integration import SparsePrefill, disable_sparse_prefill, enable_sparse_prefill
-
-    previous = model.config._attn_implementation
     # Estimates run where the model runs: Triton kernels on CUDA, the torch reference on
     # CPU (never the Triton interpreter, which is for tests of the kernels themselves).
     backend = backend or ("auto" if next(model.parameters()).is_cuda else "torch")
     collector = _Collector(candidates, block, rows, backend)
+    record_prefill(model, input_ids, collector)
+    return collector.recall, collector.density
+
+
+def record_prefill(model: torch.nn.Module, input_ids: torch.Tensor, recorder: Any) -> None:
+    """One dense forward pass of `model` over `input_ids` [1, N] that calls
+    `recorder(layer, q, k)` with every layer's true q and k; the model's attention is
+    restored afterwards."""
+    from ctxagent.kernels.hf_integration import SparsePrefill, disable_sparse_prefill, enable_sparse_prefill
+
+    previous = model.config._attn_implementation
     # Dense attention throughout (min_length out of reach): the recorder sees true q/k.
-    settings = SparsePrefill(SparseConfig(min_length=1 << 62, block=block), "torch", collector)
-    enable_sparse_prefill(model, settings)
+    enable_sparse_prefill(model, SparsePrefill(SparseConfig(min_length=1 << 62), "torch", recorder))
     try:
         with torch.inference_mode():
             model(input_ids=input_ids.to(model.device))
     finally:
         disable_sparse_prefill(model, previous if previous != "ctxagent_sparse" else "sdpa")
-    return collector.recall, collector.density
 
 
 def allocate_density(recall: torch.Tensor, density: torch.Tensor, budget: float) -> torch.Tensor:
