@@ -54,7 +54,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-from provenance import finish, markdown_line, stamp  # noqa: E402  (benchmarks/ is on sys.path)
+from provenance import finish, markdown_line, stamp, was_shared  # noqa: E402  (benchmarks/ is on sys.path)
 
 RESULTS = ROOT / "benchmarks" / "results"
 
@@ -254,10 +254,9 @@ def accuracy_cell(c: dict[str, Any]) -> str:
 
 
 def load_note(meta: dict[str, Any]) -> str:
-    """Whether other work shared the CPU. The benchmark keeps every core busy itself (load about the
-    core count), so only a 1-minute load average well above that means others competed."""
+    """Whether other work shared the CPU (provenance.was_shared), in this table's words."""
     loads = [x for key in ("load_start", "load_end") for x in meta.get(key, []) if isinstance(x, (int, float))]
-    return "shared with other work: timings noisy" if loads and max(loads) > 1.5 * (os.cpu_count() or 1) else "otherwise idle"
+    return "shared with other work: timings noisy" if was_shared(loads, os.cpu_count() or 1) else "otherwise idle"
 
 
 def _provenances(meta: dict[str, Any]) -> list[dict[str, Any]]:

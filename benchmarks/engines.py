@@ -29,7 +29,7 @@ from typing import Any, Callable, Iterator
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-from provenance import finish, markdown_line, stamp  # noqa: E402  (benchmarks/ is on sys.path)
+from provenance import finish, markdown_line, stamp, was_shared  # noqa: E402  (benchmarks/ is on sys.path)
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -240,10 +240,9 @@ def main() -> None:
 
 
 def load_note(machine: dict[str, Any]) -> str:
-    """Whether other work shared the CPU. The benchmark keeps every core busy itself (load about the
-    core count), so only a 1-minute load average well above that means others competed."""
-    busiest = max(machine["load_average_start"][0], machine["load_average_end"][0])
-    return "shared with other work: timings noisy" if busiest > 1.5 * machine["cpus"] else "otherwise idle"
+    """Whether other work shared the CPU (provenance.was_shared, on the 1-minute averages), in this table's words."""
+    one_minute = [machine["load_average_start"][0], machine["load_average_end"][0]]
+    return "shared with other work: timings noisy" if was_shared(one_minute, machine["cpus"]) else "otherwise idle"
 
 
 def write_table(results: list[dict[str, Any]], machine: dict[str, Any], config: dict[str, Any], provenance: dict[str, Any]) -> None:

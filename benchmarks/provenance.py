@@ -79,9 +79,15 @@ def load() -> list[float]:
     return [round(x, 2) for x in os.getloadavg()]
 
 
+def was_shared(loads: list[float], cpus: int | None) -> bool:
+    """Whether other work competed for the CPU: a benchmark keeps its cores busy itself (load
+    about the core count), so only a load average well above that means others were running."""
+    return bool(cpus) and any(x > 1.5 * cpus for x in loads)
+
+
 def shared_note(load_avg: list[float], cpus: int | None) -> str:
     """A sentence for tables when the machine was busy with other work during the run."""
-    if cpus and load_avg and load_avg[0] > 1.5 * cpus:
+    if was_shared(load_avg[:1], cpus):
         return f"The machine was shared (1-min load {load_avg[0]:.1f} on {cpus} cores): read absolute times with care; ratios were measured side by side."
     return ""
 
