@@ -39,6 +39,12 @@ PATTERNS = {
     "block_sparse": {"kind": "block_sparse", "gamma": 0.95, "max_blocks": 64},
     "a_shape": {"kind": "a_shape", "sink": 64, "local": 2048},
 }
+# Smaller vertical-slash budgets, for `--patterns` only: what time to first token a lower
+# density buys (whether a real model keeps its answers at that density is kernel_recall's).
+LIGHTER = {
+    "vertical_slash_512_16": {"kind": "vertical_slash", "n_vertical": 512, "n_diag": 16, "last_q": 64},
+    "vertical_slash_256_8": {"kind": "vertical_slash", "n_vertical": 256, "n_diag": 8, "last_q": 64},
+}
 
 
 def build_model(layers: int):
@@ -159,7 +165,7 @@ def main() -> None:
     ap.add_argument("--lengths", type=int, nargs="+", default=[32768, 65536, 131072, 262144, 524288])
     ap.add_argument("--layers", type=int, default=8)
     ap.add_argument("--reps", type=int, default=3)
-    ap.add_argument("--patterns", nargs="+", default=list(PATTERNS), choices=list(PATTERNS))
+    ap.add_argument("--patterns", nargs="+", default=list(PATTERNS), choices=[*PATTERNS, *LIGHTER])
     ap.add_argument("--out", type=Path, default=Path("benchmarks/results"))
     ap.add_argument("--allow-dirty", action="store_true")
     ap.add_argument("--replot", type=Path, default=None, help="only redraw the plot of this results JSON")
@@ -167,6 +173,7 @@ def main() -> None:
     args = ap.parse_args()
     if args.replot:
         return replot(args.replot)
+    PATTERNS.update({name: LIGHTER[name] for name in args.patterns if name in LIGHTER})
     for name in set(PATTERNS) - set(args.patterns):
         PATTERNS.pop(name)
     prov = provenance.stamp(args.allow_dirty)
