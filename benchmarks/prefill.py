@@ -101,7 +101,7 @@ def profile(model, ids: torch.Tensor, name: str) -> None:
 
 
 def write(results: list[dict], args, prov: dict, gpu: str) -> None:
-    slug = re.sub(r"[^A-Za-z0-9]+", "_", gpu).strip("_").lower()
+    slug = args.name or "prefill_" + re.sub(r"[^A-Za-z0-9]+", "_", gpu).strip("_").lower()
     args.out.mkdir(parents=True, exist_ok=True)
     prov = provenance.finish(dict(prov))
     names = ["sdpa", *PATTERNS, "no_attention"]
@@ -122,12 +122,12 @@ def write(results: list[dict], args, prov: dict, gpu: str) -> None:
         lines.append(f"| {r['tokens']} | " + " | ".join(cells) + " | " + " | ".join(ratios) + " |")
     lines += ["", provenance.markdown_line(prov), ""]
     text = "\n".join(lines)
-    (args.out / f"prefill_{slug}.md").write_text(text)
-    (args.out / f"prefill_{slug}.json").write_text(
+    (args.out / f"{slug}.md").write_text(text)
+    (args.out / f"{slug}.json").write_text(
         json.dumps({"provenance": prov, "gpu": gpu, "layers": args.layers, "weights": "random", "reps": args.reps, "results": results}, indent=1)
     )
     print(text, flush=True)
-    plot(results, args.layers, gpu, args.out / f"prefill_{slug}.png")
+    plot(results, args.layers, gpu, args.out / f"{slug}.png")
 
 
 def plot(results: list[dict], layers: int, gpu: str, path: Path) -> None:
@@ -167,6 +167,7 @@ def main() -> None:
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--patterns", nargs="+", default=list(PATTERNS), choices=[*PATTERNS, *LIGHTER])
     ap.add_argument("--out", type=Path, default=Path("benchmarks/results"))
+    ap.add_argument("--name", default=None, help="results go to <out>/<name>.{md,json,png} (default prefill_<gpu>)")
     ap.add_argument("--allow-dirty", action="store_true")
     ap.add_argument("--replot", type=Path, default=None, help="only redraw the plot of this results JSON")
     ap.add_argument("--profile", action="store_true", help="also print where each variant's GPU time goes (torch profiler) at the first length")

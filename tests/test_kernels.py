@@ -151,6 +151,21 @@ def test_spread_rows_and_mass_threshold_pick_a_subset_the_kernel_runs():
         assert rel_err(out, ref) < F32_TOL
 
 
+def test_per_row_ranking_prefers_the_column_heavier_per_row_that_sees_it():
+    """An early key takes most of the mass of the many rows before a later, stronger key
+    appears; the later key takes the rest. Summed over rows the early one wins; per row
+    that sees it (recall per density spent) the later one does."""
+    N, D, early, late = 96, 16, 10, 70
+    u = torch.zeros(D)
+    u[0] = 1.0
+    q = (8 * u).expand(1, 1, N, D).clone()
+    k = 0.1 * torch.randn(1, 1, N, D, generator=torch.Generator().manual_seed(3))
+    k[0, 0, early], k[0, 0, late] = 3 * u, 4.5 * u
+    pick = lambda **kw: vertical_slash_index(q, k, n_vertical=1, n_diag=2, last_q=8, sink=0, block=16, spread_q=40, **kw).cols[0, 0].tolist()  # noqa: E731
+    assert pick() == [early]
+    assert pick(per_row=True) == [late]
+
+
 def test_vertical_slash_selection_matches_plain_recomputation():
     torch.manual_seed(0)
     B, H, Hkv, N, D, L, block = 1, 4, 2, 72, 16, 8, 8

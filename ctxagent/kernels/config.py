@@ -24,7 +24,7 @@ KINDS = ("dense", "a_shape", "vertical_slash", "block_sparse")
 DEFAULT_PARAMS: dict[str, dict[str, Any]] = {
     "dense": {},
     "a_shape": {"sink": 64, "local": 2048},
-    "vertical_slash": {"n_vertical": 1024, "n_diag": 32, "last_q": 64, "gamma": 1.0, "spread_q": 0},
+    "vertical_slash": {"n_vertical": 1024, "n_diag": 32, "last_q": 64, "gamma": 1.0, "spread_q": 0, "per_row": False},
     "block_sparse": {"gamma": 0.95, "max_blocks": 64, "estimate": "lse"},
 }
 

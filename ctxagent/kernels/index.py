@@ -215,6 +215,7 @@ def vertical_slash_index(
     scale: float | None = None,
     gamma: float = 1.0,
     spread_q: int = 0,
+    per_row: bool = False,
 ) -> SparseIndex:
     """MInference-style vertical-slash index: the last `last_q` queries' attention picks the
     `n_vertical` heaviest columns and the `n_diag` heaviest block diagonals per head (the
@@ -226,7 +227,13 @@ def vertical_slash_index(
     mass reaches that share (FlexPrefill's cumulative threshold; n_vertical and n_diag
     become caps), and `spread_q` adds that many query rows spread evenly over the prompt
     to the estimate, so columns that matter early in a long prompt but not to its last
-    rows are seen too."""
+    rows are seen too.
+
+    `per_row` ranks columns and diagonals by their estimated mass per query row that
+    sees them rather than by their summed mass: a column at position p is computed for
+    the N - p rows after it, so an early column costs more density than a late one; per
+    row, the ranking is the recall gained per density spent (the greedy knapsack order),
+    and the same counts pick cheaper, later lines."""
     B, H, Nq, D = q.shape
     N = k.shape[2]
     scale = scale if scale is not None else D**-0.5
@@ -236,12 +243,20 @@ def vertical_slash_index(
     slash = slash_scores(probs)
     del probs
     L = min(last_q, Nq)
+    seen_by = torch.arange(N - L, N, device=q.device)  # the positions of the estimate's rows
     if spread_q > 0 and Nq - L > 0:
         rows = torch.linspace(N - Nq, N - L - 1, min(spread_q, Nq - L), device=q.device).long().unique()
         spread = sampled_query_attention(q, k, rows, scale)
         vertical += spread.sum(2)
         slash += slash_scores_at(spread, rows)
         del spread
+        seen_by = torch.cat([rows, seen_by])
+    if per_row:
+        # rows at or after position p (they see column p, and slash distance p): len - (rows before p)
+        at_or_after = len(seen_by) - torch.searchsorted(seen_by, torch.arange(N, device=q.device))
+        per = at_or_after.clamp_min(1).to(vertical.dtype)
+        vertical /= per
+        slash /= per
     n_v = min(n_vertical, N)
     cols = None
     if n_v > 0:

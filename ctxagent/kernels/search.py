@@ -42,11 +42,11 @@ def length_candidates(tokens: int, block: int = 64) -> tuple[HeadPattern, ...]:
 
     More candidates never lower the recall the per-head selection reaches on the
     calibration text (it picks among them head by head); they cost search time, linearly.
-    The second group (denser estimates, cheaper steps between budgets) was added after
-    the first 21 reached 0.951 held-out recall at 15% density on SmolLM2 at 32K
-    (docs/kernels.md has the figures of both)."""
+    The second group (denser estimates, cheaper steps between budgets, `per_row`
+    rankings, longer last-query estimates) was added after the first 21 reached 0.951
+    held-out recall at 15% density on SmolLM2 at 32K (docs/kernels.md has the figures)."""
     n, m = tokens, tokens // block
-    vs = lambda nv, nd, **kw: HeadPattern.make("vertical_slash", n_vertical=nv, n_diag=max(2, nd), last_q=64, **kw)  # noqa: E731
+    vs = lambda nv, nd, **kw: HeadPattern.make("vertical_slash", n_vertical=nv, n_diag=max(2, nd), **{"last_q": 64, **kw})  # noqa: E731
     bs = lambda gamma, cap: HeadPattern.make("block_sparse", gamma=gamma, max_blocks=max(2, cap))  # noqa: E731
     first = (
         HeadPattern.make("a_shape", sink=block, local=n // 32),
@@ -85,6 +85,12 @@ def length_candidates(tokens: int, block: int = 64) -> tuple[HeadPattern, ...]:
         bs(0.93, m // 8),
         bs(0.95, m // 4),
         bs(0.97, m // 4),
+        vs(n // 16, m // 16, spread_q=256, per_row=True),
+        vs(n // 8, m // 16, spread_q=256, per_row=True),
+        vs(n // 8, m // 8, spread_q=256, per_row=True),
+        vs(n // 4, m // 8, spread_q=256, per_row=True),
+        vs(n // 16, m // 16, spread_q=256, last_q=256),
+        vs(n // 8, m // 16, spread_q=256, last_q=256),
     )
     return first + second
 
