@@ -124,14 +124,17 @@ def needle_prompts(tokenizer, text: str, n: int, count: int) -> list[tuple[str, 
     return prompts
 
 
-def needle_check(model, tokenizer, prompts) -> dict:
-    """Greedy answers, and the four-way choice by log-probability after an answer prefix."""
+def needle_check(model, tokenizer, prompts, choice: bool = True) -> dict:
+    """Greedy answers, and (with `choice`) the four-way choice by log-probability after an
+    answer prefix."""
     prefix = tokenizer("The secret code for the vault is", add_special_tokens=False, return_tensors="pt")["input_ids"]
     greedy, chosen = [], []
     for code, ids in prompts:
         with torch.inference_mode():
             gen = model.generate(ids.to(model.device), max_new_tokens=24, do_sample=False)
             greedy.append(tokenizer.decode(gen[0, ids.shape[1] :], skip_special_tokens=True).strip())
+            if not choice:
+                continue
             context = torch.cat([ids, prefix], 1).to(model.device)
             out = model(context, use_cache=True)
             scores = {}
@@ -143,12 +146,10 @@ def needle_check(model, tokenizer, prompts) -> dict:
                 scores[option] = float(logp.gather(-1, tail[..., None]).sum())
             chosen.append(max(scores, key=scores.get))
     codes = [c for c, _ in prompts]
-    return {
-        "greedy": greedy,
-        "greedy_correct": sum(c in a for c, a in zip(codes, greedy)),
-        "choice": chosen,
-        "choice_correct": sum(c == a for c, a in zip(codes, chosen)),
-    }
+    result = {"greedy": greedy, "greedy_correct": sum(c in a for c, a in zip(codes, greedy))}
+    if choice:
+        result |= {"choice": chosen, "choice_correct": sum(c == a for c, a in zip(codes, chosen))}
+    return result
 
 
 def table(scores: dict[int, torch.Tensor]) -> list:

@@ -151,6 +151,19 @@ def test_spread_rows_and_mass_threshold_pick_a_subset_the_kernel_runs():
         assert rel_err(out, ref) < F32_TOL
 
 
+def test_dense_tail_rows_attend_to_every_key_and_the_rest_stay_sparse():
+    q, k, v = qkv(1, 4, 2, 96, 16, torch.float32, seed=8)
+    config = SparseConfig(default=HeadPattern.make("a_shape", sink=2, local=16), block=16, min_length=64)
+    sparse = sparse_prefill_attention(q, k, v, config, backend="torch")
+    config.dense_tail = 20
+    tailed = sparse_prefill_attention(q, k, v, config, backend="torch")
+    dense = dense_causal_reference(q, k, v)
+    assert rel_err(tailed[:, :, -20:], dense[:, :, -20:]) < 1e-5
+    assert rel_err(sparse[:, :, -20:], dense[:, :, -20:]) > 1e-2  # the pattern alone differs there
+    assert torch.equal(tailed[:, :, :-20], sparse[:, :, :-20])
+    assert SparseConfig.from_dict(config.to_dict()).dense_tail == 20
+
+
 def test_per_row_ranking_prefers_the_column_heavier_per_row_that_sees_it():
     """An early key takes most of the mass of the many rows before a later, stronger key
     appears; the later key takes the rest. Summed over rows the early one wins; per row

@@ -143,7 +143,8 @@ def sparse_prefill_attention(
     """Causal attention q [B, H, Nq, D] over k, v [B, Hkv, Nk, D], the queries being the
     last Nq positions: sparse (per `config`) when the keys number at least
     `config.min_length` and the queries at least MIN_SPARSE_QUERIES, dense SDPA
-    otherwise. Heads whose pattern is "dense" always go through SDPA.
+    otherwise. Heads whose pattern is "dense" always go through SDPA, and so do the last
+    `config.dense_tail` query rows of every head.
 
     backend: "auto" (Triton on CUDA, else the torch reference), "triton" (also on CPU
     under TRITON_INTERPRET=1) or "torch"."""
@@ -163,4 +164,7 @@ def sparse_prefill_attention(
         kv_heads = torch.tensor([h // group for h in dense_heads], device=k.device)
         hs = torch.tensor(dense_heads, device=q.device)
         out[:, hs] = dense_attention(q[:, hs], k[:, kv_heads], v[:, kv_heads], scale)
+    tail = min(config.dense_tail, nq)
+    if tail > 0:  # the last rows (the question) over every key
+        out[:, :, nq - tail :] = dense_attention(q[:, :, nq - tail :], k, v, scale)
     return out

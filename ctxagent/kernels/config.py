@@ -5,7 +5,7 @@ length below which prefill stays dense. `search.py` writes one from calibration 
 `default_config()` is what runs when there is none: vertical-slash on every head, the
 pattern with the best recall per cost on the structured attention we measured.
 
-    {"block": 64, "min_length": 8192,
+    {"block": 64, "min_length": 8192, "dense_tail": 0,
      "default": {"kind": "vertical_slash", "n_vertical": 1024, "n_diag": 32},
      "layers": {"0": [{"kind": "a_shape", "sink": 64, "local": 1024}, ...], ...}}
 """
@@ -72,6 +72,12 @@ class SparseConfig:
     layers: dict[int, list[HeadPattern]] = field(default_factory=dict)
     block: int = 64
     min_length: int = 8192
+    # The last `dense_tail` query rows of a sparse prefill attend to every key: the end of a
+    # prompt (the question, the chat template's turn) decides the first answer token, and
+    # on SmolLM2 at 8K a sparse prefill lost a needle the dense one found until the last
+    # 256 rows were dense (docs/kernels.md). It costs tail * N of the N^2 / 2 scores: 6% at
+    # 8K, 0.4% at 128K.
+    dense_tail: int = 0
 
     def pattern(self, layer: int, head: int) -> HeadPattern:
         heads = self.layers.get(layer)
@@ -83,15 +89,16 @@ class SparseConfig:
         return {
             "block": self.block,
             "min_length": self.min_length,
+            "dense_tail": self.dense_tail,
             "default": self.default.to_dict(),
             "layers": {str(layer): [p.to_dict() for p in heads] for layer, heads in sorted(self.layers.items())},
         }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "SparseConfig":
-        unknown = set(data) - {"block", "min_length", "default", "layers"}
+        unknown = set(data) - {"block", "min_length", "dense_tail", "default", "layers"}
         if unknown:
-            raise ValueError(f"sparse config has unknown keys {sorted(unknown)}; expected block, min_length, default, layers")
+            raise ValueError(f"sparse config has unknown keys {sorted(unknown)}; expected block, min_length, dense_tail, default, layers")
         block = int(data.get("block", 64))
         if block not in (16, 32, 64, 128):
             raise ValueError(f"sparse config 'block' must be 16, 32, 64 or 128; got {block}")
@@ -100,6 +107,7 @@ class SparseConfig:
             layers={int(k): [HeadPattern.from_dict(p) for p in v] for k, v in data.get("layers", {}).items()},
             block=block,
             min_length=int(data.get("min_length", 8192)),
+            dense_tail=int(data.get("dense_tail", 0)),
         )
 
     def save(self, path: str | Path) -> Path:
@@ -126,7 +134,7 @@ def default_config() -> SparseConfig:
 
 def resolve_config(spec: Any) -> SparseConfig:
     """Accepts True / "default", a SparseConfig, a dict (config or a single pattern with
-    optional min_length/block), or a path to a JSON file."""
+    optional min_length/block/dense_tail), or a path to a JSON file."""
     if spec is True or spec == "default" or spec is None:
         return default_config()
     if isinstance(spec, SparseConfig):
@@ -134,7 +142,7 @@ def resolve_config(spec: Any) -> SparseConfig:
     if isinstance(spec, dict):
         if "kind" in spec:  # one pattern for every head
             spec = dict(spec)
-            extra = {k: spec.pop(k) for k in ("min_length", "block") if k in spec}
+            extra = {k: spec.pop(k) for k in ("min_length", "block", "dense_tail") if k in spec}
             return SparseConfig.from_dict({"default": spec, **extra})
         return SparseConfig.from_dict(spec)
     if isinstance(spec, (str, Path)):
