@@ -73,10 +73,11 @@ class SparseConfig:
     block: int = 64
     min_length: int = 8192
     # The last `dense_tail` query rows of a sparse prefill attend to every key: the end of a
-    # prompt (the question, the chat template's turn) decides the first answer token, and
-    # on SmolLM2 at 8K a sparse prefill lost a needle the dense one found until the last
-    # 256 rows were dense (docs/kernels.md). It costs tail * N of the N^2 / 2 scores: 6% at
-    # 8K, 0.4% at 128K.
+    # prompt (the question, the chat template's turn) decides the first answer token. On
+    # SmolLM2 at 8K a searched config at 15% density answered 8 of 12 needles where dense
+    # answered 10; with the last 256 rows dense, the same 10 (docs/kernels.md). It costs
+    # tail * N of the N^2 / 2 scores: 6% at 8K, 0.4% at 128K. Off by default, so the
+    # published speeds are the patterns' own.
     dense_tail: int = 0
 
     def pattern(self, layer: int, head: int) -> HeadPattern:

@@ -40,8 +40,9 @@ def length_candidates(tokens: int, block: int = 64) -> tuple[HeadPattern, ...]:
     length (about 3% to 45% of the causal matrix) and budgets that adapt per head and
     prompt (gamma; spread_q: estimate from rows across the prompt, not only its end).
 
-    More candidates never lower the recall the per-head selection reaches on the
-    calibration text (it picks among them head by head); they cost search time, linearly.
+    More candidates give the per-head selection more to choose from (on the calibration
+    text it does as well or better, up to the greedy allocation's last step); they cost
+    search time, linearly.
     The second group (denser estimates, cheaper steps between budgets, `per_row`
     rankings, longer last-query estimates) was added after the first 21 reached 0.951
     held-out recall at 15% density on SmolLM2 at 32K (docs/kernels.md has the figures)."""
@@ -307,6 +308,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     ap.add_argument("--target", type=float, default=0.95, help="recall each head must reach")
     ap.add_argument("--budget", type=float, default=None, help="instead of --target: the best mean recall within this mean density (e.g. 0.15)")
     ap.add_argument("--min-length", type=int, default=8192, help="prompts shorter than this stay dense")
+    ap.add_argument("--dense-tail", type=int, default=0, help="the last N query rows of every sparse prefill attend densely (e.g. 256)")
     args = ap.parse_args(argv)
     from ctxagent.engines import get_engine
 
@@ -317,6 +319,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     result = search_config(
         engine.model, ids, target_recall=args.target, density_budget=args.budget, candidates=length_candidates(ids.shape[1]), min_length=args.min_length
     )
+    result.config.dense_tail = args.dense_tail
     result.config.save(args.out)
     print(f"{ids.shape[1]} tokens: {result.summary()}; wrote {args.out}")
 
