@@ -28,9 +28,9 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import provenance  # noqa: E402
-from kernel_recall_gpu import load_model, needle_check, needle_prompts, texts  # noqa: E402
+from kernel_recall_gpu import held_out, load_model, needle_check, needle_prompts, texts  # noqa: E402
 
-from ctxagent.kernels.config import SparseConfig  # noqa: E402
+from ctxagent.kernels.config import HeadPattern, SparseConfig  # noqa: E402
 from ctxagent.kernels.hf_integration import disable_sparse_prefill, enable_sparse_prefill  # noqa: E402
 
 
@@ -40,6 +40,18 @@ def tail_share(tail: int, n: int) -> float:
     return (n * (n + 1) - (n - tail) * (n - tail + 1)) / (n * (n + 1))
 
 
+def reselect(length: dict, budget: float) -> dict:
+    """A budgeted per-head selection redone from a results file's calibration tables (no
+    model run), with its held-out recall and density from the held-out tables."""
+    from ctxagent.kernels.search import select_config
+
+    cands = [HeadPattern.from_dict(c) for c in length["candidates"]]
+    tables = {name: {layer: torch.tensor(rows) for layer, rows in enumerate(t)} for name, t in length["tables"].items()}
+    result = select_config(tables["calib_recall"], tables["calib_density"], cands, density_budget=budget, min_length=length["selections"][0]["config"]["min_length"])
+    recall, _, density = held_out(result.choices, cands, tables["held_recall"], tables["held_density"])
+    return {"selection": f"mean density <= {budget} (redone from the tables)", "config": result.config.to_dict(), "held_out_recall": recall, "held_out_density": density}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--gguf", type=Path, required=True)
@@ -47,6 +59,7 @@ def main() -> None:
     ap.add_argument("--results", type=Path, default=Path("benchmarks/results/kernel_recall_gpu.json"))
     ap.add_argument("--tokens", type=int, default=8192)
     ap.add_argument("--selection", type=int, default=2, help="index into that length's selections")
+    ap.add_argument("--budget", type=float, default=None, help="instead of --selection: redo a budgeted selection from the file's calibration tables")
     ap.add_argument("--tails", type=int, nargs="+", default=[0, 256])
     ap.add_argument("--needles", type=int, default=12)
     ap.add_argument("--choice", action="store_true", help="also the four-way choice (twice the time)")
@@ -57,7 +70,7 @@ def main() -> None:
     prov = provenance.stamp(args.allow_dirty)
     source = json.loads(args.results.read_text())
     length = next(r for r in source["results"] if r["tokens"] == args.tokens)
-    selection = length["selections"][args.selection]
+    selection = reselect(length, args.budget) if args.budget is not None else length["selections"][args.selection]
     tokenizer, model = load_model(args.gguf, args.tokenizer, args.tokens, torch.float32)
     prompts = needle_prompts(tokenizer, texts()[1], args.tokens, args.needles)
     rows = []
