@@ -69,7 +69,9 @@ def main() -> None:
     args = ap.parse_args()
     prov = provenance.stamp(args.allow_dirty)
     source = json.loads(args.results.read_text())
-    length = next(r for r in source["results"] if r["tokens"] == args.tokens)
+    length = next((r for r in source["results"] if r["tokens"] == args.tokens), None)
+    if length is None:
+        raise SystemExit(f"{args.results} has no results at {args.tokens} tokens; it has {[r['tokens'] for r in source['results']]}")
     selection = reselect(length, args.budget) if args.budget is not None else length["selections"][args.selection]
     tokenizer, model = load_model(args.gguf, args.tokenizer, args.tokens, torch.float32)
     prompts = needle_prompts(tokenizer, texts()[1], args.tokens, args.needles)
