@@ -49,7 +49,7 @@ def length_candidates(tokens: int, block: int = 64) -> tuple[HeadPattern, ...]:
     n, m = tokens, tokens // block
     vs = lambda nv, nd, **kw: HeadPattern.make("vertical_slash", n_vertical=nv, n_diag=max(2, nd), **{"last_q": 64, **kw})  # noqa: E731
     bs = lambda gamma, cap: HeadPattern.make("block_sparse", gamma=gamma, max_blocks=max(2, cap))  # noqa: E731
-    first = (
+    return (
         HeadPattern.make("a_shape", sink=block, local=n // 32),
         HeadPattern.make("a_shape", sink=block, local=n // 16),
         HeadPattern.make("a_shape", sink=block, local=n // 8),
@@ -71,8 +71,7 @@ def length_candidates(tokens: int, block: int = 64) -> tuple[HeadPattern, ...]:
         bs(0.95, m // 8),
         bs(0.98, m // 4),
         bs(0.99, m // 2),
-    )
-    second = (
+        # the second group
         vs(n // 64, m // 64, spread_q=256),
         vs(n // 32, m // 64, spread_q=256),
         vs(n // 16, m // 32, spread_q=256),
@@ -93,7 +92,6 @@ def length_candidates(tokens: int, block: int = 64) -> tuple[HeadPattern, ...]:
         vs(n // 16, m // 16, spread_q=256, last_q=256),
         vs(n // 8, m // 16, spread_q=256, last_q=256),
     )
-    return first + second
 
 
 @dataclass
