@@ -358,11 +358,56 @@ def sweep(n: int, args) -> None:
         except Exception as exc:
             print(f"variant n={n} {name}: failed {type(exc).__name__}: {exc}", flush=True)
     index_breakdown(q, k)
-    idx = vertical_slash_index(q, k, n_vertical=1024, n_diag=32)
+    launch_settings(q, k, v, args)
+    dense_tail_timing(q, k, v)
+
+
+# (num_warps, num_stages, keys per step, diagonal tile first) timed kernel-only by --sweep;
+# the last column off is the kernel before diag_first (the causal test on every tile).
+LAUNCH_SETTINGS = [(4, 3, 64, False), (4, 3, 64, True), (4, 3, 128, True), (4, 4, 64, True), (4, 4, 128, True), (4, 2, 128, True), (8, 3, 128, True), (8, 2, 128, True)]
+
+
+def launch_settings(q, k, v, args) -> None:
+    """Kernel-only time of each launch setting on each pattern's index at this length."""
+    import dataclasses
+
+    from ctxagent.kernels.triton_kernels import launch_sparse_attention
+
+    n = q.shape[2]
+    indexes = {
+        "vs 1024/32": vertical_slash_index(q, k, n_vertical=1024, n_diag=32),
+        "vs 512/16": vertical_slash_index(q, k, n_vertical=512, n_diag=16),
+        "a_shape": PATTERNS["a_shape"](q, k),
+        "block_sparse": PATTERNS["block_sparse"](q, k),
+    }
     out = torch.empty_like(q)
-    for warps, stages in ((4, 2), (4, 3), (8, 3)):
-        t = bench(lambda: launch_sparse_attention(q, k, v, out, idx, args.dim**-0.5, warps, stages), 300)
-        print(f"sweep n={n} vertical_slash warps={warps} stages={stages}: {t:.2f} ms (kernel only)", flush=True)
+    ref = {}
+    for name, idx in indexes.items():
+        for warps, stages, tile, diag_first in LAUNCH_SETTINGS:
+            run = dataclasses.replace(idx, diag_first=diag_first and idx.diag_first)
+            t = bench(lambda: launch_sparse_attention(q, k, v, out, run, args.dim**-0.5, warps, stages, tile), 300)
+            ref.setdefault(name, out.clone())
+            err = float((out.float() - ref[name].float()).norm() / ref[name].float().norm())
+            print(f"sweep n={n} {name:<12} warps={warps} stages={stages} tile={tile} diag_first={int(diag_first)}: {t:6.2f} ms (kernel only; vs first setting err {err:.1e})", flush=True)
+
+
+def dense_tail_timing(q, k, v, tail: int = 256) -> None:
+    """The dense tail's SDPA call (lower-right causal bias, GQA without copies) against
+    the K/V-repeating explicit-mask call it replaced."""
+    from ctxagent.kernels.attention import dense_attention
+
+    n, group = k.shape[2], q.shape[1] // k.shape[1]
+    qt = q[:, :, n - tail :]
+
+    def repeated():
+        kk, vv = k.repeat_interleave(group, 1), v.repeat_interleave(group, 1)
+        mask = torch.ones(tail, n, dtype=torch.bool, device=q.device).tril_(n - tail)
+        return F.scaled_dot_product_attention(qt, kk, vv, attn_mask=mask)
+
+    new, old = dense_attention(qt, k, v), repeated()
+    err = float((new.float() - old.float()).norm() / old.float().norm())
+    print(f"dense tail n={n} rows={tail}: lower-right GQA {bench(lambda: dense_attention(qt, k, v), 200):.2f} ms, "
+          f"repeat + mask {bench(repeated, 200):.2f} ms, rel diff {err:.1e}", flush=True)
 
 
 def main() -> None:

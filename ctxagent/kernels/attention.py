@@ -12,6 +12,7 @@ from collections import defaultdict
 
 import torch
 import torch.nn.functional as F
+from torch.nn.attention.bias import causal_lower_right
 
 from ctxagent.kernels.block_score import block_sparse_index
 from ctxagent.kernels.config import HeadPattern, SparseConfig
@@ -31,6 +32,7 @@ def empty_index(B: int, H: int, n: int, q_start: int, block: int, device: torch.
         torch.zeros(B, H, M, 1, dtype=torch.int32, device=device),
         torch.zeros(B, H, M, dtype=torch.int32, device=device),
         q_start=q_start,
+        diag_first=True,  # vacuously: no list has an entry
     )
 
 
@@ -88,7 +90,8 @@ def merge_heads(parts: list[tuple[list[int], SparseIndex]], heads: int) -> Spars
             cols[:, hs, : part.cols.shape[-1]] = part.cols[:, hs]
             col_cnt[:, hs] = part.col_cnt[:, hs]
             is_diag[:, hs] = part.is_diag[:, hs]
-    return SparseIndex(first.block, block_idx, block_cnt, cols, col_cnt, is_diag, first.q_start)
+    diag_first = all(p.diag_first for _, p in parts)
+    return SparseIndex(first.block, block_idx, block_cnt, cols, col_cnt, is_diag, first.q_start, diag_first)
 
 
 def head_groups(config: SparseConfig, layer: int, heads: int) -> dict[HeadPattern, list[int]]:
@@ -119,15 +122,15 @@ def layer_index(
 
 def dense_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float | None = None) -> torch.Tensor:
     """Causal SDPA with GQA; also handles a query block shorter than the keys (decode,
-    chunked prefill), whose queries sit at the end of the sequence."""
+    chunked prefill, the dense tail), whose queries sit at the end of the sequence.
+    K/V are never repeated per query head (`enable_gqa`), and the shorter block's mask is
+    SDPA's lower-right causal bias, which its flash and memory-efficient kernels take
+    without a materialised [Nq, Nk] mask."""
     nq, nk = q.shape[2], k.shape[2]
-    group = q.shape[1] // k.shape[1]
-    if group > 1:
-        k, v = k.repeat_interleave(group, 1), v.repeat_interleave(group, 1)
+    gqa = q.shape[1] != k.shape[1]
     if nq == nk:
-        return F.scaled_dot_product_attention(q, k, v, is_causal=True, scale=scale)
-    mask = torch.ones(nq, nk, dtype=torch.bool, device=q.device).tril_(nk - nq)
-    return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=scale)
+        return F.scaled_dot_product_attention(q, k, v, is_causal=True, scale=scale, enable_gqa=gqa)
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=causal_lower_right(nq, nk), scale=scale, enable_gqa=gqa)
 
 
 def sparse_prefill_attention(
