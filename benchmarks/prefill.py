@@ -111,8 +111,7 @@ def write(results: list[dict], args, prov: dict, gpu: str) -> None:
         "bf16, batch 1, one prefill forward with KV cache + argmax of the last logits; median of "
         f"{args.reps} after a warm-up. Sparse times include building every layer's index. RANDOM weights: "
         "times only (answer quality on a trained model: kernel_recall_*). `no_attention` replaces attention "
-        "by a copy of q: the other layers alone, so `x no_attention` is the ceiling on any attention speed-up."
-        + (f" Kernel launch (warps, stages, keys per step): {args.launch}." if args.launch else ""),
+        "by a copy of q: the other layers alone, so `x no_attention` is the ceiling on any attention speed-up.",
         "",
         "| tokens | " + " | ".join(f"{n} s" for n in names) + " | " + " | ".join(f"x {n}" for n in [*PATTERNS, "no_attention"]) + " |",
         "|---:|" + "---:|" * (2 * len(names) - 1),
@@ -171,7 +170,6 @@ def main() -> None:
     ap.add_argument("--name", default=None, help="results go to <out>/<name>.{md,json,png} (default prefill_<gpu>)")
     ap.add_argument("--allow-dirty", action="store_true")
     ap.add_argument("--replot", type=Path, default=None, help="only redraw the plot of this results JSON")
-    ap.add_argument("--launch", default=None, metavar="WARPS,STAGES,TILE", help="time the sparse kernel with these launch settings instead of its defaults")
     ap.add_argument("--profile", action="store_true", help="also print where each variant's GPU time goes (torch profiler) at the first length")
     args = ap.parse_args()
     if args.replot:
@@ -185,12 +183,7 @@ def main() -> None:
     from transformers import AttentionInterface
     from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
 
-    from ctxagent.kernels import triton_kernels
     from ctxagent.kernels.hf_integration import disable_sparse_prefill, enable_sparse_prefill
-
-    if args.launch:
-        warps, stages, tile = (int(x) for x in args.launch.split(","))
-        triton_kernels.LAUNCH_DEFAULTS.update(num_warps=warps, num_stages=stages, tile=tile)
 
     gpu = torch.cuda.get_device_name()
     model = build_model(args.layers)

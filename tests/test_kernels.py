@@ -78,28 +78,6 @@ def test_kernel_head_dim_128_float32_group_4(pattern):
 
 
 @needs_triton
-@pytest.mark.parametrize("pattern", PATTERNS)
-@pytest.mark.parametrize("tile", [16, 32])
-def test_kernel_tiles_of_two_blocks_and_lists_without_the_diagonal(pattern, tile):
-    """Two listed blocks (or 32 columns) per step, an odd count of them included; and an
-    index whose lists may lack the diagonal block (local_diags=0), which takes the
-    causal test on every tile instead of on the diagonal only."""
-    from ctxagent.kernels.triton_kernels import launch_sparse_attention
-
-    q, k, v = qkv(1, 4, 2, 91, 32, torch.float32, seed=40 + tile)
-    indexes = [build(pattern, q, k, block=16)]
-    assert indexes[0].diag_first
-    if pattern == "vertical_slash":
-        indexes.append(vertical_slash_index(q, k, n_vertical=9, n_diag=3, last_q=8, sink=2, local_diags=0, block=16))
-        assert not indexes[1].diag_first
-    for index in indexes:
-        out = launch_sparse_attention(q, k, v, torch.empty_like(q), index, 32**-0.5, tile=tile)
-        ref = sparse_attention_reference(q.double(), k.double(), v.double(), index)
-        assert not torch.isnan(out).any()
-        assert rel_err(out, ref) < 3e-3
-
-
-@needs_triton
 def test_mixed_per_head_patterns_in_one_launch():
     q, k, v = qkv(1, 6, 3, 70, 32, torch.float32, seed=3)
     config = SparseConfig(

@@ -93,3 +93,21 @@ def test_block_sparse_index_memory_is_bounded_at_1m():
     peak = torch.cuda.max_memory_allocated() - base
     assert index.block_cnt.shape == (1, 32, n // 64)
     assert peak < 12 * (1 << 30), peak / (1 << 30)
+
+
+def test_dense_tail_rows_are_dense_at_128k():
+    # the last rows go through SDPA with GQA and a lower-right causal bias (no K/V copies)
+    n, tail = 131072, 256
+    q, k, v = token_major(n, 32, 8, 128, seed=5)
+    config = SparseConfig(default=HeadPattern.make("vertical_slash", n_vertical=256, n_diag=8), block=64, min_length=8192, dense_tail=tail)
+    out = sparse_prefill_attention(q, k, v, config, backend="triton")
+    rows = sample_rows(n, first=n - tail, count=16)
+    causal = (torch.arange(n, device="cuda")[None, :] <= rows[:, None]).expand(1, 32, len(rows), n)
+    ref = masked_attention(q[:, :, rows], k, v, causal)
+    err = float((out[:, :, rows].float() - ref.float()).norm() / ref.float().norm())
+    assert err < 2e-2, err
+    # and the rows before the tail stay sparse
+    from ctxagent.kernels.attention import layer_index
+
+    before = sample_rows(n, count=16)
+    check_rows(q, k, v, layer_index(q, k, config), out, before[before < n - tail])

@@ -32,7 +32,6 @@ def empty_index(B: int, H: int, n: int, q_start: int, block: int, device: torch.
         torch.zeros(B, H, M, 1, dtype=torch.int32, device=device),
         torch.zeros(B, H, M, dtype=torch.int32, device=device),
         q_start=q_start,
-        diag_first=True,  # vacuously: no list has an entry
     )
 
 
@@ -90,8 +89,7 @@ def merge_heads(parts: list[tuple[list[int], SparseIndex]], heads: int) -> Spars
             cols[:, hs, : part.cols.shape[-1]] = part.cols[:, hs]
             col_cnt[:, hs] = part.col_cnt[:, hs]
             is_diag[:, hs] = part.is_diag[:, hs]
-    diag_first = all(p.diag_first for _, p in parts)
-    return SparseIndex(first.block, block_idx, block_cnt, cols, col_cnt, is_diag, first.q_start, diag_first)
+    return SparseIndex(first.block, block_idx, block_cnt, cols, col_cnt, is_diag, first.q_start)
 
 
 def head_groups(config: SparseConfig, layer: int, heads: int) -> dict[HeadPattern, list[int]]:

@@ -169,8 +169,7 @@ def select_blocks_log(
     causal = idx <= m[:, None]
     keep = ((before < gamma) | (position < min_blocks) | (top.values >= 1e30)) & causal
     block_cnt = keep.int().cumprod(-1).sum(-1, dtype=torch.int32)  # the kept prefix
-    # the diagonal is ranked first and always kept (its `before` is 0)
-    return SparseIndex(block, idx.to(torch.int32).contiguous(), block_cnt, q_start=q_start, diag_first=True)
+    return SparseIndex(block, idx.to(torch.int32).contiguous(), block_cnt, q_start=q_start)
 
 
 def block_sparse_index(
@@ -218,4 +217,4 @@ def block_sparse_index(
         return parts[0]
     block_idx = torch.cat([p.block_idx for p in parts], dim=2)
     block_cnt = torch.cat([p.block_cnt for p in parts], dim=2)
-    return SparseIndex(block, block_idx, block_cnt, q_start=q_start, diag_first=all(p.diag_first for p in parts))
+    return SparseIndex(block, block_idx, block_cnt, q_start=q_start)

@@ -12,9 +12,6 @@ One index form serves every pattern (the kernel in `triton_kernels` reads it):
     is_diag   [B, H, Mk]      uint8  1 where block diagonal d (key block m - d) is in the
                                      block list of every query block; lets the kernel skip
                                      columns already covered. Only for diagonal-form lists.
-    diag_first                bool   the builder guarantees that every non-empty block list
-                                     starts with the query block's own (diagonal) block,
-                                     so the kernel tests causality on that tile only
 
 A-shape and vertical-slash lists are "diagonal form": the same block diagonals for every
 query block (local window = diagonals 0..w-1; a slash line at distance s lies on
@@ -44,7 +41,6 @@ class SparseIndex:
     col_cnt: torch.Tensor | None = None
     is_diag: torch.Tensor | None = None
     q_start: int = 0
-    diag_first: bool = False
 
     @property
     def first_block(self) -> int:
@@ -69,13 +65,12 @@ def num_blocks(n: int, block: int) -> int:
 
 
 def diagonal_index(
-    diags: torch.Tensor, cols: torch.Tensor | None, n: int, block: int, q_start: int = 0, *, has_diagonal: bool = False
+    diags: torch.Tensor, cols: torch.Tensor | None, n: int, block: int, q_start: int = 0
 ) -> SparseIndex:
     """Index from per-head block diagonals `diags` [B, H, Kd] (sorted ascending, distinct but
     for repeats of M, which stand for no diagonal)
     and per-head columns `cols` [B, H, Kc] (sorted ascending, distinct) or None, for the
-    queries q_start..n-1 over n keys. `has_diagonal`: the caller guarantees diagonal 0 is
-    in every head's list (then first, being the smallest)."""
+    queries q_start..n-1 over n keys."""
     B, H, _ = diags.shape
     M = num_blocks(n, block)
     device = diags.device
@@ -87,11 +82,11 @@ def diagonal_index(
     is_diag.scatter_(-1, diags.long().clamp_max(M), 1)  # diagonal M: a dropped one (vertical_slash_index)
     is_diag = is_diag[..., :M].contiguous()
     if cols is None:
-        return SparseIndex(block, block_idx, block_cnt, q_start=q_start, diag_first=has_diagonal)
+        return SparseIndex(block, block_idx, block_cnt, q_start=q_start)
     cols = cols.to(torch.int32).contiguous()
     last_row = (m + 1) * block - 1
     col_cnt = torch.searchsorted(cols, last_row.expand(B, H, len(m)).contiguous(), right=True).to(torch.int32)
-    return SparseIndex(block, block_idx, block_cnt, cols, col_cnt, is_diag, q_start, diag_first=has_diagonal)
+    return SparseIndex(block, block_idx, block_cnt, cols, col_cnt, is_diag, q_start)
 
 
 def a_shape_index(
@@ -112,7 +107,7 @@ def a_shape_index(
     n_diag = min(max(2, math.ceil(local / block)), num_blocks(n, block))
     diags = torch.arange(n_diag, device=device, dtype=torch.int32).expand(batch, heads, n_diag)
     cols = torch.arange(min(sink, n), device=device, dtype=torch.int32).expand(batch, heads, min(sink, n))
-    return diagonal_index(diags, cols if sink > 0 else None, n, block, q_start, has_diagonal=True)
+    return diagonal_index(diags, cols if sink > 0 else None, n, block, q_start)
 
 
 def last_query_attention(q: torch.Tensor, k: torch.Tensor, last_q: int, scale: float) -> torch.Tensor:
@@ -269,4 +264,4 @@ def vertical_slash_index(
     diag_scores = slash_to_diagonal_scores(slash, block)
     n_d = min(max(n_diag, local_diags), M)
     diags = top_entries(diag_scores, n_d, min(local_diags, M), gamma, sentinel=M)  # diagonal M lies past every query block
-    return diagonal_index(diags, cols, N, block, N - Nq, has_diagonal=local_diags > 0)
+    return diagonal_index(diags, cols, N, block, N - Nq)

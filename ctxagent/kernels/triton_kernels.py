@@ -30,28 +30,19 @@ import triton.language as tl
 
 
 @triton.jit
-def _attend_keys(q, k_base, v_base, cols, use, offs_m, offs_d, stride_kn, stride_vn, qk_scale, m_i, l_i, acc, DOT_F32: tl.constexpr, CAUSAL: tl.constexpr):
-    """One online-softmax step over a tile of key columns `cols` (those with `use` set);
-    returns the updated running max (scaled, log2 units), sum and output.
-
-    With CAUSAL, keys after a query row are masked and rows may still have seen no key
-    (running max -inf). Without it the caller guarantees every used key precedes every
-    row of the tile and every row has seen a key (the diagonal block came first), so the
-    step needs no causal test and no -inf guards: the bulk of the work runs lean."""
+def _attend_keys(q, k_base, v_base, cols, use, offs_m, offs_d, stride_kn, stride_vn, qk_scale, m_i, l_i, acc, DOT_F32: tl.constexpr):
+    """One online-softmax step over a tile of key columns `cols` (those with `use` set), causal
+    against the query rows `offs_m`; returns the updated running max, sum and output."""
     rows = cols.to(tl.int64)
     k = tl.load(k_base + rows[:, None] * stride_kn + offs_d[None, :], mask=use[:, None], other=0.0)
     if DOT_F32:  # Triton's CPU interpreter mis-multiplies bf16 in tl.dot; tests only
         k = k.to(tl.float32)
-    qk = tl.dot(q, tl.trans(k))
-    if CAUSAL:
-        qk = tl.where(use[None, :] & (cols[None, :] <= offs_m[:, None]), qk, float("-inf"))
-        m_new = tl.maximum(m_i, tl.max(qk, 1) * qk_scale)
-        m_safe = tl.where(m_new == float("-inf"), 0.0, m_new)
-    else:
-        qk = tl.where(use[None, :], qk, float("-inf"))
-        m_new = tl.maximum(m_i, tl.max(qk, 1) * qk_scale)
-        m_safe = m_new
-    p = tl.math.exp2(qk * qk_scale - m_safe[:, None])
+    qk = tl.dot(q, tl.trans(k)) * qk_scale
+    valid = use[None, :] & (cols[None, :] <= offs_m[:, None])
+    qk = tl.where(valid, qk, float("-inf"))
+    m_new = tl.maximum(m_i, tl.max(qk, 1))
+    m_safe = tl.where(m_new == float("-inf"), 0.0, m_new)
+    p = tl.math.exp2(qk - m_safe[:, None])
     alpha = tl.math.exp2(m_i - m_safe)
     l_i = l_i * alpha + tl.sum(p, 1)
     v = tl.load(v_base + rows[:, None] * stride_vn + offs_d[None, :], mask=use[:, None], other=0.0)
@@ -95,9 +86,7 @@ def _sparse_attn_fwd(
     GROUP: tl.constexpr,
     HEAD_DIM: tl.constexpr,
     BLOCK: tl.constexpr,
-    TILE: tl.constexpr,
     HAS_COLS: tl.constexpr,
-    DIAG_FIRST: tl.constexpr,
     DOT_F32: tl.constexpr,
 ):
     m_row = NUM_M - 1 - tl.program_id(0)  # heaviest query blocks first
@@ -108,8 +97,7 @@ def _sparse_attn_fwd(
     kvh = h // GROUP
 
     offs_m = m * BLOCK + tl.arange(0, BLOCK)
-    offs_b = tl.arange(0, BLOCK)
-    offs_t = tl.arange(0, TILE)  # TILE keys per step: TILE // BLOCK listed blocks, or TILE columns
+    offs_n = tl.arange(0, BLOCK)
     offs_d = tl.arange(0, HEAD_DIM)
     q_rows = (offs_m - Q_START).to(tl.int64)
     q_ok = (offs_m >= Q_START) & (offs_m < N)
@@ -128,36 +116,24 @@ def _sparse_attn_fwd(
     acc = tl.zeros([BLOCK, HEAD_DIM], tl.float32)
 
     row = bh * NUM_M + m_row
-    list_base = BlockIdx + row.to(tl.int64) * MAX_BLOCKS
     n_blocks = tl.load(BlockCnt + row)
-    first = 0
-    if DIAG_FIRST:  # entry 0 is block m itself: the one tile that needs the causal test
-        if n_blocks > 0:
-            cols = m * BLOCK + offs_b
-            m_i, l_i, acc = _attend_keys(q, k_base, v_base, cols, cols < N, offs_m, offs_d, stride_kn, stride_vn, qk_scale, m_i, l_i, acc, DOT_F32, True)
-        first = 1
-    slot = offs_t // BLOCK
-    for j in range(first, n_blocks, TILE // BLOCK):
-        listed = j + slot < n_blocks
-        kb = tl.load(list_base + j + slot, mask=listed, other=0)
-        cols = kb * BLOCK + offs_t % BLOCK
-        m_i, l_i, acc = _attend_keys(
-            q, k_base, v_base, cols, listed & (cols < N), offs_m, offs_d, stride_kn, stride_vn, qk_scale, m_i, l_i, acc, DOT_F32, not DIAG_FIRST
-        )
+    for j in range(0, n_blocks):
+        kb = tl.load(BlockIdx + row.to(tl.int64) * MAX_BLOCKS + j)
+        cols = kb * BLOCK + offs_n
+        m_i, l_i, acc = _attend_keys(q, k_base, v_base, cols, cols < N, offs_m, offs_d, stride_kn, stride_vn, qk_scale, m_i, l_i, acc, DOT_F32)
 
     if HAS_COLS:
         n_cols = tl.load(ColCnt + row)
         col_base = Cols + bh.to(tl.int64) * MAX_COLS
         diag_base = IsDiag + bh.to(tl.int64) * NUM_KB
-        for c0 in range(0, n_cols, TILE):
-            ci = c0 + offs_t
+        for c0 in range(0, n_cols, BLOCK):
+            ci = c0 + offs_n
             listed = ci < n_cols
             cols = tl.load(col_base + ci, mask=listed, other=0)
-            # A column inside a key block of the block list was computed there already
-            # (with the diagonal block listed, that is every column of block m and after).
+            # A column inside a key block of the block list was computed there already.
             covered = tl.load(diag_base + (m - cols // BLOCK), mask=listed, other=1)
             use = listed & (covered == 0)
-            m_i, l_i, acc = _attend_keys(q, k_base, v_base, cols, use, offs_m, offs_d, stride_kn, stride_vn, qk_scale, m_i, l_i, acc, DOT_F32, not DIAG_FIRST)
+            m_i, l_i, acc = _attend_keys(q, k_base, v_base, cols, use, offs_m, offs_d, stride_kn, stride_vn, qk_scale, m_i, l_i, acc, DOT_F32)
 
     l_i = tl.where(l_i == 0.0, 1.0, l_i)
     out = acc / l_i[:, None]
@@ -169,17 +145,11 @@ def _sparse_attn_fwd(
 
 
 LOG2E = 1.4426950408889634
-# Launch settings for block 64 (None: the rule in launch_sparse_attention); a benchmark
-# may set them to time another setting end to end.
-LAUNCH_DEFAULTS: dict[str, int | None] = {"num_warps": None, "num_stages": None, "tile": None}
 
 
-def launch_sparse_attention(
-    q, k, v, out, index, sm_scale: float, num_warps: int | None = None, num_stages: int | None = None, tile: int | None = None
-):
+def launch_sparse_attention(q, k, v, out, index, sm_scale: float, num_warps: int | None = None, num_stages: int | None = None):
     """Launch `_sparse_attn_fwd` over `index` (a SparseIndex) for q [B, H, Nq, D], the last
-    Nq of the N keys of k/v [B, Hkv, N, D]; writes `out` (shaped like q) in place. `tile`:
-    keys per step (a multiple of the index's block: that many listed blocks at once)."""
+    Nq of the N keys of k/v [B, Hkv, N, D]; writes `out` (shaped like q) in place."""
     B, H, Nq, D = q.shape
     N = k.shape[2]
     group = H // k.shape[1]
@@ -189,11 +159,10 @@ def launch_sparse_attention(
     cols = index.cols if has_cols else index.block_cnt
     col_cnt = index.col_cnt if has_cols else index.block_cnt
     is_diag = index.is_diag if has_cols else index.block_cnt
-    num_warps = num_warps or LAUNCH_DEFAULTS["num_warps"] or (4 if block <= 64 else 8)
-    num_stages = num_stages or LAUNCH_DEFAULTS["num_stages"] or (3 if D <= 64 or block <= 64 else 2)
-    tile = tile or LAUNCH_DEFAULTS["tile"] or block
-    if tile % block:
-        raise ValueError(f"tile ({tile}) must be a multiple of the index block ({block})")
+    if num_warps is None:
+        num_warps = 4 if block <= 64 else 8
+    if num_stages is None:
+        num_stages = 3 if D <= 64 or block <= 64 else 2
     grid = (num_m, B * H)
     _sparse_attn_fwd[grid](
         q,
@@ -228,9 +197,7 @@ def launch_sparse_attention(
         GROUP=group,
         HEAD_DIM=D,
         BLOCK=block,
-        TILE=tile,
         HAS_COLS=has_cols,
-        DIAG_FIRST=index.diag_first,
         DOT_F32=q.dtype == torch.bfloat16 and os.environ.get("TRITON_INTERPRET") == "1",
         num_warps=num_warps,
         num_stages=num_stages,
