@@ -44,6 +44,9 @@ PATTERNS = {
 LIGHTER = {
     "vertical_slash_512_16": {"kind": "vertical_slash", "n_vertical": 512, "n_diag": 16, "last_q": 64},
     "vertical_slash_256_8": {"kind": "vertical_slash", "n_vertical": 256, "n_diag": 8, "last_q": 64},
+    # the same with the last query rows dense (the question's rows: needles_dense_tail.py)
+    "vertical_slash_256_8_tail64": {"kind": "vertical_slash", "n_vertical": 256, "n_diag": 8, "last_q": 64, "dense_tail": 64},
+    "vertical_slash_256_8_tail256": {"kind": "vertical_slash", "n_vertical": 256, "n_diag": 8, "last_q": 64, "dense_tail": 256},
 }
 
 
