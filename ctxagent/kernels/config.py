@@ -75,9 +75,11 @@ class SparseConfig:
     # The last `dense_tail` query rows of a sparse prefill attend to every key: the end of a
     # prompt (the question, the chat template's turn) decides the first answer token. On
     # SmolLM2 at 8K a searched config at 15% density answered 8 of 12 needles where dense
-    # answered 10; with the last 256 rows dense, the same 10 (docs/kernels.md). It costs
-    # tail * N of the N^2 / 2 scores: 6% at 8K, 0.4% at 128K. Off by default, so the
-    # published speeds are the patterns' own.
+    # answered 10, and the default vertical-slash 29 of 36 where dense answered 30; with
+    # the last 256 rows dense, 10 and 30 (docs/kernels.md). It costs tail * N of the
+    # N^2 / 2 scores (6% at 8K, 0.4% at 128K; 1% of the time to first token at 128K).
+    # Off by default, so the published speeds are the patterns' own; 256 is the setting
+    # measured for question answering. Under chunked prefill it applies to each chunk.
     dense_tail: int = 0
 
     def pattern(self, layer: int, head: int) -> HeadPattern:
