@@ -370,6 +370,20 @@ def test_hf_attention_function_handles_left_padding_per_sequence():
         assert rel_err(out[b : b + 1, sl].transpose(1, 2), expected) < 1e-5
 
 
+def test_enabling_sparse_prefill_on_cpu_warns_that_it_is_the_slow_reference(caplog):
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from ctxagent.kernels.hf_integration import enable_sparse_prefill
+
+    config = LlamaConfig(hidden_size=32, intermediate_size=64, num_attention_heads=4, num_key_value_heads=2, num_hidden_layers=1, vocab_size=64)
+    model = LlamaForCausalLM(config).eval()
+    with caplog.at_level("WARNING", logger="ctxagent.kernels.hf_integration"):
+        enable_sparse_prefill(model, backend="torch")  # asked for by name: no warning
+        assert not caplog.records
+        enable_sparse_prefill(model)
+    assert any("plain-torch reference" in r.getMessage() for r in caplog.records)  # the model is on the CPU
+
+
 # Queries that are the last Nq of Nk keys (chunked prefill, a prompt after a cached prefix)
 
 def chunk_config(kind: str, **params) -> SparseConfig:
