@@ -101,11 +101,11 @@ def test_prompt_after_a_cached_prefix_runs_sparse(engine_2k):
     before = model.config._attn_implementation
     dense = continue_logits()
     try:
-        covering = enable_sparse_prefill(model, {"kind": "a_shape", "sink": 16, "local": 4096, "min_length": 256, "block": 16}, backend="torch")
+        covering = enable_sparse_prefill(model, {"kind": "a_shape", "sink": 16, "local": 4096, "min_length": 256, "block": 16, "dense_tail": 0}, backend="torch")
         full = continue_logits()
         assert covering.calls["sparse"] == model.config.num_hidden_layers  # the continuation, every layer; the 200-token prefix stayed dense
         assert torch.allclose(full, dense, atol=2e-3, rtol=1e-3)
-        narrow = enable_sparse_prefill(model, {"kind": "a_shape", "sink": 4, "local": 32, "min_length": 256, "block": 16}, backend="torch")
+        narrow = enable_sparse_prefill(model, {"kind": "a_shape", "sink": 4, "local": 32, "min_length": 256, "block": 16, "dense_tail": 0}, backend="torch")
         sparse = continue_logits()
         assert narrow.calls["sparse"] == model.config.num_hidden_layers
         assert (sparse - dense).abs().max() > 1e-2

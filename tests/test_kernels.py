@@ -93,6 +93,7 @@ def test_mixed_per_head_patterns_in_one_launch():
         },
         block=16,
         min_length=16,
+        dense_tail=0,
     )
     index = layer_index(q, k, config, 0)
     out = sparse_prefill_attention(q, k, v, config, 0, backend="triton")
@@ -153,7 +154,7 @@ def test_spread_rows_and_mass_threshold_pick_a_subset_the_kernel_runs():
 
 def test_dense_tail_rows_attend_to_every_key_and_the_rest_stay_sparse():
     q, k, v = qkv(1, 4, 2, 96, 16, torch.float32, seed=8)
-    config = SparseConfig(default=HeadPattern.make("a_shape", sink=2, local=16), block=16, min_length=64)
+    config = SparseConfig(default=HeadPattern.make("a_shape", sink=2, local=16), block=16, min_length=64, dense_tail=0)
     sparse = sparse_prefill_attention(q, k, v, config, backend="torch")
     config.dense_tail = 20
     tailed = sparse_prefill_attention(q, k, v, config, backend="torch")
@@ -162,6 +163,9 @@ def test_dense_tail_rows_attend_to_every_key_and_the_rest_stay_sparse():
     assert rel_err(sparse[:, :, -20:], dense[:, :, -20:]) > 1e-2  # the pattern alone differs there
     assert torch.equal(tailed[:, :, :-20], sparse[:, :, :-20])
     assert SparseConfig.from_dict(config.to_dict()).dense_tail == 20
+    assert SparseConfig().dense_tail == SparseConfig.from_dict({}).dense_tail == 256  # on unless turned off
+    config.dense_tail = 96  # the tail covers the whole prompt: dense, and no sparse pass first
+    assert rel_err(sparse_prefill_attention(q, k, v, config, backend="torch"), dense) < 1e-5
 
 
 def test_per_row_ranking_prefers_the_column_heavier_per_row_that_sees_it():
@@ -387,7 +391,7 @@ def test_enabling_sparse_prefill_on_cpu_warns_that_it_is_the_slow_reference(capl
 # Queries that are the last Nq of Nk keys (chunked prefill, a prompt after a cached prefix)
 
 def chunk_config(kind: str, **params) -> SparseConfig:
-    return SparseConfig(default=HeadPattern.make(kind, **params), block=16, min_length=64)
+    return SparseConfig(default=HeadPattern.make(kind, **params), block=16, min_length=64, dense_tail=0)
 
 
 COVER_ALL = {
@@ -468,7 +472,7 @@ def test_block_lse_kernel_with_query_offset_matches_reference():
 def test_dense_heads_go_through_sdpa_without_a_full_index():
     q, k, v = qkv(1, 4, 2, 200, 32, torch.float32, seed=16)
     config = SparseConfig(
-        layers={0: [HeadPattern.make("dense"), HeadPattern.make("a_shape", sink=2, local=16)] * 2}, block=16, min_length=64
+        layers={0: [HeadPattern.make("dense"), HeadPattern.make("a_shape", sink=2, local=16)] * 2}, block=16, min_length=64, dense_tail=0
     )
     index = layer_index(q, k, config, 0, dense_as_empty=True)
     assert int(index.block_cnt[:, [0, 2]].sum()) == 0  # nothing listed for the dense heads

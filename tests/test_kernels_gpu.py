@@ -67,7 +67,7 @@ def test_block_64_token_major_at_128k(pattern):
 def test_chunk_after_cached_keys_at_128k():
     n, nq = 131072, 8192 + 37
     q, k, v = token_major(n, 32, 8, 128, seed=2, q_rows=nq)
-    config = SparseConfig(default=HeadPattern.make("vertical_slash", n_vertical=1024, n_diag=32), block=64, min_length=8192)
+    config = SparseConfig(default=HeadPattern.make("vertical_slash", n_vertical=1024, n_diag=32), block=64, min_length=8192, dense_tail=0)
     out = sparse_prefill_attention(q, k, v, config, backend="triton")
     from ctxagent.kernels.attention import layer_index
 

@@ -129,7 +129,7 @@ def test_a_narrow_pattern_is_really_sparse_and_per_layer_configs_apply():
     query, key, value = torch.randn(n, 2, dim), torch.randn(n, 1, dim), torch.randn(n, 1, dim)
     q, k, v = (x.transpose(0, 1).unsqueeze(0) for x in (query, key, value))
     dense = causal(q, k, v)[0].transpose(0, 1).reshape(n, 2 * dim)
-    narrow = {"min_length": 64, "block": 16, "default": {"kind": "a_shape", "sink": 16, "local": 32}, "layers": {"3": [{"kind": "dense"}] * 2}}
+    narrow = {"min_length": 64, "block": 16, "dense_tail": 0, "default": {"kind": "a_shape", "sink": 16, "local": 32}, "layers": {"3": [{"kind": "dense"}] * 2}}
     out = torch.zeros(n, 2 * dim)
     vllm_prefill.attend_spans(query, key, value, out, [(0, n)], narrow, scale=dim**-0.5, layer=0)
     assert torch.isfinite(out).all() and not torch.allclose(out, dense, atol=1e-3)

@@ -151,7 +151,7 @@ def sparse_prefill_attention(
     under TRITON_INTERPRET=1) or "torch"."""
     config = config or SparseConfig()
     nq, nk = q.shape[2], k.shape[2]
-    if nk < config.min_length or nq < min(MIN_SPARSE_QUERIES, nk) or nq > nk:
+    if nk < config.min_length or nq < min(MIN_SPARSE_QUERIES, nk) or nq > nk or nq <= config.dense_tail:
         return dense_attention(q, k, v, scale)
     check_inputs(q, k, v)
     groups = head_groups(config, layer, q.shape[1])

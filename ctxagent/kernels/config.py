@@ -5,7 +5,7 @@ length below which prefill stays dense. `search.py` writes one from calibration 
 `default_config()` is what runs when there is none: vertical-slash on every head, the
 pattern with the best recall per cost on the structured attention we measured.
 
-    {"block": 64, "min_length": 8192, "dense_tail": 0,
+    {"block": 64, "min_length": 8192, "dense_tail": 256,
      "default": {"kind": "vertical_slash", "n_vertical": 1024, "n_diag": 32},
      "layers": {"0": [{"kind": "a_shape", "sink": 64, "local": 1024}, ...], ...}}
 """
@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 KINDS = ("dense", "a_shape", "vertical_slash", "block_sparse")
+DEFAULT_DENSE_TAIL = 256
 
 # Budgets when a pattern is named without them (absolute token counts: they suit 32K-128K
 # prompts; `search.py` tunes them per head for a model).
@@ -74,13 +75,12 @@ class SparseConfig:
     min_length: int = 8192
     # The last `dense_tail` query rows of a sparse prefill attend to every key: the end of a
     # prompt (the question, the chat template's turn) decides the first answer token. On
-    # SmolLM2 at 8K a searched config at 15% density answered 8 of 12 needles where dense
-    # answered 10, and the default vertical-slash 29 of 36 where dense answered 30; with
-    # the last 256 rows dense, 10 and 30 (docs/kernels.md). It costs tail * N of the
-    # N^2 / 2 scores (6% at 8K, 0.4% at 128K; 1% of the time to first token at 128K).
-    # Off by default, so the published speeds are the patterns' own; 256 is the setting
-    # measured for question answering. Under chunked prefill it applies to each chunk.
-    dense_tail: int = 0
+    # SmolLM2 at 8K (36 needles, greedy) dense answered 30; a searched config at 15%
+    # density 21, and 29 with the last 256 rows dense; the default vertical-slash 29, and
+    # 30 with them (docs/kernels.md). It costs tail * N of the N^2 / 2 scores (6% at 8K,
+    # 0.4% at 128K), about 1% of the time to first token at 128K. Under chunked prefill
+    # it applies to each chunk. 0 turns it off (the patterns' own speed).
+    dense_tail: int = DEFAULT_DENSE_TAIL
 
     def pattern(self, layer: int, head: int) -> HeadPattern:
         heads = self.layers.get(layer)
@@ -110,7 +110,7 @@ class SparseConfig:
             layers={int(k): [HeadPattern.from_dict(p) for p in v] for k, v in data.get("layers", {}).items()},
             block=block,
             min_length=int(data.get("min_length", 8192)),
-            dense_tail=int(data.get("dense_tail", 0)),
+            dense_tail=int(data.get("dense_tail", DEFAULT_DENSE_TAIL)),
         )
 
     def save(self, path: str | Path) -> Path:

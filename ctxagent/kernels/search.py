@@ -19,7 +19,7 @@ from typing import Any, Sequence
 import torch
 
 from ctxagent.kernels.attention import pattern_index
-from ctxagent.kernels.config import HeadPattern, SparseConfig
+from ctxagent.kernels.config import DEFAULT_DENSE_TAIL, HeadPattern, SparseConfig
 from ctxagent.kernels.reference import attention_recall
 
 DEFAULT_CANDIDATES: tuple[HeadPattern, ...] = (
@@ -306,7 +306,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     ap.add_argument("--target", type=float, default=0.95, help="recall each head must reach")
     ap.add_argument("--budget", type=float, default=None, help="instead of --target: the best mean recall within this mean density (e.g. 0.15)")
     ap.add_argument("--min-length", type=int, default=8192, help="prompts shorter than this stay dense")
-    ap.add_argument("--dense-tail", type=int, default=0, help="the last N query rows of every sparse prefill attend densely (e.g. 256)")
+    ap.add_argument("--dense-tail", type=int, default=DEFAULT_DENSE_TAIL, help="the last N query rows of every sparse prefill attend densely (0: none)")
     args = ap.parse_args(argv)
     from ctxagent.engines import get_engine
 
