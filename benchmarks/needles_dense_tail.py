@@ -137,8 +137,8 @@ def main() -> None:
         "|---|---:|---:|" + ("---:|" if args.choice else "") + "---|",
     ]
     codes = [c for c, _ in prompts]
-    for r in rows:
-        misses = "; ".join(f"{c}: {a[:40]!r}" for c, a in zip(codes, r["greedy"]) if c not in a)
+    for r in rows:  # a code repeats past 12 needles, so each miss also names its depth
+        misses = "; ".join(f"{c} at {(i + 0.5) / k:.2f}: {a[:40]!r}" for i, (c, a) in enumerate(zip(codes, r["greedy"])) if c not in a)
         choice = f"{r['choice_correct']}/{k} | " if args.choice else ""
         lines.append(f"| {r['prefill']} | {r['density']:.3f} | {r['greedy_correct']}/{k} | {choice}{misses} |")
     lines += ["", provenance.markdown_line(prov), ""]
