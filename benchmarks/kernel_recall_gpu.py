@@ -196,6 +196,7 @@ def run_length(args, n: int, calib: str, held: str) -> dict:
         for pattern, _, _ in chosen:
             kinds[pattern.kind] = kinds.get(pattern.kind, 0) + 1
         recall, recall_min, density = held_out(result.choices, cands, hold_r, hold_d)
+        result.config.dense_tail = 0  # the needles of the patterns alone (needles_dense_tail.py adds a tail)
         settings = enable_sparse_prefill(model, result.config)
         check = needle_check(model, tokenizer, prompts)
         check["sparse_calls"] = settings.calls["sparse"]

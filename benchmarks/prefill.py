@@ -16,7 +16,8 @@ call the `hf` engine's generate makes for its prefill) with the KV cache on, ret
 the logits of the last position, then the argmax: synchronised wall time, the median of
 `--reps` runs after one warm-up. SDPA is transformers' "sdpa" attention; each sparse
 pattern runs through `enable_sparse_prefill` (transformers' attention interface, the
-Triton kernels). Writes benchmarks/results/prefill_<gpu>.{md,json,png}, stamped with the
+Triton kernels), with the dense tail off unless the pattern's entry sets one (the
+`_tail` variants), so each column is the pattern's own time. Writes benchmarks/results/prefill_<gpu>.{md,json,png}, stamped with the
 commit (benchmarks/provenance.py; where the tree is a copy without git, CTXAGENT_COMMIT).
 """
 
@@ -204,7 +205,8 @@ def main() -> None:
                     AttentionMaskInterface.register("no_attention", sdpa_mask)
                     model.set_attn_implementation("no_attention")
                 else:
-                    settings = enable_sparse_prefill(model, {**PATTERNS[name], "min_length": 8192})
+                    # the pattern's own time: no dense tail unless its entry names one
+                    settings = enable_sparse_prefill(model, {"dense_tail": 0, **PATTERNS[name], "min_length": 8192})
                 row[name] = time_to_first_token(model, ids, args.reps)
                 if args.profile and n == args.lengths[0]:
                     profile(model, ids, name)
