@@ -217,7 +217,8 @@ def facts_that_fit(ctx: RunContext, facts: Sequence[Fact], question: str, max_ne
 
 def refusal_reason(grounding: Grounding) -> str:
     """Why an answer is refused, naming what it asserted without support."""
-    listed = ", ".join(f"'{u}'" for u in grounding.unsupported)
+    against = grounding.contradicted
+    listed = ", ".join(f"'{u}'" + (f" (the facts say '{against[u]}')" if u in against else "") for u in grounding.unsupported)
     return f"it states {listed}, which the facts shown do not support"
 
 
