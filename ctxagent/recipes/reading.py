@@ -22,6 +22,7 @@ from ctxagent.engines.base import Prompt, SamplingParams
 from ctxagent.errors import BudgetExhausted, InputError
 from ctxagent.grounding import Grounding, check_answer
 from ctxagent.recipes.context import RunContext
+from ctxagent.recipes.options import Choices, choices_of, pick_option, picked
 from ctxagent.recipes.prompts import facts_answer_prompt
 from ctxagent.scaffolding import ANSWER_STOPS, strip_scaffolding
 from ctxagent.types import Answer, Chunk, Citation, Document
@@ -241,9 +242,12 @@ def answer_from_facts(
     quote that does not answer.
     """
     notes = list(notes)
+    choices = choices_of(question)
     if not facts:
         record_evidence(ctx, [])
         ctx.trace.add("answer", found=False)
+        if choices:
+            return option_answer(ctx, recipe, choices, [], notes, "no passage about the question was found, so the options were scored without evidence")
         return ctx.answer(NOT_FOUND, recipe=recipe, notes=[*notes, "no passage that answers the question was found in the document"])
     max_new = ctx.budget.max_new_tokens
     chosen = facts_that_fit(ctx, facts.best(max_facts), question, max_new)
@@ -255,13 +259,19 @@ def answer_from_facts(
         return quote_answer(ctx, recipe, facts, [*notes, f"{exc} before the answer step"], partial=True)
     record_evidence(ctx, [(f.citation.doc_id, f.citation.start, f.citation.end) for f in chosen])
     reply = parse_reply(completion.text, len(chosen))
+    grounding = check_answer(reply.checked, [f.text for f in chosen], question)
+    if choices:
+        mine = picked(choices, reply.text)
+        if mine is None or not grounding.supported:
+            why = "the model picked no option" if mine is None else f"the model's pick was refused: {refusal_reason(grounding)}"
+            ctx.trace.add("answer:refused", reply=reply.text[:160], why=why, unsupported=grounding.unsupported)
+            return option_answer(ctx, recipe, choices, chosen, notes, why)
     if declines(reply.text, question):
         return _refuse(ctx, recipe, facts, question, notes, reply.text, "it says the facts do not answer")
-    grounding = check_answer(reply.checked, [f.text for f in chosen], question)
     if not grounding.supported:
         return _refuse(ctx, recipe, facts, question, notes, reply.text, refusal_reason(grounding), grounding.unsupported)
     asserted = [s for s in grounding.supports if s.how != "question"]
-    if not asserted and not grounding.derived and not _supported(reply.checked, question, chosen):
+    if not choices and not asserted and not grounding.derived and not _supported(reply.checked, question, chosen):
         return _refuse(ctx, recipe, facts, question, notes, reply.text, "it says nothing the facts say")
     used = sorted(set(reply.claimed or []) | set(grounding.facts_used))
     ctx.trace.add("answer:grounded", claimed=reply.claimed, used=used, derived=grounding.derived, checks=[[s.specific.text, s.how] for s in grounding.supports])
@@ -271,6 +281,17 @@ def answer_from_facts(
         regions = [(f.citation.doc_id, f.citation.start, f.citation.end) for f in chosen]
         citations = ground_answer(reply.checked, question, documents, regions) or [chosen[0].citation]
     return ctx.answer(reply.text, recipe=recipe, citations=citations, notes=notes)
+
+
+OPTION_NOTE = "the option best supported by the evidence"
+
+
+def option_answer(ctx: RunContext, recipe: str, choices: Choices, shown: Sequence[Fact], notes: Sequence[str], why: str) -> Answer:
+    """A choice or yes/no question always gets an option: the one its evidence supports best
+    (recipes/options.py), cited with the facts that name it (else the best fact shown)."""
+    pick = pick_option(ctx, choices, [f.text for f in shown])
+    cited = [shown[i].citation for i in pick.supporting[:3]] or [f.citation for f in shown[:1]]
+    return ctx.answer(choices.answer(pick.index), recipe=recipe, citations=cited, notes=[*notes, f"{OPTION_NOTE} ({pick.how}; {why})"])
 
 
 def _refuse(ctx: RunContext, recipe: str, facts: Facts, question: str, notes: list[str], reply: str, why: str, unsupported: Sequence[str] = ()) -> Answer:
@@ -309,4 +330,4 @@ def partial_answer(ctx: RunContext, recipe: str, facts: Facts, exc: BudgetExhaus
 
 def confirmed(answer: Answer) -> bool:
     """An answer the model wrote from verified facts and that those facts support."""
-    return not answer.partial and answer.text != NOT_FOUND and bool(answer.citations) and not any(n.startswith(FALLBACK_NOTE) for n in answer.notes)
+    return not answer.partial and answer.text != NOT_FOUND and bool(answer.citations) and not any(n.startswith((FALLBACK_NOTE, OPTION_NOTE)) for n in answer.notes)
