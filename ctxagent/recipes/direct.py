@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Sequence
 
+from ctxagent.boilerplate import boilerplate_spans, in_spans, is_boilerplate
 from ctxagent.chunking import prefix_within, sentence_spans
 from ctxagent.citations import citation_for, content_words, ground_answer
 from ctxagent.engines.base import SamplingParams
@@ -113,6 +114,9 @@ def ground_in_regions(ctx: RunContext, reply: str, question: str, documents: Seq
     text = reply.strip()
     by_id = {d.id: d for d in documents}
     sentences = [(doc_id, s.start, s.end, by_id[doc_id].text[s.start : s.end]) for doc_id, start, end in regions for s in sentence_spans(by_id[doc_id].text, start, end)]
+    furniture = {doc_id: boilerplate_spans(by_id[doc_id].text) for doc_id, _, _ in regions}
+    # Reference lists, "[edit]" headings and footers are not evidence while content sentences exist.
+    sentences = [s for s in sentences if not in_spans(s[1], s[2], furniture[s[0]]) and not is_boilerplate(s[3])] or sentences
     candidates = _candidates(text, question, sentences)
     grounding = check_answer(text, [c[3] for c in candidates], question)
     choices = choices_of(question)

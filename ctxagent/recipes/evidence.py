@@ -33,6 +33,7 @@ import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Callable, Sequence
 
+from ctxagent.boilerplate import boilerplate_spans, in_spans, is_boilerplate
 from ctxagent.citations import citation_for, content_words
 from ctxagent.compressors.units import Sentence, sentences_of
 from ctxagent.recipes.context import RunContext
@@ -67,6 +68,7 @@ class SentencePool:
         self._lexical = None
         self._vectors: dict[int, np.ndarray] = {}
         self._idf: dict[str, float] | None = None
+        self._furniture: list[bool] | None = None
 
     def _text(self, s: Sentence) -> str:
         chunk = self.chunks[s.chunk]
@@ -119,6 +121,16 @@ class SentencePool:
             n = len(self.texts)
             self._idf = {w: math.log((n + 1) / (c + 0.5)) for w, c in counts.items()}
         return self._idf.get(word, math.log(len(self.texts) + 2))
+
+    def furniture(self, documents: Sequence[Document]) -> list[bool]:
+        """For each sentence, whether it is page furniture (a reference-list line, an "[edit]"
+        heading, a licence footer: ctxagent.boilerplate), computed once per pool."""
+        if self._furniture is None:
+            spans = {d.id: boilerplate_spans(d.text) for d in documents}
+            self._furniture = [
+                in_spans(s.start, s.end, spans.get(self.chunks[s.chunk].doc_id, ())) or is_boilerplate(self.texts[i]) for i, s in enumerate(self.sentences)
+            ]
+        return self._furniture
 
     def span(self, i: int, widen: bool = True) -> tuple[int, int]:
         """Source span of sentence i, with the sentence before it when i does not stand alone."""
@@ -225,6 +237,10 @@ class EvidenceSelector:
         question = question or query
         considered = self.score(pool, query, positions)
         scored = [s for s in considered if s.base >= self.floor and not exclude(s.sentence)]
+        furniture = pool.furniture(documents)
+        content = [s for s in scored if not furniture[s.sentence]]
+        passed_over = len(scored) - len(content)
+        scored = content or scored  # furniture is evidence only when nothing else is
         candidates = scored[: max(self.rerank, keep or self.keep)]
         self.model_vote(ctx, pool, candidates[: self.rerank], question, step)
         candidates.sort(key=lambda s: -s.score)
@@ -240,6 +256,7 @@ class EvidenceSelector:
             query=query[:120],
             sentences=len(considered),
             above_floor=len(scored),
+            furniture_passed_over=passed_over if scored is content else 0,
             kept=[[f.citation.doc_id, f.citation.start, f.citation.end, f.relevance] for f in facts],
             readers=[[round(c.lexical, 3), round(c.dense, 3), round(c.model, 3)] for c in chosen],
             **detail,
