@@ -318,12 +318,25 @@ def _names(text: str, taken: Sequence[Specific]) -> list[Specific]:
     return out
 
 
+_LIST_ITEM = re.compile(r"(?m)^\s*\d{1,2}[.)](?:\s|$)")
+
+
+def _enumerator(text: str, n: Specific) -> bool:
+    """A list item's number ("1. Bastian Crewe fled ...\n2. ..."), which counts items and asserts
+    nothing: a number opening a line, followed by "." or ")", in a text of two or more such lines
+    (so a one-line answer "42." stays a number)."""
+    line_start = text.rfind("\n", 0, n.start) + 1
+    if text[line_start : n.start].strip() or not re.match(r"[.)](?:\s|$)", text[n.end : n.end + 2]):
+        return False
+    return len(_LIST_ITEM.findall(text)) >= 2
+
+
 def find_specifics(text: str) -> list[Specific]:
     """The numbers, dates and names `text` asserts, in order (words of closed classes, such as
     colours, are judged separately: see `_class_word_supports`). "one" alone is not a number
     (it is far more often a pronoun), and a single capital letter is not a name."""
     dates = _dates(text)
-    numbers = [n for n in _numbers(text, dates) if not (n.text.lower() == "one")]
+    numbers = [n for n in _numbers(text, dates) if not (n.text.lower() == "one") and not _enumerator(text, n)]
     names = [n for n in _names(text, [*dates, *numbers]) if len(n.text) > 1]
     return sorted([*dates, *numbers, *names], key=lambda s: s.start)
 

@@ -60,6 +60,7 @@ class Fact:
     citation: Citation
     relevance: float
     chunk: int = -1  # index into the recipe's chunk list where it was found
+    about: bool = False  # about the question in other words (a paraphrase the encoder singled out), see evidence.py
 
     @property
     def text(self) -> str:
@@ -298,7 +299,7 @@ def _refuse(ctx: RunContext, recipe: str, facts: Facts, question: str, notes: li
     """The model's answer is not grounded: the best verified quote if it is about the question, else NOT FOUND."""
     best = facts.best(1)[0]
     ctx.trace.add("answer:refused", reply=reply[:160], why=why, unsupported=list(unsupported))
-    if on_topic(best.text, question):
+    if on_topic(best.text, question) or best.about:
         return quote_answer(ctx, recipe, facts, [*notes, f"{FALLBACK_NOTE} ({why})"], record=False)
     read = f"{len(facts)} verified passage(s) read"
     return ctx.answer(NOT_FOUND, recipe=recipe, notes=[*notes, f"{NOT_FOUND_NOTE} ({why}; {read}, none about the question)"])
