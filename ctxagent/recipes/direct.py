@@ -19,9 +19,10 @@ from ctxagent.engines.base import SamplingParams
 from ctxagent.grounding import check_answer, find_specifics
 from ctxagent.recipes import register
 from ctxagent.recipes.context import RunContext
+from ctxagent.recipes.arithmetic import compute, computed, operation
 from ctxagent.recipes.options import Choices, choices_of, pick_option, picked
 from ctxagent.recipes.prompts import answer_prompt, document_block
-from ctxagent.recipes.reading import NOT_FOUND, OPTION_NOTE, declines, on_topic, record_evidence, refusal_reason, relevance
+from ctxagent.recipes.reading import COMPUTED_NOTE, NOT_FOUND, OPTION_NOTE, declines, on_topic, record_evidence, refusal_reason, relevance
 from ctxagent.scaffolding import ANSWER_STOPS, strip_scaffolding
 from ctxagent.types import Answer, Citation, Document
 
@@ -126,6 +127,13 @@ def ground_in_regions(ctx: RunContext, reply: str, question: str, documents: Seq
             why = "the model picked no option" if mine is None else f"the model's pick was refused: {refusal_reason(grounding)}"
             ctx.trace.add("answer:refused", reply=text[:160], why=why, unsupported=grounding.unsupported)
             return _option(ctx, choices, question, by_id, sentences, why)
+    if operation(question) and not (grounding.supported and computed(grounding)):
+        shown = _candidates("", question, sentences)
+        calc = compute(question, [c[3] for c in shown])
+        if calc and check_answer(calc.text, [c[3] for c in shown], question).supported:
+            ctx.trace.add("answer:computed", expression=calc.expression, reply=text[:160])
+            cited = [citation_for(by_id[shown[i][0]], shown[i][1], shown[i][2]) for i in calc.facts]
+            return DirectReply(text=calc.text, citations=cited, notes=[f"{COMPUTED_NOTE}: {calc.expression}"])
     if declines(text, question):
         return _refuse(ctx, text, question, documents, regions, sentences, "it says the document does not answer")
     if not grounding.supported:

@@ -22,6 +22,7 @@ from ctxagent.engines.base import Prompt, SamplingParams
 from ctxagent.errors import BudgetExhausted, InputError
 from ctxagent.grounding import Grounding, check_answer
 from ctxagent.recipes.context import RunContext
+from ctxagent.recipes.arithmetic import compute, computed, operation
 from ctxagent.recipes.options import Choices, choices_of, pick_option, picked
 from ctxagent.recipes.prompts import facts_answer_prompt
 from ctxagent.scaffolding import ANSWER_STOPS, strip_scaffolding
@@ -267,6 +268,11 @@ def answer_from_facts(
             why = "the model picked no option" if mine is None else f"the model's pick was refused: {refusal_reason(grounding)}"
             ctx.trace.add("answer:refused", reply=reply.text[:160], why=why, unsupported=grounding.unsupported)
             return option_answer(ctx, recipe, choices, chosen, notes, why)
+    if operation(question) and not (grounding.supported and computed(grounding)):
+        calc = compute(question, [f.text for f in chosen])
+        if calc and check_answer(calc.text, [f.text for f in chosen], question).supported:
+            ctx.trace.add("answer:computed", expression=calc.expression, reply=reply.text[:160], facts=calc.facts)
+            return ctx.answer(calc.text, recipe=recipe, citations=[chosen[i].citation for i in calc.facts], notes=[*notes, f"{COMPUTED_NOTE}: {calc.expression}"])
     if declines(reply.text, question):
         return _refuse(ctx, recipe, facts, question, notes, reply.text, "it says the facts do not answer")
     if not grounding.supported:
@@ -285,6 +291,8 @@ def answer_from_facts(
 
 
 OPTION_NOTE = "the option best supported by the evidence"
+# Note on an answer computed from the cited facts, because the model's answer computed nothing (then the expression).
+COMPUTED_NOTE = "the model's answer did not compute what the question asks; computed from the cited facts"
 
 
 def option_answer(ctx: RunContext, recipe: str, choices: Choices, shown: Sequence[Fact], notes: Sequence[str], why: str) -> Answer:
