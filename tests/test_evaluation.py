@@ -23,7 +23,7 @@ from ctxagent.evaluation import (
 )
 from ctxagent.evaluation.report import pareto
 from ctxagent.evaluation.scoring import choice_of, contains_match, exact_match, numbers_in, score_task, token_f1, yes_no_of
-from ctxagent.evaluation.tasks import HARD_KINDS, PARAPHRASES
+from ctxagent.evaluation.tasks import HARD_KINDS, PARAPHRASES, TWO_HOPS
 from ctxagent.errors import InputError, UnknownNameError
 from ctxagent.types import Budget
 
@@ -128,6 +128,18 @@ def _content_words(text: str) -> set[str]:
 def test_paraphrased_needles_share_no_content_word_with_their_question():
     for needle, question in PARAPHRASES:
         assert not _content_words(needle.format(name="")) & _content_words(question), (needle, question)
+
+
+def test_two_hop_questions_share_no_content_word_with_the_second_fact():
+    """Only the bridge name (which the question never says) leads from fact A to fact B; a crude
+    stem (first four letters) also catches "grow" against "grown" or "summer" against "summers"."""
+
+    def stems(text: str) -> set[str]:
+        return {w[:4] for w in _content_words(text)}
+
+    for _, second, question in TWO_HOPS:
+        fact_b = second.format(name="", village="")
+        assert not stems(fact_b) & stems(question.format(colour="violet")), (second, question)
 
 
 def test_each_hard_kind_means_what_it_says(hard_tasks):

@@ -264,10 +264,12 @@ LANDMARKS = (
 )
 
 # (fact A linking a thing to {name}, fact B about {name} and {village}, question through A to B).
+# The question shares no content word with fact B (only the bridge name joins them, and the
+# question never says it): finding B takes searching for the person A names, not the question's words.
 TWO_HOPS = (
-    ("The {colour} lighthouse on the point is kept by {name}.", "{name} grew up in the village of {village}.", "In which village did the keeper of the {colour} lighthouse grow up?"),
-    ("The {colour} carriage in the square belongs to {name}.", "{name} was born in the village of {village}.", "In which village was the owner of the {colour} carriage born?"),
-    ("The {colour} bookshop by the bridge is run by {name}.", "{name} spends every summer in the village of {village}.", "In which village does the keeper of the {colour} bookshop spend the summer?"),
+    ("The {colour} lighthouse on the point is kept by {name}.", "{name} grew up in {village}.", "Where did the keeper of the {colour} lighthouse spend their childhood?"),
+    ("The {colour} carriage in the square belongs to {name}.", "{name} was born in {village}.", "What is the birthplace of the owner of the {colour} carriage?"),
+    ("The {colour} bookshop by the bridge is run by {name}.", "{name} spends every summer in {village}.", "Where does the keeper of the {colour} bookshop pass the warm months of the year?"),
 )
 COLOURS = ("crimson", "emerald", "violet", "scarlet", "turquoise", "ochre", "indigo", "saffron")
 
