@@ -410,3 +410,20 @@ def test_all_expands_to_the_registered_recipes():
     names = resolve_recipes("all")
     assert "direct" in names and set(names) <= set(registry.names())
     assert resolve_recipes("direct,direct") == ["direct"]
+
+
+def test_eval_model_names_stand_for_their_verified_gguf(tmp_path, monkeypatch):
+    """`--model qwen2.5-coder-0.5b` resolves through fetch_eval_model; a cached file of the wrong
+    size is refused and deleted, never loaded; paths and hub ids pass through unchanged."""
+    from ctxagent.evaluation.eval_models import EVAL_MODELS, resolve_model
+
+    assert resolve_model(None) is None and resolve_model("/models/x.gguf") == "/models/x.gguf"
+    assert resolve_model("HuggingFaceTB/SmolLM2-135M-Instruct") == "HuggingFaceTB/SmolLM2-135M-Instruct"
+    monkeypatch.setenv("CTXAGENT_CACHE", str(tmp_path))
+    model = EVAL_MODELS["qwen2.5-coder-0.5b"]
+    planted = tmp_path / "eval-models" / model.filename
+    planted.parent.mkdir(parents=True)
+    planted.write_bytes(b"GGUF not the model")
+    with pytest.raises(InputError, match="expected 491400064; deleted, not loaded"):
+        resolve_model("Qwen2.5-Coder-0.5B")
+    assert not planted.exists()
