@@ -40,6 +40,9 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
+# Not benchmarks/ itself (Python puts the script's folder first): benchmarks/kernels.py would shadow
+# the `kernels` package that transformers imports while it converts a GGUF file (a fresh GPU machine).
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != ROOT / "benchmarks"]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.provenance import finish, markdown_line, shared_note, stamp, wilson  # noqa: E402
@@ -176,7 +179,8 @@ def markdown(table: list[dict], meta: dict) -> str:
         f"{meta['questions']} SQuAD 2.0 questions over whole Wikipedia articles (CC BY-SA 4.0), the same in every row. "
         f"A: documents of {meta['lengths'].get('A', 0):,} tokens (the gold article among others), read whole by `direct`; "
         f"B: {meta['lengths'].get('B', 0):,} tokens; oracle: `direct` on the gold paragraph's neighbourhood (at most {meta['oracle_tokens']:,} tokens). "
-        f"Device: {meta['device']}. Scaffolding checked by {meta['scaffolding_check']}.",
+        f"Device: {meta['device']}. `auto` planned with an effective context of {meta['reach']['tokens']:,} tokens ({meta['reach']['source']}). "
+        f"Scaffolding checked by {meta['scaffolding_check']}.",
         "",
         "| case | recipe | n | accuracy [95% CI] | evidence recall | unsupported | scaffolding | NOT FOUND | errors | prompt tokens / q | s / q (mean, median) | ran as |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|",
@@ -242,6 +246,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--b-length", type=int, help="B's document length in tokens (default 4 x window)")
     parser.add_argument("--oracle-tokens", type=int, default=1024, help="the oracle's neighbourhood of the gold paragraph, in tokens (default 1024)")
     parser.add_argument("--max-new-tokens", type=int, default=64)
+    parser.add_argument("--measure-reach", action="store_true", help="measure the model's effective context first (ctxagent eval --effective-context; stored per model), which auto sizes its plan by; default: the stored value, else auto's default (a quarter of the window)")
     parser.add_argument("--time-limit", type=float, help="start no run after this many seconds (the table is written either way)")
     parser.add_argument("--out", required=True, help="folder for results.jsonl and ab_direct.{md,json,png}; a rerun resumes")
     parser.add_argument("--allow-dirty", action="store_true")
@@ -268,6 +273,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.context_window:
         options["context_window"] = args.context_window
     engine = get_engine("hf", **options)
+    from ctxagent.engines.reach import effective_context
+
+    if args.measure_reach:
+        from ctxagent.evaluation.reach import measure_effective_context
+
+        measured = measure_effective_context(engine)
+        print(measured.markdown(), file=sys.stderr)
+    reach = effective_context(engine)
     agent = ContextAgent(engine=engine)
     budget = Budget(max_new_tokens=args.max_new_tokens)
     check, check_name = scaffolding_checker()
@@ -306,6 +319,7 @@ def main(argv: list[str] | None = None) -> int:
         "seed": args.seed,
         "max_new_tokens": args.max_new_tokens,
         "scaffolding_check": check_name,
+        "reach": {"tokens": reach.tokens, "source": reach.source},
         "engine_load_seconds": round(getattr(engine, "load_seconds", 0.0), 1),
         "wall_seconds": round(time.perf_counter() - began, 1),
         "stopped": stopped,
