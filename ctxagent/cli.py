@@ -14,13 +14,15 @@ import logging
 import sys
 from typing import Callable, Sequence
 
+from ctxagent import envs
+from ctxagent.defaults import DEFAULT_ENGINE, MAX_NEW_TOKENS
 from ctxagent.errors import CtxAgentError, EngineNotInstalled
 
 Command = Callable[[argparse.Namespace], int]
 
 
 def _add_engine_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--engine", default="hf", help="engine backend (hf, vllm, openai, or a registered name); default hf")
+    parser.add_argument("--engine", default=DEFAULT_ENGINE, help=f"engine backend (hf, vllm, openai, or a registered name); default {DEFAULT_ENGINE}")
     parser.add_argument("--model", help="model for the engine: hub id, local folder or .gguf file (default: embedded SmolLM2-135M-Instruct)")
     parser.add_argument("--base-url", help="server URL for the openai engine, e.g. http://127.0.0.1:8000/v1")
 
@@ -38,7 +40,7 @@ def _add_budget_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-tokens", type=int, help="budget: prompt + completion tokens over all engine calls")
     parser.add_argument("--max-calls", type=int, help="budget: engine calls")
     parser.add_argument("--max-seconds", type=float, help="budget: wall-clock seconds, 0 for no limit (ask: default 60; batch and eval: no limit)")
-    parser.add_argument("--max-new-tokens", type=int, default=256, help="length of the answer (default 256)")
+    parser.add_argument("--max-new-tokens", type=int, default=MAX_NEW_TOKENS, help=f"length of the answer (default {MAX_NEW_TOKENS})")
 
 
 def budget_from(args: argparse.Namespace, default_seconds: float | None = None):
@@ -154,7 +156,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         options["context_window"] = args.context_window
     engine = get_engine(args.engine, **options)
     settings = ServerSettings(
-        api_key=args.api_key or os.environ.get("CTXAGENT_API_KEY") or None,
+        api_key=args.api_key or envs.get("CTXAGENT_API_KEY"),
         model_name=args.served_model_name,
         max_body_bytes=args.max_body_bytes,
         request_timeout=args.request_timeout,
@@ -405,9 +407,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(name)s: %(message)s")
     logging.getLogger("ctxagent").setLevel(logging.INFO)
     if not args.verbose:
-        import os
-
-        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # transformers' weight-loading bars
+        envs.set_default("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # transformers' weight-loading bars
     try:
         return args.func(args)
     except CtxAgentError as exc:

@@ -11,17 +11,15 @@ share with the driver (one machine, or a network mount).
 from __future__ import annotations
 
 import logging
-import os
 from typing import TYPE_CHECKING, Any
 
+from ctxagent import envs
 from ctxagent.errors import EngineNotInstalled
 
 if TYPE_CHECKING:
     from ctxagent.corpus.index import CorpusIndex, _Read
 
 log = logging.getLogger(__name__)
-
-_ENV = ("CTXAGENT_CACHE", "HF_HUB_OFFLINE", "TOKENIZERS_PARALLELISM", "PYTHONPATH")
 
 
 def _shard(index_spec: dict[str, Any], doc_ids: list[str], embed: bool) -> list[dict[str, Any]]:
@@ -59,8 +57,7 @@ def read_with_ray(
     from ctxagent.types import Chunk
 
     if not ray.is_initialized():
-        env = {k: os.environ[k] for k in _ENV if k in os.environ}
-        ray.init(address=address, runtime_env={"env_vars": env}, log_to_driver=False, include_dashboard=False)
+        ray.init(address=address, runtime_env={"env_vars": envs.worker_env()}, log_to_driver=False, include_dashboard=False)
     spec = {
         "source": str(index.corpus.source), "root": str(index.path), "kind": index.kind,
         "chunk_tokens": index.chunk_tokens, "options": index.retriever_options,
