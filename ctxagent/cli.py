@@ -57,11 +57,11 @@ def _is_corpus(path: str) -> bool:
     return path != "-" and (Path(path).is_dir() or Path(path).suffix.lower() in (".jsonl", ".ndjson"))
 
 
-def _corpus_index(args: argparse.Namespace):
-    from ctxagent.batch.corpus import Corpus
-    from ctxagent.corpus.index import CorpusIndex
+def _corpus_index(args: argparse.Namespace, **update_options):
+    """The corpus index of ARGS' corpus, brought up to date; `.report` says what changed."""
+    from ctxagent.corpus.index import open_index
 
-    return CorpusIndex(Corpus(args.file, encoding=args.encoding), name=args.name, retriever=args.retriever)
+    return open_index(args.file, encoding=args.encoding, name=args.name, retriever=args.retriever, **update_options)
 
 
 def cmd_ask(args: argparse.Namespace) -> int:
@@ -74,9 +74,9 @@ def cmd_ask(args: argparse.Namespace) -> int:
     agent = ContextAgent(engine=args.engine, **engine_options(args))
     budget = budget_from(args, INTERACTIVE_MAX_SECONDS)
     if _is_corpus(args.file):  # a folder or JSONL: one question across the corpus, index updated first
-        index = _corpus_index(args)
-        report = index.update(progress=not args.json)
-        if report.added or report.changed or report.removed:
+        index = _corpus_index(args, progress=not args.json)
+        report = index.report
+        if report is not None and (report.added or report.changed or report.removed):
             print(f"  index: {len(report.added)} added, {len(report.changed)} changed, {len(report.removed)} removed", file=sys.stderr)
         answer = agent.ask(index, args.question, recipe=args.recipe, budget=budget, k=args.k, max_documents=args.max_documents)
         if args.stream and not args.json:
@@ -170,9 +170,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 def cmd_index(args: argparse.Namespace) -> int:
     args.file = args.corpus
-    index = _corpus_index(args)
     ray_options = {"address": args.ray_address} if args.ray_address else {}
-    report = index.update(executor=args.executor, progress=not args.no_progress, ray_options=ray_options)
+    report = _corpus_index(args, executor=args.executor, progress=not args.no_progress, ray_options=ray_options).report
+    assert report is not None
     if args.json:
         print(report.model_dump_json())
         return 0

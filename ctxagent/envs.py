@@ -23,6 +23,7 @@ class Variable:
 
 _DECLARED = (
     Variable("CTXAGENT_CACHE", None, "where converted models, indexes and summary trees are kept (default ~/.cache/ctxagent)", forward=True),
+    Variable("CTXAGENT_COMMIT", None, "the commit a results file names when the tree is a copy without git (a lent GPU machine)", forward=True),
     Variable("CTXAGENT_API_KEY", None, "the key `ctxagent serve` requires of clients when --api-key is not given"),
     Variable(
         "CTXAGENT_VLLM_SPARSE", None,
