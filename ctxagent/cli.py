@@ -250,7 +250,11 @@ def cmd_effective_context(args: argparse.Namespace) -> int:
     from ctxagent.engines import get_engine
     from ctxagent.evaluation.reach import DEFAULT_DEPTHS, measure_effective_context
 
+    from ctxagent.evaluation.eval_models import resolve_model
+
     options = engine_options(args)
+    if "model" in options:
+        options["model"] = resolve_model(options["model"])
     if args.context_window:
         options["context_window"] = args.context_window
     engine = get_engine(args.engine, **options)
@@ -329,6 +333,7 @@ def _add_eval_parser(sub) -> None:
     ev.add_argument("--allow-dirty", action="store_true", help="run from a tree with uncommitted changes; the results name the commit as '<commit>-dirty'")
     ev.add_argument("--command-line", help=argparse.SUPPRESS)
     _add_engine_options(ev)
+    ev.epilog = "--model also takes an evaluation model's name (qwen2.5-coder-0.5b, qwen2.5-coder-1.5b): its GGUF is fetched, assembled and checked on first use (ctxagent/evaluation/eval_models.py)"
     _add_budget_options(ev)
     ev.set_defaults(func=cmd_eval, max_new_tokens=64)
 

@@ -80,6 +80,10 @@ def evaluate(
     out = Path(out)
     names = resolve_recipes(recipes)  # fail on a bad name before loading anything
     options = dict(engine_options or {})
+    if "model" in options:  # an evaluation model's name (qwen2.5-coder-0.5b) stands for its verified GGUF
+        from ctxagent.evaluation.eval_models import resolve_model
+
+        options["model"] = resolve_model(options["model"])
     if context_window:
         options["context_window"] = context_window
     if isinstance(engine, str):
