@@ -29,7 +29,7 @@ LAYERS = [
     {"compressors", "retrievers", "grounding"},
     {"engines"},
     {"kernels"},
-    {"loaders", "office", "chunking", "citations", "pages"},
+    {"loaders", "office", "chunking", "citations", "pages", "scaffolding"},
     {"types", "errors", "registry", "cache", "defaults", "envs", "provenance"},
 ]
 # The one import allowed to run back up: the offline config search drives a model through an engine.
