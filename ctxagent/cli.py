@@ -145,8 +145,6 @@ def _ask_streamed(agent, document, args: argparse.Namespace):
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    import os
-
     try:
         from ctxagent.server import ServerSettings, serve
     except ImportError as exc:
