@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
+from ctxagent.defaults import DEFAULT_ENGINE
 from ctxagent.errors import InputError
 from ctxagent.evaluation import (
     TASK_KINDS,
@@ -48,7 +49,7 @@ class EvalRun:
 def evaluate(
     *,
     recipes: Sequence[str] | str = "all",
-    engine: Any = "hf",
+    engine: Any = DEFAULT_ENGINE,
     engine_options: dict[str, Any] | None = None,
     context_window: int | None = None,
     kinds: Sequence[str] = TASK_KINDS,
