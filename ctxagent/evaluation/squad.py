@@ -168,8 +168,6 @@ def neighbourhood_task(task: Any, tokens: int, count_tokens: CountTokens) -> Any
     """A `squad` task cut to its gold paragraph and the paragraphs around it, at most `tokens` long
     (the gold paragraph alone if it is longer): what reading directly can do when evidence
     selection is perfect, the oracle upper bound of benchmarks/ab_direct.py."""
-    from ctxagent.evaluation.tasks import Needle
-
     lo, hi = task.metadata["paragraph"]
     spans, at = [], 0
     for piece in task.context.split(SEPARATOR):
@@ -190,6 +188,6 @@ def neighbourhood_task(task: Any, tokens: int, count_tokens: CountTokens) -> Any
                     grew = True
     start, end = spans[first][0], spans[last][1]
     context = task.context[start:end]
-    needles = [Needle(text=n.text, start=n.start - start, depth=n.depth) for n in task.needles]
+    needles = [n.model_copy(update={"start": n.start - start}) for n in task.needles]
     metadata = {**task.metadata, "paragraph": [lo - start, hi - start], "neighbourhood_of": task.id}
     return task.model_copy(update={"id": f"{task.id}-oracle", "context": context, "tokens": count_tokens(context), "needles": needles, "metadata": metadata})
