@@ -33,7 +33,10 @@ from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+# benchmarks/ goes last on the path: its kernels.py must not shadow the `kernels` package
+# that transformers imports when it is installed (python puts the script's folder first)
+_HERE = Path(__file__).resolve().parent
+sys.path[:] = [p for p in sys.path if p and Path(p).resolve() != _HERE] + [str(_HERE)]
 import provenance  # noqa: E402
 
 from ctxagent.kernels.attention import dense_attention, head_groups, heads_subset, layer_index, merge_heads, pattern_index, sparse_prefill_attention  # noqa: E402
