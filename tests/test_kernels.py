@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from ctxagent.kernels.attention import dense_attention, layer_index, pattern_index, sparse_prefill_attention
-from ctxagent.kernels.block_score import block_lse_reference, lse_block_probs, lse_block_scores, pooled, pooled_block_probs, select_blocks
+from ctxagent.kernels.block_score import lse_block_probs, lse_block_scores, pooled, pooled_block_probs, select_blocks
 from ctxagent.kernels.config import HeadPattern, SparseConfig, resolve_config
 from ctxagent.kernels.index import a_shape_index, last_query_attention, slash_scores, slash_to_diagonal_scores, vertical_slash_index
 from ctxagent.kernels.block_score import block_sparse_index
