@@ -31,7 +31,10 @@ def chunked_prefill(model: Any, input_ids: torch.Tensor, chunk: int, cache: Any 
     if cache is None:
         from transformers import DynamicCache
 
-        cache = DynamicCache(config=model.config)
+        try:
+            cache = DynamicCache(config=model.config)  # per-layer kinds (sliding windows) from the config
+        except TypeError:  # a transformers release without the argument
+            cache = DynamicCache()
     n = input_ids.shape[1]
     logits = None
     with torch.inference_mode():
