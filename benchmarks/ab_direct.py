@@ -66,35 +66,6 @@ def scaffolding_checker():
         return (lambda text: [m.group(0) for m in pattern.finditer(text)]), "benchmarks/ab_direct.py fallback pattern"
 
 
-def oracle_task(task: Any, tokens: int, count_tokens) -> Any:
-    """The task with its context cut to the gold paragraph and its neighbours, at most `tokens` long."""
-    from ctxagent.evaluation.tasks import Needle
-
-    lo, hi = task.metadata["paragraph"]
-    paragraphs = task.context.split("\n\n")
-    spans, at = [], 0
-    for piece in paragraphs:
-        spans.append((at, at + len(piece)))
-        at += len(piece) + 2
-    g = next(i for i, (s, e) in enumerate(spans) if s <= lo < e + 2)
-    first = last = g
-    used = count_tokens(task.context[spans[g][0] : spans[g][1]])
-    grew = True
-    while grew:
-        grew = False
-        for i in (first - 1, last + 1):
-            if 0 <= i < len(spans):
-                more = count_tokens(task.context[spans[i][0] : spans[i][1]]) + 1
-                if used + more <= tokens:
-                    used += more
-                    first, last = min(first, i), max(last, i)
-                    grew = True
-    start, end = spans[first][0], spans[last][1]
-    needles = [Needle(text=n.text, start=n.start - start, depth=n.depth) for n in task.needles]
-    metadata = {**task.metadata, "paragraph": [lo - start, hi - start], "oracle_of": task.id}
-    return task.model_copy(update={"id": f"{task.id}-oracle", "context": task.context[start:end], "tokens": count_tokens(task.context[start:end]), "needles": needles, "metadata": metadata})
-
-
 @dataclass
 class Plan:
     case: str  # A, B or oracle
@@ -104,6 +75,7 @@ class Plan:
 
 def plans(engine: Any, args: argparse.Namespace) -> tuple[list[Plan], dict[str, int]]:
     """Question by question, every condition on it: a run cut short still compares the same questions."""
+    from ctxagent.evaluation.squad import neighbourhood_task
     from ctxagent.evaluation.tasks import build_task
 
     window = engine.context_window
@@ -117,7 +89,7 @@ def plans(engine: Any, args: argparse.Namespace) -> tuple[list[Plan], dict[str, 
             a_task = a_task or task
             for recipe in ["direct", *recipes]:
                 out.append(Plan(case, recipe, task))
-        out.append(Plan("oracle", "direct", oracle_task(a_task, args.oracle_tokens, engine.count_tokens)))
+        out.append(Plan("oracle", "direct", neighbourhood_task(a_task, args.oracle_tokens, engine.count_tokens)))
     return out, lengths
 
 
@@ -133,10 +105,20 @@ def done_rows(path: Path) -> list[dict]:
     return rows
 
 
+def complete_questions(rows: list[dict], conditions: set[tuple[str, str]]) -> set[str]:
+    """Questions answered in every condition: the table compares recipes on these alone, so a run
+    stopped by its time limit halfway through a question does not tilt one row."""
+    seen: dict[str, set[tuple[str, str]]] = {}
+    for r in rows:
+        seen.setdefault(r["question"], set()).add((r["case"], r["recipe"]))
+    return {q for q, done in seen.items() if conditions <= done}
+
+
 def summarise(rows: list[dict], planned: dict[tuple[str, str], int]) -> list[dict]:
+    complete = complete_questions(rows, set(planned))
     table = []
     for (case, recipe), n_planned in planned.items():
-        cell = [r for r in rows if r["case"] == case and r["recipe"] == recipe]
+        cell = [r for r in rows if r["case"] == case and r["recipe"] == recipe and r["question"] in complete]
         n = len(cell)
         right = sum(r["score"] >= 1.0 for r in cell)
         low, high = wilson(right, n)
@@ -198,8 +180,9 @@ def markdown(table: list[dict], meta: dict) -> str:
     note = shared_note(meta["provenance"].get("load_end") or [], meta["provenance"].get("machine", {}).get("cpus"))
     if note:
         lines += ["", note]
-    if meta.get("stopped"):
-        lines += ["", f"Stopped by --time-limit: {meta['stopped']} planned runs were not made (n < planned above)."]
+    if meta.get("stopped") or meta.get("incomplete_rows"):
+        lines += ["", f"Stopped by --time-limit: {meta['stopped']} planned runs were not made; every row counts only the questions answered in every condition "
+                  f"({meta.get('incomplete_rows', 0)} runs of unfinished questions are in results.jsonl but not in the table)."]
     return "\n".join(lines) + "\n"
 
 
@@ -308,6 +291,7 @@ def main(argv: list[str] | None = None) -> int:
     for plan in todo:
         planned[(plan.case, plan.recipe)] = planned.get((plan.case, plan.recipe), 0) + 1
     table = summarise(rows, planned)
+    complete = complete_questions(rows, set(planned))
     meta = {
         "provenance": finish(provenance),
         "model": engine.model_name,
@@ -315,7 +299,8 @@ def main(argv: list[str] | None = None) -> int:
         "device": str(engine.device),
         "lengths": lengths,
         "oracle_tokens": args.oracle_tokens,
-        "questions": args.n,
+        "questions": len(complete),
+        "questions_planned": args.n,
         "seed": args.seed,
         "max_new_tokens": args.max_new_tokens,
         "scaffolding_check": check_name,
@@ -323,6 +308,7 @@ def main(argv: list[str] | None = None) -> int:
         "engine_load_seconds": round(getattr(engine, "load_seconds", 0.0), 1),
         "wall_seconds": round(time.perf_counter() - began, 1),
         "stopped": stopped,
+        "incomplete_rows": sum(r["question"] not in complete for r in rows),
     }
     (out / "ab_direct.json").write_text(json.dumps({**meta, "table": table}, indent=1), encoding="utf-8")
     (out / "ab_direct.md").write_text(markdown(table, meta), encoding="utf-8")
