@@ -17,14 +17,17 @@ import threading
 from pathlib import Path
 from typing import Any, AsyncIterator, Callable, Iterator, Sequence
 
-from ctxagent.engines import DEFAULT_ENGINE, Engine, get_engine
+from ctxagent.corpus import Corpus, CorpusIndex
+from ctxagent.corpus.ask import ask_corpus
+from ctxagent.defaults import DEFAULT_ENGINE, DEFAULT_RECIPE, INTERACTIVE_MAX_SECONDS
+from ctxagent.engines import Engine, get_engine
 from ctxagent.errors import InputError
 from ctxagent.loaders import load_document
 from ctxagent.pages import annotate_pages
-from ctxagent.recipes import DEFAULT_RECIPE, get_recipe
+from ctxagent.recipes import get_recipe
 from ctxagent.recipes.base import run_recipe
 from ctxagent.recipes.context import RunContext
-from ctxagent.types import INTERACTIVE_MAX_SECONDS, Answer, AnswerEvent, Budget, Document, Event, PlanEvent
+from ctxagent.types import Answer, AnswerEvent, Budget, Document, Event, PlanEvent
 
 log = logging.getLogger(__name__)
 
@@ -79,11 +82,8 @@ class ContextAgent:
         as the run goes (what `stream` yields); the returned Answer is the final word.
         """
         question = check_question(question)
-        corpus = _as_corpus(source)
-        if corpus is not None:
-            from ctxagent.corpus.ask import DEFAULT_CORPUS_RECIPE, ask_corpus
-
-            return ask_corpus(self.engine, corpus, question, recipe=recipe or self.recipe or DEFAULT_CORPUS_RECIPE, budget=budget or self.budget, **recipe_options)
+        if isinstance(source, (Corpus, CorpusIndex)):
+            return ask_corpus(self.engine, source, question, recipe=recipe or self.recipe, budget=budget or self.budget, **recipe_options)
         documents = load_sources(source)
         name = recipe or self.recipe
         runner = get_recipe(name, **recipe_options)
@@ -168,14 +168,6 @@ def _shaped_by_time(answer: Answer) -> bool:
     if answer.partial and any(s.name == "budget_exhausted" and s.detail.get("axis") == "seconds" for s in answer.trace.steps):
         return True
     return any(s.name == "plan" and "max_seconds" in str(s.detail.get("why", "")) for s in answer.trace.steps)
-
-
-def _as_corpus(source: object) -> Any:
-    """The Corpus or CorpusIndex `source` is, else None (checked without importing the corpus code)."""
-    kind = type(source).__name__
-    if kind in ("Corpus", "CorpusIndex") and type(source).__module__.startswith("ctxagent."):
-        return source
-    return None
 
 
 def check_question(question: object) -> str:

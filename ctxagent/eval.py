@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
+from ctxagent.defaults import DEFAULT_ENGINE
 from ctxagent.errors import InputError
 from ctxagent.evaluation import (
     TASK_KINDS,
@@ -48,7 +49,7 @@ class EvalRun:
 def evaluate(
     *,
     recipes: Sequence[str] | str = "all",
-    engine: Any = "hf",
+    engine: Any = DEFAULT_ENGINE,
     engine_options: dict[str, Any] | None = None,
     context_window: int | None = None,
     kinds: Sequence[str] = TASK_KINDS,
@@ -79,6 +80,10 @@ def evaluate(
     out = Path(out)
     names = resolve_recipes(recipes)  # fail on a bad name before loading anything
     options = dict(engine_options or {})
+    if "model" in options:  # an evaluation model's name (qwen2.5-coder-0.5b) stands for its verified GGUF
+        from ctxagent.evaluation.eval_models import resolve_model
+
+        options["model"] = resolve_model(options["model"])
     if context_window:
         options["context_window"] = context_window
     if isinstance(engine, str):

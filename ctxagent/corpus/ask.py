@@ -25,8 +25,9 @@ import time
 from dataclasses import dataclass
 from typing import Any, Sequence
 
-from ctxagent.batch.corpus import Corpus
-from ctxagent.corpus.index import CorpusIndex
+from ctxagent.corpus.index import CorpusIndex, open_index
+from ctxagent.corpus.source import Corpus
+from ctxagent.defaults import DEFAULT_RECIPE
 from ctxagent.engines.base import Engine, SamplingParams
 from ctxagent.errors import BudgetExhausted, InputError
 from ctxagent.grounding import check_answer
@@ -38,9 +39,6 @@ from ctxagent.recipes.prompts import facts_answer_prompt
 from ctxagent.recipes.reading import NOT_FOUND, is_none, parse_reply, relevance
 from ctxagent.scaffolding import ANSWER_STOPS
 from ctxagent.types import Answer, Budget, Citation, Document
-
-DEFAULT_CORPUS_RECIPE = "auto"
-
 
 @dataclass(frozen=True)
 class Passage:
@@ -84,7 +82,7 @@ def ask_corpus(
     corpus: Corpus | CorpusIndex,
     question: str,
     *,
-    recipe: str = DEFAULT_CORPUS_RECIPE,
+    recipe: str = DEFAULT_RECIPE,
     budget: Budget | None = None,
     k: int = 8,
     max_documents: int = 4,
@@ -101,13 +99,8 @@ def ask_corpus(
     if k < 1 or max_documents < 1 or not 0 <= min_relative_score <= 1:
         raise InputError(f"k and max_documents must be positive and min_relative_score in [0, 1]; got {k}, {max_documents}, {min_relative_score}")
     began = time.perf_counter()
-    if isinstance(corpus, CorpusIndex):
-        index = corpus
-        if index.retriever is None:
-            index.load()
-    else:
-        index = CorpusIndex(corpus, **(index_options or {}))
-        index.update() if update else index.load()
+    # A CorpusIndex is used as it is (loaded if need be); a Corpus is brought up to date first.
+    index = open_index(corpus, update=update and not isinstance(corpus, CorpusIndex), **(index_options or {}))
     passages, n_hits = select_passages(index, question, k, max_documents, min_relative_score)
     ctx = RunContext(engine=engine, budget=budget or Budget())
     documents = {doc_id: index.corpus.get(doc_id) for doc_id in dict.fromkeys(p.doc_id for p in passages)}

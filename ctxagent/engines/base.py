@@ -13,11 +13,12 @@ from typing import Any, Callable, Protocol, Sequence, runtime_checkable
 
 from pydantic import BaseModel, Field
 
+from ctxagent.defaults import MAX_NEW_TOKENS
 from ctxagent.errors import InputError
 
 
 class SamplingParams(BaseModel):
-    max_new_tokens: int = Field(default=256, gt=0)
+    max_new_tokens: int = Field(default=MAX_NEW_TOKENS, gt=0)
     temperature: float = Field(default=0.0, ge=0.0, description="0 means greedy decoding")
     top_p: float = Field(default=1.0, gt=0.0, le=1.0)
     stop: list[str] = Field(default_factory=list)

@@ -20,11 +20,11 @@ from __future__ import annotations
 
 import gc
 import logging
-import os
 import time
 from pathlib import Path
 from typing import Any, Sequence
 
+from ctxagent import envs
 from ctxagent.engines import register
 from ctxagent.engines.speed import ProbedSpeed, machine_fingerprint
 from ctxagent.engines.base import Completion, Prompt, SamplingParams, TokenScores, check_prompts_fit, prompt_text
@@ -107,9 +107,9 @@ class VLLMEngine(ProbedSpeed):
                 raise InputError(f"{model} is a GGUF file: pass tokenizer=<folder or hub id of the original model>")
         on_cpu = _vllm_on_cpu()
         if in_process is None and on_cpu:
-            os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")  # a user's own setting wins
+            envs.set_default("VLLM_ENABLE_V1_MULTIPROCESSING", "0")  # a user's own setting wins
         elif in_process is not None:
-            os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0" if in_process else "1"
+            envs.put("VLLM_ENABLE_V1_MULTIPROCESSING", "0" if in_process else "1")
         options: dict[str, Any] = {
             "model": str(path) if path is not None else str(model),
             "dtype": dtype,
@@ -250,4 +250,4 @@ def _vllm_on_cpu() -> bool:
 
         return bool(current_platform.is_cpu())
     except Exception:  # noqa: BLE001 - an old vLLM without platforms: assume a GPU build
-        return os.environ.get("VLLM_TARGET_DEVICE") == "cpu"
+        return envs.get("VLLM_TARGET_DEVICE") == "cpu"

@@ -28,9 +28,10 @@ builders, `CommonAttentionMetadata.seq_lens_cpu_upper_bound`); pyproject pins th
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
+
+from ctxagent import envs
 
 ENV_VAR = "CTXAGENT_VLLM_SPARSE"
 DEFAULT_MIN_LENGTH = 8192
@@ -58,7 +59,7 @@ def config_to_json(spec: Any) -> str:
 
 def active_config() -> dict[str, Any] | None:
     """The config the plugin runs with in this process, or None when sparse prefill is off."""
-    raw = os.environ.get(ENV_VAR)
+    raw = envs.get(ENV_VAR)
     if not raw:
         return None
     try:
@@ -79,7 +80,7 @@ def attention_options(spec: Any, *, on_cpu: bool, context_window: int | None = N
     per-step token budget is raised to the context window; without one given, chunked
     prefill is switched off, which makes vLLM raise the budget to the model's own window.
     """
-    os.environ[ENV_VAR] = config_to_json(spec)
+    envs.put(ENV_VAR, config_to_json(spec))
     options: dict[str, Any] = {}
     if not on_cpu:
         options["attention_config"] = {"backend": "CUSTOM"}
@@ -122,7 +123,7 @@ def configure(spec: Any, *, on_cpu: bool, context_window: int | None = None) -> 
         _forget_selected_backends()
         return options
     if _set_here:
-        os.environ.pop(ENV_VAR, None)
+        envs.unset(ENV_VAR)
         _set_here = False
         from vllm.v1.attention.backends.registry import AttentionBackendEnum
 

@@ -26,6 +26,7 @@ from __future__ import annotations
 import logging
 from typing import Any, Callable, Mapping
 
+from ctxagent.defaults import COMPRESS_CHUNK_TOKENS, DEFAULT_ENGINE
 from ctxagent.engines import Engine, get_engine
 from ctxagent.errors import BudgetExhausted
 from ctxagent.graph.state import Keys, read, update
@@ -48,7 +49,7 @@ def engine_provider(engine: EngineLike, **options: Any) -> Callable[[], Engine]:
 
     def get() -> Engine:
         if not loaded:
-            loaded.append(get_engine(engine or "hf", **options))  # type: ignore[arg-type]
+            loaded.append(get_engine(engine or DEFAULT_ENGINE, **options))  # type: ignore[arg-type]
         return loaded[0]
 
     return get
@@ -269,7 +270,7 @@ def reason_node(engine: EngineLike = None, *, keys: KeysLike = None, recipe: str
 
 
 def compress_node(
-    engine: EngineLike = None, *, compressor: str = "perplexity", ratio: float | None = None, chunk_tokens: int = 256, keys: KeysLike = None, **options: Any
+    engine: EngineLike = None, *, compressor: str = "perplexity", ratio: float | None = None, chunk_tokens: int = COMPRESS_CHUNK_TOKENS, keys: KeysLike = None, **options: Any
 ) -> Node:
     """Shrink the documents (or the retrieved `chunks`, when there are any) to what matters for the
     question and fits the window, with a registered compressor (perplexity, self_information,
@@ -280,7 +281,7 @@ def compress_node(
     def compress(state: Any) -> dict[str, Any]:
         from ctxagent.chunking import chunk_document
         from ctxagent.compressors import get_compressor
-        from ctxagent.recipes.direct import TEMPLATE_SLACK
+        from ctxagent.defaults import TEMPLATE_SLACK
         from ctxagent.recipes.prompts import answer_prompt
 
         question = _question(state, k)

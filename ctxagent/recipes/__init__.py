@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ctxagent.defaults import DEFAULT_RECIPE
 from ctxagent.registry import Registry
 
 registry: Registry[Any] = Registry("recipe")
@@ -23,8 +24,6 @@ registry.register_lazy("memory_tree", "ctxagent.recipes.memory_tree:MemoryTreeRe
 registry.register_lazy("retrieve_then_reason", "ctxagent.recipes.retrieve_then_reason:RetrieveThenReasonRecipe")
 registry.register_lazy("agentic", "ctxagent.recipes.agentic:AgenticRecipe")
 registry.register_lazy("compress_then_answer", "ctxagent.recipes.compress_then_answer:CompressThenAnswerRecipe")
-
-DEFAULT_RECIPE = "auto"
 
 
 def get_recipe(name: str = DEFAULT_RECIPE, **options: Any) -> Any:

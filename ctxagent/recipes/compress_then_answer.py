@@ -16,7 +16,8 @@ from ctxagent.compressors import Compressor, get_compressor
 from ctxagent.engines.base import TokenScores
 from ctxagent.recipes import register
 from ctxagent.recipes.context import RunContext
-from ctxagent.recipes.direct import TEMPLATE_SLACK, DirectRecipe
+from ctxagent.defaults import COMPRESS_CHUNK_TOKENS, TEMPLATE_SLACK
+from ctxagent.recipes.direct import DirectRecipe
 from ctxagent.recipes.prompts import answer_prompt
 from ctxagent.types import Answer, Document
 
@@ -45,7 +46,7 @@ class CompressThenAnswerRecipe:
 
     name = "compress_then_answer"
 
-    def __init__(self, compressor: str | Compressor = "perplexity", ratio: float | None = None, chunk_tokens: int = 256, **options: Any) -> None:
+    def __init__(self, compressor: str | Compressor = "perplexity", ratio: float | None = None, chunk_tokens: int = COMPRESS_CHUNK_TOKENS, **options: Any) -> None:
         self.compressor = compressor
         self.ratio = ratio
         self.chunk_tokens = chunk_tokens

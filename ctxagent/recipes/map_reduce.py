@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from typing import Sequence
 
+from ctxagent.defaults import EVIDENCE_SCAN_RERANK
 from ctxagent.errors import BudgetExhausted
 from ctxagent.recipes import register
 from ctxagent.recipes.context import RunContext
@@ -30,7 +31,7 @@ class MapReduceRecipe:
 
     def __init__(self, chunk_tokens: int | None = None, selector: EvidenceSelector | None = None) -> None:
         self.chunk_tokens = chunk_tokens
-        self.selector = selector or EvidenceSelector(rerank=24)
+        self.selector = selector or EvidenceSelector(rerank=EVIDENCE_SCAN_RERANK)
 
     def run(self, ctx: RunContext, documents: Sequence[Document], question: str) -> Answer:
         room = window_room(ctx, extract_prompt("", question), EXTRACT_TOKENS)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from typing import Sequence
 
+from ctxagent.defaults import RETRIEVE_CHUNK_TOKENS, RETRIEVE_K, RETRIEVER
 from ctxagent.errors import BudgetExhausted, InputError
 from ctxagent.recipes import register
 from ctxagent.recipes.context import RunContext
@@ -38,9 +39,9 @@ class RetrieveThenReasonRecipe:
 
     def __init__(
         self,
-        retriever: str = "hybrid",
-        k: int = 4,
-        chunk_tokens: int = 256,
+        retriever: str = RETRIEVER,
+        k: int = RETRIEVE_K,
+        chunk_tokens: int = RETRIEVE_CHUNK_TOKENS,
         selector: EvidenceSelector | None = None,
         feedback: bool = False,
     ) -> None:
