@@ -27,7 +27,7 @@ LAYERS = [
     {"corpus"},
     {"recipes"},
     {"compressors", "retrievers", "grounding"},
-    {"engines"},
+    {"engines", "encoders"},
     {"kernels"},
     {"loaders", "office", "chunking", "citations", "pages", "scaffolding"},
     {"types", "errors", "registry", "cache", "defaults", "envs", "provenance"},
