@@ -1,5 +1,5 @@
 """vLLM attention backends with ctxagent sparse prefill; loaded by vLLM through the registry
-entries that `ctxagent.engines.vllm_plugin.register` makes (never imported otherwise).
+entries that `ctxagent.kernels.vllm.plugin.register` makes (never imported otherwise).
 
 Each backend is vLLM's own (FlashAttention on CUDA, CPU_ATTN on CPU) with one change in
 `forward`: fresh prefills of at least `min_length` tokens are attended by ctxagent's sparse
@@ -27,9 +27,9 @@ from typing import Any
 
 from vllm.v1.attention.backends.cpu_attn import CPUAttentionBackend, CPUAttentionBackendImpl, CPUAttentionMetadataBuilder
 
-from ctxagent.engines import vllm_prefill
-from ctxagent.engines.vllm_plugin import DEFAULT_MIN_LENGTH, active_config
 from ctxagent.kernels.attention import MIN_SPARSE_QUERIES
+from ctxagent.kernels.vllm import prefill as vllm_prefill
+from ctxagent.kernels.vllm.plugin import DEFAULT_MIN_LENGTH, active_config
 
 
 class _SparsePrefillMixin:

@@ -35,8 +35,8 @@ from ctxagent import envs
 
 ENV_VAR = "CTXAGENT_VLLM_SPARSE"
 DEFAULT_MIN_LENGTH = 8192
-CUDA_BACKEND = "ctxagent.engines.vllm_sparse_backend.SparseFlashAttentionBackend"
-CPU_BACKEND = "ctxagent.engines.vllm_sparse_backend.SparseCPUAttentionBackend"
+CUDA_BACKEND = "ctxagent.kernels.vllm.backend.SparseFlashAttentionBackend"
+CPU_BACKEND = "ctxagent.kernels.vllm.backend.SparseCPUAttentionBackend"
 
 
 def config_to_json(spec: Any) -> str:
