@@ -193,3 +193,10 @@ def test_an_unknown_recipe_option_is_named_with_the_valid_ones():
     with pytest.raises(InputError, match="'auto' has no option 'k'; it takes no options"):
         get_recipe("auto", k=3)
     assert get_recipe("retrieve_then_reason", k=3).k == 3
+
+
+def test_evidence_scan_names_the_map_reduce_recipe():
+    from ctxagent.recipes import get_recipe, registry
+
+    assert type(get_recipe("evidence_scan")) is type(get_recipe("map_reduce"))
+    assert "evidence_scan" not in registry.names() and registry.aliases() == {"evidence_scan": "map_reduce"}

@@ -29,6 +29,9 @@ registry.register_lazy("memory_tree", "ctxagent.recipes.memory_tree:MemoryTreeRe
 registry.register_lazy("retrieve_then_reason", "ctxagent.recipes.retrieve_then_reason:RetrieveThenReasonRecipe")
 registry.register_lazy("agentic", "ctxagent.recipes.agentic:AgenticRecipe")
 registry.register_lazy("compress_then_answer", "ctxagent.recipes.compress_then_answer:CompressThenAnswerRecipe")
+# What map_reduce does today: score every sentence, answer from the best (no map step runs the model).
+# The new name is accepted now; answers, traces and eval tables still say map_reduce (see docs/recipes.md).
+registry.alias("evidence_scan", "map_reduce")
 
 
 def get_recipe(name: str = DEFAULT_RECIPE, **options: Any) -> Recipe:
