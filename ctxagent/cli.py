@@ -113,6 +113,8 @@ def _ask_streamed(agent, document, args: argparse.Namespace):
     check replaced it, the checked answer follows, said so. In a pipe, stdout gets only the
     checked answer and the draft goes to stderr.
     """
+    from ctxagent.types import INTERACTIVE_MAX_SECONDS
+
     tty = sys.stdout.isatty()
     draft_out = sys.stdout if tty else sys.stderr
     draft: list[str] = []
@@ -143,8 +145,6 @@ def _ask_streamed(agent, document, args: argparse.Namespace):
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    import os
-
     try:
         from ctxagent.server import ServerSettings, serve
     except ImportError as exc:
