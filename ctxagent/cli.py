@@ -269,7 +269,7 @@ def cmd_effective_context(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from ctxagent.eval import evaluate, report_only
+    from ctxagent.evaluation import evaluate, report_only
 
     if args.effective_context:
         return cmd_effective_context(args)

@@ -102,7 +102,7 @@ class SentencePool:
 
         if not idx:
             return np.zeros(0, dtype=np.float32)
-        from ctxagent.compressors.embedding import load_encoder
+        from ctxagent.encoders import load_encoder
 
         encoder = load_encoder(self.encoder_name)
         missing = [i for i in idx if i not in self._vectors]
