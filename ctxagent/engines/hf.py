@@ -19,7 +19,8 @@ from typing import Any, Sequence
 
 from ctxagent.cache import cache_dir
 from ctxagent.engines import register
-from ctxagent.engines.base import Completion, Prompt, SamplingParams, TextSink, TokenScores, check_prompts_fit, prompt_text
+from ctxagent.cancel import Interrupted, StopCheck, current_stop
+from ctxagent.engines.base import STOPPED, Completion, Prompt, SamplingParams, TextSink, TokenScores, check_prompts_fit, prompt_text
 from ctxagent.engines.speed import ProbedSpeed, machine_fingerprint
 from ctxagent.errors import EngineError, EngineNotInstalled, InputError
 
@@ -90,6 +91,7 @@ class HFEngine(ProbedSpeed):
 
     name = "hf"
     streams = True  # generate(..., stream_to=...) feeds text as it is written, batched rows included
+    stops_rows = True  # generate(..., stop_when=...) stops each row on its own check (ctxagent/cancel.py)
     SCORE_SLICE = 1024  # positions projected onto the vocabulary at once in score()
 
     def __init__(
@@ -164,22 +166,37 @@ class HFEngine(ProbedSpeed):
         return self.tokenizer(prompt_text(self.tokenizer, prompt), add_special_tokens=False)["input_ids"]
 
     def generate(
-        self, prompts: Sequence[Prompt], params: SamplingParams | None = None, *, stream_to: Sequence[TextSink | None] | None = None
+        self,
+        prompts: Sequence[Prompt],
+        params: SamplingParams | None = None,
+        *,
+        stream_to: Sequence[TextSink | None] | None = None,
+        stop_when: Sequence[StopCheck | None] | None = None,
     ) -> list[Completion]:
+        """`stop_when`: per prompt, a check that stops its row between generated tokens (its
+        completion then has finish_reason STOPPED); by default the calling thread's
+        `current_stop()` for every row (ctxagent/cancel.py). A batch whose rows are all
+        stopped before it starts is not run: the call raises `Interrupted`."""
         params = params or SamplingParams()
         encoded = [self._prompt_ids(p) for p in prompts]
         check_prompts_fit(encoded, self.model_name, self.context_window, params.max_new_tokens)
         sinks = list(stream_to) if stream_to is not None else [None] * len(encoded)
+        checks = list(stop_when) if stop_when is not None else [current_stop()] * len(encoded)
         results: list[Completion | None] = [None] * len(encoded)
         # Similar lengths batch together so little compute goes to padding.
         order = sorted(range(len(encoded)), key=lambda i: len(encoded[i]))
         for start in range(0, len(order), self.batch_size):
             batch = order[start : start + self.batch_size]
-            for i, completion in zip(batch, self._generate_batch([encoded[i] for i in batch], params, [sinks[i] for i in batch])):
+            row_checks = [checks[i] for i in batch]
+            if _all_stopped(row_checks):
+                raise Interrupted(f"generation stopped before batch {start // self.batch_size + 1} by the caller's stop check")
+            for i, completion in zip(batch, self._generate_batch([encoded[i] for i in batch], params, [sinks[i] for i in batch], row_checks)):
                 results[i] = completion
         return [r for r in results if r is not None]
 
-    def _generate_batch(self, batch: list[list[int]], params: SamplingParams, sinks: Sequence[TextSink | None] = ()) -> list[Completion]:
+    def _generate_batch(
+        self, batch: list[list[int]], params: SamplingParams, sinks: Sequence[TextSink | None] = (), checks: Sequence[StopCheck | None] = ()
+    ) -> list[Completion]:
         torch = self._torch
         pad = self.tokenizer.pad_token_id
         width = max(len(ids) for ids in batch)
@@ -196,6 +213,10 @@ class HFEngine(ProbedSpeed):
             kwargs.update(stop_strings=params.stop, tokenizer=self.tokenizer)
         if any(sinks):
             kwargs["streamer"] = RowStreamer(self.tokenizer, list(sinks), {self.tokenizer.eos_token_id, pad}, params.stop)
+        if any(checks):
+            from transformers import StoppingCriteriaList
+
+            kwargs["stopping_criteria"] = StoppingCriteriaList([RowStop(list(checks), torch)])
         try:
             with torch.inference_mode():
                 out = self.model.generate(input_ids=input_ids, attention_mask=attention, **kwargs)
@@ -203,7 +224,8 @@ class HFEngine(ProbedSpeed):
             raise EngineError(f"generation failed on {self.model_name}: {exc}") from exc
         completions = []
         eos = {self.tokenizer.eos_token_id, pad}
-        for row, ids in zip(out[:, width:].tolist(), batch):
+        stopped = [bool(check is not None and check()) for check in checks] or [False] * len(batch)
+        for row, ids, cut_short in zip(out[:, width:].tolist(), batch, stopped):
             n_text = next((k for k, t in enumerate(row) if t in eos), len(row))
             n_new = min(n_text + 1, len(row))  # the end-of-sequence token was generated too
             text = self.tokenizer.decode(row[:n_text], skip_special_tokens=True)
@@ -212,7 +234,7 @@ class HFEngine(ProbedSpeed):
                 cut = text.find(stop)
                 if cut >= 0:
                     text, finish = text[:cut], "stop"
-            completions.append(Completion(text=text.strip(), prompt_tokens=len(ids), completion_tokens=n_new, finish_reason=finish))
+            completions.append(Completion(text=text.strip(), prompt_tokens=len(ids), completion_tokens=n_new, finish_reason=STOPPED if cut_short else finish))
         return completions
 
     def score(self, texts: Sequence[str], contexts: Sequence[str] | None = None) -> list[TokenScores]:
@@ -225,6 +247,7 @@ class HFEngine(ProbedSpeed):
         batch x length x vocabulary floats.
         """
         torch = self._torch
+        stop = current_stop()
         contexts = list(contexts) if contexts is not None else [""] * len(texts)
         if len(contexts) != len(texts):
             raise InputError(f"score() got {len(texts)} texts but {len(contexts)} contexts")
@@ -250,6 +273,8 @@ class HFEngine(ProbedSpeed):
                 end += 1
             batch = order[begin:end]
             begin = end
+            if stop is not None and stop():
+                raise Interrupted("scoring stopped between batches by the caller's stop check")
             width = max(len(rows[i][0]) for i in batch)
             ids = torch.tensor([rows[i][0] + [pad] * (width - len(rows[i][0])) for i in batch], device=self.device)
             mask = torch.tensor([[1] * len(rows[i][0]) + [0] * (width - len(rows[i][0])) for i in batch], device=self.device)
@@ -290,6 +315,22 @@ class HFEngine(ProbedSpeed):
     def speed_key(self) -> str:
         return f"hf|{self.model_name}|{self.model.dtype}|{self.model.config._attn_implementation}|{machine_fingerprint(self.device)}"
 
+
+
+def _all_stopped(checks: Sequence[StopCheck | None]) -> bool:
+    return bool(checks) and all(check is not None and check() for check in checks)
+
+
+class RowStop:
+    """A transformers stopping criterion asking each row's own check between generated
+    tokens: a cancelled request's row ends while the rest of its batch goes on."""
+
+    def __init__(self, checks: list[StopCheck | None], torch: Any) -> None:
+        self.checks, self.torch = checks, torch
+
+    def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
+        done = [bool(check is not None and check()) for check in self.checks]
+        return self.torch.tensor(done, dtype=self.torch.bool, device=input_ids.device)
 
 
 class RowStreamer:

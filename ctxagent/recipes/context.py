@@ -10,6 +10,13 @@ It is also where a streamed run listens: with `on_event` set, every trace step i
 reported as it happens (the `plan` step as a PlanEvent), and the engine call of an
 answer step (`ANSWER_STEPS`) streams the model's text as draft TokenEvents when the
 engine can stream. Recipes stay unaware of streaming.
+
+And it is where a run stops: `cancel` (by default the token of the `cancel_scope` the run
+was started in, see ctxagent/cancel.py) is checked before every engine call, and each call
+is made with a stop check, so engines that can stop mid-call (hf: between generated tokens
+and between batches) stop once the token is cancelled or the time budget is spent. A
+cancelled run raises `Cancelled`, which no recipe catches; a call cut short by the time
+budget raises `BudgetExhausted`, which recipes turn into a partial answer.
 """
 
 from __future__ import annotations
@@ -18,7 +25,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
-from ctxagent.engines.base import Completion, Engine, Prompt, SamplingParams, TokenScores, render_messages, streams
+from ctxagent.cancel import CancelToken, Cancelled, Interrupted, current_token, stop_scope
+from ctxagent.engines.base import STOPPED, Completion, Engine, Prompt, SamplingParams, TokenScores, render_messages, streams
 from ctxagent.errors import BudgetExhausted
 from ctxagent.types import Answer, Budget, Citation, Event, PlanEvent, StepEvent, TokenEvent, Trace, TraceStep, Usage
 
@@ -34,6 +42,7 @@ class RunContext:
     usage: Usage = field(default_factory=Usage)
     started: float = field(default_factory=time.perf_counter)
     on_event: Callable[[Event], None] | None = None
+    cancel: CancelToken | None = field(default_factory=current_token)
 
     def __post_init__(self) -> None:
         if self.on_event is not None:
@@ -63,8 +72,28 @@ class RunContext:
     def tokens_left(self) -> int | None:
         return None if self.budget.max_tokens is None else self.budget.max_tokens - self.usage.total_tokens
 
+    def should_stop(self) -> bool:
+        """Stop now? The engine's check during a call: cancelled, or out of time."""
+        if self.cancel is not None and self.cancel.cancelled:
+            return True
+        return self.budget.max_seconds is not None and self.elapsed() >= self.budget.max_seconds
+
+    def out_of_time(self) -> bool:
+        """For recipes' own long loops (no engine call in them): is the time budget spent?"""
+        return self.budget.max_seconds is not None and self.elapsed() >= self.budget.max_seconds
+
+    def _stopped(self) -> Exception:
+        """Why an engine call was cut short: the run was cancelled, or its time ran out."""
+        if self.cancel is not None and self.cancel.cancelled:
+            return Cancelled(self.cancel.reason)
+        assert self.budget.max_seconds is not None
+        return BudgetExhausted("seconds", self.budget.max_seconds, round(self.elapsed(), 2))
+
     def check(self, planned_tokens: int = 0) -> None:
-        """Raise BudgetExhausted if one more engine call costing `planned_tokens` would overspend."""
+        """Raise Cancelled if the run was cancelled, BudgetExhausted if one more engine call
+        costing `planned_tokens` would overspend."""
+        if self.cancel is not None:
+            self.cancel.raise_if_cancelled()
         b, u = self.budget, self.usage
         if b.max_calls is not None and u.engine_calls + 1 > b.max_calls:
             raise BudgetExhausted("engine calls", b.max_calls, u.engine_calls)
@@ -90,10 +119,16 @@ class RunContext:
         self.check(planned)
         began = time.perf_counter()
         sink = self._draft_sink(step)
-        if sink is not None:
-            completions = self.engine.generate(list(prompts), params, stream_to=[sink] * len(prompts))  # type: ignore[call-arg]
-        else:
-            completions = self.engine.generate(list(prompts), params)
+        try:
+            with stop_scope(self.should_stop):
+                if sink is not None:
+                    completions = self.engine.generate(list(prompts), params, stream_to=[sink] * len(prompts))  # type: ignore[call-arg]
+                else:
+                    completions = self.engine.generate(list(prompts), params)
+        except Interrupted:
+            raise self._stopped() from None
+        if any(c.finish_reason == STOPPED for c in completions):  # cut short: not an answer to use
+            raise self._stopped()
         seconds = time.perf_counter() - began
         prompt_tokens = sum(c.prompt_tokens for c in completions)
         completion_tokens = sum(c.completion_tokens for c in completions)
@@ -107,7 +142,11 @@ class RunContext:
         tokens = sum(self.engine.count_tokens(t) for t in texts) + sum(self.engine.count_tokens(c) for c in contexts or [])
         self.check(tokens)
         began = time.perf_counter()
-        scores = self.engine.score(list(texts), list(contexts) if contexts is not None else None)
+        try:
+            with stop_scope(self.should_stop):
+                scores = self.engine.score(list(texts), list(contexts) if contexts is not None else None)
+        except Interrupted:
+            raise self._stopped() from None
         seconds = time.perf_counter() - began
         self.usage = self.usage.add(Usage(prompt_tokens=tokens, engine_calls=1, seconds=seconds))
         self.trace.add(step, seconds=round(seconds, 3), texts=len(texts), **detail)
