@@ -36,6 +36,7 @@ from ctxagent.recipes.base import run_recipe
 from ctxagent.recipes.context import RunContext
 from ctxagent.recipes.prompts import facts_answer_prompt
 from ctxagent.recipes.reading import NOT_FOUND, is_none, parse_reply, relevance
+from ctxagent.scaffolding import ANSWER_STOPS
 from ctxagent.types import Answer, Budget, Citation, Document
 
 DEFAULT_CORPUS_RECIPE = "auto"
@@ -166,7 +167,7 @@ def _reduce(ctx: RunContext, name: str, question: str, answers: Sequence[tuple[s
     citations = [c for _, a in found for c in a.citations]
     quotes = list(dict.fromkeys(c.quote for c in citations))
     try:
-        [completion] = ctx.generate([facts_answer_prompt(quotes, question)], SamplingParams(max_new_tokens=ctx.budget.max_new_tokens), step="corpus_reduce", documents=len(found))
+        [completion] = ctx.generate([facts_answer_prompt(quotes, question)], SamplingParams(max_new_tokens=ctx.budget.max_new_tokens, stop=ANSWER_STOPS), step="corpus_reduce", documents=len(found))
         reply = parse_reply(completion.text, len(quotes))  # drops the "Facts used:" line the prompt asks for
         text = reply.text
     except BudgetExhausted as exc:

@@ -20,6 +20,7 @@ from ctxagent.recipes import register
 from ctxagent.recipes.context import RunContext
 from ctxagent.recipes.prompts import answer_prompt, document_block
 from ctxagent.recipes.reading import NOT_FOUND, declines, on_topic, record_evidence, refusal_reason, relevance
+from ctxagent.scaffolding import ANSWER_STOPS, strip_scaffolding
 from ctxagent.types import Answer, Citation, Document
 
 # Chat-template tokens around the messages, plus a margin for tokenisation at the joins.
@@ -82,10 +83,10 @@ class DirectReply:
 
 def answer_from(ctx: RunContext, fit: Fit, documents: Sequence[Document], question: str) -> DirectReply:
     """Ask the question over the fitted text; keep the answer only if the sentences read support it."""
-    params = SamplingParams(max_new_tokens=ctx.budget.max_new_tokens)
+    params = SamplingParams(max_new_tokens=ctx.budget.max_new_tokens, stop=ANSWER_STOPS)
     [completion] = ctx.generate([answer_prompt(fit.context, question)], params, step="answer")
     record_evidence(ctx, fit.regions)
-    return ground_in_regions(ctx, completion.text, question, documents, fit.regions)
+    return ground_in_regions(ctx, strip_scaffolding(completion.text), question, documents, fit.regions)
 
 
 def _candidates(answer: str, question: str, sentences: Sequence[tuple[str, int, int, str]], limit: int = MAX_CANDIDATES) -> list[tuple[str, int, int, str]]:

@@ -23,6 +23,7 @@ from ctxagent.errors import BudgetExhausted, InputError
 from ctxagent.grounding import Grounding, check_answer
 from ctxagent.recipes.context import RunContext
 from ctxagent.recipes.prompts import facts_answer_prompt
+from ctxagent.scaffolding import ANSWER_STOPS, strip_scaffolding
 from ctxagent.types import Answer, Chunk, Citation, Document
 
 # Chat-template tokens around the messages, plus a margin for tokenisation at the joins.
@@ -140,7 +141,8 @@ class Reply:
 
 def parse_reply(reply: str, shown: int) -> Reply:
     """Split "answer ... Facts used: 1, 3" (or "[1]", "(facts 1 and 3)", "Fact 2 says ...") into the answer
-    and the facts it names, leniently: any of those forms, numbers outside 1..shown ignored."""
+    and the facts it names, leniently: any of those forms, numbers outside 1..shown ignored. Prompt text
+    the model wrote back after its answer is cut off (ctxagent.scaffolding)."""
     claimed: list[int] = []
 
     def numbers(match: re.Match[str]) -> list[int]:
@@ -158,7 +160,7 @@ def parse_reply(reply: str, shown: int) -> Reply:
 
     text = _USED_LINE.sub(take, reply)
     text = _USED_INLINE.sub(take, text)
-    text = _USED_BRACKET.sub(lambda m: take_if_fact_numbers(m, ""), text).strip()
+    text = strip_scaffolding(_USED_BRACKET.sub(lambda m: take_if_fact_numbers(m, ""), text))
     checked = _FACT_REFERENCE.sub(lambda m: take_if_fact_numbers(m, " " * len(m.group())), text)
     return Reply(text=text, claimed=sorted(set(claimed)) if claimed else None, checked=checked)
 
@@ -247,7 +249,7 @@ def answer_from_facts(
     if not chosen:
         return quote_answer(ctx, recipe, facts, notes + ["no room left in the budget for the answer step"], partial=True)
     try:
-        [completion] = ctx.generate([facts_answer_prompt([f.text for f in chosen], question)], SamplingParams(max_new_tokens=max_new), step="answer", facts=len(chosen))
+        [completion] = ctx.generate([facts_answer_prompt([f.text for f in chosen], question)], SamplingParams(max_new_tokens=max_new, stop=ANSWER_STOPS), step="answer", facts=len(chosen))
     except BudgetExhausted as exc:
         return quote_answer(ctx, recipe, facts, [*notes, f"{exc} before the answer step"], partial=True)
     record_evidence(ctx, [(f.citation.doc_id, f.citation.start, f.citation.end) for f in chosen])

@@ -1,0 +1,94 @@
+"""Is an answer only an answer? Prompt text carried back into a reply, found and cut off.
+
+Small models often go on past their answer and write the prompt again: "42\\nQuestion:
+How many ...?\\nAnswer using the facts above. Then, on a new line, write Facts used: ...".
+Measured on 43 real questions (issue 25), 6 of SmolLM2's answers and 5 of
+Qwen2.5-Coder-0.5B's carried such text. Two defences, both here so that the recipes, the
+server and the evaluation (which counts violations with `scaffolding_in`) agree on what
+counts as scaffolding:
+
+- `ANSWER_STOPS`: stop strings for every answer step, so generation ends where the prompt
+  would start again (cheaper too: no tokens are spent writing the prompt back);
+- `strip_scaffolding`: what an engine that ignores stop strings still wrote is cut off,
+  and a leading "Answer:" label dropped; `is_clean_answer` says whether any is left.
+
+The markers are the frames of ctxagent's own prompts (recipes/prompts.py; a test renders
+every prompt there and checks that each is recognised here) and chat-template tokens. A
+marker must be a label at the start of a line or a whole instruction phrase, so an answer
+that merely mentions "the question" or "facts" is not cut.
+"""
+
+from __future__ import annotations
+
+import re
+
+# Labels that open a block of our prompts; at the start of a line in a reply they mean the
+# model is writing the prompt again ("Question: ...", "Facts:\n[1] ...").
+_LABELS = ("question", "questions", "facts", "facts used", "fact used", "sources used", "document", "text", "context", "notes from earlier parts", "sections", "last step", "facts found so far")
+# Instruction phrases of our prompts (lower case, whitespace-normalised), found anywhere in a reply.
+_PHRASES = (
+    "answer using the facts above",
+    "on a new line, write",
+    "facts used:",
+    "the numbers of the facts you used",
+    "use only facts stated in the document",
+    "you answer questions about a document",
+    "answer in one short sentence",
+    "does the text above state the answer",
+    "copy the sentence from the text",
+    "if no, reply none",
+    "summarize the text above",
+    "which section most likely contains the answer",
+    "reply with the section number",
+    "pick the next step",
+    "reply with the number of the step",
+    "write a few search keywords",
+)
+# Chat-template tokens of the model families we run (ChatML, Llama 3, Gemma, Phi).
+_SPECIAL = re.compile(r"<\|(?:im_start|im_end|endoftext|eot_id|start_header_id|end_header_id|assistant|user|system|end)\|>|<(?:start|end)_of_turn>")
+_LABEL_LINE = re.compile(r"(?im)^[^\S\n]*[#*>\-\s]*(?:" + "|".join(re.escape(label) for label in _LABELS) + r")[^\S\n]*[:：]")
+_PHRASE = re.compile("|".join(r"\s+".join(re.escape(w) for w in p.split()) for p in _PHRASES), re.IGNORECASE)
+_ROLE_LINE = re.compile(r"(?im)^[^\S\n]*(?:assistant|user|system)[^\S\n]*$")
+_LEADING_TURN = re.compile(r"^(?:\s*(?:" + _SPECIAL.pattern + r")[^\S\n]*(?:assistant|model)?[^\S\n]*\n?)+", re.IGNORECASE)
+_ANSWER_LABEL = re.compile(r"(?im)^[^\S\n]*[*#]*\s*(?:final\s+)?answer\s*[*]*\s*[:：]\s*")
+
+# Stop strings for an answer step: where the prompt would begin again. "Facts used:" is not one:
+# the facts answer prompt asks for it, and reading.parse_reply reads the facts it names.
+ANSWER_STOPS = ["\nQuestion:", "\nFacts:", "\nDocument:", "\nText:", "\nContext:", "Answer using the facts above", "<|im_start|>", "<|im_end|>", "<|endoftext|>"]
+
+
+def scaffolding_in(text: str) -> list[str]:
+    """The pieces of prompt text in `text` (empty for a clean answer), as found, for reports."""
+    found = [m.group().strip() for m in _LABEL_LINE.finditer(text)]
+    found += [m.group() for m in _PHRASE.finditer(text)]
+    found += [m.group() for m in _SPECIAL.finditer(text)]
+    found += [m.group().strip() for m in _ROLE_LINE.finditer(text)]
+    return found
+
+
+def is_clean_answer(text: str) -> bool:
+    """True when `text` carries no prompt text: no label line, instruction phrase or template token."""
+    return not scaffolding_in(text)
+
+
+def _first_marker(text: str) -> re.Match[str] | None:
+    hits = [m for pattern in (_LABEL_LINE, _PHRASE, _SPECIAL, _ROLE_LINE) if (m := pattern.search(text))]
+    return min(hits, key=lambda m: m.start(), default=None)
+
+
+def strip_scaffolding(text: str) -> str:
+    """`text` cut before the first piece of prompt text, with a leading "Answer:" label dropped.
+
+    When the reply *opens* with prompt text ("Question: ...?\\nAnswer: Paris"), the answer is
+    what follows its last "Answer:" label, cut the same way; if there is none, nothing is left.
+    """
+    text = _LEADING_TURN.sub("", text.strip())
+    marker = _first_marker(text)
+    if marker is not None and not text[: marker.start()].strip():
+        labels = list(_ANSWER_LABEL.finditer(text))
+        text = text[labels[-1].end() :] if labels else ""
+        marker = _first_marker(text)
+    if marker is not None:
+        text = text[: marker.start()]
+    text = _ANSWER_LABEL.sub("", text, count=1) if _ANSWER_LABEL.match(text) else text
+    return text.strip().rstrip("([{").strip()

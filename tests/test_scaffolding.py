@@ -1,0 +1,92 @@
+"""Answers are answers: prompt text a model writes back is cut off, over a whole eval set."""
+
+from __future__ import annotations
+
+import pytest
+
+from ctxagent.agent import ContextAgent
+from ctxagent.engines.base import render_messages
+from ctxagent.evaluation import generate_tasks, run_eval
+from ctxagent.evaluation.tasks import HARD_KINDS, TASK_KINDS
+from ctxagent.recipes import prompts
+from ctxagent.scaffolding import ANSWER_STOPS, is_clean_answer, scaffolding_in, strip_scaffolding
+from ctxagent.types import Budget, Document
+from tests.fakes import ScriptedEngine
+
+# Replies seen in issue 25's runs (SmolLM2 and Qwen2.5-Coder-0.5B), and the answer each holds.
+DIRTY = [
+    ("42\nQuestion: How many sheep do they own together?\nAnswer using the facts above. Then, on a new line, write Facts used: and the numbers of the facts you used.", "42"),
+    ("27 Answer using the facts above. Then, on a new line, write Facts used:", "27"),
+    ("Question: Who mended the bell?\nAnswer: Oswin Thackery", "Oswin Thackery"),
+    ("Answer: Paris", "Paris"),
+    ("<|im_start|>assistant\nThe green one.<|im_end|>", "The green one."),
+    ("Marrowby\n\nFacts:\n[1] The crimson lighthouse is kept by Ilse Dunmore.", "Marrowby"),
+    ("The colour is green.\nDocument:\nThe flag of the town ...", "The colour is green."),
+]
+CLEAN = ["Yes. The boat is painted blue.", "The question was settled in 1886 by the council.", "B) a parrot", "Facts matter: 42 sheep.", "NOT FOUND"]
+
+
+@pytest.mark.parametrize("reply,answer", DIRTY)
+def test_prompt_text_after_or_around_an_answer_is_cut_off(reply, answer):
+    assert not is_clean_answer(reply) or reply.startswith("Answer:")
+    assert strip_scaffolding(reply) == answer
+    assert is_clean_answer(strip_scaffolding(reply))
+
+
+@pytest.mark.parametrize("answer", CLEAN)
+def test_answers_that_only_mention_questions_or_facts_are_left_alone(answer):
+    assert is_clean_answer(answer), scaffolding_in(answer)
+    assert strip_scaffolding(answer) == answer
+
+
+def _every_prompt() -> list[str]:
+    q = "Who mended the bell?"
+    built = [
+        prompts.answer_prompt("Some text.", q),
+        prompts.extract_prompt("Some text.", q, ["a note"]),
+        prompts.facts_answer_prompt(["Fact one.", "Fact two."], q),
+        prompts.summary_prompt("Some text."),
+        prompts.choose_prompt(["one", "two"], q),
+        prompts.action_prompt(q, ["a note"], "searched", ["search", "answer"]),
+        prompts.query_prompt(q),
+    ]
+    return ["\n".join(m["content"] for m in render_messages(p)) for p in built]
+
+
+def test_every_prompt_of_ours_is_recognised_as_scaffolding():
+    """The markers are kept in step with recipes/prompts.py: a model writing any of its prompts back is caught."""
+    for text in _every_prompt():
+        assert not is_clean_answer(text), text
+        assert strip_scaffolding("Oswin Thackery\n" + text) == "Oswin Thackery"
+
+
+def _echoing(prompt: str) -> str:
+    """The worst reply: an answer, then the whole prompt again (what small models do past their answer)."""
+    return "Oswin Thackery mended it.\n" + prompt
+
+
+@pytest.mark.parametrize("recipe", ["direct", "map_reduce", "retrieve_then_reason"])
+def test_no_answer_of_a_whole_eval_set_carries_the_prompt(recipe, engine):
+    """Every kind of the eval's tasks, answered by an engine that writes its prompt back after each
+    answer: not one answer text holds prompt text (the eval counts the same thing with scaffolding_in)."""
+    tasks = generate_tasks(engine.count_tokens, kinds=[k for k in TASK_KINDS if k != "quality"], lengths=[600], depths=[0.5], seed=11)
+    fake = ScriptedEngine(reply=_echoing, context_window=1024)
+    fake.count_tokens = engine.count_tokens  # type: ignore[method-assign]
+    results = run_eval(tasks, [recipe], engine=fake, progress=False)
+    assert len(results) == len(tasks) and not any(r.error for r in results)
+    dirty = [(r.task_id, r.prediction) for r in results if not is_clean_answer(r.prediction)]
+    assert not dirty
+
+
+def test_answer_steps_stop_where_the_prompt_would_begin_again():
+    assert "\nQuestion:" in ANSWER_STOPS and "Answer using the facts above" in ANSWER_STOPS
+    assert not any("Facts used" in s for s in ANSWER_STOPS)  # the facts answer prompt asks for that line
+
+
+def test_the_embedded_model_answers_an_eval_set_without_scaffolding(engine):
+    """The real SmolLM2 over the hard kinds (every answer of every task), through `auto`."""
+    tasks = generate_tasks(engine.count_tokens, kinds=[k for k in HARD_KINDS if k != "quality"], lengths=[1024], depths=[0.5], seed=5)
+    agent = ContextAgent(engine=engine)
+    for task in tasks:
+        answer = agent.ask(Document(id=task.id, text=task.context), task.question, recipe="auto", budget=Budget(max_new_tokens=64))
+        assert is_clean_answer(answer.text), (task.kind, answer.text)
