@@ -111,7 +111,8 @@ def ask_corpus(
     passages, n_hits = select_passages(index, question, k, max_documents, min_relative_score)
     ctx = RunContext(engine=engine, budget=budget or Budget())
     documents = {doc_id: index.corpus.get(doc_id) for doc_id in dict.fromkeys(p.doc_id for p in passages)}
-    notes: list[str] = []
+    # Every file that could not be read is named, with why: an answer never hides a document it could not see.
+    notes = [f"could not read {doc_id}: {why}" for doc_id, why in sorted(index.failed.items())]
     readable: list[Passage] = []
     for p in passages:
         if any(documents[p.doc_id].text[start:end] != text for start, end, text in p.chunks):

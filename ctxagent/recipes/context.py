@@ -22,8 +22,9 @@ budget raises `BudgetExhausted`, which recipes turn into a partial answer.
 from __future__ import annotations
 
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 from ctxagent.cancel import CancelToken, Cancelled, Interrupted, current_token, stop_scope
 from ctxagent.engines.base import STOPPED, Completion, Engine, Prompt, SamplingParams, TokenScores, render_messages, streams
@@ -81,6 +82,21 @@ class RunContext:
     def out_of_time(self) -> bool:
         """For recipes' own long loops (no engine call in them): is the time budget spent?"""
         return self.budget.max_seconds is not None and self.elapsed() >= self.budget.max_seconds
+
+    @contextmanager
+    def time_limit(self, seconds: float | None) -> Iterator[None]:
+        """Within the block, the run's time budget ends `seconds` from its start (never later than
+        the budget's own end): a long step (building a tree) takes its share and leaves the rest
+        for the steps after it. None: no change."""
+        if seconds is None or self.budget.max_seconds is None:
+            yield
+            return
+        whole = self.budget
+        self.budget = whole.model_copy(update={"max_seconds": min(seconds, whole.max_seconds)})
+        try:
+            yield
+        finally:
+            self.budget = whole
 
     def _stopped(self) -> Exception:
         """Why an engine call was cut short: the run was cancelled, or its time ran out."""
