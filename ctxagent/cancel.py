@@ -17,6 +17,7 @@ Everything here uses context variables, so each thread (and asyncio task) has it
 from __future__ import annotations
 
 import threading
+import time
 from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Callable, Iterator
@@ -96,3 +97,41 @@ def stop_scope(check: StopCheck | None) -> Iterator[None]:
         yield
     finally:
         _stop.reset(reset)
+
+
+_checkpoint: ContextVar[Callable[[float], None] | None] = ContextVar("ctxagent_checkpoint", default=None)
+
+
+def checkpoint(upcoming: float = 0.0) -> None:
+    """For long steps that are not engine calls (encoding every sentence of a document, say):
+    call between pieces of work, with about how many seconds the next piece takes; it raises
+    (Cancelled, or BudgetExhausted for time) when the run this thread works for must stop, or
+    would run out of time during the next piece. Does nothing outside a run."""
+    check = _checkpoint.get()
+    if check is not None:
+        check(upcoming)
+
+
+class SlicePace:
+    """How long the last slice of a repeated step took (in this process), so `piece()` stops
+    before a slice that would not finish in time: one per kind of step, e.g. sentence encoding."""
+
+    def __init__(self) -> None:
+        self.seconds = 0.0
+
+    @contextmanager
+    def piece(self) -> Iterator[None]:
+        checkpoint(self.seconds)
+        began = time.perf_counter()
+        yield
+        self.seconds = time.perf_counter() - began
+
+
+@contextmanager
+def checkpoint_scope(check: Callable[[float], None] | None) -> Iterator[None]:
+    """`checkpoint()` calls inside the block call `check` (RunContext.raise_if_stopped)."""
+    reset = _checkpoint.set(check)
+    try:
+        yield
+    finally:
+        _checkpoint.reset(reset)

@@ -15,16 +15,10 @@ from typing import Any
 
 from ctxagent.batch.jobs import BatchQuestion
 from ctxagent.errors import InputError
-from ctxagent.loaders import LOADERS, load_document
+from ctxagent.loaders import LOADERS, load_document, printable
 from ctxagent.types import Document
 
 DOC_KEYS = ("doc", "document", "doc_id")
-
-
-def safe_id(name: str) -> str:
-    """A file name as a document id that can be printed and saved as JSON: bytes of a name
-    that is not UTF-8 (kept by Python as surrogates) become `\\xNN` escapes."""
-    return name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
 class Corpus:
@@ -49,7 +43,7 @@ class Corpus:
             for path in sorted(self.source.rglob("*")):
                 if path.suffix.lower() not in LOADERS:
                     continue
-                doc_id = safe_id(path.relative_to(self.source).as_posix())
+                doc_id = printable(path.relative_to(self.source).as_posix())
                 try:
                     path.stat()
                 except OSError as exc:

@@ -92,6 +92,7 @@ class HFEngine(ProbedSpeed):
     name = "hf"
     streams = True  # generate(..., stream_to=...) feeds text as it is written, batched rows included
     stops_rows = True  # generate(..., stop_when=...) stops each row on its own check (ctxagent/cancel.py)
+    prefill_pace: float | None = None  # seconds per prompt token, observed (see _observe_pace)
     SCORE_SLICE = 1024  # positions projected onto the vocabulary at once in score()
 
     def __init__(
@@ -213,15 +214,18 @@ class HFEngine(ProbedSpeed):
             kwargs.update(stop_strings=params.stop, tokenizer=self.tokenizer)
         if any(sinks):
             kwargs["streamer"] = RowStreamer(self.tokenizer, list(sinks), {self.tokenizer.eos_token_id, pad}, params.stop)
-        if any(checks):
-            from transformers import StoppingCriteriaList
+        began = time.perf_counter()
+        stopper = RowStop(list(checks) or [None] * len(batch), torch)
+        from transformers import StoppingCriteriaList
 
-            kwargs["stopping_criteria"] = StoppingCriteriaList([RowStop(list(checks), torch)])
+        kwargs["stopping_criteria"] = StoppingCriteriaList([stopper])  # with no checks, it only times the reading
         try:
             with torch.inference_mode():
                 out = self.model.generate(input_ids=input_ids, attention_mask=attention, **kwargs)
         except RuntimeError as exc:
             raise EngineError(f"generation failed on {self.model_name}: {exc}") from exc
+        if stopper.first_step is not None:  # the prompt was read when the first token came out
+            self._observe_pace(sum(len(ids) for ids in batch), stopper.first_step - began)
         completions = []
         eos = {self.tokenizer.eos_token_id, pad}
         stopped = [bool(check is not None and check()) for check in checks] or [False] * len(batch)
@@ -278,11 +282,22 @@ class HFEngine(ProbedSpeed):
             width = max(len(rows[i][0]) for i in batch)
             ids = torch.tensor([rows[i][0] + [pad] * (width - len(rows[i][0])) for i in batch], device=self.device)
             mask = torch.tensor([[1] * len(rows[i][0]) + [0] * (width - len(rows[i][0])) for i in batch], device=self.device)
+            began = time.perf_counter()
             with torch.inference_mode():
                 per_row = self._token_logprobs(ids, mask, [(rows[i][1], len(rows[i][0])) for i in batch])
+            self._observe_pace(sum(len(rows[i][0]) for i in batch), time.perf_counter() - began)
             for i, values in zip(batch, per_row):
                 results[i] = TokenScores(text=texts[i], offsets=rows[i][2], logprobs=values)
         return [r for r in results if r is not None]
+
+    def _observe_pace(self, tokens: int, seconds: float) -> None:
+        """Seconds per prompt token read, as this process sees it now (a moving average of recent
+        calls, so it follows the machine's load): RunContext uses it not to start a call whose
+        reading would outlast the time budget (reading a prompt cannot be stopped part-way)."""
+        if tokens < PACE_MIN_TOKENS or seconds <= 0:
+            return
+        pace = seconds / tokens
+        self.prefill_pace = pace if self.prefill_pace is None else 0.5 * self.prefill_pace + 0.5 * pace
 
     def _token_logprobs(self, ids: Any, mask: Any, spans: list[tuple[int, int]]) -> list[list[float]]:
         """For each row, log p(token t | tokens < t) for t in [n_ctx, length)."""
@@ -317,18 +332,26 @@ class HFEngine(ProbedSpeed):
 
 
 
+# Calls reading fewer prompt tokens say more about fixed costs than about reading speed.
+PACE_MIN_TOKENS = 128
+
+
 def _all_stopped(checks: Sequence[StopCheck | None]) -> bool:
     return bool(checks) and all(check is not None and check() for check in checks)
 
 
 class RowStop:
     """A transformers stopping criterion asking each row's own check between generated
-    tokens: a cancelled request's row ends while the rest of its batch goes on."""
+    tokens: a cancelled request's row ends while the rest of its batch goes on. It also
+    notes when it was first asked: the moment the prompts had been read."""
 
     def __init__(self, checks: list[StopCheck | None], torch: Any) -> None:
         self.checks, self.torch = checks, torch
+        self.first_step: float | None = None
 
     def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
+        if self.first_step is None:
+            self.first_step = time.perf_counter()
         done = [bool(check is not None and check()) for check in self.checks]
         return self.torch.tensor(done, dtype=self.torch.bool, device=input_ids.device)
 

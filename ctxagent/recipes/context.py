@@ -31,6 +31,10 @@ from ctxagent.engines.base import STOPPED, Completion, Engine, Prompt, SamplingP
 from ctxagent.errors import BudgetExhausted
 from ctxagent.types import Answer, Budget, Citation, Event, PlanEvent, StepEvent, TokenEvent, Trace, TraceStep, Usage
 
+# The reading time of a call is estimated this much longer than the engine's recent pace: the
+# pace moves with the machine's load, and a call that starts must finish reading in time.
+READING_MARGIN = 1.25
+
 # Steps whose engine call writes the final answer (the draft the answer check then judges).
 ANSWER_STEPS = frozenset({"answer"})
 
@@ -44,6 +48,7 @@ class RunContext:
     started: float = field(default_factory=time.perf_counter)
     on_event: Callable[[Event], None] | None = None
     cancel: CancelToken | None = field(default_factory=current_token)
+    _speed_pace: float | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         if self.on_event is not None:
@@ -98,12 +103,44 @@ class RunContext:
         finally:
             self.budget = whole
 
+    def raise_if_stopped(self, upcoming: float = 0.0) -> None:
+        """Raise Cancelled or BudgetExhausted("seconds") if the run must stop now, or would run
+        out of time in the next `upcoming` seconds (the `checkpoint()` of long steps that are
+        not engine calls)."""
+        if self.cancel is not None:
+            self.cancel.raise_if_cancelled()
+        if self.budget.max_seconds is not None and self.elapsed() + upcoming >= self.budget.max_seconds:
+            raise BudgetExhausted("seconds", self.budget.max_seconds, round(self.elapsed(), 2))
+
     def _stopped(self) -> Exception:
         """Why an engine call was cut short: the run was cancelled, or its time ran out."""
         if self.cancel is not None and self.cancel.cancelled:
             return Cancelled(self.cancel.reason)
         assert self.budget.max_seconds is not None
         return BudgetExhausted("seconds", self.budget.max_seconds, round(self.elapsed(), 2))
+
+    def reading_seconds(self, prompt_tokens: int) -> float:
+        """About how long the engine takes to read `prompt_tokens` (which cannot be stopped
+        part-way): at the pace it showed lately in this process (hf's `prefill_pace`), else
+        at its measured or assumed speed (ctxagent/engines/speed.py)."""
+        pace = getattr(self.engine, "prefill_pace", None)
+        if not isinstance(pace, (int, float)) or pace <= 0:
+            if self._speed_pace is None:
+                from ctxagent.engines.speed import engine_speed
+
+                self._speed_pace = 1.0 / engine_speed(self.engine, probe=False).prefill_tokens_per_second
+            pace = self._speed_pace
+        return prompt_tokens * float(pace)
+
+    def check_time(self, prompt_tokens: int) -> None:
+        """Raise BudgetExhausted("seconds") when reading `prompt_tokens` would outlast the time budget:
+        a call is not started if it could not finish reading in time."""
+        if self.budget.max_seconds is None:
+            return
+        expected = self.elapsed() + READING_MARGIN * self.reading_seconds(prompt_tokens)
+        if expected > self.budget.max_seconds:
+            self.trace.add("time_left_too_short", prompt_tokens=prompt_tokens, expected_end=round(expected, 2))
+            raise BudgetExhausted("seconds", self.budget.max_seconds, round(self.elapsed(), 2))
 
     def check(self, planned_tokens: int = 0) -> None:
         """Raise Cancelled if the run was cancelled, BudgetExhausted if one more engine call
@@ -130,9 +167,12 @@ class RunContext:
         """One batched engine call, counted as one call against the budget."""
         params = params or SamplingParams(max_new_tokens=self.budget.max_new_tokens)
         planned = 0
-        if self.budget.max_tokens is not None:
-            planned = sum(self.prompt_tokens(p) + params.max_new_tokens for p in prompts)
-        self.check(planned)
+        if self.budget.max_tokens is not None or self.budget.max_seconds is not None:
+            reading = sum(self.prompt_tokens(p) for p in prompts)
+            planned = reading + params.max_new_tokens * len(prompts)
+        self.check(planned if self.budget.max_tokens is not None else 0)
+        if self.budget.max_seconds is not None:
+            self.check_time(reading)
         began = time.perf_counter()
         sink = self._draft_sink(step)
         try:
@@ -157,6 +197,7 @@ class RunContext:
         model reads every context and text, so all of them count as prompt tokens."""
         tokens = sum(self.engine.count_tokens(t) for t in texts) + sum(self.engine.count_tokens(c) for c in contexts or [])
         self.check(tokens)
+        self.check_time(tokens)
         began = time.perf_counter()
         try:
             with stop_scope(self.should_stop):

@@ -31,7 +31,7 @@ from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ctxagent.agent import ContextAgent
-from ctxagent.cancel import CancelToken, Cancelled, cancel_scope
+from ctxagent.cancel import CancelToken, Cancelled, Interrupted, cancel_scope, stop_scope
 from ctxagent.engines.base import Engine, Message, SamplingParams
 from ctxagent.engines.batching import BatchingEngine
 from ctxagent.errors import CtxAgentError, EngineError, InputError, UnknownNameError
@@ -220,7 +220,9 @@ class ServerState:
     def _as_worker(self, fn: Callable[[], Any], token: CancelToken, queued: float) -> Any:
         self.metrics.queue_wait.observe(time.perf_counter() - queued)
         token.raise_if_cancelled()  # its client left while it waited for a worker: do nothing
-        with cancel_scope(token), self.batcher.worker():
+        # The token reaches RunContexts made in fn (recipes) and, through the stop check, the
+        # engine calls fn makes itself (pass-through completions).
+        with cancel_scope(token), stop_scope(lambda: token.cancelled), self.batcher.worker():
             return fn()
 
     async def in_worker(self, fn: Callable[[], Any], token: CancelToken | None = None) -> Any:
@@ -239,8 +241,8 @@ class ServerState:
         except asyncio.CancelledError:
             self._cancel(token, "disconnect")
             raise
-        except Cancelled as exc:
-            raise ApiError(499, f"the request was cancelled ({exc.reason})", "invalid_request_error", "cancelled") from None
+        except (Cancelled, Interrupted):
+            raise ApiError(499, f"the request was cancelled ({token.reason or 'stopped'})", "invalid_request_error", "cancelled") from None
         except Exception as exc:  # noqa: BLE001 - mapped to an HTTP status
             raise _as_api_error(exc) from None
         finally:
