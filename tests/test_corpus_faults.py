@@ -128,3 +128,17 @@ def test_an_index_run_killed_mid_way_is_recovered_with_a_warning(tmp_path: Path)
     assert not (index.path / UPDATING).exists()
     index.load()
     assert {c.doc_id for c in index.retriever.chunks} == set(Corpus(docs).ids())
+
+
+def test_batch_corpus_mode_names_the_skipped_files(folder: Path, tmp_path: Path, engine, monkeypatch) -> None:
+    from ctxagent import batch
+
+    monkeypatch.setenv("CTXAGENT_CACHE", str(tmp_path / "cache"))  # its own index, under the default name
+    questions = tmp_path / "questions.jsonl"
+    questions.write_text(json.dumps({"id": "rent", "corpus": True, "question": QUESTION}) + "\n", encoding="utf-8")
+    out = tmp_path / "out.jsonl"
+    summary = batch.run(folder, questions, out, engine=engine, recipe="direct", progress=False)
+    assert summary.failed == 0
+    result = batch.read_results(out)["rent"]
+    assert "480" in (result.text or "")
+    _assert_named(result.notes)
