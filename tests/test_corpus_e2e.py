@@ -13,6 +13,7 @@ from ctxagent.cache import cache_dir
 from tests.corpus_support import paragraphs, write_austen_corpus, write_docx
 
 pytest.importorskip("docx")
+pytestmark = pytest.mark.slow  # the real model, in this process and through the CLI
 
 RENT = "The annual rent of Hartfield Lodge, agreed with the agent Mr. Pemberton, is 480 pounds, payable at Michaelmas."
 LARKSPUR = "A ticket on the Larkspur ferry costs fourteen shillings."

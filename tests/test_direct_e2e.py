@@ -72,6 +72,7 @@ def _cli(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "ctxagent.cli", *args], input=stdin, capture_output=True, text=True, env=env, timeout=300)
 
 
+@pytest.mark.slow  # the CLI loads the real model in its own process
 def test_cli_reads_stdin_and_prints_json():
     done = _cli("ask", "-", "What is the vault code?", "--json", stdin="The weather was mild all week. The vault code is 7319. Lunch is served at noon.")
     assert done.returncode == 0, done.stderr

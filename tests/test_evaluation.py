@@ -23,7 +23,7 @@ from ctxagent.evaluation import (
 )
 from ctxagent.evaluation.report import pareto
 from ctxagent.evaluation.scoring import choice_of, contains_match, exact_match, numbers_in, score_task, token_f1, yes_no_of
-from ctxagent.evaluation.tasks import HARD_KINDS, PARAPHRASES
+from ctxagent.evaluation.tasks import HARD_KINDS, PARAPHRASES, REAL_QA_KINDS, TWO_HOPS
 from ctxagent.errors import InputError, UnknownNameError
 from ctxagent.types import Budget
 
@@ -35,7 +35,7 @@ def count_tokens(engine):
 
 
 CLASSIC_KINDS = [k for k in TASK_KINDS if k not in HARD_KINDS]
-NEEDLE_KINDS = [k for k in HARD_KINDS if k != "quality"]
+NEEDLE_KINDS = [k for k in HARD_KINDS if k not in REAL_QA_KINDS]
 
 
 @pytest.fixture(scope="module")
@@ -130,6 +130,18 @@ def test_paraphrased_needles_share_no_content_word_with_their_question():
         assert not _content_words(needle.format(name="")) & _content_words(question), (needle, question)
 
 
+def test_two_hop_questions_share_no_content_word_with_the_second_fact():
+    """Only the bridge name (which the question never says) leads from fact A to fact B; a crude
+    stem (first four letters) also catches "grow" against "grown" or "summer" against "summers"."""
+
+    def stems(text: str) -> set[str]:
+        return {w[:4] for w in _content_words(text)}
+
+    for _, second, question in TWO_HOPS:
+        fact_b = second.format(name="", village="")
+        assert not stems(fact_b) & stems(question.format(colour="violet")), (second, question)
+
+
 def test_each_hard_kind_means_what_it_says(hard_tasks):
     by_kind: dict[str, list] = {}
     for task in hard_tasks:
@@ -201,6 +213,44 @@ def test_quality_set_is_bundled_with_its_licence_and_builds_tasks(count_tokens):
     with pytest.raises(InputError, match="shorter than every bundled QuALITY story"):
         build_task("quality", shortest - 100, None, count_tokens)
     assert not [t for t in generate_tasks(count_tokens, kinds=["quality"], lengths=[2048]) if t.kind == "quality"]
+
+
+def test_squad_set_is_bundled_with_its_licence_and_asks_the_same_questions_at_every_length(count_tokens):
+    from ctxagent.evaluation.haystack import data_path
+    from ctxagent.evaluation.squad import neighbourhood_task, squad_articles, squad_questions
+
+    pairs = squad_questions()
+    assert len(pairs) >= 40 and len(squad_articles()) > len({a.title for a, _ in pairs})  # articles to pad with
+    for article, q in pairs:  # every answer sits at its offset inside the gold paragraph
+        for answer, start in zip(q.answers, q.answer_starts):
+            assert article.text[start : start + len(answer)] == answer and q.paragraph[0] <= start < q.paragraph[1]
+    notes = data_path("SQUAD.md").read_text(encoding="utf-8")
+    assert "CC BY-SA 4.0" in notes and "chrischute/squad" in notes
+    tasks = generate_tasks(count_tokens, kinds=["squad"], lengths=[1024, 16384], samples=3, seed=2)
+    assert len(tasks) == 6 and all(t.kind == "squad" and t.depth is None for t in tasks)
+    by_length = {n: [t for t in tasks if t.length == n] for n in (1024, 16384)}
+    assert [t.question for t in by_length[1024]] == [t.question for t in by_length[16384]]
+    assert len({t.question for t in by_length[1024]}) == 3
+    for task in tasks:
+        (gold,) = task.needles
+        lo, hi = task.metadata["paragraph"]
+        assert task.context[gold.start : gold.start + len(gold.text)] == gold.text == task.answers[0]
+        assert lo <= gold.start < hi and task.tokens <= task.length
+    for task in by_length[16384]:  # the whole article, among others, fills most of the length
+        article = next(a for a in squad_articles() if a.title == task.metadata["title"])
+        start = task.metadata["article_start"]
+        assert task.metadata["whole_article"] and task.context[start : start + len(article.text)] == article.text
+        assert task.tokens > 0.9 * task.length and len(task.context) > len(article.text)
+    for task in by_length[1024]:  # a slice of the article around the gold paragraph
+        assert not task.metadata["whole_article"] and task.tokens > 0.5 * task.length
+    assert generate_tasks(count_tokens, kinds=["squad"], lengths=[1024], samples=3, seed=2) == by_length[1024]
+    for task in by_length[16384]:  # the oracle's context: the gold paragraph and its neighbours, the answer still at its offset
+        near = neighbourhood_task(task, 512, count_tokens)
+        (gold,) = near.needles
+        lo, hi = near.metadata["paragraph"]
+        assert near.context in task.context and near.tokens <= max(512, count_tokens(task.context[slice(*task.metadata["paragraph"])]))
+        assert near.context[gold.start : gold.start + len(gold.text)] == task.answers[0] and lo <= gold.start < hi
+        assert near.id == f"{task.id}-oracle" and near.question == task.question
 
 
 def test_unsupported_specifics_names_numbers_and_dates():
@@ -367,3 +417,20 @@ def test_all_expands_to_the_registered_recipes():
     names = resolve_recipes("all")
     assert "direct" in names and set(names) <= set(registry.names())
     assert resolve_recipes("direct,direct") == ["direct"]
+
+
+def test_eval_model_names_stand_for_their_verified_gguf(tmp_path, monkeypatch):
+    """`--model qwen2.5-coder-0.5b` resolves through fetch_eval_model; a cached file of the wrong
+    size is refused and deleted, never loaded; paths and hub ids pass through unchanged."""
+    from ctxagent.evaluation.eval_models import EVAL_MODELS, resolve_model
+
+    assert resolve_model(None) is None and resolve_model("/models/x.gguf") == "/models/x.gguf"
+    assert resolve_model("HuggingFaceTB/SmolLM2-135M-Instruct") == "HuggingFaceTB/SmolLM2-135M-Instruct"
+    monkeypatch.setenv("CTXAGENT_CACHE", str(tmp_path))
+    model = EVAL_MODELS["qwen2.5-coder-0.5b"]
+    planted = tmp_path / "eval-models" / model.filename
+    planted.parent.mkdir(parents=True)
+    planted.write_bytes(b"GGUF not the model")
+    with pytest.raises(InputError, match="expected 491400064; deleted, not loaded"):
+        resolve_model("Qwen2.5-Coder-0.5B")
+    assert not planted.exists()

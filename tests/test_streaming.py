@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Sequence
 
 import httpx
-import pytest
 
 from ctxagent import ContextAgent
 from ctxagent.engines.base import Completion, Prompt, SamplingParams, TextSink

@@ -57,7 +57,7 @@ class RReader:
         if kind in (2, 6):  # LISTSXP / LANGSXP: a pairlist -> dict
             out = {}
             while True:
-                attr = self.item() if has_attr else None
+                _attr = self.item() if has_attr else None  # read to move past it; pairlist attributes are not kept
                 tag = self.item() if has_tag else None
                 out[tag if tag is not None else len(out)] = self.item()
                 nxt = self.int()

@@ -13,10 +13,11 @@ Ray cluster with one engine per worker.
 
 from __future__ import annotations
 
-from ctxagent.batch.corpus import Corpus, read_questions
+from ctxagent.batch.corpus import read_questions
 from ctxagent.batch.jobs import BatchQuestion, BatchResult, BatchSettings, BatchSummary
 from ctxagent.batch.output import ResultLog, read_results
 from ctxagent.batch.runner import run
+from ctxagent.corpus.source import Corpus
 
 __all__ = [
     "BatchQuestion",

@@ -6,6 +6,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+from ctxagent.defaults import DEFAULT_ENGINE, DEFAULT_RECIPE
 from ctxagent.types import Answer, Budget, Citation, Usage
 
 
@@ -61,9 +62,9 @@ class BatchResult(BaseModel):
 class BatchSettings(BaseModel):
     """How to answer: everything a worker (a thread here, or a Ray actor elsewhere) needs."""
 
-    engine: str = "hf"
+    engine: str = DEFAULT_ENGINE
     engine_options: dict[str, Any] = Field(default_factory=dict)
-    recipe: str = "auto"
+    recipe: str = DEFAULT_RECIPE
     recipe_options: dict[str, Any] = Field(default_factory=dict)
     budget: Budget = Field(default_factory=Budget)
     concurrency: int = Field(default=8, ge=1, description="questions in flight at once; their engine calls are merged")

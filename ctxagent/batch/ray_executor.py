@@ -12,10 +12,10 @@ so workers need no shared file system.
 from __future__ import annotations
 
 import logging
-import os
 from itertools import islice
 from typing import Any, Callable, Iterable, Iterator
 
+from ctxagent import envs
 from ctxagent.batch.jobs import BatchQuestion, BatchResult, BatchSettings
 from ctxagent.errors import EngineNotInstalled
 from ctxagent.types import Document
@@ -29,7 +29,7 @@ class _Worker:
     """A Ray actor: one engine, loaded once, answering shard after shard."""
 
     def __init__(self, settings: dict[str, Any], env: dict[str, str]) -> None:
-        os.environ.update({k: v for k, v in env.items() if k not in os.environ})
+        envs.adopt(env)
         from ctxagent.engines import get_engine
 
         self.settings = BatchSettings.model_validate(settings)
@@ -80,8 +80,7 @@ def answer_stream_ray(
             by_cpu = int(resources.get("CPU", 1) // max(cpus_per_worker, 1e-9))
             by_gpu = int(resources.get("GPU", 0) // gpus_per_worker) if gpus_per_worker else by_cpu
             workers = max(1, min(by_cpu, by_gpu))
-        # Workers see the driver's cache and offline settings (the model cache above all).
-        env = {k: v for k, v in os.environ.items() if k.startswith(("CTXAGENT_", "HF_")) or k == "TOKENIZERS_PARALLELISM"}
+        env = envs.worker_env()  # workers see the driver's cache and offline settings (the model cache above all)
         actor = ray.remote(num_cpus=cpus_per_worker, num_gpus=gpus_per_worker)(_Worker)
         log.info("starting %d Ray workers", workers)
         pool = ActorPool([actor.remote(settings.model_dump(mode="json"), env) for _ in range(workers)])

@@ -9,9 +9,10 @@ from typing import Any, Iterator
 
 from pydantic import ValidationError
 
-from ctxagent.batch.corpus import Corpus, read_questions
+from ctxagent.batch.corpus import read_questions
 from ctxagent.batch.jobs import BatchResult, BatchSettings, BatchSummary
 from ctxagent.batch.output import ResultLog
+from ctxagent.corpus.source import Corpus
 from ctxagent.engines.base import Engine
 from ctxagent.errors import InputError
 
@@ -108,10 +109,11 @@ def _lookup(docs: Corpus, questions: list[Any], executor: str) -> Any:
         return docs.get
     if executor != "local":
         raise InputError("questions with \"corpus\": true run on the local executor only; drop --executor ray for this job")
-    from ctxagent.corpus.index import CorpusIndex
+    from ctxagent.corpus.index import open_index
 
-    index = CorpusIndex(docs)
-    report = index.update()
+    index = open_index(docs)
+    report = index.report
+    assert report is not None
     log.info("corpus index: %d documents, %d chunks (%d embedded now)", report.documents, report.chunks, report.embedded_chunks)
 
     def lookup(doc_id: str) -> Any:

@@ -111,7 +111,7 @@ class Scorer(Protocol):
 
 class ModelScored:
     """For compressors that score with a language model: the given scorer, or the embedded
-    `hf` engine, loaded on first use so building a compressor stays cheap."""
+    default engine (`hf`), loaded on first use so building a compressor stays cheap."""
 
     _scorer: Scorer | None = None
 
@@ -120,7 +120,7 @@ class ModelScored:
         if self._scorer is None:
             from ctxagent.engines import get_engine
 
-            self._scorer = get_engine("hf")
+            self._scorer = get_engine()
         return self._scorer
 
 

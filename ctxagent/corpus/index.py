@@ -26,19 +26,22 @@ import math
 import os
 import shutil
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
-import numpy as np
 from pydantic import BaseModel, Field
 
-from ctxagent.batch.corpus import Corpus
 from ctxagent.cache import cache_dir
 from ctxagent.chunking import chunk_document
+from ctxagent.corpus.records import DocumentRead as _Read
+from ctxagent.corpus.records import FileState as _FileState
+from ctxagent.corpus.source import Corpus
 from ctxagent.errors import InputError
 from ctxagent.retrievers.base import IndexFileError, Retriever, ScoredChunk, corpus_hash
 from ctxagent.types import Chunk
+
+if TYPE_CHECKING:  # numpy loads when an index is assembled, so `import ctxagent.agent` stays light
+    import numpy as np
 
 log = logging.getLogger(__name__)
 
@@ -72,27 +75,6 @@ class IndexReport(BaseModel):
     rebuilt: bool = Field(default=False, description="true when the saved index could not be used and everything was re-read")
     seconds: float = 0.0
     path: str = ""
-
-
-@dataclass
-class _FileState:
-    size: int = -1
-    mtime_ns: int = -1
-    content: str = ""
-    error: str | None = None
-
-    def same_stat(self, stat: tuple[int, int] | None) -> bool:
-        return stat is not None and (self.size, self.mtime_ns) == stat
-
-
-@dataclass
-class _Read:
-    """One document read, chunked and (for dense indexes) embedded, ready to join the index."""
-
-    doc_id: str
-    state: _FileState
-    chunks: list[Chunk] = field(default_factory=list)
-    vectors: np.ndarray | None = None
 
 
 def default_index_name(source: Path) -> str:
@@ -130,6 +112,7 @@ class CorpusIndex:
         self.path = Path(root) if root is not None else cache_dir("corpora", name or default_index_name(self.corpus.source))
         self.kind, self.chunk_tokens, self.retriever_options = retriever, chunk_tokens, retriever_options
         self.retriever: Retriever | None = None
+        self.report: IndexReport | None = None  # what the last update() did
         # Files that could not be read, doc id -> why (after update() or load()): answers name them in their notes.
         self.failed: dict[str, str] = {}
 
@@ -268,6 +251,7 @@ class CorpusIndex:
         report.documents = len(ids) - len([d for d in report.failed if d not in self.corpus.skipped])
         report.chunks = len(self.retriever.chunks) if self.retriever is not None else 0
         report.seconds = round(time.perf_counter() - began, 3)
+        self.report = report
         return report
 
     def _read_all(self, doc_ids: list[str], executor: str, progress: bool | None, ray_options: dict[str, Any]) -> list[_Read]:
@@ -276,7 +260,7 @@ class CorpusIndex:
         if executor == "ray":
             from ctxagent.corpus.ray_indexing import read_with_ray
 
-            return read_with_ray(self, doc_ids, embed=self.kind != "bm25", **ray_options)
+            return read_with_ray(self, doc_ids, _read_shard, embed=self.kind != "bm25", **ray_options)
         from tqdm.auto import tqdm
 
         show = progress if progress is not None else len(doc_ids) >= 200
@@ -332,6 +316,8 @@ class CorpusIndex:
         files: dict[str, _FileState],
     ) -> Retriever | None:
         """The new index: unchanged documents' chunks and vectors copied, fresh ones added, in corpus order."""
+        import numpy as np
+
         kept = set(keep)
         chunks: list[Chunk] = []
         blocks: list[np.ndarray] = []
@@ -386,4 +372,44 @@ class CorpusIndex:
         return self.retriever.search(query, k)
 
 
-__all__ = ["CorpusIndex", "IndexReport", "approximate_tokens", "default_index_name"]
+def open_index(
+    corpus: CorpusIndex | Corpus | str | Path,
+    *,
+    update: bool = True,
+    encoding: str = "utf-8",
+    executor: str = "local",
+    progress: bool | None = None,
+    ray_options: dict[str, Any] | None = None,
+    **index_options: Any,
+) -> CorpusIndex:
+    """The one way to open a corpus index: a CorpusIndex of a path, a Corpus or a CorpusIndex,
+    brought up to date with the files (`update=True`) or loaded as saved (`update=False`), unless
+    it is open already. `index.report` says what the update did (None when it was loaded).
+    index_options: CorpusIndex's (name, root, retriever, chunk_tokens, retriever options)."""
+    if isinstance(corpus, CorpusIndex):
+        index = corpus
+    else:
+        index = CorpusIndex(corpus if isinstance(corpus, Corpus) else Corpus(corpus, encoding=encoding), **index_options)
+    if index.retriever is None:
+        if update:
+            index.update(executor=executor, progress=progress, ray_options=ray_options)
+        else:
+            index.load()
+    return index
+
+
+def _read_shard(index_spec: dict[str, Any], doc_ids: list[str], embed: bool) -> list[dict[str, Any]]:
+    """On a Ray worker: read (and embed) a shard of documents as the local build does; plain data back."""
+    index = CorpusIndex(index_spec["source"], root=index_spec["root"], retriever=index_spec["kind"], chunk_tokens=index_spec["chunk_tokens"], **index_spec["options"])
+    reads = [index.read_one(doc_id) for doc_id in doc_ids]
+    if embed:
+        ready = [r for r in reads if r.state.error is None and r.chunks]
+        if ready:
+            index._embed(ready, progress=False)
+    return [
+        {"doc_id": r.doc_id, "state": vars(r.state), "chunks": [c.model_dump() for c in r.chunks], "vectors": r.vectors}
+        for r in reads
+    ]
+
+
+__all__ = ["CorpusIndex", "IndexReport", "approximate_tokens", "default_index_name", "open_index"]

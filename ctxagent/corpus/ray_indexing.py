@@ -11,61 +11,45 @@ share with the driver (one machine, or a network mount).
 from __future__ import annotations
 
 import logging
-import os
-from typing import TYPE_CHECKING, Any
+from typing import Any, Callable
 
+from ctxagent import envs
+from ctxagent.corpus.records import DocumentRead, FileState
 from ctxagent.errors import EngineNotInstalled
-
-if TYPE_CHECKING:
-    from ctxagent.corpus.index import CorpusIndex, _Read
 
 log = logging.getLogger(__name__)
 
-_ENV = ("CTXAGENT_CACHE", "HF_HUB_OFFLINE", "TOKENIZERS_PARALLELISM", "PYTHONPATH")
-
-
-def _shard(index_spec: dict[str, Any], doc_ids: list[str], embed: bool) -> list[dict[str, Any]]:
-    from ctxagent.corpus.index import CorpusIndex
-
-    index = CorpusIndex(index_spec["source"], root=index_spec["root"], retriever=index_spec["kind"], chunk_tokens=index_spec["chunk_tokens"], **index_spec["options"])
-    reads = [index.read_one(doc_id) for doc_id in doc_ids]
-    if embed:
-        ready = [r for r in reads if r.state.error is None and r.chunks]
-        if ready:
-            index._embed(ready, progress=False)
-    return [
-        {"doc_id": r.doc_id, "state": vars(r.state), "chunks": [c.model_dump() for c in r.chunks], "vectors": r.vectors}
-        for r in reads
-    ]
+# index.py's `_read_shard`: (index spec, doc ids, embed) -> plain records, run on a worker.
+ShardReader = Callable[[dict[str, Any], list[str], bool], list[dict[str, Any]]]
 
 
 def read_with_ray(
-    index: "CorpusIndex",
+    index: Any,
     doc_ids: list[str],
+    read_shard: ShardReader,
     *,
     embed: bool,
     address: str | None = None,
     shard_size: int = 64,
     cpus_per_task: float = 1.0,
-) -> list["_Read"]:
-    """Read (and embed) `doc_ids` in Ray tasks of `shard_size` documents; results in input order."""
+) -> list[DocumentRead]:
+    """Read (and embed) `doc_ids` of the CorpusIndex `index` in Ray tasks of `shard_size` documents,
+    each running `read_shard`; results in input order."""
     try:
         import ray
     except ImportError:
         raise EngineNotInstalled("--executor ray needs Ray: `pip install ctxagent[ray]`") from None
     from tqdm.auto import tqdm
 
-    from ctxagent.corpus.index import _FileState, _Read
     from ctxagent.types import Chunk
 
     if not ray.is_initialized():
-        env = {k: os.environ[k] for k in _ENV if k in os.environ}
-        ray.init(address=address, runtime_env={"env_vars": env}, log_to_driver=False, include_dashboard=False)
+        ray.init(address=address, runtime_env={"env_vars": envs.worker_env()}, log_to_driver=False, include_dashboard=False)
     spec = {
         "source": str(index.corpus.source), "root": str(index.path), "kind": index.kind,
         "chunk_tokens": index.chunk_tokens, "options": index.retriever_options,
     }
-    task = ray.remote(num_cpus=cpus_per_task)(_shard)
+    task = ray.remote(num_cpus=cpus_per_task)(read_shard)
     shards = [doc_ids[i : i + shard_size] for i in range(0, len(doc_ids), shard_size)]
     pending = {task.remote(spec, shard, embed): n for n, shard in enumerate(shards)}
     done: dict[int, list[dict[str, Any]]] = {}
@@ -76,6 +60,6 @@ def read_with_ray(
             done[n] = ray.get(ready[0])
             bar.update(len(done[n]))
     return [
-        _Read(item["doc_id"], _FileState(**item["state"]), [Chunk(**c) for c in item["chunks"]], item["vectors"])
+        DocumentRead(item["doc_id"], FileState(**item["state"]), [Chunk(**c) for c in item["chunks"]], item["vectors"])
         for n in range(len(shards)) for item in done[n]
     ]

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ctxagent.defaults import DEFAULT_ENGINE
 from ctxagent.engines.base import Completion, Engine, Message, Prompt, SamplingParams, TokenScores
 from ctxagent.registry import Registry
 
@@ -20,8 +21,6 @@ register = registry.register
 registry.register_lazy("hf", "ctxagent.engines.hf:HFEngine")
 registry.register_lazy("openai", "ctxagent.engines.openai:OpenAIEngine")
 registry.register_lazy("vllm", "ctxagent.engines.vllm:VLLMEngine")
-
-DEFAULT_ENGINE = "hf"
 
 
 def get_engine(name: str = DEFAULT_ENGINE, **options: Any) -> Engine:

@@ -108,10 +108,38 @@ class BatchingEngine:
         contexts = list(contexts) if contexts is not None else [""] * len(texts)
         return self._submit(_Request("score", "s", list(zip(texts, contexts))))
 
-    def __getattr__(self, name: str) -> Any:  # model_name, tokenizer, ... of the wrapped engine
-        if name == "inner":
-            raise AttributeError(name)
-        return getattr(self.inner, name)
+    # -- the wrapped engine's optional capabilities (engines/base.py CAPABILITIES) -----------
+    # Each is there exactly when the wrapped engine has it, so `getattr(batcher, "speed", None)`
+    # answers as it would for the engine itself.
+    def _inner(self, name: str) -> Any:
+        try:
+            return getattr(self.inner, name)
+        except AttributeError:
+            raise AttributeError(f"the wrapped {self.name} engine has no {name!r}") from None
+
+    @property
+    def model_name(self) -> str:
+        return self._inner("model_name")
+
+    @property
+    def tokenizer(self) -> Any:
+        return self._inner("tokenizer")
+
+    @property
+    def tokens_per_second(self) -> float:
+        return self._inner("tokens_per_second")
+
+    @property
+    def speed(self) -> Any:
+        return self._inner("speed")
+
+    @property
+    def speed_key(self) -> Any:
+        return self._inner("speed_key")
+
+    @property
+    def _speed(self) -> Any:  # a speed measured earlier (engines/speed.py engine_speed(probe=False))
+        return getattr(self.inner, "_speed", None)
 
     # -- workers ---------------------------------------------------------------------------
     def join(self, n: int = 1) -> None:

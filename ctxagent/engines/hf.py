@@ -87,6 +87,10 @@ class HFEngine(ProbedSpeed):
     context_window: override the model's own limit (e.g. to test long-document recipes cheaply).
     attn_implementation: any transformers attention backend, e.g. "sdpa"; sparse prefill is
     switched on through `sparse_prefill` (see ctxagent.kernels).
+    prefill_chunk: prompts longer than this many tokens are prefilled that many tokens at a
+    time, each chunk continuing the cached keys (`kernels.chunked_prefill`; sparse too when
+    sparse prefill is on), so activations stay those of one chunk: what lets a 512K-1M token
+    prompt fit on one GPU. Such prompts are generated one at a time. None: one forward.
     """
 
     name = "hf"
@@ -106,6 +110,7 @@ class HFEngine(ProbedSpeed):
         score_batch_tokens: int = 4096,
         attn_implementation: str | None = None,
         sparse_prefill: Any = None,
+        prefill_chunk: int | None = None,
     ) -> None:
         try:
             import torch
@@ -118,6 +123,9 @@ class HFEngine(ProbedSpeed):
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         torch_dtype = self._resolve_dtype(dtype)
         self.batch_size = batch_size
+        if prefill_chunk is not None and prefill_chunk < 1:
+            raise InputError(f"prefill_chunk must be a positive number of tokens (or None); got {prefill_chunk}")
+        self.prefill_chunk = prefill_chunk
         self.score_batch_tokens = score_batch_tokens
         started = time.perf_counter()
         if model is None or str(model).endswith(".gguf"):
@@ -199,6 +207,10 @@ class HFEngine(ProbedSpeed):
         self, batch: list[list[int]], params: SamplingParams, sinks: Sequence[TextSink | None] = (), checks: Sequence[StopCheck | None] = ()
     ) -> list[Completion]:
         torch = self._torch
+        sinks = list(sinks) or [None] * len(batch)
+        if self.prefill_chunk and len(batch) > 1 and max(len(ids) for ids in batch) > self.prefill_chunk:
+            # chunked prefill takes one unpadded sequence at a time
+            return [c for ids, sink in zip(batch, sinks) for c in self._generate_batch([ids], params, [sink])]
         pad = self.tokenizer.pad_token_id
         width = max(len(ids) for ids in batch)
         input_ids = torch.tensor([[pad] * (width - len(ids)) + ids for ids in batch], device=self.device)
@@ -221,6 +233,11 @@ class HFEngine(ProbedSpeed):
         kwargs["stopping_criteria"] = StoppingCriteriaList([stopper])  # with no checks, it only times the reading
         try:
             with torch.inference_mode():
+                if self.prefill_chunk and width > self.prefill_chunk:
+                    from ctxagent.kernels.chunked_prefill import chunked_prefill
+
+                    # all but the last prompt token in chunks; generate then runs that token on the cache
+                    kwargs["past_key_values"], _ = chunked_prefill(self.model, input_ids[:, :-1], self.prefill_chunk)
                 out = self.model.generate(input_ids=input_ids, attention_mask=attention, **kwargs)
         except RuntimeError as exc:
             raise EngineError(f"generation failed on {self.model_name}: {exc}") from exc

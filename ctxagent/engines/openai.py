@@ -24,7 +24,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 import random
 import threading
 import warnings
@@ -32,6 +31,7 @@ from concurrent.futures import ThreadPoolExecutor
 from functools import lru_cache
 from typing import Any, Sequence
 
+from ctxagent import envs
 from ctxagent.engines import register
 from ctxagent.engines.base import Completion, Prompt, SamplingParams, TextSink, TokenScores, render_messages
 from ctxagent.engines.speed import ProbedSpeed
@@ -106,9 +106,9 @@ class OpenAIEngine(ProbedSpeed):
             raise InputError(f"max_concurrency must be at least 1, got {max_concurrency}")
         if max_retries < 0:
             raise InputError(f"max_retries must be 0 or more, got {max_retries}")
-        self.base_url = (base_url or os.environ.get("OPENAI_BASE_URL") or DEFAULT_BASE_URL).rstrip("/")
+        self.base_url = (base_url or envs.get("OPENAI_BASE_URL") or DEFAULT_BASE_URL).rstrip("/")
         self.api_key_env = api_key_env
-        self._api_key = os.environ.get(api_key_env) or None
+        self._api_key = envs.get(api_key_env)
         self.timeout, self.connect_timeout = timeout, connect_timeout
         self.max_retries, self.backoff, self.max_backoff = max_retries, backoff, max_backoff
         self.max_concurrency, self.chat, self.show_progress = max_concurrency, chat, show_progress

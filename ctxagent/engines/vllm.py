@@ -20,11 +20,11 @@ from __future__ import annotations
 
 import gc
 import logging
-import os
 import time
 from pathlib import Path
 from typing import Any, Sequence
 
+from ctxagent import envs
 from ctxagent.engines import register
 from ctxagent.engines.speed import ProbedSpeed, machine_fingerprint
 from ctxagent.engines.base import Completion, Prompt, SamplingParams, TokenScores, check_prompts_fit, prompt_text
@@ -74,7 +74,7 @@ class VLLMEngine(ProbedSpeed):
     sparse_prefill: True or a sparse-prefill config (dict with min_length and a pattern, a
         ctxagent.kernels SparseConfig, or a JSON path); prompts of at least min_length tokens are then
         prefilled by ctxagent's sparse attention through the backend that ctxagent's vLLM plugin
-        registers (ctxagent.engines.vllm_plugin); decode stays on vLLM's kernels.
+        registers (ctxagent.kernels.vllm.plugin); decode stays on vLLM's kernels.
     Other keyword options go to `vllm.LLM` unchanged (e.g. gpu_memory_utilization, tensor_parallel_size).
     """
 
@@ -107,9 +107,9 @@ class VLLMEngine(ProbedSpeed):
                 raise InputError(f"{model} is a GGUF file: pass tokenizer=<folder or hub id of the original model>")
         on_cpu = _vllm_on_cpu()
         if in_process is None and on_cpu:
-            os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")  # a user's own setting wins
+            envs.set_default("VLLM_ENABLE_V1_MULTIPROCESSING", "0")  # a user's own setting wins
         elif in_process is not None:
-            os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0" if in_process else "1"
+            envs.put("VLLM_ENABLE_V1_MULTIPROCESSING", "0" if in_process else "1")
         options: dict[str, Any] = {
             "model": str(path) if path is not None else str(model),
             "dtype": dtype,
@@ -121,7 +121,7 @@ class VLLMEngine(ProbedSpeed):
             options["tokenizer"] = tokenizer
         if context_window:
             options["max_model_len"] = int(context_window)
-        from ctxagent.engines import vllm_plugin
+        from ctxagent.kernels.vllm import plugin as vllm_plugin
 
         options.update(vllm_plugin.configure(sparse_prefill, on_cpu=on_cpu, context_window=context_window))
         self.sparse_prefill = bool(sparse_prefill)
@@ -250,4 +250,4 @@ def _vllm_on_cpu() -> bool:
 
         return bool(current_platform.is_cpu())
     except Exception:  # noqa: BLE001 - an old vLLM without platforms: assume a GPU build
-        return os.environ.get("VLLM_TARGET_DEVICE") == "cpu"
+        return envs.get("VLLM_TARGET_DEVICE") == "cpu"

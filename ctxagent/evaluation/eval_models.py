@@ -133,6 +133,14 @@ def fetch_eval_model(name: str = "qwen2.5-coder-0.5b", sha256: str | None = None
     return target
 
 
+def resolve_model(model: str | None) -> str | None:
+    """A known evaluation model's name (e.g. "qwen2.5-coder-0.5b") -> its verified GGUF's path,
+    fetched on first use; any other value (a path, a hub id, None) is returned as it is."""
+    if model is not None and str(model).lower() in EVAL_MODELS:
+        return str(fetch_eval_model(str(model).lower()))
+    return model
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("name", nargs="?", default="qwen2.5-coder-0.5b", choices=sorted(EVAL_MODELS))

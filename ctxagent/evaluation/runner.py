@@ -16,6 +16,7 @@ from typing import Any, Sequence
 
 from pydantic import BaseModel, Field
 
+from ctxagent.defaults import DEFAULT_ENGINE
 from ctxagent.errors import CtxAgentError, InputError
 from ctxagent.evaluation.scoring import evidence_recall, score_task, unsupported_specifics
 from ctxagent.evaluation.tasks import Task
@@ -182,7 +183,7 @@ def run_eval(
     tasks: Sequence[Task],
     recipes: Sequence[str] | str = "all",
     *,
-    engine: Any = "hf",
+    engine: Any = DEFAULT_ENGINE,
     engine_options: dict[str, Any] | None = None,
     budget: Budget | None = None,
     out: str | Path | None = None,

@@ -24,6 +24,8 @@ Harder kinds, where finding a sentence that repeats the question's words is not 
 - `multiple_choice`: four options in the question; the answer is a letter or the option's text.
 - `aggregation`: several needles of one kind; list every item, or count them.
 - `quality`: a real multiple-choice question over a whole short story from QuALITY (see quality.py).
+- `squad`: a real SQuAD 2.0 question over its whole Wikipedia article, among other articles
+  when the length allows, else a slice of the article around the gold paragraph (see squad.py).
 
 Every needle of a task is gold evidence: recipes are judged on whether what they read and cited
 covers all of them (evidence recall, report.py).
@@ -71,9 +73,11 @@ TASK_KINDS = (
     "multiple_choice",
     "aggregation",
     "quality",
+    "squad",
 )
-DEPTHLESS_KINDS = frozenset({"common_words", "quality"})
-HARD_KINDS = ("niah_paraphrase", "niah_latent", "two_hop", "arithmetic", "yes_no", "multiple_choice", "aggregation", "quality")
+DEPTHLESS_KINDS = frozenset({"common_words", "quality", "squad"})
+HARD_KINDS = ("niah_paraphrase", "niah_latent", "two_hop", "arithmetic", "yes_no", "multiple_choice", "aggregation", "quality", "squad")
+REAL_QA_KINDS = ("quality", "squad")  # questions people wrote over real documents (no planted needles)
 Scoring = Literal["text", "number", "yes_no", "choice"]
 N_NEEDLES = 4  # needles of the multi-needle tasks
 VT_HOPS = 4  # assignments after the first in a variable-tracking chain
@@ -264,10 +268,12 @@ LANDMARKS = (
 )
 
 # (fact A linking a thing to {name}, fact B about {name} and {village}, question through A to B).
+# The question shares no content word with fact B (only the bridge name joins them, and the
+# question never says it): finding B takes searching for the person A names, not the question's words.
 TWO_HOPS = (
-    ("The {colour} lighthouse on the point is kept by {name}.", "{name} grew up in the village of {village}.", "In which village did the keeper of the {colour} lighthouse grow up?"),
-    ("The {colour} carriage in the square belongs to {name}.", "{name} was born in the village of {village}.", "In which village was the owner of the {colour} carriage born?"),
-    ("The {colour} bookshop by the bridge is run by {name}.", "{name} spends every summer in the village of {village}.", "In which village does the keeper of the {colour} bookshop spend the summer?"),
+    ("The {colour} lighthouse on the point is kept by {name}.", "{name} grew up in {village}.", "Where did the keeper of the {colour} lighthouse spend their childhood?"),
+    ("The {colour} carriage in the square belongs to {name}.", "{name} was born in {village}.", "What is the birthplace of the owner of the {colour} carriage?"),
+    ("The {colour} bookshop by the bridge is run by {name}.", "{name} spends every summer in {village}.", "Where does the keeper of the {colour} bookshop pass the warm months of the year?"),
 )
 COLOURS = ("crimson", "emerald", "violet", "scarlet", "turquoise", "ochre", "indigo", "saffron")
 
@@ -443,6 +449,8 @@ def build_task(kind: str, length: int, depth: float | None, count_tokens: CountT
     rng_seed = f"{seed}/{kind}/{length}/{tag}/{sample}"
     if kind == "quality":
         return _quality_task(length, count_tokens, rng_seed, f"{kind}-{length}-{tag}-{seed}-{sample}", seed)
+    if kind == "squad":
+        return _squad_task(length, count_tokens, rng_seed, f"{kind}-{length}-{tag}-{seed}-{sample}", seed, sample)
     spec = GENERATORS[kind](random.Random(rng_seed), 0.5 if depth is None else depth)
     each = [count_tokens(text) + 1 for text, _ in spec.needles]
     needle_tokens = sum(each)
@@ -504,6 +512,39 @@ def _quality_task(length: int, count_tokens: CountTokens, rng_seed: str, task_id
         seed=seed,
         source=SOURCE,
         metadata={"story": pick.story.id, "title": pick.story.title, "article_start": pick.article_start, "article_chars": len(pick.story.article)},
+    )
+
+
+def _squad_task(length: int, count_tokens: CountTokens, rng_seed: str, task_id: str, seed: int, sample: int) -> Task:
+    from ctxagent.evaluation.squad import SOURCE, question_for, squad_document
+
+    article, question = question_for(seed, sample)
+    pick = squad_document(length, count_tokens, random.Random(rng_seed), article, question)
+    shift = pick.offset - pick.cut  # article offset -> context offset
+    start = question.answer_starts[0] + shift
+    answer = question.answers[0]
+    assert pick.context[start : start + len(answer)] == answer, task_id
+    depth = round(min(1.0, count_tokens(pick.context[:start]) / max(1, pick.tokens)), 4)
+    return Task(
+        id=task_id,
+        kind="squad",
+        context=pick.context,
+        question=question.question,
+        answers=list(question.answers),
+        metric="any",
+        length=length,
+        tokens=pick.tokens,
+        depth=None,
+        needles=[Needle(text=answer, start=start, depth=depth)],
+        seed=seed,
+        source=SOURCE,
+        metadata={
+            "squad_id": question.id,
+            "title": article.title,
+            "paragraph": [question.paragraph[0] + shift, question.paragraph[1] + shift],
+            "article_start": pick.offset,
+            "whole_article": pick.cut == 0 and article.text in pick.context,
+        },
     )
 
 

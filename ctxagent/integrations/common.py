@@ -3,24 +3,16 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Sequence
 
 from ctxagent.types import Chunk, Document
 
 
 def open_corpus_index(corpus: Any, update: bool = True, **index_options: Any) -> Any:
-    """A CorpusIndex for a path, a Corpus or a CorpusIndex; updated (or loaded) once."""
-    from ctxagent.batch.corpus import Corpus
-    from ctxagent.corpus.index import CorpusIndex
+    """A CorpusIndex for a path, a Corpus or a CorpusIndex; updated (or loaded) once (ctxagent.corpus.open_index)."""
+    from ctxagent.corpus.index import open_index
 
-    if isinstance(corpus, CorpusIndex):
-        index = corpus
-    else:
-        index = CorpusIndex(corpus if isinstance(corpus, Corpus) else Corpus(Path(corpus)), **index_options)
-    if index.retriever is None:
-        index.update() if update else index.load()
-    return index
+    return open_index(corpus, update=update, **index_options)
 
 
 @dataclass

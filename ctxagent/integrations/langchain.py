@@ -108,7 +108,7 @@ def _as_source(source: Any) -> Any:
     from pathlib import Path
 
     if isinstance(source, (str, Path)) and (Path(source).is_dir() or Path(source).suffix.lower() in (".jsonl", ".ndjson")):
-        from ctxagent.batch.corpus import Corpus
+        from ctxagent.corpus import Corpus
 
         return Corpus(source)
     return source

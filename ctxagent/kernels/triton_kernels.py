@@ -22,11 +22,11 @@ int64, so token-major layouts past 2^31 elements (512K tokens x 32 heads x 128) 
 
 from __future__ import annotations
 
-import os
-
 import torch
 import triton
 import triton.language as tl
+
+from ctxagent import envs
 
 
 @triton.jit
@@ -198,7 +198,7 @@ def launch_sparse_attention(q, k, v, out, index, sm_scale: float, num_warps: int
         HEAD_DIM=D,
         BLOCK=block,
         HAS_COLS=has_cols,
-        DOT_F32=q.dtype == torch.bfloat16 and os.environ.get("TRITON_INTERPRET") == "1",
+        DOT_F32=q.dtype == torch.bfloat16 and envs.flag("TRITON_INTERPRET"),
         num_warps=num_warps,
         num_stages=num_stages,
     )
@@ -308,7 +308,7 @@ def launch_block_lse(qp, k, block: int, scale: float, first_block: int = 0):
     chunk = 128
     n_chunks = triton.cdiv(M, chunk)
     parts = torch.empty(B, H, Mq, n_chunks, dtype=torch.float32, device=qp.device)
-    interp = os.environ.get("TRITON_INTERPRET") == "1"
+    interp = envs.flag("TRITON_INTERPRET")
     if interp and qp.dtype == torch.bfloat16:
         qp = qp.float()
     args = (

@@ -27,6 +27,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Sequence
 
 from ctxagent.chunking import estimate_tokens
+from ctxagent.defaults import EVIDENCE_SCAN_RERANK, RERANK, RETRIEVE_CHUNK_TOKENS, RETRIEVE_K
 from ctxagent.engines.reach import Reach, effective_context
 from ctxagent.engines.speed import EngineSpeed, engine_speed
 from ctxagent.recipes import get_recipe, register
@@ -43,15 +44,16 @@ PROMPT_FRAME = 120
 ANSWER_FRAME = 600
 # The final answer is usually shorter than its cap: planned decode length (tokens).
 ANSWER_EXPECTED = 96
-# Evidence selection (recipes/evidence.py): the engine scores this many candidate sentences,
-# each read as about this many tokens (sentence + question + frame), once per hop and once more.
-MAP_REDUCE_RERANK, RETRIEVE_RERANK = 24, 12
+# Evidence selection (recipes/evidence.py): the engine scores the recipes' re-rank count of candidate
+# sentences (defaults.py), each read as about this many tokens (sentence + question + frame), once per
+# hop and once more.
+MAP_REDUCE_RERANK, RETRIEVE_RERANK = EVIDENCE_SCAN_RERANK, RERANK
 SCORE_TOKENS_PER_CANDIDATE = 60
 # Share of the time left that a plan may fill.
 TIME_SAFETY = 0.8
-# retrieve_then_reason's default chunk size and the k values tried, largest first.
-RETRIEVE_CHUNK = 256
-RETRIEVE_KS = (4, 2)
+# retrieve_then_reason's chunk size (its default) and the k values tried, largest first.
+RETRIEVE_CHUNK = RETRIEVE_CHUNK_TOKENS
+RETRIEVE_KS = (RETRIEVE_K, 2)
 # Work without engine calls, in tokens/s on 2 CPU cores: chunking with token counts and BM25,
 # and the sentence encoder (all-MiniLM-L6-v2) that evidence selection and dense retrieval use.
 INDEX_TOKENS_PER_SECOND = 100_000.0

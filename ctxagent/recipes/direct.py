@@ -14,6 +14,7 @@ from typing import Sequence
 
 from ctxagent.chunking import prefix_within, sentence_spans
 from ctxagent.citations import citation_for, content_words, ground_answer
+from ctxagent.defaults import TEMPLATE_SLACK
 from ctxagent.engines.base import SamplingParams
 from ctxagent.grounding import check_answer, find_specifics
 from ctxagent.recipes import register
@@ -23,8 +24,6 @@ from ctxagent.recipes.reading import NOT_FOUND, declines, on_topic, record_evide
 from ctxagent.scaffolding import ANSWER_STOPS, strip_scaffolding
 from ctxagent.types import Answer, Citation, Document
 
-# Chat-template tokens around the messages, plus a margin for tokenisation at the joins.
-TEMPLATE_SLACK = 48
 # Sentences an answer is checked against (the best matches of the text read), and citations kept.
 MAX_CANDIDATES = 12
 MAX_CITATIONS = 3

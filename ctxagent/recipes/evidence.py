@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Callable, Sequence
 from ctxagent.cancel import SlicePace
 from ctxagent.citations import citation_for, content_words
 from ctxagent.compressors.units import Sentence, sentences_of
+from ctxagent.defaults import RERANK, SENTENCE_ENCODER
 from ctxagent.recipes.context import RunContext
 from ctxagent.recipes.reading import Fact, Facts
 from ctxagent.types import Chunk, Document
@@ -65,7 +66,7 @@ class SentencePool:
     """Every sentence of a recipe's chunks, indexed once so each query (the question, a
     recurrent reader's expanded query, each hop's follow-up) costs a lookup, not a re-index."""
 
-    def __init__(self, chunks: Sequence[Chunk], encoder: str = "all-MiniLM-L6-v2") -> None:
+    def __init__(self, chunks: Sequence[Chunk], encoder: str = SENTENCE_ENCODER) -> None:
         self.chunks = list(chunks)
         self.sentences: list[Sentence] = sentences_of(self.chunks)
         self.texts = [self._text(s) for s in self.sentences]
@@ -105,7 +106,7 @@ class SentencePool:
 
         if not idx:
             return np.zeros(0, dtype=np.float32)
-        from ctxagent.compressors.embedding import load_encoder
+        from ctxagent.encoders import load_encoder
 
         encoder = load_encoder(self.encoder_name)
         missing = [i for i in idx if i not in self._vectors]
@@ -172,11 +173,11 @@ class EvidenceSelector:
     model_weight: float = 0.15
     floor: float = 0.3
     keep: int = 4
-    rerank: int = 12
+    rerank: int = RERANK
     low_overlap: float = 0.35
     paraphrase_lexical_weight: float = 0.25
     widen: bool = True
-    encoder: str = "all-MiniLM-L6-v2"
+    encoder: str = SENTENCE_ENCODER
 
     def pool(self, chunks: Sequence[Chunk]) -> SentencePool:
         return SentencePool(chunks, self.encoder)

@@ -18,6 +18,7 @@ from typing import Sequence
 
 from ctxagent.chunking import chunk_document
 from ctxagent.citations import content_words, ground_answer
+from ctxagent.defaults import TEMPLATE_SLACK
 from ctxagent.engines.base import Prompt, SamplingParams
 from ctxagent.errors import BudgetExhausted, InputError
 from ctxagent.grounding import Grounding, check_answer
@@ -26,8 +27,6 @@ from ctxagent.recipes.prompts import facts_answer_prompt
 from ctxagent.scaffolding import ANSWER_STOPS, strip_scaffolding
 from ctxagent.types import Answer, Chunk, Citation, Document
 
-# Chat-template tokens around the messages, plus a margin for tokenisation at the joins.
-TEMPLATE_SLACK = 48
 # An extraction reply is one copied sentence; longer replies are rambling.
 EXTRACT_TOKENS = 40
 # Short answer shown when nothing verifiable was found.

@@ -32,6 +32,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ctxagent.agent import ContextAgent
 from ctxagent.cancel import CancelToken, Cancelled, Interrupted, cancel_scope, stop_scope
+from ctxagent.defaults import MAX_NEW_TOKENS
 from ctxagent.engines.base import Engine, Message, SamplingParams
 from ctxagent.engines.batching import BatchingEngine
 from ctxagent.errors import CtxAgentError, EngineError, InputError, UnknownNameError
@@ -276,7 +277,7 @@ class ServerState:
 
     def _sampling(self, max_tokens: int | None, temperature: float | None, top_p: float | None, stop: list[str], seed: int | None) -> SamplingParams:
         return SamplingParams(
-            max_new_tokens=max_tokens or 256,
+            max_new_tokens=max_tokens or MAX_NEW_TOKENS,
             temperature=1.0 if temperature is None else temperature,
             top_p=1.0 if top_p is None else top_p,
             stop=stop,

@@ -1,6 +1,6 @@
-"""`ctxagent.eval.evaluate(...)`: generate (or load) tasks, run recipes on them, write the report.
+"""`ctxagent.evaluation.evaluate(...)`: generate (or load) tasks, run recipes on them, write the report.
 
-    from ctxagent.eval import evaluate
+    from ctxagent.evaluation import evaluate
     run = evaluate(recipes="all", lengths=[1024, 2048, 4096], context_window=1024, out="eval-results")
     print(run.report.read_text())
 
@@ -16,20 +16,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
+from ctxagent.defaults import DEFAULT_ENGINE
 from ctxagent.errors import InputError
-from ctxagent.evaluation import (
-    TASK_KINDS,
-    Result,
-    Task,
-    generate_tasks,
-    load_results,
-    load_tasks,
-    resolve_recipes,
-    run_eval,
-    save_tasks,
-    user_tasks,
-    write_report,
-)
+from ctxagent.evaluation.report import write_report
+from ctxagent.evaluation.runner import Result, load_results, resolve_recipes, run_eval
+from ctxagent.evaluation.tasks import TASK_KINDS, Task, generate_tasks, load_tasks, save_tasks, user_tasks
 from ctxagent.types import Budget
 
 DEFAULT_LENGTHS = (1024, 2048, 4096)
@@ -48,7 +39,7 @@ class EvalRun:
 def evaluate(
     *,
     recipes: Sequence[str] | str = "all",
-    engine: Any = "hf",
+    engine: Any = DEFAULT_ENGINE,
     engine_options: dict[str, Any] | None = None,
     context_window: int | None = None,
     kinds: Sequence[str] = TASK_KINDS,
@@ -79,6 +70,10 @@ def evaluate(
     out = Path(out)
     names = resolve_recipes(recipes)  # fail on a bad name before loading anything
     options = dict(engine_options or {})
+    if "model" in options:  # an evaluation model's name (qwen2.5-coder-0.5b) stands for its verified GGUF
+        from ctxagent.evaluation.eval_models import resolve_model
+
+        options["model"] = resolve_model(options["model"])
     if context_window:
         options["context_window"] = context_window
     if isinstance(engine, str):
