@@ -10,7 +10,9 @@ import os
 import signal
 import subprocess
 import sys
+import shutil
 import time
+import uuid
 from pathlib import Path
 
 import pytest
@@ -24,6 +26,16 @@ RENT = "The annual rent of Hartfield Lodge, agreed with the agent Mr. Pemberton,
 QUESTION = "What is the annual rent of Hartfield Lodge?"
 NON_UTF8 = b"caf\xe9-notes.txt"  # Latin-1 bytes: not a UTF-8 file name
 FAULTS = {"damaged.docx": "", "empty.txt": "empty", "binary.txt": "binary", "loop.md": "cannot open"}
+
+
+@pytest.fixture()
+def index_name():
+    """A fresh index name under the shared cache, removed afterwards (ids and contents repeat across runs)."""
+    from ctxagent.cache import cache_dir
+
+    name = f"faults-{uuid.uuid4().hex[:10]}"
+    yield name
+    shutil.rmtree(cache_dir("corpora", name), ignore_errors=True)
 
 
 @pytest.fixture()
@@ -75,10 +87,10 @@ def test_ask_a_corpus_names_every_unreadable_file_and_still_answers(folder: Path
     json.loads(answer.model_dump_json())  # every id and note can be saved
 
 
-def test_cli_ask_dir_names_the_skipped_files(folder: Path, tmp_path: Path) -> None:
+def test_cli_ask_dir_names_the_skipped_files(folder: Path, tmp_path: Path, index_name: str) -> None:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     ask = subprocess.run(
-        [sys.executable, "-m", "ctxagent.cli", "ask", str(folder), QUESTION, "--json", "--retriever", "bm25", "--name", f"faults-{tmp_path.name}",
+        [sys.executable, "-m", "ctxagent.cli", "ask", str(folder), QUESTION, "--json", "--retriever", "bm25", "--name", index_name,
          "--recipe", "direct", "--max-new-tokens", "40", "--max-seconds", "0"],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=600,
     )
@@ -92,11 +104,11 @@ def _index_command(folder: Path, name: str) -> list[str]:
     return [sys.executable, "-m", "ctxagent.cli", "index", str(folder), "--name", name, "--retriever", "bm25", "--json"]
 
 
-def test_two_index_processes_at_once_leave_one_consistent_index(tmp_path: Path) -> None:
+def test_two_index_processes_at_once_leave_one_consistent_index(tmp_path: Path, index_name: str) -> None:
     docs = tmp_path / "many"
     write_austen_corpus(docs, files=40)
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    name = f"twice-{tmp_path.name}"
+    name = index_name
     runs = [subprocess.Popen(_index_command(docs, name), cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
     reports = []
     for run in runs:
@@ -109,11 +121,11 @@ def test_two_index_processes_at_once_leave_one_consistent_index(tmp_path: Path) 
     assert {c.doc_id for c in index.retriever.chunks} == set(Corpus(docs).ids())
 
 
-def test_an_index_run_killed_mid_way_is_recovered_with_a_warning(tmp_path: Path) -> None:
+def test_an_index_run_killed_mid_way_is_recovered_with_a_warning(tmp_path: Path, index_name: str) -> None:
     docs = tmp_path / "many"
     write_austen_corpus(docs, files=200)
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    name = f"killed-{tmp_path.name}"
+    name = index_name
     index = CorpusIndex(Corpus(docs), name=name, retriever="bm25")
     run = subprocess.Popen(_index_command(docs, name), cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 300

@@ -127,7 +127,12 @@ class MemoryTreeRecipe:
         answer = self._collapsed(ctx, tree, documents, question) if self.mode == "collapsed" else self._navigate(ctx, tree, documents, question)
         if tree.complete:
             return answer
-        note = f"the time budget ({ctx.budget.max_seconds:g} s) cut the tree's summaries short ({BUILD_SHARE:.0%} of it goes to building); the nodes without one were searched by their key sentences, and the tree was not cached"
+        cut = next((st.detail for st in reversed(ctx.trace.steps) if st.name == "tree:cut_short"), {})
+        limit = f"{cut.get('axis', 'budget')} limit {cut.get('limit', '?')}"
+        note = (
+            f"the {limit} cut the tree's summaries short (building gets {BUILD_SHARE:.0%} of a time budget); "
+            "the nodes without one were searched by their key sentences, and the tree was not cached"
+        )
         return answer.model_copy(update={"partial": True, "notes": [*answer.notes, note]})
 
     # -- navigation ---------------------------------------------------------------------
