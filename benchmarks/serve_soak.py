@@ -31,6 +31,7 @@ import random
 import statistics
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections import Counter
@@ -40,6 +41,8 @@ from pathlib import Path
 import httpx
 
 ROOT = Path(__file__).resolve().parent.parent
+# Off sys.path: benchmarks/kernels.py would shadow the `kernels` package transformers imports.
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != ROOT / "benchmarks"]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks import provenance  # noqa: E402
@@ -211,7 +214,9 @@ def main() -> None:
     block = provenance.stamp(args.allow_dirty)
     RESULTS.mkdir(parents=True, exist_ok=True)
     docs = documents(args.context_window, args.documents, args.doc_windows)
-    process, base = start_server(args, RESULTS / "serve_soak.server.log")
+    server_log = Path(tempfile.mkdtemp(prefix="serve-soak-")) / "server.log"
+    print(f"server log: {server_log}", flush=True)
+    process, base = start_server(args, server_log)
     outcomes: list[Outcome] = []
     lock = threading.Lock()
     try:
