@@ -129,6 +129,12 @@ LOADERS: dict[str, Loader] = {
 }
 
 
+def printable(name: str) -> str:
+    """A file name that can be printed and saved as JSON: bytes of a name that is not UTF-8
+    (kept by Python as surrogates) become `\\xNN` escapes."""
+    return name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
 def load_document(path: str | Path, doc_id: str | None = None, encoding: str = "utf-8") -> Document:
     """Read one file into a Document whose id defaults to the file name."""
     path = Path(path)
@@ -146,7 +152,7 @@ def load_document(path: str | Path, doc_id: str | None = None, encoding: str = "
     text, metadata = loader(path, data, encoding)
     if not text.strip():
         raise InputError(f"{path}: the file is empty (no text to ask about)")
-    return Document(id=doc_id or path.name, text=text, metadata={"source": str(path), **metadata})
+    return Document(id=doc_id or printable(path.name), text=text, metadata={"source": printable(str(path)), **metadata})
 
 
 def document_from_text(text: str, doc_id: str = "text") -> Document:

@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Callable, Sequence
 
 from ctxagent.boilerplate import boilerplate_spans, in_spans, is_boilerplate
+from ctxagent.cancel import SlicePace
 from ctxagent.citations import citation_for, content_words
 from ctxagent.compressors.units import Sentence, sentences_of
 from ctxagent.defaults import RERANK, SENTENCE_ENCODER
@@ -55,6 +56,11 @@ _WORD = re.compile(r"[A-Za-z0-9][A-Za-z0-9'-]*")
 # How the question is read after a candidate sentence when the engine scores it.
 _MODEL_CONTEXT = "Text: {sentence}\nQuestion:"
 _MODEL_BASELINE = "Question:"
+
+
+# Sentences encoded between two looks at the run's time budget and cancel token.
+ENCODE_SLICE = 16
+_ENCODE_PACE = SlicePace()
 
 
 class SentencePool:
@@ -106,9 +112,11 @@ class SentencePool:
 
         encoder = load_encoder(self.encoder_name)
         missing = [i for i in idx if i not in self._vectors]
-        if missing:
-            vectors = encoder.encode([self.texts[i] for i in missing], batch_size=64, normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=len(missing) > 2000)
-            self._vectors.update(zip(missing, vectors))
+        for at in range(0, len(missing), ENCODE_SLICE):  # a slice at a time, so a run out of time stops between slices
+            part = missing[at : at + ENCODE_SLICE]
+            with _ENCODE_PACE.piece():
+                vectors = encoder.encode([self.texts[i] for i in part], batch_size=64, normalize_embeddings=True, convert_to_numpy=True)
+            self._vectors.update(zip(part, vectors))
         query_vector = encoder.encode([query], normalize_embeddings=True, convert_to_numpy=True)[0]
         return np.stack([self._vectors[i] for i in idx]) @ query_vector
 
