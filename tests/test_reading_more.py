@@ -38,6 +38,8 @@ def test_choice_and_yes_no_questions_are_recognised_and_their_picks_read():
     yn = choices_of("Is the rowing boat of Ilse Dunmore painted green? Answer yes or no.")
     assert yn and yn.kind == "yes_no" and picked(yn, "No, it is blue.") == 1 and picked(yn, "The boat is green. The answer is yes.") == 0
     assert choices_of("Who mended the bell?") is None
+    assert choices_of("Is the flag blue or green?") is None  # asks which, not whether
+    assert choices_of("True or false: the boat is green.").kind == "yes_no"
 
 
 @pytest.mark.parametrize("reply", ["NOT FOUND", "The text does not say.", "E) a hamster"])

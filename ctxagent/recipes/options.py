@@ -35,6 +35,8 @@ _YES_NO_QUESTION = re.compile(
     re.IGNORECASE,
 )
 _INSTRUCTION = re.compile(r"\s*(?:answer|reply)\b[^.?!]*\b(?:letter|option|yes or no|true or false)\b[^.?!]*[.?!]?\s*$", re.IGNORECASE)
+# "Is the flag blue or green?" asks which, not whether ("true or false" and "yes or no" aside).
+_ALTERNATIVES = re.compile(r"\b(?!true\b|yes\b)\w+\s+or\s+(?!false\b|no\b)\w+", re.IGNORECASE)
 _VERDICT_WORDS = {"yes": 0, "true": 0, "correct": 0, "no": 1, "false": 1, "incorrect": 1}
 # Weight of the share of an option's own words that the evidence states, against the PMI (nats).
 LEXICAL_WEIGHT = 2.0
@@ -77,7 +79,7 @@ def choices_of(question: str) -> Choices | None:
         labels = sorted(options)
         texts = [_INSTRUCTION.sub("", options[k]).strip().rstrip(".").strip() for k in labels]
         return Choices("choice", stem, labels, texts)
-    if _YES_NO_QUESTION.search(question):
+    if _YES_NO_QUESTION.search(question) and not _ALTERNATIVES.search(_INSTRUCTION.sub("", question)):
         return Choices("yes_no", _INSTRUCTION.sub("", question).strip(), ["Yes", "No"], ["yes", "no"])
     return None
 
