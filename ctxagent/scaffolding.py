@@ -31,6 +31,7 @@ _PHRASES = (
     "on a new line, write",
     "facts used:",
     "the numbers of the facts you used",
+    "the numbers of the facts used",
     "use only facts stated in the document",
     "you answer questions about a document",
     "answer in one short sentence",

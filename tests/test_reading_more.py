@@ -10,7 +10,7 @@ from ctxagent.evaluation.scoring import score_task
 from ctxagent.grounding import check_answer
 from ctxagent.recipes.arithmetic import compute, operation
 from ctxagent.recipes.options import choices_of, picked
-from ctxagent.recipes.reading import COMPUTED_NOTE, NOT_FOUND, OPTION_NOTE
+from ctxagent.recipes.reading import COMPUTED_NOTE, NOT_FOUND, OPTION_NOTE, parse_reply
 from ctxagent.types import Budget, Document
 from tests.fakes import ScriptedEngine
 
@@ -29,6 +29,12 @@ def test_a_total_or_difference_is_computed_from_one_stated_quantity_per_named_th
     assert check_answer(total.text, FACTS, q).supported
     assert not check_answer("70 (38 + 31 = 70)", FACTS, q).supported
     assert not check_answer("95 (64 + 31 = 95)", FACTS, q).supported  # an operand no fact states
+
+
+def test_a_paraphrased_facts_used_line_is_read_and_cut_off():
+    """Qwen2.5-Coder-0.5B writes the instruction in its own words; its fact numbers are not specifics."""
+    reply = parse_reply("The owner of the indigo carriage was born in the village of Wrexley. The numbers of the facts used are 1 and 2.", 3)
+    assert reply.text == "The owner of the indigo carriage was born in the village of Wrexley." and reply.claimed == [0, 1]
 
 
 def test_choice_and_yes_no_questions_are_recognised_and_their_picks_read():

@@ -126,7 +126,7 @@ def relevance(quote: str, question: str) -> float:
 # A fallback quote must be about the question: it holds at least this share of the question's content words.
 ON_TOPIC = 0.5
 _USED_LINE = re.compile(r"(?im)^[^\S\n]*\W*(?:facts?|sources?)(?:\s+used)?\s*[:#]\s*(?P<ids>[^\n]*)$")
-_USED_INLINE = re.compile(r"(?i)[\s(]*\b(?:facts?|sources?)\s+used\b\s*[:#-]?\s*(?P<ids>(?:\[?\d+\]?(?:\s*(?:,|;|&|and)\s*)?)+)\)?\.?")
+_USED_INLINE = re.compile(r"(?i)[\s(]*\b(?:(?:the\s+)?numbers?\s+of\s+the\s+)?(?:facts?|sources?)\s+(?:I\s+|you\s+)?used\b(?:\s+(?:are|is|were|was))?\s*[:#-]?\s*(?P<ids>(?:\[?\d+\]?(?:\s*(?:,|;|&|and)\s*)?)+)\)?\.?")
 _USED_BRACKET = re.compile(r"(?i)\s*[\[(](?:facts?\s*)?(?P<ids>\d+(?:\s*(?:,|;|&|and)\s*\d+)*)[\])]")
 _FACT_REFERENCE = re.compile(r"(?i)\bfacts?\s+(?:(?:no\.?|number|#)\s*)?(?P<ids>\d+(?:\s*(?:,|&|and)\s*\d+)*)\b")
 
