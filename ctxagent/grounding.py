@@ -322,13 +322,16 @@ _LIST_ITEM = re.compile(r"(?m)^\s*\d{1,2}[.)](?:\s|$)")
 
 
 def _enumerator(text: str, n: Specific) -> bool:
-    """A list item's number ("1. Bastian Crewe fled ...\n2. ..."), which counts items and asserts
-    nothing: a number opening a line, followed by "." or ")", in a text of two or more such lines
-    (so a one-line answer "42." stays a number)."""
+    """A list item's number, which counts items and asserts nothing: a number opening a line or
+    following a sentence's end, then "." or ")" and the item's text ("1. Bastian Crewe fled ...",
+    "... Pellow. 2. Saskia Pellow ..." where a model lists the facts it was shown), or opening a
+    line of a text with two or more such lines. A one-line answer "42." stays a number."""
+    before = text[max(0, n.start - 3) : n.start]
     line_start = text.rfind("\n", 0, n.start) + 1
-    if text[line_start : n.start].strip() or not re.match(r"[.)](?:\s|$)", text[n.end : n.end + 2]):
+    opens = not text[line_start : n.start].strip() or bool(re.search(r"[.!?]\s+$", before))
+    if not opens or not re.match(r"[.)](?:\s|$)", text[n.end : n.end + 2]):
         return False
-    return len(_LIST_ITEM.findall(text)) >= 2
+    return bool(re.match(r"[.)]\s+[A-Z\"“]", text[n.end : n.end + 4])) or len(_LIST_ITEM.findall(text)) >= 2
 
 
 def find_specifics(text: str) -> list[Specific]:

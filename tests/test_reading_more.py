@@ -37,6 +37,13 @@ def test_a_paraphrased_facts_used_line_is_read_and_cut_off():
     assert reply.text == "The owner of the indigo carriage was born in the village of Wrexley." and reply.claimed == [0, 1]
 
 
+def test_list_numbers_of_facts_a_model_writes_back_assert_nothing():
+    facts = ["The emerald carriage in the square belongs to Corwin Ellery.", "Corwin Ellery was born in the village of Thornwick."]
+    reply = "The owner of the emerald carriage is Corwin Ellery, born in Thornwick. The emerald carriage in the square belongs to Corwin Ellery.\n2. Corwin Ellery was bor"
+    assert check_answer(reply, facts, "What is the birthplace of the owner of the emerald carriage?").supported
+    assert not check_answer("42.", facts, "How old is he?").supported  # a one-line number is still a number
+
+
 def test_choice_and_yes_no_questions_are_recognised_and_their_picks_read():
     mc = choices_of("What kind of pet does Oswin keep? (A) a tortoise (B) a parrot (C) a goat (D) an owl. Answer with the letter of the right option.")
     assert mc and mc.kind == "choice" and mc.texts == ["a tortoise", "a parrot", "a goat", "an owl"] and mc.stem == "What kind of pet does Oswin keep?"
