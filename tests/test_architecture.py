@@ -29,8 +29,8 @@ LAYERS = [
     {"compressors", "retrievers", "grounding"},
     {"engines", "encoders"},
     {"kernels"},
-    {"loaders", "office", "chunking", "citations", "pages", "scaffolding"},
-    {"types", "errors", "registry", "cache", "defaults", "envs", "provenance"},
+    {"loaders", "office", "chunking", "citations", "pages", "scaffolding", "boilerplate", "word_classes"},
+    {"types", "errors", "registry", "cache", "defaults", "envs", "provenance", "cancel"},
 ]
 # The one import allowed to run back up: the offline config search drives a model through an engine.
 ALLOWED_UP = {("ctxagent.kernels.search", "ctxagent.engines")}

@@ -19,6 +19,7 @@ from ctxagent.compressors.base import (
     build,
     whole_chunks,
 )
+from ctxagent.cancel import SlicePace
 from ctxagent.compressors.units import Sentence, sentences_of
 from ctxagent.defaults import SENTENCE_ENCODER
 from ctxagent.types import Chunk
@@ -34,6 +35,11 @@ def resolve_model(model: str) -> str:
     return encoders.resolve_model(model)[1]
 
 
+# Sentences encoded between two looks at the run's time budget and cancel token (ctxagent/cancel.py).
+ENCODE_SLICE = 16
+_ENCODE_PACE = SlicePace()
+
+
 def load_encoder(model: str = DEFAULT_MODEL, device: str | None = None) -> Any:
     """The shared sentence encoder (ctxagent.encoders): loaded once per process, whoever asks."""
     return encoders.load_encoder(model, device)
@@ -44,13 +50,14 @@ def sentence_similarities(encoder: Any, chunks: Sequence[Chunk], question: str, 
     encoder pass, shared by this compressor and the `perplexity` compressor's cheap stages."""
     sentences = sentences_of(chunks)
     texts = [chunks[s.chunk].text[s.start - chunks[s.chunk].start : s.end - chunks[s.chunk].start] for s in sentences]
-    vectors = encoder.encode(
-        [question] + texts,
-        batch_size=batch_size,
-        normalize_embeddings=True,
-        convert_to_numpy=True,
-        show_progress_bar=len(texts) > 2000,
-    )
+    import numpy as np
+
+    items = [question] + texts
+    parts = []
+    for at in range(0, len(items), ENCODE_SLICE):  # a slice at a time, so a run out of time stops between slices
+        with _ENCODE_PACE.piece():
+            parts.append(encoder.encode(items[at : at + ENCODE_SLICE], batch_size=batch_size, normalize_embeddings=True, convert_to_numpy=True))
+    vectors = np.concatenate(parts)
     return sentences, texts, vectors[1:] @ vectors[0]
 
 

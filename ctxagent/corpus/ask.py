@@ -109,7 +109,8 @@ def ask_corpus(
     else:
         ctx = RunContext(engine=run, budget=budget or Budget())
     documents = {doc_id: index.corpus.get(doc_id) for doc_id in dict.fromkeys(p.doc_id for p in passages)}
-    notes: list[str] = []
+    # Every file that could not be read is named, with why: an answer never hides a document it could not see.
+    notes = [f"could not read {doc_id}: {why}" for doc_id, why in sorted(index.failed.items())]
     readable: list[Passage] = []
     for p in passages:
         if any(documents[p.doc_id].text[start:end] != text for start, end, text in p.chunks):

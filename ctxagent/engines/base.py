@@ -38,12 +38,17 @@ TextSink = Callable[[str], None]
 """Receives a completion's text as it is written, a piece at a time (see `streams` below)."""
 
 
+# finish_reason of a completion an engine cut short because the caller's stop check said so
+# (ctxagent/cancel.py): its text is unfinished, and RunContext never hands it to a recipe.
+STOPPED = "stopped"
+
+
 @dataclass
 class Completion:
     text: str
     prompt_tokens: int
     completion_tokens: int
-    finish_reason: str = "stop"  # "stop" | "length"
+    finish_reason: str = "stop"  # "stop" | "length" | STOPPED
 
 
 @dataclass

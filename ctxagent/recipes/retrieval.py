@@ -22,6 +22,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from ctxagent.cancel import SlicePace
+
 from ctxagent.types import Chunk
 
 log = logging.getLogger(__name__)
@@ -30,6 +32,9 @@ log = logging.getLogger(__name__)
 DENSE_ALL_MAX_CHUNKS = 256
 # Chunks per question that the sentence encoder embeds in shortlist mode.
 SHORTLIST = 32
+# Chunks encoded between two looks at the run's time budget and cancel token.
+ENCODE_SLICE = 8
+_ENCODE_PACE = SlicePace()
 
 
 class ChunkIndex:
@@ -102,10 +107,12 @@ class _Shortlist:
     def _embeddings(self, positions: list[int]) -> np.ndarray:
         keys = {i: (hashlib.sha1(self.chunks[i].text.encode()).hexdigest(), self.dense.model_id) for i in positions}
         missing = [i for i in positions if keys[i] not in _EMBEDDED]
-        if missing:
-            vectors = self.dense.encode([self.chunks[i].text for i in missing], self.dense.document_prompt)
-            self.embedded += len(missing)
-            for i, vector in zip(missing, vectors):
+        for at in range(0, len(missing), ENCODE_SLICE):  # a slice at a time: a run out of time stops between slices
+            part = missing[at : at + ENCODE_SLICE]
+            with _ENCODE_PACE.piece():
+                vectors = self.dense.encode([self.chunks[i].text for i in part], self.dense.document_prompt)
+            self.embedded += len(part)
+            for i, vector in zip(part, vectors):
                 _EMBEDDED[keys[i]] = vector
         return np.stack([_EMBEDDED[keys[i]] for i in positions])
 
