@@ -66,35 +66,6 @@ def scaffolding_checker():
         return (lambda text: [m.group(0) for m in pattern.finditer(text)]), "benchmarks/ab_direct.py fallback pattern"
 
 
-def oracle_task(task: Any, tokens: int, count_tokens) -> Any:
-    """The task with its context cut to the gold paragraph and its neighbours, at most `tokens` long."""
-    from ctxagent.evaluation.tasks import Needle
-
-    lo, hi = task.metadata["paragraph"]
-    paragraphs = task.context.split("\n\n")
-    spans, at = [], 0
-    for piece in paragraphs:
-        spans.append((at, at + len(piece)))
-        at += len(piece) + 2
-    g = next(i for i, (s, e) in enumerate(spans) if s <= lo < e + 2)
-    first = last = g
-    used = count_tokens(task.context[spans[g][0] : spans[g][1]])
-    grew = True
-    while grew:
-        grew = False
-        for i in (first - 1, last + 1):
-            if 0 <= i < len(spans):
-                more = count_tokens(task.context[spans[i][0] : spans[i][1]]) + 1
-                if used + more <= tokens:
-                    used += more
-                    first, last = min(first, i), max(last, i)
-                    grew = True
-    start, end = spans[first][0], spans[last][1]
-    needles = [Needle(text=n.text, start=n.start - start, depth=n.depth) for n in task.needles]
-    metadata = {**task.metadata, "paragraph": [lo - start, hi - start], "oracle_of": task.id}
-    return task.model_copy(update={"id": f"{task.id}-oracle", "context": task.context[start:end], "tokens": count_tokens(task.context[start:end]), "needles": needles, "metadata": metadata})
-
-
 @dataclass
 class Plan:
     case: str  # A, B or oracle
@@ -102,23 +73,21 @@ class Plan:
     task: Any
 
 
-def plans(engine: Any, args: argparse.Namespace) -> tuple[list[Plan], dict[str, int]]:
-    """Question by question, every condition on it: a run cut short still compares the same questions."""
+def conditions(args: argparse.Namespace) -> list[tuple[str, str]]:
+    """(case, recipe) in the order each question runs them: A's, B's, then the oracle."""
+    recipes = [r for r in args.recipes.split(",") if r]
+    return [(case, recipe) for case in args.cases for recipe in ["direct", *recipes]] + [("oracle", "direct")]
+
+
+def question_plans(engine: Any, args: argparse.Namespace, lengths: dict[str, int], sample: int) -> list[Plan]:
+    """One question's runs, every condition on it (built when its turn comes, so a time limit
+    never waits for documents it will not read)."""
+    from ctxagent.evaluation.squad import neighbourhood_task
     from ctxagent.evaluation.tasks import build_task
 
-    window = engine.context_window
-    lengths = {"A": args.a_length or int(0.75 * window), "B": args.b_length or 4 * window}
-    recipes = [r for r in args.recipes.split(",") if r]
-    out: list[Plan] = []
-    for s in range(args.n):
-        a_task = None
-        for case in args.cases:
-            task = build_task("squad", lengths[case], None, engine.count_tokens, seed=args.seed, sample=s)
-            a_task = a_task or task
-            for recipe in ["direct", *recipes]:
-                out.append(Plan(case, recipe, task))
-        out.append(Plan("oracle", "direct", oracle_task(a_task, args.oracle_tokens, engine.count_tokens)))
-    return out, lengths
+    tasks = {case: build_task("squad", lengths[case], None, engine.count_tokens, seed=args.seed, sample=sample) for case in args.cases}
+    oracle = neighbourhood_task(tasks[args.cases[0]], args.oracle_tokens, engine.count_tokens)
+    return [Plan(case, recipe, oracle if case == "oracle" else tasks[case]) for case, recipe in conditions(args)]
 
 
 def done_rows(path: Path) -> list[dict]:
@@ -133,10 +102,20 @@ def done_rows(path: Path) -> list[dict]:
     return rows
 
 
+def complete_questions(rows: list[dict], conditions: set[tuple[str, str]]) -> set[str]:
+    """Questions answered in every condition: the table compares recipes on these alone, so a run
+    stopped by its time limit halfway through a question does not tilt one row."""
+    seen: dict[str, set[tuple[str, str]]] = {}
+    for r in rows:
+        seen.setdefault(r["question"], set()).add((r["case"], r["recipe"]))
+    return {q for q, done in seen.items() if conditions <= done}
+
+
 def summarise(rows: list[dict], planned: dict[tuple[str, str], int]) -> list[dict]:
+    complete = complete_questions(rows, set(planned))
     table = []
     for (case, recipe), n_planned in planned.items():
-        cell = [r for r in rows if r["case"] == case and r["recipe"] == recipe]
+        cell = [r for r in rows if r["case"] == case and r["recipe"] == recipe and r["question"] in complete]
         n = len(cell)
         right = sum(r["score"] >= 1.0 for r in cell)
         low, high = wilson(right, n)
@@ -198,8 +177,9 @@ def markdown(table: list[dict], meta: dict) -> str:
     note = shared_note(meta["provenance"].get("load_end") or [], meta["provenance"].get("machine", {}).get("cpus"))
     if note:
         lines += ["", note]
-    if meta.get("stopped"):
-        lines += ["", f"Stopped by --time-limit: {meta['stopped']} planned runs were not made (n < planned above)."]
+    if meta.get("stopped") or meta.get("incomplete_rows"):
+        lines += ["", f"Stopped by --time-limit: {meta['stopped']} planned runs were not made; every row counts only the questions answered in every condition "
+                  f"({meta.get('incomplete_rows', 0)} runs of unfinished questions are in results.jsonl but not in the table)."]
     return "\n".join(lines) + "\n"
 
 
@@ -250,7 +230,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--time-limit", type=float, help="start no run after this many seconds (the table is written either way)")
     parser.add_argument("--out", required=True, help="folder for results.jsonl and ab_direct.{md,json,png}; a rerun resumes")
     parser.add_argument("--allow-dirty", action="store_true")
+    parser.add_argument("--report-only", action="store_true", help="rebuild ab_direct.{md,json,png} from OUT/results.jsonl and OUT/provenance.json (e.g. after a run killed at its limit); loads no model")
     args = parser.parse_args(argv)
+    if args.report_only:
+        return report_only(Path(args.out))
     bad = [c for c in args.cases if c not in CASES]
     if bad:
         parser.error(f"unknown case(s) {bad}; use A, B or A,B")
@@ -287,27 +270,34 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     results = out / "results.jsonl"
-    todo, lengths = plans(engine, args)
+    (out / "provenance.json").write_text(json.dumps(provenance, indent=1), encoding="utf-8")  # for --report-only after a killed run
+    window = engine.context_window
+    lengths = {"A": args.a_length or int(0.75 * window), "B": args.b_length or 4 * window}
+    planned = {c: args.n for c in conditions(args)}
+    total = args.n * len(planned)
     label = f"hf:{engine.model_name}:{engine.context_window}"
     have = {(r["case"], r["recipe"], r["task_id"]) for r in done_rows(results) if r.get("engine") == label}
-    print(f"{engine.model_name} on {engine.device}, window {engine.context_window}, lengths {lengths}; {len(todo)} runs, {len(have)} already in {results} (setup {time.perf_counter() - began:.0f} s)", file=sys.stderr)
-    stopped = 0
-    for i, plan in enumerate(todo):
-        if (plan.case, plan.recipe, plan.task.id) in have:
-            continue
+    print(f"{engine.model_name} on {engine.device}, window {window}, lengths {lengths}; {total} runs, {len(have)} already in {results} (setup {time.perf_counter() - began:.0f} s)", file=sys.stderr)
+    made = 0
+    for sample in range(args.n):
         if args.time_limit and time.perf_counter() - began > args.time_limit:
-            stopped = sum((p.case, p.recipe, p.task.id) not in have for p in todo[i:])
             break
-        result = run_one(agent, plan.task, plan.recipe, budget, label)
-        row = {"case": plan.case, **result.model_dump(exclude={"quotes", "gold_spans", "evidence_spans"}), "scaffolding": check(result.prediction)}
-        with results.open("a", encoding="utf-8") as handle:
-            handle.write(json.dumps(row) + "\n")
-        print(f"[{i + 1}/{len(todo)}] {plan.case} {plan.recipe:<22} {result.score:.0f} {result.seconds:6.1f}s {result.prompt_tokens:>7} tok  {result.prediction[:60]!r}", file=sys.stderr)
+        for plan in question_plans(engine, args, lengths, sample):
+            if (plan.case, plan.recipe, plan.task.id) in have:
+                made += 1
+                continue
+            if args.time_limit and time.perf_counter() - began > args.time_limit:
+                break
+            result = run_one(agent, plan.task, plan.recipe, budget, label)
+            row = {"case": plan.case, **result.model_dump(exclude={"quotes", "gold_spans", "evidence_spans"}), "scaffolding": check(result.prediction)}
+            with results.open("a", encoding="utf-8") as handle:
+                handle.write(json.dumps(row) + "\n")
+            made += 1
+            print(f"[{made}/{total}] q{sample} {plan.case} {plan.recipe:<22} {result.score:.0f} {result.seconds:6.1f}s {result.prompt_tokens:>7} tok  {result.prediction[:60]!r}", file=sys.stderr)
+    stopped = total - made
     rows = [r for r in done_rows(results) if r.get("engine") == label]
-    planned: dict[tuple[str, str], int] = {}
-    for plan in todo:
-        planned[(plan.case, plan.recipe)] = planned.get((plan.case, plan.recipe), 0) + 1
     table = summarise(rows, planned)
+    complete = complete_questions(rows, set(planned))
     meta = {
         "provenance": finish(provenance),
         "model": engine.model_name,
@@ -315,7 +305,8 @@ def main(argv: list[str] | None = None) -> int:
         "device": str(engine.device),
         "lengths": lengths,
         "oracle_tokens": args.oracle_tokens,
-        "questions": args.n,
+        "questions": len(complete),
+        "questions_planned": args.n,
         "seed": args.seed,
         "max_new_tokens": args.max_new_tokens,
         "scaffolding_check": check_name,
@@ -323,7 +314,13 @@ def main(argv: list[str] | None = None) -> int:
         "engine_load_seconds": round(getattr(engine, "load_seconds", 0.0), 1),
         "wall_seconds": round(time.perf_counter() - began, 1),
         "stopped": stopped,
+        "incomplete_rows": sum(r["question"] not in complete for r in rows),
     }
+    write(out, table, meta)
+    return 0
+
+
+def write(out: Path, table: list[dict], meta: dict) -> None:
     (out / "ab_direct.json").write_text(json.dumps({**meta, "table": table}, indent=1), encoding="utf-8")
     (out / "ab_direct.md").write_text(markdown(table, meta), encoding="utf-8")
     try:
@@ -331,6 +328,40 @@ def main(argv: list[str] | None = None) -> int:
     except ImportError:
         print("matplotlib is not installed: no plot", file=sys.stderr)
     print(markdown(table, meta))
+
+
+def report_only(out: Path) -> int:
+    """The table from the rows a run left, its provenance from the start of that run."""
+    rows = done_rows(out / "results.jsonl")
+    if not rows:
+        print(f"no results in {out / 'results.jsonl'}", file=sys.stderr)
+        return 2
+    engine = rows[0]["engine"]
+    rows = [r for r in rows if r["engine"] == engine]
+    order = {"A": 0, "B": 1, "oracle": 2}
+    recipes = list(dict.fromkeys(r["recipe"] for r in rows))
+    conds = sorted({(r["case"], r["recipe"]) for r in rows}, key=lambda c: (order.get(c[0], 3), recipes.index(c[1])))
+    asked = len({r["question"] for r in rows})
+    table = summarise(rows, {c: asked for c in conds})
+    complete = complete_questions(rows, set(conds))
+    provenance = json.loads((out / "provenance.json").read_text(encoding="utf-8")) if (out / "provenance.json").is_file() else {"commit": "unknown", "date": "?", "command": "?"}
+    provenance.setdefault("load_end", None)
+    meta = {
+        "provenance": provenance,
+        "model": rows[0]["model"],
+        "window": rows[0]["context_window"],
+        "device": "see provenance",
+        "lengths": {case: next(r["length"] for r in rows if r["case"] == case) for case in ("A", "B") if any(r["case"] == case for r in rows)},
+        "oracle_tokens": max((r["tokens"] for r in rows if r["case"] == "oracle"), default=0),
+        "questions": len(complete),
+        "questions_planned": asked,
+        "scaffolding_check": "as recorded in results.jsonl",
+        "reach": {"tokens": 0, "source": "not recorded by --report-only"},
+        "stopped": 0,
+        "incomplete_rows": sum(r["question"] not in complete for r in rows),
+        "report_only": True,
+    }
+    write(out, table, meta)
     return 0
 
 

@@ -2,6 +2,9 @@
 
     CTXAGENT_COMMIT=$(git rev-parse HEAD) PYTHONPATH=. python benchmarks/prefill.py \
         [--lengths 32768 65536 131072 262144 524288] [--layers 8]
+    # 512K and 1M tokens on one 80 GB GPU: chunked prefill, sparse against dense at the same chunks
+    ... benchmarks/prefill.py --lengths 524288 1048576 --prefill-chunk 32768 --reps 1 --warmup-tokens 65536 \
+        --patterns vertical_slash --no-ceiling --name prefill_chunked_h100
 
 The model is Llama-3.1-8B-shaped (hidden 4096, 32 query / 8 KV heads of 128, MLP 14336,
 vocabulary 128256, RoPE theta 500000) with RANDOM weights and `--layers` decoder layers
@@ -32,7 +35,10 @@ from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+# benchmarks/ goes last on the path: its kernels.py must not shadow the `kernels` package
+# that transformers imports when it is installed (python puts the script's folder first)
+_HERE = Path(__file__).resolve().parent
+sys.path[:] = [p for p in sys.path if p and Path(p).resolve() != _HERE] + [str(_HERE)]
 import provenance  # noqa: E402
 
 PATTERNS = {
@@ -51,26 +57,34 @@ LIGHTER = {
 }
 
 
-def build_model(layers: int):
+DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def build_model(layers: int, tiny: bool = False):
+    """The 8B-shaped model with random weights; `tiny` (for --quick): the same layout at a
+    toy size, so the script's every path runs on a CPU in seconds."""
     from transformers import LlamaConfig, LlamaForCausalLM
 
+    shape = dict(hidden_size=4096, intermediate_size=14336, num_attention_heads=32, num_key_value_heads=8, head_dim=128, vocab_size=128256)
+    if tiny:
+        shape = dict(hidden_size=256, intermediate_size=512, num_attention_heads=4, num_key_value_heads=2, head_dim=64, vocab_size=1000)
     config = LlamaConfig(
-        hidden_size=4096,
-        intermediate_size=14336,
-        num_attention_heads=32,
-        num_key_value_heads=8,
-        head_dim=128,
+        **shape,
         num_hidden_layers=layers,
-        vocab_size=128256,
-        max_position_embeddings=1 << 20,
+        max_position_embeddings=1 << 21,
         rope_parameters={"rope_type": "default", "rope_theta": 500000.0},
         tie_word_embeddings=False,
     )
     torch.manual_seed(0)
-    with torch.device("cuda"):
-        model = LlamaForCausalLM(config).to(torch.bfloat16)
+    with torch.device(DEVICE):
+        model = LlamaForCausalLM(config).to(torch.bfloat16 if DEVICE == "cuda" else torch.float32)
     model.eval()
     return model
+
+
+def synchronize() -> None:
+    if DEVICE == "cuda":
+        torch.cuda.synchronize()
 
 
 def attention_skipped(module, query, key, value, attention_mask, dropout=0.0, scaling=None, **kwargs):
@@ -79,19 +93,34 @@ def attention_skipped(module, query, key, value, attention_mask, dropout=0.0, sc
     return query.transpose(1, 2).contiguous(), None
 
 
-def time_to_first_token(model, ids: torch.Tensor, reps: int) -> float:
-    def once() -> float:
-        torch.cuda.synchronize()
+def time_to_first_token(model, ids: torch.Tensor, reps: int, chunk: int | None = None, warmup_tokens: int | None = None) -> tuple[float, float]:
+    """Median seconds to the first token, and the peak GPU memory (GiB) of the timed runs.
+    With `chunk`, the prompt goes through `chunked_prefill` that many tokens at a time.
+    The warm-up (Triton compiles and autotunes) runs on the first `warmup_tokens` tokens
+    (default: the whole prompt), enough to compile every kernel once."""
+    from ctxagent.kernels.chunked_prefill import chunked_prefill
+
+    def once(x: torch.Tensor) -> float:
+        synchronize()
         start = time.perf_counter()
         with torch.no_grad():
-            logits = model(ids, use_cache=True, logits_to_keep=1).logits
-            logits[:, -1].argmax(-1).item()
+            if chunk:
+                _, logits = chunked_prefill(model, x, chunk)
+            else:
+                logits = model(x, use_cache=True, logits_to_keep=1).logits[:, -1]
+            logits.argmax(-1).item()
         return time.perf_counter() - start
 
-    once()  # warm-up: Triton compiles and autotunes per shape
-    times = sorted(once() for _ in range(reps))
+    once(ids[:, :warmup_tokens] if warmup_tokens else ids)
+    if DEVICE != "cuda":
+        times = sorted(once(ids) for _ in range(reps))
+        return times[len(times) // 2], 0.0
     torch.cuda.empty_cache()
-    return times[len(times) // 2]
+    torch.cuda.reset_peak_memory_stats()
+    times = sorted(once(ids) for _ in range(reps))
+    peak = torch.cuda.max_memory_allocated() / 2**30
+    torch.cuda.empty_cache()
+    return times[len(times) // 2], peak
 
 
 def profile(model, ids: torch.Tensor, name: str) -> None:
@@ -108,27 +137,36 @@ def write(results: list[dict], args, prov: dict, gpu: str) -> None:
     slug = args.name or "prefill_" + re.sub(r"[^A-Za-z0-9]+", "_", gpu).strip("_").lower()
     args.out.mkdir(parents=True, exist_ok=True)
     prov = provenance.finish(dict(prov))
-    names = ["sdpa", *PATTERNS, "no_attention"]
+    names = ["sdpa", *PATTERNS] + ([] if args.no_ceiling else ["no_attention"])
+    how = (
+        f"chunked prefill, {args.prefill_chunk} tokens a chunk over the cached keys (kernels.chunked_prefill; `sdpa` = dense SDPA "
+        "chunk by chunk with a lower-right causal bias, the same chunks)"
+        if args.prefill_chunk
+        else "one prefill forward with KV cache"
+    )
     lines = [
         f"# Time to first token, Llama-3.1-8B-shaped decoder with random weights ({args.layers} layers), {gpu}",
         "",
-        "bf16, batch 1, one prefill forward with KV cache + argmax of the last logits; median of "
+        f"{'bf16' if DEVICE == 'cuda' else 'float32 on a CPU (the torch reference: a smoke test, not a speed)'}, batch 1, {how} + argmax of the last logits (only the last position's logits are computed); median of "
         f"{args.reps} after a warm-up. Sparse times include building every layer's index. RANDOM weights: "
-        "times only (answer quality on a trained model: kernel_recall_*). `no_attention` replaces attention "
-        "by a copy of q: the other layers alone, so `x no_attention` is the ceiling on any attention speed-up.",
+        "times only (answer quality on a trained model: kernel_recall_*, needles_real). `no_attention` replaces attention "
+        "by a copy of q: the other layers alone, so `x no_attention` is the ceiling on any attention speed-up. "
+        "Peak = torch.cuda.max_memory_allocated over the timed runs (weights and KV cache included).",
         "",
-        "| tokens | " + " | ".join(f"{n} s" for n in names) + " | " + " | ".join(f"x {n}" for n in [*PATTERNS, "no_attention"]) + " |",
-        "|---:|" + "---:|" * (2 * len(names) - 1),
+        "| tokens | " + " | ".join(f"{n} s" for n in names) + " | " + " | ".join(f"x {n}" for n in names[1:])
+        + " | " + " | ".join(f"{n} peak GiB" for n in names) + " |",
+        "|---:|" + "---:|" * (3 * len(names) - 1),
     ]
     for r in results:
         cells = [f"{r[n]:.2f}" if isinstance(r.get(n), float) else str(r.get(n, "-")) for n in names]
-        ratios = [f"{r['sdpa'] / r[n]:.2f}" if isinstance(r.get(n), float) and isinstance(r.get("sdpa"), float) else "-" for n in [*PATTERNS, "no_attention"]]
-        lines.append(f"| {r['tokens']} | " + " | ".join(cells) + " | " + " | ".join(ratios) + " |")
+        ratios = [f"{r['sdpa'] / r[n]:.2f}" if isinstance(r.get(n), float) and isinstance(r.get("sdpa"), float) else "-" for n in names[1:]]
+        peaks = [f"{r[n + '_peak_gib']:.1f}" if f"{n}_peak_gib" in r else "-" for n in names]
+        lines.append(f"| {r['tokens']} | " + " | ".join(cells) + " | " + " | ".join(ratios) + " | " + " | ".join(peaks) + " |")
     lines += ["", provenance.markdown_line(prov), ""]
     text = "\n".join(lines)
     (args.out / f"{slug}.md").write_text(text)
     (args.out / f"{slug}.json").write_text(
-        json.dumps({"provenance": prov, "gpu": gpu, "layers": args.layers, "weights": "random", "reps": args.reps, "results": results}, indent=1)
+        json.dumps({"provenance": prov, "gpu": gpu, "layers": args.layers, "weights": "random", "reps": args.reps, "prefill_chunk": args.prefill_chunk, "results": results}, indent=1)
     )
     print(text, flush=True)
     plot(results, args.layers, gpu, args.out / f"{slug}.png")
@@ -175,48 +213,63 @@ def main() -> None:
     ap.add_argument("--allow-dirty", action="store_true")
     ap.add_argument("--replot", type=Path, default=None, help="only redraw the plot of this results JSON")
     ap.add_argument("--profile", action="store_true", help="also print where each variant's GPU time goes (torch profiler) at the first length")
+    ap.add_argument("--prefill-chunk", type=int, default=None, help="prefill this many tokens at a time over the cached keys (all variants, SDPA too)")
+    ap.add_argument("--warmup-tokens", type=int, default=None, help="warm up on this many tokens, not the whole prompt (Triton compiles once per kernel shape)")
+    ap.add_argument("--no-ceiling", action="store_true", help="skip the no_attention column")
+    ap.add_argument("--quick", action="store_true", help="a smoke test: a toy-sized model, 4096 tokens in chunks of 1024 (runs on a CPU)")
     args = ap.parse_args()
+    min_length = 8192
+    if args.quick:
+        args.lengths, args.reps, args.layers, min_length = [4096], 1, 2, 2048
+        args.prefill_chunk = args.prefill_chunk or 1024
+        args.name = args.name or "prefill_quick"
     if args.replot:
         return replot(args.replot)
     PATTERNS.update({name: LIGHTER[name] for name in args.patterns if name in LIGHTER})
     for name in set(PATTERNS) - set(args.patterns):
         PATTERNS.pop(name)
     prov = provenance.stamp(args.allow_dirty)
-    if not torch.cuda.is_available():
-        raise SystemExit("benchmarks/prefill.py needs a CUDA GPU")
+    if not torch.cuda.is_available() and not args.quick:
+        raise SystemExit("benchmarks/prefill.py needs a CUDA GPU (--quick runs a toy model on a CPU)")
     from transformers import AttentionInterface
     from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
 
-    from ctxagent.kernels.hf_integration import disable_sparse_prefill, enable_sparse_prefill
+    from ctxagent.kernels.hf_integration import causal_or_none_mask, disable_sparse_prefill, enable_sparse_prefill
 
-    gpu = torch.cuda.get_device_name()
-    model = build_model(args.layers)
+    gpu = torch.cuda.get_device_name() if DEVICE == "cuda" else "CPU"
+    model = build_model(args.layers, tiny=args.quick)
     results = []
     for n in args.lengths:
-        ids = torch.randint(0, model.config.vocab_size, (1, n), device="cuda", generator=torch.Generator("cuda").manual_seed(n))
+        ids = torch.randint(0, model.config.vocab_size, (1, n), device=DEVICE, generator=torch.Generator(DEVICE).manual_seed(n))
         row: dict = {"tokens": n}
-        for name in ["sdpa", *PATTERNS, "no_attention"]:
+        for name in ["sdpa", *PATTERNS] + ([] if args.no_ceiling else ["no_attention"]):
             try:
-                if name == "sdpa":
+                if name == "sdpa" and args.prefill_chunk:
+                    # dense everywhere (min_length out of reach) through our attention function, whose
+                    # mask builder hands SDPA no [chunk, keys] mask: transformers' own would build one
+                    enable_sparse_prefill(model, {"kind": "dense", "min_length": 1 << 62})
+                elif name == "sdpa":
                     disable_sparse_prefill(model, "sdpa")
                 elif name == "no_attention":
                     disable_sparse_prefill(model, "sdpa")
                     AttentionInterface.register("no_attention", attention_skipped)
-                    AttentionMaskInterface.register("no_attention", sdpa_mask)
+                    AttentionMaskInterface.register("no_attention", causal_or_none_mask if args.prefill_chunk else sdpa_mask)
                     model.set_attn_implementation("no_attention")
                 else:
                     # the pattern's own time: no dense tail unless its entry names one
-                    settings = enable_sparse_prefill(model, {"dense_tail": 0, **PATTERNS[name], "min_length": 8192})
-                row[name] = time_to_first_token(model, ids, args.reps)
+                    settings = enable_sparse_prefill(model, {"dense_tail": 0, **PATTERNS[name], "min_length": min_length})
+                row[name], row[f"{name}_peak_gib"] = time_to_first_token(model, ids, args.reps, args.prefill_chunk, args.warmup_tokens)
                 if args.profile and n == args.lengths[0]:
                     profile(model, ids, name)
                 if name in PATTERNS:
                     row[f"{name}_sparse_calls"] = settings.calls["sparse"]
-                print(f"{n:>7} {name:<15} {row[name]:8.3f} s", flush=True)
+                print(f"{n:>7} {name:<15} {row[name]:8.3f} s  peak {row[f'{name}_peak_gib']:.1f} GiB", flush=True)
             except torch.OutOfMemoryError as exc:
                 row[name] = f"out of memory: {str(exc)[:80]}"
                 torch.cuda.empty_cache()
                 print(f"{n:>7} {name:<15} out of memory", flush=True)
+            if name in PATTERNS and args.quick:
+                assert settings.calls["sparse"] > 0, "the quick run never went sparse"
         results.append(row)
         write(results, args, prov, gpu)  # after every length, so a cut-off run keeps what it measured
         del ids

@@ -23,8 +23,7 @@ from ctxagent.defaults import DEFAULT_ENGINE, DEFAULT_RECIPE, INTERACTIVE_MAX_SE
 from ctxagent.engines import Engine, get_engine
 from ctxagent.errors import InputError
 from ctxagent.loaders import load_document
-from ctxagent.pages import annotate_pages
-from ctxagent.recipes import get_recipe
+from ctxagent.recipes import get_recipe, steps
 from ctxagent.recipes.base import run_recipe
 from ctxagent.recipes.context import RunContext
 from ctxagent.types import Answer, AnswerEvent, Budget, Document, Event, PlanEvent
@@ -80,13 +79,16 @@ class ContextAgent:
 
         on_event: called, in this thread, with each PlanEvent, StepEvent and draft TokenEvent
         as the run goes (what `stream` yields); the returned Answer is the final word.
+
+        One pipeline for every source: source (files | Corpus) -> recipe -> pages -> notes -> events.
+        The graph, the CLI, the server and the batch runner all come through here or through the
+        same step functions (ctxagent.recipes.steps).
         """
         question = check_question(question)
-        if isinstance(source, (Corpus, CorpusIndex)):
-            return ask_corpus(self.engine, source, question, recipe=recipe or self.recipe, budget=budget or self.budget, **recipe_options)
-        documents = load_sources(source)
         name = recipe or self.recipe
-        runner = get_recipe(name, **recipe_options)
+        corpus = source if isinstance(source, (Corpus, CorpusIndex)) else None
+        documents = [] if corpus is not None else load_sources(source)
+        runner = None if corpus is not None else get_recipe(name, **recipe_options)
         defaulted = budget is None and self.default_time_limit
         if defaulted:
             log.info("time budget %g s, the default for interactive questions; Budget(max_seconds=None) lifts it", INTERACTIVE_MAX_SECONDS)
@@ -94,7 +96,10 @@ class ContextAgent:
         if on_event is not None and name != "auto":
             on_event(PlanEvent(recipe=name, why="the recipe asked for"))
         try:
-            answer = annotate_pages(run_recipe(runner, ctx, documents, question), documents)
+            if corpus is not None:  # retrieval picks the documents, the recipe reads them; pages set there
+                answer = ask_corpus(ctx, corpus, question, recipe=name, **recipe_options)
+            else:
+                answer = steps.finish(run_recipe(runner, ctx, documents, question), documents)
         finally:
             ctx.trace._listener = None
         if defaulted and _shaped_by_time(answer):

@@ -156,7 +156,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
         options["context_window"] = args.context_window
     engine = get_engine(args.engine, **options)
     settings = ServerSettings(
-        api_key=args.api_key or envs.get("CTXAGENT_API_KEY"),
+        api_keys=list(args.api_key or []) or [k for k in [envs.get("CTXAGENT_API_KEY")] if k],
+        keys_file=args.api_keys_file,
+        max_per_key=args.max_per_key,
         model_name=args.served_model_name,
         max_body_bytes=args.max_body_bytes,
         request_timeout=args.request_timeout,
@@ -269,7 +271,7 @@ def cmd_effective_context(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from ctxagent.eval import evaluate, report_only
+    from ctxagent.evaluation import evaluate, report_only
 
     if args.effective_context:
         return cmd_effective_context(args)
@@ -387,7 +389,9 @@ def build_parser() -> argparse.ArgumentParser:
     srv = sub.add_parser("serve", help="serve the recipes over an OpenAI-compatible HTTP API (needs ctxagent[serve])")
     srv.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1, this machine only)")
     srv.add_argument("--port", type=int, default=8000, help="port (default 8000; 0 picks a free one, printed at start)")
-    srv.add_argument("--api-key", help="require 'Authorization: Bearer KEY' (default $CTXAGENT_API_KEY; none: no key needed)")
+    srv.add_argument("--api-key", action="append", help="accept 'Authorization: Bearer KEY'; repeat for several keys (default $CTXAGENT_API_KEY; none: no key needed)")
+    srv.add_argument("--api-keys-file", help="file of accepted keys, one a line: 'key' or 'name: key' (the name is the key's id in /metrics)")
+    srv.add_argument("--max-per-key", type=int, help="requests in flight per key; more get 429 with Retry-After (default: no limit)")
     srv.add_argument("--context-window", type=int, help="cap the engine's window (tokens)")
     srv.add_argument("--served-model-name", help="id of the engine's own model in /v1/models (default: the engine's model name)")
     srv.add_argument("--max-body-bytes", type=int, default=32 * 1024 * 1024, help="larger request bodies get 413 (default 32 MiB)")

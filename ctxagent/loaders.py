@@ -39,12 +39,27 @@ _BLOCK_TAGS = (
 )
 
 
+_FURNITURE_SELECTOR = ", ".join(
+    [
+        "nav", "footer", "[role=navigation]", "[role=contentinfo]",
+        "#toc", ".toc", "#mw-navigation", "#mw-panel", "#mw-head", "#footer", "#catlinks", ".catlinks",
+        ".navbox", ".vertical-navbox", ".mw-editsection", ".mw-jump", "#jump-to-nav", ".mw-jump-link",
+        "sup.reference", "ol.references", ".reflist", ".refbegin", ".mw-references-wrap", "#siteSub", "#contentSub",
+        ".printfooter", ".mw-cite-backlink", ".hatnote", ".noprint", ".mw-indicators", "#siteNotice", ".sistersitebox",
+    ]
+)  # fmt: skip
+
+
 def _load_html(path: Path, data: bytes, encoding: str) -> tuple[str, dict]:
     from bs4 import BeautifulSoup
 
     soup = BeautifulSoup(_decode(path, data, encoding), "html.parser")
     title = soup.title.get_text(strip=True) if soup.title else None
     for tag in soup(["script", "style", "noscript", "template", "head"]):
+        tag.decompose()
+    # Page furniture, not content: navigation, footers, and MediaWiki's chrome (contents box, "[edit]"
+    # links, reference markers and lists, navboxes, category links). See ctxagent.boilerplate.
+    for tag in soup.select(_FURNITURE_SELECTOR):
         tag.decompose()
     # Block elements end paragraphs; inline ones (<b>, <a>) must not break the sentence they sit in.
     for tag in soup.find_all(_BLOCK_TAGS):
@@ -114,6 +129,12 @@ LOADERS: dict[str, Loader] = {
 }
 
 
+def printable(name: str) -> str:
+    """A file name that can be printed and saved as JSON: bytes of a name that is not UTF-8
+    (kept by Python as surrogates) become `\\xNN` escapes."""
+    return name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
 def load_document(path: str | Path, doc_id: str | None = None, encoding: str = "utf-8") -> Document:
     """Read one file into a Document whose id defaults to the file name."""
     path = Path(path)
@@ -131,7 +152,7 @@ def load_document(path: str | Path, doc_id: str | None = None, encoding: str = "
     text, metadata = loader(path, data, encoding)
     if not text.strip():
         raise InputError(f"{path}: the file is empty (no text to ask about)")
-    return Document(id=doc_id or path.name, text=text, metadata={"source": str(path), **metadata})
+    return Document(id=doc_id or printable(path.name), text=text, metadata={"source": printable(str(path)), **metadata})
 
 
 def document_from_text(text: str, doc_id: str = "text") -> Document:

@@ -21,6 +21,7 @@ class Registry(Generic[T]):
     def __init__(self, kind: str) -> None:
         self.kind = kind
         self._entries: dict[str, type[T] | str] = {}
+        self._aliases: dict[str, str] = {}
         self._entry_points_loaded = False
 
     def register(self, name: str) -> Callable[[type[T]], type[T]]:
@@ -36,12 +37,21 @@ class Registry(Generic[T]):
         """Register "package.module:ClassName", imported on first use."""
         self._entries.setdefault(name, target)
 
+    def alias(self, name: str, target: str) -> None:
+        """`name` stands for the entry registered as `target` (an old name kept when one is renamed,
+        or a second name); `names()` lists only the target."""
+        self._aliases[name] = target
+
+    def aliases(self) -> dict[str, str]:
+        return dict(self._aliases)
+
     def names(self) -> list[str]:
         self._load_entry_points()
         return sorted(self._entries)
 
     def get(self, name: str) -> type[T]:
         self._load_entry_points()
+        name = self._aliases.get(name, name) if name not in self._entries else name
         try:
             entry = self._entries[name]
         except KeyError:

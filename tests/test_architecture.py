@@ -22,15 +22,15 @@ ROOT = Path(__file__).resolve().parent.parent / "ctxagent"
 # Top to bottom; an import may go down or sideways, never up (ARCHITECTURE.md: "arrows point one way").
 LAYERS = [
     {"cli"},
-    {"server", "graph", "batch", "integrations", "evaluation", "eval"},
+    {"server", "graph", "batch", "integrations", "evaluation"},
     {"agent"},
     {"corpus"},
     {"recipes"},
     {"compressors", "retrievers", "grounding"},
-    {"engines"},
+    {"engines", "encoders"},
     {"kernels"},
-    {"loaders", "office", "chunking", "citations", "pages", "scaffolding"},
-    {"types", "errors", "registry", "cache", "defaults", "envs", "provenance"},
+    {"loaders", "office", "chunking", "citations", "pages", "scaffolding", "boilerplate", "word_classes"},
+    {"types", "errors", "registry", "cache", "defaults", "envs", "provenance", "cancel"},
 ]
 # The one import allowed to run back up: the offline config search drives a model through an engine.
 ALLOWED_UP = {("ctxagent.kernels.search", "ctxagent.engines")}

@@ -241,3 +241,21 @@ def test_ray_executor_gives_the_local_outputs(tmp_path, local_run):
         assert result.text == reference[qid].text
         assert result.citations == reference[qid].citations
         assert result.error_type == reference[qid].error_type
+
+
+def test_the_batcher_forwards_exactly_the_engine_capabilities():
+    from ctxagent.engines.base import Engine, capabilities
+    from ctxagent.engines.speed import EngineSpeed, engine_speed
+
+    plain = BatchingEngine(ScriptedEngine())
+    assert isinstance(plain, Engine) and capabilities(plain) == capabilities(ScriptedEngine()) == set() and plain.streams is False
+
+    class Rated(ScriptedEngine):
+        model_name = "rated-model"
+        tokens_per_second = 400.0
+
+    rated = BatchingEngine(Rated())
+    assert capabilities(rated) == capabilities(Rated()) == {"names_model", "states_speed"} and rated.model_name == "rated-model"
+    assert engine_speed(rated, probe=False) == EngineSpeed(prefill_tokens_per_second=400.0, decode_tokens_per_second=20.0, source="engine")
+    with pytest.raises(AttributeError):
+        rated.model  # nothing beyond the declared capabilities is forwarded

@@ -217,7 +217,7 @@ def test_quality_set_is_bundled_with_its_licence_and_builds_tasks(count_tokens):
 
 def test_squad_set_is_bundled_with_its_licence_and_asks_the_same_questions_at_every_length(count_tokens):
     from ctxagent.evaluation.haystack import data_path
-    from ctxagent.evaluation.squad import squad_articles, squad_questions
+    from ctxagent.evaluation.squad import neighbourhood_task, squad_articles, squad_questions
 
     pairs = squad_questions()
     assert len(pairs) >= 40 and len(squad_articles()) > len({a.title for a, _ in pairs})  # articles to pad with
@@ -244,6 +244,13 @@ def test_squad_set_is_bundled_with_its_licence_and_asks_the_same_questions_at_ev
     for task in by_length[1024]:  # a slice of the article around the gold paragraph
         assert not task.metadata["whole_article"] and task.tokens > 0.5 * task.length
     assert generate_tasks(count_tokens, kinds=["squad"], lengths=[1024], samples=3, seed=2) == by_length[1024]
+    for task in by_length[16384]:  # the oracle's context: the gold paragraph and its neighbours, the answer still at its offset
+        near = neighbourhood_task(task, 512, count_tokens)
+        (gold,) = near.needles
+        lo, hi = near.metadata["paragraph"]
+        assert near.context in task.context and near.tokens <= max(512, count_tokens(task.context[slice(*task.metadata["paragraph"])]))
+        assert near.context[gold.start : gold.start + len(gold.text)] == task.answers[0] and lo <= gold.start < hi
+        assert near.id == f"{task.id}-oracle" and near.question == task.question
 
 
 def test_unsupported_specifics_names_numbers_and_dates():

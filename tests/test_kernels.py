@@ -11,12 +11,12 @@ import os
 import pytest
 import torch
 
-from ctxagent.kernels.attention import dense_attention, layer_index, sparse_prefill_attention
+from ctxagent.kernels.attention import dense_attention, layer_index, pattern_index, sparse_prefill_attention
 from ctxagent.kernels.block_score import lse_block_probs, lse_block_scores, pooled, pooled_block_probs, select_blocks
 from ctxagent.kernels.config import HeadPattern, SparseConfig, resolve_config
 from ctxagent.kernels.index import a_shape_index, last_query_attention, slash_scores, slash_to_diagonal_scores, vertical_slash_index
 from ctxagent.kernels.block_score import block_sparse_index
-from ctxagent.kernels.reference import attention_recall, dense_causal_reference, index_to_mask, masked_attention, sparse_attention_reference
+from ctxagent.kernels.reference import attention_recall, dense_causal_reference, index_mask_rows, index_to_mask, masked_attention, sparse_attention_reference
 from ctxagent.kernels.sparse_attn import sparse_attention
 from ctxagent.kernels.synthetic import structured_qkv
 
@@ -104,6 +104,28 @@ def test_mixed_per_head_patterns_in_one_launch():
     assert rel_err(out[:, 3], dense[:, 3]) < 3e-3
     # each head got its own pattern: the sparse heads differ from dense
     assert rel_err(out[:, 0], dense[:, 0]) > 1e-2
+
+
+@pytest.mark.parametrize("backend", ["torch", pytest.param("triton", marks=needs_triton)])
+@pytest.mark.parametrize("q_from", [0, 37])
+def test_layer_index_builds_each_pattern_for_its_own_heads_only(backend, q_from):
+    # 8 query heads over 2 KV heads (groups of 4): one pattern takes a whole KV group
+    # (heads 4-7, GQA kept), the others split groups (each head gets its KV head's keys).
+    q_all, k, v = qkv(1, 8, 2, 150, 32, torch.float32, seed=31)
+    q = q_all[:, :, q_from:]
+    vs = HeadPattern.make("vertical_slash", n_vertical=6, n_diag=2, last_q=8, spread_q=4)
+    bs = HeadPattern.make("block_sparse", gamma=0.6, max_blocks=3)
+    vs2 = HeadPattern.make("vertical_slash", n_vertical=10, n_diag=3, last_q=16, gamma=0.8)
+    heads = [vs, bs, HeadPattern.make("a_shape", sink=4, local=16), bs, vs2, vs2, vs2, vs2]
+    config = SparseConfig(layers={0: heads}, block=16, min_length=16, dense_tail=0)
+    merged = layer_index(q, k, config, 0, backend=backend)
+    for h, pattern in enumerate(heads):
+        # the plain way: the pattern built over every head, then this head taken
+        alone = pattern_index(q, k, pattern, 16, backend=backend)
+        assert torch.equal(index_mask_rows(merged, torch.arange(q_from, 150), 150, head=h), index_mask_rows(alone, torch.arange(q_from, 150), 150, head=h)), (h, pattern.kind)
+    out = sparse_attention(q, k, v, merged, backend=backend)
+    ref = sparse_attention_reference(q.double(), k.double(), v.double(), merged)
+    assert rel_err(out, ref) < F32_TOL
 
 
 def test_short_prompts_and_decode_stay_dense():

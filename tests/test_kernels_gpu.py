@@ -111,3 +111,23 @@ def test_dense_tail_rows_are_dense_at_128k():
 
     before = sample_rows(n, count=16)
     check_rows(q, k, v, layer_index(q, k, config), out, before[before < n - tail])
+
+
+def test_mixed_per_head_layer_at_128k_qwen_shape():
+    # 7 distinct searched-style patterns over 14 query / 2 KV heads of 64 (groups split),
+    # one index and one launch: each head's rows equal masked attention over its own pattern
+    from ctxagent.kernels.attention import layer_index, pattern_index
+    from ctxagent.kernels.search import length_candidates
+
+    n = 131072
+    q, k, v = token_major(n, 14, 2, 64, seed=6)
+    cands = length_candidates(n)
+    picks = [cands[i] for i in (0, 4, 8, 14, 19, 26, 34)]
+    config = SparseConfig(layers={0: [picks[h % 7] for h in range(14)]}, block=64, min_length=8192, dense_tail=0)
+    index = layer_index(q, k, config, 0, dense_as_empty=True)
+    out = sparse_prefill_attention(q, k, v, config, 0, backend="triton")
+    rows = sample_rows(n, count=24)
+    check_rows(q, k, v, index, out, rows)
+    for h in (0, 3, 6):  # and the merged index is each pattern's own, head by head
+        alone = pattern_index(q, k, picks[h % 7], 64)
+        assert torch.equal(index_mask_rows(index, rows, n, head=h), index_mask_rows(alone, rows, n, head=h))

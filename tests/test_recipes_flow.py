@@ -185,3 +185,21 @@ def test_agentic_refuses_to_answer_before_any_fact_is_verified():
     whys = [s.detail["why"] for s in answer.trace.steps if s.name == "agent:action"]
     assert any("refused to answer" in w for w in whys)
     assert whys[-1] == "model's choice"  # once a fact is verified, answering is allowed
+
+
+def test_an_unknown_recipe_option_is_named_with_the_valid_ones():
+    from ctxagent.errors import InputError
+    from ctxagent.recipes import get_recipe
+
+    with pytest.raises(InputError, match=r"recipe 'retrieve_then_reason' has no option 'top_k'; its options are retriever, k, chunk_tokens"):
+        get_recipe("retrieve_then_reason", top_k=3)
+    with pytest.raises(InputError, match="'auto' has no option 'k'; it takes no options"):
+        get_recipe("auto", k=3)
+    assert get_recipe("retrieve_then_reason", k=3).k == 3
+
+
+def test_evidence_scan_names_the_map_reduce_recipe():
+    from ctxagent.recipes import get_recipe, registry
+
+    assert type(get_recipe("evidence_scan")) is type(get_recipe("map_reduce"))
+    assert "evidence_scan" not in registry.names() and registry.aliases() == {"evidence_scan": "map_reduce"}

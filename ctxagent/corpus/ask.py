@@ -31,8 +31,7 @@ from ctxagent.defaults import DEFAULT_RECIPE
 from ctxagent.engines.base import Engine, SamplingParams
 from ctxagent.errors import BudgetExhausted, InputError
 from ctxagent.grounding import check_answer
-from ctxagent.pages import annotate_pages
-from ctxagent.recipes import get_recipe
+from ctxagent.recipes import get_recipe, steps
 from ctxagent.recipes.base import run_recipe
 from ctxagent.recipes.context import RunContext
 from ctxagent.recipes.prompts import facts_answer_prompt
@@ -78,7 +77,7 @@ def select_passages(index: CorpusIndex, question: str, k: int, max_documents: in
 
 
 def ask_corpus(
-    engine: Engine,
+    run: RunContext | Engine,
     corpus: Corpus | CorpusIndex,
     question: str,
     *,
@@ -93,6 +92,8 @@ def ask_corpus(
 ) -> Answer:
     """Answer `question` from the documents of `corpus` that retrieval selects, citing each by id.
 
+    run: the RunContext of the question (ContextAgent.ask passes its own, so events stream and the
+    budget holds), or an Engine (a context is made with `budget`).
     corpus: a Corpus (its index is updated first unless `update=False`) or a CorpusIndex
     (used as it is: the batch runner updates once for all its questions).
     """
@@ -102,9 +103,14 @@ def ask_corpus(
     # A CorpusIndex is used as it is (loaded if need be); a Corpus is brought up to date first.
     index = open_index(corpus, update=update and not isinstance(corpus, CorpusIndex), **(index_options or {}))
     passages, n_hits = select_passages(index, question, k, max_documents, min_relative_score)
-    ctx = RunContext(engine=engine, budget=budget or Budget())
+    if isinstance(run, RunContext):  # indexing and search are not reading: they do not count against max_seconds
+        ctx = run
+        ctx.started += time.perf_counter() - began
+    else:
+        ctx = RunContext(engine=run, budget=budget or Budget())
     documents = {doc_id: index.corpus.get(doc_id) for doc_id in dict.fromkeys(p.doc_id for p in passages)}
-    notes: list[str] = []
+    # Every file that could not be read is named, with why: an answer never hides a document it could not see.
+    notes = [f"could not read {doc_id}: {why}" for doc_id, why in sorted(index.failed.items())]
     readable: list[Passage] = []
     for p in passages:
         if any(documents[p.doc_id].text[start:end] != text for start, end, text in p.chunks):
@@ -129,7 +135,7 @@ def ask_corpus(
             notes.append(f"the budget ran out while reading {doc_id}; later documents were not read")
             break
     final = _reduce(ctx, name, question, answers, notes, documents)
-    return annotate_pages(final, list(documents.values()))
+    return steps.finish(final, list(documents.values()))
 
 
 def _answers(answer: Answer, question: str, documents: dict[str, Document]) -> bool:

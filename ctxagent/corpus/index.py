@@ -10,7 +10,10 @@ BM25 state, embedding matrix) plus `state.json`, which records each file's size,
 modification time and content hash and the retriever's corpus hash. Anything that
 does not check out (a damaged file, other settings, a state that names other chunks
 than the index holds) is reported with a warning naming the path and rebuilt from the
-files: never used. Memory trees are not built here: the `memory_tree` recipe builds a
+files: never used. Two updates of one index never run at once (a file lock beside it;
+the second waits, then finds the first one's work done), and an update killed part-way
+(`kill -9`) leaves a marker that the next one reports with a warning before it checks
+the saved index and re-reads what it must. Memory trees are not built here: the `memory_tree` recipe builds a
 document's tree the first time a question needs it and caches it by content hash.
 """
 
@@ -44,6 +47,8 @@ log = logging.getLogger(__name__)
 
 STATE = "state.json"
 INDEX = "index"
+LOCK = ".lock"
+UPDATING = "updating"  # present while an update runs: found by the next one, the update was killed
 STATE_FORMAT = "ctxagent-corpus-index"
 STATE_VERSION = 1
 RETRIEVERS = ("bm25", "dense", "hybrid")
@@ -108,6 +113,8 @@ class CorpusIndex:
         self.kind, self.chunk_tokens, self.retriever_options = retriever, chunk_tokens, retriever_options
         self.retriever: Retriever | None = None
         self.report: IndexReport | None = None  # what the last update() did
+        # Files that could not be read, doc id -> why (after update() or load()): answers name them in their notes.
+        self.failed: dict[str, str] = {}
 
     # ---- settings --------------------------------------------------------------------
     def _new_retriever(self) -> Retriever:
@@ -144,10 +151,11 @@ class CorpusIndex:
 
     def load(self) -> "CorpusIndex":
         """Use the saved index as it is (no file is read); InputError if there is none usable."""
-        _, retriever, problem = self._load_saved()
+        files, retriever, problem = self._load_saved()
         if retriever is None:
             raise InputError(f"no usable index of {self.corpus.source} at {self.path}{f' ({problem})' if problem else ''}: run `ctxagent index {self.corpus.source}` first")
         self.retriever = retriever
+        self.failed = {**self.corpus.skipped, **{d: f.error for d, f in files.items() if f.error is not None and d in self.corpus}}
         return self
 
     # ---- updating ------------------------------------------------------------------------
@@ -159,9 +167,31 @@ class CorpusIndex:
         return stat.st_size, stat.st_mtime_ns
 
     def update(self, *, executor: str = "local", progress: bool | None = None, ray_options: dict[str, Any] | None = None) -> IndexReport:
-        """Bring the index up to date with the corpus and save it; returns what changed."""
+        """Bring the index up to date with the corpus and save it; returns what changed.
+
+        One update at a time per index, across processes: a second waits for the lock, then
+        sees the first one's saved work and reads only what is still new."""
         if executor not in EXECUTORS:
             raise InputError(f"unknown executor {executor!r}; choose one of {', '.join(EXECUTORS)}")
+        from filelock import FileLock
+
+        self.path.mkdir(parents=True, exist_ok=True)
+        with FileLock(str(self.path / LOCK)):
+            marker = self.path / UPDATING
+            if marker.exists():
+                log.warning(
+                    "the last update of the corpus index at %s was interrupted (%s); checking the saved index and re-reading what it lacks",
+                    self.path, marker.read_text(encoding="utf-8", errors="replace").strip() or "no details",
+                )
+                for leftover in self.path.glob(f"*.partial-*"):
+                    leftover.unlink(missing_ok=True)
+            marker.write_text(f"process {os.getpid()} started at {time.strftime('%Y-%m-%d %H:%M:%S')}", encoding="utf-8")
+            report = self._update(executor, progress, ray_options)
+            marker.unlink()
+        self.failed = dict(report.failed)
+        return report
+
+    def _update(self, executor: str, progress: bool | None, ray_options: dict[str, Any] | None) -> IndexReport:
         began = time.perf_counter()
         report = IndexReport(path=str(self.path))
         old_files, old, problem = self._load_saved()
@@ -207,6 +237,9 @@ class CorpusIndex:
             new_files.setdefault(doc_id, old_files[doc_id])
             if old_files[doc_id].error is not None:
                 report.failed[doc_id] = old_files[doc_id].error or ""
+        for doc_id, why in self.corpus.skipped.items():
+            report.failed[doc_id] = why
+            log.warning("skipped %s: %s", doc_id, why)
         report.unchanged = len([d for d in keep if old_files[d].error is None])
         nothing_new = not fresh and not report.removed and old is not None and not report.rebuilt
         if nothing_new:
@@ -215,7 +248,7 @@ class CorpusIndex:
                 self._write_state(new_files, old.corpus_hash)  # touched files: remember their new stats
         else:
             self.retriever = self._assemble(ids, keep, old, old_positions, {r.doc_id: r for r in fresh}, new_files)
-        report.documents = len(ids) - len(report.failed)
+        report.documents = len(ids) - len([d for d in report.failed if d not in self.corpus.skipped])
         report.chunks = len(self.retriever.chunks) if self.retriever is not None else 0
         report.seconds = round(time.perf_counter() - began, 3)
         self.report = report
@@ -235,12 +268,25 @@ class CorpusIndex:
 
     def read_one(self, doc_id: str) -> _Read:
         """Read and chunk one document; a file that cannot be read is recorded, not raised."""
-        stat = self._stat(doc_id)
-        state = _FileState(*(stat or (-1, -1)))
-        try:
-            document = self.corpus.get(doc_id)
-        except (InputError, OSError) as error:
-            state.error = str(error)
+        for attempt in range(2):  # a file written to while it is read is read again, once
+            try:
+                stat = self._stat(doc_id)
+            except OSError as error:
+                return _Read(doc_id, _FileState(error=f"cannot open it ({error.strerror or error})"))
+            state = _FileState(*(stat or (-1, -1)))
+            try:
+                document = self.corpus.get(doc_id, fresh=True)
+            except Exception as error:  # noqa: BLE001 - any file that cannot be read is recorded with why, never raised
+                state.error = str(error) if isinstance(error, (InputError, OSError)) else f"cannot read it ({type(error).__name__}: {error})"
+                return _Read(doc_id, state)
+            try:
+                unchanged = self._stat(doc_id) == stat
+            except OSError:
+                unchanged = False
+            if unchanged:
+                break
+        else:
+            state.error = "it changed while it was being read (twice); it is read again at the next update"
             return _Read(doc_id, state)
         state.content = document.content_hash
         return _Read(doc_id, state, chunk_document(document, approximate_tokens, self.chunk_tokens))

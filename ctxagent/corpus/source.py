@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from ctxagent.errors import InputError
-from ctxagent.loaders import LOADERS, load_document
+from ctxagent.loaders import LOADERS, load_document, printable
 from ctxagent.types import Document
 
 
@@ -35,10 +35,21 @@ class Corpus:
             raise InputError(f"corpus not found: {self.source} (pass a folder of documents or a .jsonl file)")
         self._files: dict[str, Path] = {}
         self._offsets: dict[str, int] = {}
+        # Entries of the folder that look like documents but cannot be opened at all (a
+        # symlink loop, a dangling link), by id -> why: reported in answers' notes, never dropped silently.
+        self.skipped: dict[str, str] = {}
         if self.source.is_dir():
             for path in sorted(self.source.rglob("*")):
-                if path.is_file() and path.suffix.lower() in LOADERS:
-                    self._files[path.relative_to(self.source).as_posix()] = path
+                if path.suffix.lower() not in LOADERS:
+                    continue
+                doc_id = printable(path.relative_to(self.source).as_posix())  # a non-UTF-8 name as \xNN escapes
+                try:
+                    path.stat()
+                except OSError as exc:
+                    self.skipped[doc_id] = f"cannot open it ({exc.strerror or exc}){' (a symbolic link)' if path.is_symlink() else ''}"
+                    continue
+                if path.is_file():
+                    self._files[doc_id] = path
             if not self._files:
                 raise InputError(f"{self.source}: no documents found (supported: {', '.join(sorted(LOADERS))})")
         elif self.source.suffix.lower() in (".jsonl", ".ndjson"):
@@ -73,9 +84,12 @@ class Corpus:
     def __len__(self) -> int:
         return len(self._files) + len(self._offsets)
 
-    def get(self, doc_id: str) -> Document:
-        """The document `doc_id`; InputError if it is unknown or cannot be read."""
+    def get(self, doc_id: str, *, fresh: bool = False) -> Document:
+        """The document `doc_id`; InputError if it is unknown or cannot be read. fresh: read the
+        file again even if a copy is cached (the indexer, which must see what is on disk now)."""
         with self._lock:
+            if fresh:
+                self._cache.pop(doc_id, None)
             return self._get(doc_id)
 
     def _get(self, doc_id: str) -> Document:

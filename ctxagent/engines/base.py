@@ -38,12 +38,17 @@ TextSink = Callable[[str], None]
 """Receives a completion's text as it is written, a piece at a time (see `streams` below)."""
 
 
+# finish_reason of a completion an engine cut short because the caller's stop check said so
+# (ctxagent/cancel.py): its text is unfinished, and RunContext never hands it to a recipe.
+STOPPED = "stopped"
+
+
 @dataclass
 class Completion:
     text: str
     prompt_tokens: int
     completion_tokens: int
-    finish_reason: str = "stop"  # "stop" | "length"
+    finish_reason: str = "stop"  # "stop" | "length" | STOPPED
 
 
 @dataclass
@@ -80,12 +85,71 @@ class Engine(Protocol):
         """Per-token log-probs of each text given its context (empty context when None)."""
         ...
 
-    # Optional, not part of the runtime check so that small user engines stay valid:
-    #   speed() -> ctxagent.engines.speed.EngineSpeed   prefill/decode tokens per second,
-    #       measured once per model and machine and cached (hf, vllm and openai implement it
-    #       with `measure_speed(self)`); `auto` plans its time budget with it.
-    #   speed_key() -> str   what the measurement depends on (model, device, server).
-    # An engine without them may set `tokens_per_second`; otherwise an assumed speed is used.
+    # Beyond these four, an engine may offer the capabilities below (CAPABILITIES); none is
+    # required, so a small user engine stays valid. Code asks for them only through the
+    # helpers here and in speed.py, never by an engine's class.
+
+
+# -- optional capabilities ------------------------------------------------------------------
+# Each is a small protocol an engine meets by having the members; the runtime check tells.
+
+
+@runtime_checkable
+class Streaming(Protocol):
+    """`generate(prompts, params, stream_to=[sink or None per prompt])` feeds each sink its
+    completion's text as it is written; the engine says so with `streams = True`."""
+
+    streams: bool
+
+    def generate(self, prompts: Sequence[Prompt], params: SamplingParams | None = None, *, stream_to: Sequence[TextSink | None] | None = None) -> list[Completion]: ...
+
+
+@runtime_checkable
+class MeasuresSpeed(Protocol):
+    """`speed()`: prefill and decode tokens per second (ctxagent.engines.speed.EngineSpeed), measured
+    once per model and machine and cached (hf, vllm and openai do it with `ProbedSpeed`); `auto` plans
+    its time budget with it. `speed_key()`: what the measurement depends on (model, device, server)."""
+
+    def speed(self) -> Any: ...
+
+    def speed_key(self) -> str: ...
+
+
+@runtime_checkable
+class StatesSpeed(Protocol):
+    """`tokens_per_second`: a prefill speed the engine states instead of measuring (else one is assumed)."""
+
+    tokens_per_second: float
+
+
+@runtime_checkable
+class NamesModel(Protocol):
+    """`model_name`: which model answers (cache keys, reports, the server's model list)."""
+
+    model_name: str
+
+
+@runtime_checkable
+class HasTokenizer(Protocol):
+    """`tokenizer`: the local model's own tokenizer (chat templates, token offsets)."""
+
+    tokenizer: Any
+
+
+# Every optional member an engine may have, by capability; wrappers (BatchingEngine) forward these.
+CAPABILITIES: dict[str, tuple[str, ...]] = {
+    "streaming": ("streams",),
+    "measures_speed": ("speed", "speed_key"),
+    "states_speed": ("tokens_per_second",),
+    "names_model": ("model_name",),
+    "has_tokenizer": ("tokenizer",),
+}
+
+
+def capabilities(engine: object) -> set[str]:
+    """The CAPABILITIES `engine` has, asked of the object itself (a wrapper that forwards them has
+    exactly its engine's; `isinstance` with the protocols above checks the class, not the object)."""
+    return {name for name, members in CAPABILITIES.items() if all(getattr(engine, m, None) not in (None, False) for m in members)}
 
 
 def streams(engine: object) -> bool:
@@ -93,6 +157,11 @@ def streams(engine: object) -> bool:
     completion's text as it is written? Engines that can say so with `streams = True`; with the
     others a caller gets the whole completion at the end, as before."""
     return bool(getattr(engine, "streams", False))
+
+
+def model_name(engine: object) -> str:
+    """The engine's model name, or "" when it does not say (NamesModel)."""
+    return str(getattr(engine, "model_name", "") or "")
 
 
 def render_messages(prompt: Prompt) -> list[dict[str, str]]:

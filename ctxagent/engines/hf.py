@@ -19,7 +19,8 @@ from typing import Any, Sequence
 
 from ctxagent.cache import cache_dir
 from ctxagent.engines import register
-from ctxagent.engines.base import Completion, Prompt, SamplingParams, TextSink, TokenScores, check_prompts_fit, prompt_text
+from ctxagent.cancel import Interrupted, StopCheck, current_stop
+from ctxagent.engines.base import STOPPED, Completion, Prompt, SamplingParams, TextSink, TokenScores, check_prompts_fit, prompt_text
 from ctxagent.engines.speed import ProbedSpeed, machine_fingerprint
 from ctxagent.errors import EngineError, EngineNotInstalled, InputError
 
@@ -86,10 +87,16 @@ class HFEngine(ProbedSpeed):
     context_window: override the model's own limit (e.g. to test long-document recipes cheaply).
     attn_implementation: any transformers attention backend, e.g. "sdpa"; sparse prefill is
     switched on through `sparse_prefill` (see ctxagent.kernels).
+    prefill_chunk: prompts longer than this many tokens are prefilled that many tokens at a
+    time, each chunk continuing the cached keys (`kernels.chunked_prefill`; sparse too when
+    sparse prefill is on), so activations stay those of one chunk: what lets a 512K-1M token
+    prompt fit on one GPU. Such prompts are generated one at a time. None: one forward.
     """
 
     name = "hf"
     streams = True  # generate(..., stream_to=...) feeds text as it is written, batched rows included
+    stops_rows = True  # generate(..., stop_when=...) stops each row on its own check (ctxagent/cancel.py)
+    prefill_pace: float | None = None  # seconds per prompt token, observed (see _observe_pace)
     SCORE_SLICE = 1024  # positions projected onto the vocabulary at once in score()
 
     def __init__(
@@ -103,6 +110,7 @@ class HFEngine(ProbedSpeed):
         score_batch_tokens: int = 4096,
         attn_implementation: str | None = None,
         sparse_prefill: Any = None,
+        prefill_chunk: int | None = None,
     ) -> None:
         try:
             import torch
@@ -115,6 +123,9 @@ class HFEngine(ProbedSpeed):
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         torch_dtype = self._resolve_dtype(dtype)
         self.batch_size = batch_size
+        if prefill_chunk is not None and prefill_chunk < 1:
+            raise InputError(f"prefill_chunk must be a positive number of tokens (or None); got {prefill_chunk}")
+        self.prefill_chunk = prefill_chunk
         self.score_batch_tokens = score_batch_tokens
         started = time.perf_counter()
         if model is None or str(model).endswith(".gguf"):
@@ -164,23 +175,42 @@ class HFEngine(ProbedSpeed):
         return self.tokenizer(prompt_text(self.tokenizer, prompt), add_special_tokens=False)["input_ids"]
 
     def generate(
-        self, prompts: Sequence[Prompt], params: SamplingParams | None = None, *, stream_to: Sequence[TextSink | None] | None = None
+        self,
+        prompts: Sequence[Prompt],
+        params: SamplingParams | None = None,
+        *,
+        stream_to: Sequence[TextSink | None] | None = None,
+        stop_when: Sequence[StopCheck | None] | None = None,
     ) -> list[Completion]:
+        """`stop_when`: per prompt, a check that stops its row between generated tokens (its
+        completion then has finish_reason STOPPED); by default the calling thread's
+        `current_stop()` for every row (ctxagent/cancel.py). A batch whose rows are all
+        stopped before it starts is not run: the call raises `Interrupted`."""
         params = params or SamplingParams()
         encoded = [self._prompt_ids(p) for p in prompts]
         check_prompts_fit(encoded, self.model_name, self.context_window, params.max_new_tokens)
         sinks = list(stream_to) if stream_to is not None else [None] * len(encoded)
+        checks = list(stop_when) if stop_when is not None else [current_stop()] * len(encoded)
         results: list[Completion | None] = [None] * len(encoded)
         # Similar lengths batch together so little compute goes to padding.
         order = sorted(range(len(encoded)), key=lambda i: len(encoded[i]))
         for start in range(0, len(order), self.batch_size):
             batch = order[start : start + self.batch_size]
-            for i, completion in zip(batch, self._generate_batch([encoded[i] for i in batch], params, [sinks[i] for i in batch])):
+            row_checks = [checks[i] for i in batch]
+            if _all_stopped(row_checks):
+                raise Interrupted(f"generation stopped before batch {start // self.batch_size + 1} by the caller's stop check")
+            for i, completion in zip(batch, self._generate_batch([encoded[i] for i in batch], params, [sinks[i] for i in batch], row_checks)):
                 results[i] = completion
         return [r for r in results if r is not None]
 
-    def _generate_batch(self, batch: list[list[int]], params: SamplingParams, sinks: Sequence[TextSink | None] = ()) -> list[Completion]:
+    def _generate_batch(
+        self, batch: list[list[int]], params: SamplingParams, sinks: Sequence[TextSink | None] = (), checks: Sequence[StopCheck | None] = ()
+    ) -> list[Completion]:
         torch = self._torch
+        sinks = list(sinks) or [None] * len(batch)
+        if self.prefill_chunk and len(batch) > 1 and max(len(ids) for ids in batch) > self.prefill_chunk:
+            # chunked prefill takes one unpadded sequence at a time
+            return [c for ids, sink in zip(batch, sinks) for c in self._generate_batch([ids], params, [sink])]
         pad = self.tokenizer.pad_token_id
         width = max(len(ids) for ids in batch)
         input_ids = torch.tensor([[pad] * (width - len(ids)) + ids for ids in batch], device=self.device)
@@ -196,14 +226,27 @@ class HFEngine(ProbedSpeed):
             kwargs.update(stop_strings=params.stop, tokenizer=self.tokenizer)
         if any(sinks):
             kwargs["streamer"] = RowStreamer(self.tokenizer, list(sinks), {self.tokenizer.eos_token_id, pad}, params.stop)
+        began = time.perf_counter()
+        stopper = RowStop(list(checks) or [None] * len(batch), torch)
+        from transformers import StoppingCriteriaList
+
+        kwargs["stopping_criteria"] = StoppingCriteriaList([stopper])  # with no checks, it only times the reading
         try:
             with torch.inference_mode():
+                if self.prefill_chunk and width > self.prefill_chunk:
+                    from ctxagent.kernels.chunked_prefill import chunked_prefill
+
+                    # all but the last prompt token in chunks; generate then runs that token on the cache
+                    kwargs["past_key_values"], _ = chunked_prefill(self.model, input_ids[:, :-1], self.prefill_chunk)
                 out = self.model.generate(input_ids=input_ids, attention_mask=attention, **kwargs)
         except RuntimeError as exc:
             raise EngineError(f"generation failed on {self.model_name}: {exc}") from exc
+        if stopper.first_step is not None:  # the prompt was read when the first token came out
+            self._observe_pace(sum(len(ids) for ids in batch), stopper.first_step - began)
         completions = []
         eos = {self.tokenizer.eos_token_id, pad}
-        for row, ids in zip(out[:, width:].tolist(), batch):
+        stopped = [bool(check is not None and check()) for check in checks] or [False] * len(batch)
+        for row, ids, cut_short in zip(out[:, width:].tolist(), batch, stopped):
             n_text = next((k for k, t in enumerate(row) if t in eos), len(row))
             n_new = min(n_text + 1, len(row))  # the end-of-sequence token was generated too
             text = self.tokenizer.decode(row[:n_text], skip_special_tokens=True)
@@ -212,7 +255,7 @@ class HFEngine(ProbedSpeed):
                 cut = text.find(stop)
                 if cut >= 0:
                     text, finish = text[:cut], "stop"
-            completions.append(Completion(text=text.strip(), prompt_tokens=len(ids), completion_tokens=n_new, finish_reason=finish))
+            completions.append(Completion(text=text.strip(), prompt_tokens=len(ids), completion_tokens=n_new, finish_reason=STOPPED if cut_short else finish))
         return completions
 
     def score(self, texts: Sequence[str], contexts: Sequence[str] | None = None) -> list[TokenScores]:
@@ -225,6 +268,7 @@ class HFEngine(ProbedSpeed):
         batch x length x vocabulary floats.
         """
         torch = self._torch
+        stop = current_stop()
         contexts = list(contexts) if contexts is not None else [""] * len(texts)
         if len(contexts) != len(texts):
             raise InputError(f"score() got {len(texts)} texts but {len(contexts)} contexts")
@@ -250,14 +294,27 @@ class HFEngine(ProbedSpeed):
                 end += 1
             batch = order[begin:end]
             begin = end
+            if stop is not None and stop():
+                raise Interrupted("scoring stopped between batches by the caller's stop check")
             width = max(len(rows[i][0]) for i in batch)
             ids = torch.tensor([rows[i][0] + [pad] * (width - len(rows[i][0])) for i in batch], device=self.device)
             mask = torch.tensor([[1] * len(rows[i][0]) + [0] * (width - len(rows[i][0])) for i in batch], device=self.device)
+            began = time.perf_counter()
             with torch.inference_mode():
                 per_row = self._token_logprobs(ids, mask, [(rows[i][1], len(rows[i][0])) for i in batch])
+            self._observe_pace(sum(len(rows[i][0]) for i in batch), time.perf_counter() - began)
             for i, values in zip(batch, per_row):
                 results[i] = TokenScores(text=texts[i], offsets=rows[i][2], logprobs=values)
         return [r for r in results if r is not None]
+
+    def _observe_pace(self, tokens: int, seconds: float) -> None:
+        """Seconds per prompt token read, as this process sees it now (a moving average of recent
+        calls, so it follows the machine's load): RunContext uses it not to start a call whose
+        reading would outlast the time budget (reading a prompt cannot be stopped part-way)."""
+        if tokens < PACE_MIN_TOKENS or seconds <= 0:
+            return
+        pace = seconds / tokens
+        self.prefill_pace = pace if self.prefill_pace is None else 0.5 * self.prefill_pace + 0.5 * pace
 
     def _token_logprobs(self, ids: Any, mask: Any, spans: list[tuple[int, int]]) -> list[list[float]]:
         """For each row, log p(token t | tokens < t) for t in [n_ctx, length)."""
@@ -290,6 +347,30 @@ class HFEngine(ProbedSpeed):
     def speed_key(self) -> str:
         return f"hf|{self.model_name}|{self.model.dtype}|{self.model.config._attn_implementation}|{machine_fingerprint(self.device)}"
 
+
+
+# Calls reading fewer prompt tokens say more about fixed costs than about reading speed.
+PACE_MIN_TOKENS = 128
+
+
+def _all_stopped(checks: Sequence[StopCheck | None]) -> bool:
+    return bool(checks) and all(check is not None and check() for check in checks)
+
+
+class RowStop:
+    """A transformers stopping criterion asking each row's own check between generated
+    tokens: a cancelled request's row ends while the rest of its batch goes on. It also
+    notes when it was first asked: the moment the prompts had been read."""
+
+    def __init__(self, checks: list[StopCheck | None], torch: Any) -> None:
+        self.checks, self.torch = checks, torch
+        self.first_step: float | None = None
+
+    def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
+        if self.first_step is None:
+            self.first_step = time.perf_counter()
+        done = [bool(check is not None and check()) for check in self.checks]
+        return self.torch.tensor(done, dtype=self.torch.bool, device=input_ids.device)
 
 
 class RowStreamer:

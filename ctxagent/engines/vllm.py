@@ -74,7 +74,7 @@ class VLLMEngine(ProbedSpeed):
     sparse_prefill: True or a sparse-prefill config (dict with min_length and a pattern, a
         ctxagent.kernels SparseConfig, or a JSON path); prompts of at least min_length tokens are then
         prefilled by ctxagent's sparse attention through the backend that ctxagent's vLLM plugin
-        registers (ctxagent.engines.vllm_plugin); decode stays on vLLM's kernels.
+        registers (ctxagent.kernels.vllm.plugin); decode stays on vLLM's kernels.
     Other keyword options go to `vllm.LLM` unchanged (e.g. gpu_memory_utilization, tensor_parallel_size).
     """
 
@@ -121,7 +121,7 @@ class VLLMEngine(ProbedSpeed):
             options["tokenizer"] = tokenizer
         if context_window:
             options["max_model_len"] = int(context_window)
-        from ctxagent.engines import vllm_plugin
+        from ctxagent.kernels.vllm import plugin as vllm_plugin
 
         options.update(vllm_plugin.configure(sparse_prefill, on_cpu=on_cpu, context_window=context_window))
         self.sparse_prefill = bool(sparse_prefill)

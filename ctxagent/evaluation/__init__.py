@@ -5,7 +5,7 @@
     results = run_eval(tasks, ["direct", "map_reduce"], engine=engine, out="eval/results.jsonl")
     write_report(results, "eval")
 
-`ctxagent.eval.evaluate(...)` and `ctxagent eval` do all three in one call.
+`evaluate(...)` (pipeline.py) and `ctxagent eval` do all three in one call.
 """
 
 from __future__ import annotations
@@ -25,8 +25,10 @@ from ctxagent.evaluation.scoring import (
     unsupported_specifics,
 )
 from ctxagent.evaluation.tasks import HARD_KINDS, TASK_KINDS, Needle, Task, build_task, generate_tasks, load_tasks, save_tasks, user_tasks
+from ctxagent.evaluation.pipeline import EvalRun, evaluate, report_only  # noqa: E402 - after what it builds on
 
 __all__ = [
+    "EvalRun",
     "HARD_KINDS",
     "HAYSTACKS",
     "TASK_KINDS",
@@ -35,6 +37,7 @@ __all__ = [
     "Task",
     "build_task",
     "contains_match",
+    "evaluate",
     "evidence_recall",
     "exact_match",
     "generate_tasks",
@@ -43,6 +46,7 @@ __all__ = [
     "load_tasks",
     "normalize",
     "qa_pairs",
+    "report_only",
     "quality_stories",
     "resolve_recipes",
     "run_eval",

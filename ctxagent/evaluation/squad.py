@@ -26,6 +26,8 @@ import random
 from dataclasses import dataclass
 from functools import lru_cache
 
+from typing import Any
+
 from ctxagent.errors import InputError
 from ctxagent.evaluation.haystack import SEPARATOR, CountTokens, data_path
 
@@ -160,3 +162,32 @@ def squad_document(length: int, count_tokens: CountTokens, rng: random.Random, a
             return SquadPick(article, question, context, offset, cut, tokens)
         target -= tokens - length + 16
     raise InputError(f"could not fit a squad document into {length} tokens")  # pragma: no cover - the loop converges
+
+
+def neighbourhood_task(task: Any, tokens: int, count_tokens: CountTokens) -> Any:
+    """A `squad` task cut to its gold paragraph and the paragraphs around it, at most `tokens` long
+    (the gold paragraph alone if it is longer): what reading directly can do when evidence
+    selection is perfect, the oracle upper bound of benchmarks/ab_direct.py."""
+    lo, hi = task.metadata["paragraph"]
+    spans, at = [], 0
+    for piece in task.context.split(SEPARATOR):
+        spans.append((at, at + len(piece)))
+        at += len(piece) + len(SEPARATOR)
+    g = next(i for i, (s, e) in enumerate(spans) if s <= lo < e + len(SEPARATOR))
+    first = last = g
+    used = count_tokens(task.context[spans[g][0] : spans[g][1]])
+    grew = True
+    while grew:  # alternate before and after, so the gold paragraph stays near the middle
+        grew = False
+        for i in (first - 1, last + 1):
+            if 0 <= i < len(spans):
+                more = count_tokens(task.context[spans[i][0] : spans[i][1]]) + 1
+                if used + more <= tokens:
+                    used += more
+                    first, last = min(first, i), max(last, i)
+                    grew = True
+    start, end = spans[first][0], spans[last][1]
+    context = task.context[start:end]
+    needles = [n.model_copy(update={"start": n.start - start}) for n in task.needles]
+    metadata = {**task.metadata, "paragraph": [lo - start, hi - start], "neighbourhood_of": task.id}
+    return task.model_copy(update={"id": f"{task.id}-oracle", "context": context, "tokens": count_tokens(context), "needles": needles, "metadata": metadata})

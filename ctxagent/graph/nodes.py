@@ -17,8 +17,11 @@ an ordinary function, callable and testable on its own.
     g.add_node("compress", nodes.compress_node(engine))  # shrink documents or chunks to the window, then "answer"
     g.add_node("verify", nodes.verify_node())
 
-Budgets hold across nodes: each node starts a RunContext from the state's usage
-and trace and writes them back, so the Budget counts the whole run.
+Each node is a thin adapter from state to one of the recipes' step functions
+(ctxagent.recipes.steps), the same functions the SDK's recipes and corpus questions
+run, so the graph's answers are the SDK's. Budgets hold across nodes: each node starts
+a RunContext from the state's usage and trace and writes them back, so the Budget
+counts the whole run.
 """
 
 from __future__ import annotations
@@ -30,12 +33,15 @@ from ctxagent.defaults import COMPRESS_CHUNK_TOKENS, DEFAULT_ENGINE
 from ctxagent.engines import Engine, get_engine
 from ctxagent.errors import BudgetExhausted
 from ctxagent.graph.state import Keys, read, update
+from ctxagent.recipes import steps
 from ctxagent.recipes.context import RunContext
 from ctxagent.types import Answer, Trace, TraceStep
 
 log = logging.getLogger(__name__)
 
 Node = Callable[[Any], dict[str, Any]]
+# The retrieve node's chunks and index, kept for the extract node that follows it (bounded).
+_RETRIEVALS = steps.RetrievalCache(size=2)
 EngineLike = Engine | str | Callable[[], Engine] | None
 KeysLike = Keys | Mapping[str, str] | None
 
@@ -65,7 +71,7 @@ def _context(engine: Engine, state: Any, keys: Keys) -> RunContext:
     return ctx
 
 
-def _emit(node: str, steps: list[TraceStep]) -> None:
+def _emit(node: str, taken: list[TraceStep]) -> None:
     """Stream each trace step a node took as a LangGraph custom event (`stream_mode="custom"`)."""
     try:
         from langgraph.config import get_stream_writer
@@ -73,7 +79,7 @@ def _emit(node: str, steps: list[TraceStep]) -> None:
         writer = get_stream_writer()
     except (ImportError, RuntimeError):  # not running inside a LangGraph graph
         return
-    for step in steps:
+    for step in taken:
         writer({"node": node, "step": step.name, "seconds": step.seconds, **step.detail})
 
 
@@ -113,15 +119,10 @@ def plan_node(engine: EngineLike = None, *, recipe: str = "auto", keys: KeysLike
     k, get = Keys.of(keys), engine_provider(engine)
 
     def plan(state: Any) -> dict[str, Any]:
-        from ctxagent.recipes.auto import AutoRecipe
-
         ctx = _context(get(), state, k)
         before = len(ctx.trace.steps)
         if recipe == "auto":
-            chosen = AutoRecipe().choose(ctx, read(state, k, "documents"), _question(state, k))
-            # (recipe, why), or (recipe, options, why) from a planner that also sets the recipe's options
-            choice, options, why = chosen if len(chosen) == 3 else (chosen[0], {}, chosen[1])
-            ctx.trace.add("plan", recipe=choice, why=why)
+            choice, options, why = steps.plan(ctx, read(state, k, "documents"), _question(state, k))
         else:
             choice, options, why = recipe, {}, "fixed by the graph"
         return _finish("plan", ctx, k, before, plan=choice, plan_options=options, plan_reason=why)
@@ -160,11 +161,9 @@ def fit_node(engine: EngineLike = None, *, keys: KeysLike = None) -> Node:
     k, get = Keys.of(keys), engine_provider(engine)
 
     def fit(state: Any) -> dict[str, Any]:
-        from ctxagent.recipes.direct import fit_documents
-
         ctx = _context(get(), state, k)
         before = len(ctx.trace.steps)
-        result = fit_documents(ctx, read(state, k, "documents"), _question(state, k))
+        result = steps.fit(ctx, read(state, k, "documents"), _question(state, k))
         notes = [*read(state, k, "notes"), *result.notes]
         return _finish("fit", ctx, k, before, context=result.context, regions=result.regions, notes=notes)
 
@@ -189,19 +188,13 @@ def retrieve_node(engine: EngineLike = None, *, keys: KeysLike = None, **options
     k, get = Keys.of(keys), engine_provider(engine)
 
     def retrieve(state: Any) -> dict[str, Any]:
-        from ctxagent.recipes.prompts import extract_prompt
-        from ctxagent.recipes.reading import EXTRACT_TOKENS, fit_chunks, window_room
-        from ctxagent.recipes.retrieval import ChunkIndex
-
         question = _question(state, k)
         recipe = _rtr(state, k, options)
         ctx = _context(get(), state, k)
         before = len(ctx.trace.steps)
-        room = window_room(ctx, extract_prompt("", question), EXTRACT_TOKENS)
-        chunks = fit_chunks(ctx, read(state, k, "documents"), room, recipe.chunk_tokens)
-        hits = ChunkIndex(recipe.retriever, chunks).search(question, recipe.k)
-        ctx.trace.add("retrieve", retriever=recipe.retriever, chunks=len(chunks), hits=[[chunks[i].doc_id, chunks[i].start, round(s, 4)] for i, s in hits])
-        kept = [chunks[i] for i, _ in hits]
+        found = steps.retrieval(ctx, read(state, k, "documents"), question, recipe.retriever, recipe.chunk_tokens, cache=_RETRIEVALS)
+        hits = steps.retrieve(ctx, found, question, recipe.k)
+        kept = [found.chunks[i] for i, _ in hits]
         ordered = sorted(kept, key=lambda c: (c.doc_id, c.start))
         many = len({c.doc_id for c in ordered}) > 1
         context = "\n\n".join(f"[{c.doc_id}]\n{c.text}" if many else c.text for c in ordered)
@@ -221,10 +214,7 @@ def extract_node(engine: EngineLike = None, *, keys: KeysLike = None, recipe: st
 
     def extract(state: Any) -> dict[str, Any]:
         from ctxagent.graph.state import FactRecord
-        from ctxagent.recipes.evidence import follow_chain
-        from ctxagent.recipes.prompts import extract_prompt
-        from ctxagent.recipes.reading import EXTRACT_TOKENS, Facts, fit_chunks, partial_answer, window_room
-        from ctxagent.recipes.retrieval import ChunkIndex
+        from ctxagent.recipes.reading import Facts
 
         question = _question(state, k)
         rtr = _rtr(state, k, options)
@@ -232,19 +222,17 @@ def extract_node(engine: EngineLike = None, *, keys: KeysLike = None, recipe: st
         before = len(ctx.trace.steps)
         documents = read(state, k, "documents")
         kept = read(state, k, "chunks")
-        # The same chunks and index the retrieve step used, so hops can search the whole document.
-        room = window_room(ctx, extract_prompt("", question), EXTRACT_TOKENS)
-        chunks = fit_chunks(ctx, documents, room, rtr.chunk_tokens)
-        index = ChunkIndex(rtr.retriever, chunks)
-        position = {(c.doc_id, c.index): i for i, c in enumerate(chunks)}
-        facts, pool = Facts(), rtr.selector.pool(chunks)
+        # The retrieve step's chunks and index (kept in this process; rebuilt only when the run
+        # resumed elsewhere), so hops can search the whole document.
+        found = steps.retrieval(ctx, documents, question, rtr.retriever, rtr.chunk_tokens, cache=_RETRIEVALS)
+        facts, pool = Facts(), rtr.selector.pool(found.chunks)
         try:
-            facts.add(rtr.selector.select(ctx, pool, documents, question, positions=[position[(c.doc_id, c.index)] for c in kept], step="select"))
-            follow_chain(ctx, rtr.selector, pool, documents, question, facts, max_hops=ctx.budget.max_hops, fetch=lambda query: [i for i, _ in index.search(query, rtr.k)])
+            positions = [found.position(c) for c in kept]
+            steps.select_evidence(ctx, rtr.selector, pool, documents, question, facts, step="select", positions=positions, fetch=found.fetch(rtr.k))
         except BudgetExhausted as exc:
-            answer = partial_answer(ctx, recipe or _label(state, k), facts, exc, len(kept), len(kept))
+            answer = steps.partial(ctx, recipe or _label(state, k), facts, exc, len(kept), len(kept))
             return _finish("extract", ctx, k, before, answer=answer)
-        records = [FactRecord(citation=f.citation, relevance=f.relevance, chunk=f.chunk) for f in facts.items]
+        records = [FactRecord(citation=f.citation, relevance=f.relevance, chunk=f.chunk, about=f.about) for f in facts.items]
         return _finish("extract", ctx, k, before, facts=records)
 
     return extract
@@ -256,14 +244,14 @@ def reason_node(engine: EngineLike = None, *, keys: KeysLike = None, recipe: str
     k, get = Keys.of(keys), engine_provider(engine)
 
     def reason(state: Any) -> dict[str, Any]:
-        from ctxagent.recipes.reading import Fact, Facts, answer_from_facts
+        from ctxagent.recipes.reading import Fact, Facts
 
         question = _question(state, k)
         ctx = _context(get(), state, k)
         before = len(ctx.trace.steps)
         facts = Facts()
-        facts.add([Fact(citation=f.citation, relevance=f.relevance, chunk=f.chunk) for f in read(state, k, "facts")])
-        answer = answer_from_facts(ctx, recipe or _label(state, k), read(state, k, "documents"), question, facts, notes=read(state, k, "notes"))
+        facts.add([Fact(citation=f.citation, relevance=f.relevance, chunk=f.chunk, about=f.about) for f in read(state, k, "facts")])
+        answer = steps.answer(ctx, recipe or _label(state, k), read(state, k, "documents"), question, facts, notes=read(state, k, "notes"))
         return _finish("reason", ctx, k, before, answer=answer)
 
     return reason
@@ -279,47 +267,21 @@ def compress_node(
     k, get = Keys.of(keys), engine_provider(engine)
 
     def compress(state: Any) -> dict[str, Any]:
-        from ctxagent.chunking import chunk_document
-        from ctxagent.compressors import get_compressor
-        from ctxagent.defaults import TEMPLATE_SLACK
-        from ctxagent.recipes.prompts import answer_prompt
-
         question = _question(state, k)
         ctx = _context(get(), state, k)
         before = len(ctx.trace.steps)
-        window = ctx.engine.context_window
-        room = window - ctx.budget.max_new_tokens - ctx.prompt_tokens(answer_prompt("", question)) - TEMPLATE_SLACK
         chunks = read(state, k, "chunks")
         if not chunks:
-            size = max(32, min(chunk_tokens, window // 4))
-            chunks = [c for d in read(state, k, "documents") for c in chunk_document(d, ctx.count_tokens, max_tokens=size)]
+            chunks = steps.compress_chunks(ctx, read(state, k, "documents"), chunk_tokens)
         else:
             chunks = sorted(chunks, key=lambda c: (c.doc_id, c.start))
-        scorer = _ContextScorer(ctx, f"compress:{compressor}")
-        compressed = get_compressor(compressor, scorer=scorer, **options).compress(chunks, question, budget=room + ctx.count_tokens(question), ratio=ratio)
-        ctx.trace.add(
-            "compress", method=compressed.method, original_tokens=compressed.original_tokens,
-            compressed_tokens=compressed.compressed_tokens, ratio=compressed.ratio, spans=len(compressed.spans),
-        )  # fmt: skip
+        compressed = steps.compress(ctx, chunks, question, compressor, ratio=ratio, options=options)
         regions = [(s.doc_id, s.start, s.end) for s in compressed.to_source(0, len(compressed.text), merge_gap=200)]
         note = f"read a {compressed.factor:.1f}x compressed form ({compressed.compressed_tokens} of {compressed.original_tokens} tokens, method '{compressed.method}')"
         notes = [*read(state, k, "notes"), note]
         return _finish("compress", ctx, k, before, context=compressed.text, regions=regions, notes=notes)
 
     return compress
-
-
-class _ContextScorer:
-    """A compressor's model calls, routed through the RunContext so they count against the Budget."""
-
-    def __init__(self, ctx: RunContext, step: str) -> None:
-        self.ctx, self.step = ctx, step
-
-    def count_tokens(self, text: str) -> int:
-        return self.ctx.count_tokens(text)
-
-    def score(self, texts: Any, contexts: Any = None) -> Any:
-        return self.ctx.score(texts, contexts, step=self.step)
 
 
 def answer_node(engine: EngineLike = None, *, keys: KeysLike = None, recipe: str | None = None) -> Node:
@@ -331,19 +293,11 @@ def answer_node(engine: EngineLike = None, *, keys: KeysLike = None, recipe: str
     k, get = Keys.of(keys), engine_provider(engine)
 
     def answer(state: Any) -> dict[str, Any]:
-        from ctxagent.recipes.direct import Fit, answer_from
-
         question = _question(state, k)
         ctx = _context(get(), state, k)
         before = len(ctx.trace.steps)
-        fit = Fit(context=read(state, k, "context"), regions=[tuple(r) for r in read(state, k, "regions")], notes=read(state, k, "notes"))
-        label = recipe or _label(state, k)
-        try:
-            reply = answer_from(ctx, fit, read(state, k, "documents"), question)
-            result = ctx.answer(reply.text, recipe=label, citations=reply.citations, notes=[*fit.notes, *reply.notes])
-        except BudgetExhausted as exc:  # as the SDK's run_recipe does: a partial Answer, not an error
-            ctx.trace.add("budget_exhausted", axis=exc.axis, limit=exc.limit)
-            result = ctx.answer("", recipe=label, partial=True, notes=[f"{exc}; no answer was reached. Raise the budget or pick a cheaper recipe."])
+        fit = steps.Fit(context=read(state, k, "context"), regions=[tuple(r) for r in read(state, k, "regions")], notes=read(state, k, "notes"))
+        result = steps.answer_context(ctx, recipe or _label(state, k), fit, read(state, k, "documents"), question)
         return _finish("answer", ctx, k, before, answer=result)
 
     return answer
@@ -373,7 +327,8 @@ def read_node(engine: EngineLike = None, *, recipe: str | None = None, keys: Key
 
 
 def verify_node(*, keys: KeysLike = None) -> Node:
-    """Check every citation against its document; drop any that is not verbatim at its offsets, and say so."""
+    """Check every citation against its document; drop any that is not verbatim at its offsets, and say so;
+    then the last step of every entry point (steps.finish): PDF page numbers on the citations."""
     k = Keys.of(keys)
 
     def verify(state: Any) -> dict[str, Any]:
@@ -391,7 +346,7 @@ def verify_node(*, keys: KeysLike = None) -> Node:
         if bad:
             kept = [c for c in answer.citations if c not in bad]
             answer = answer.model_copy(update={"citations": kept, "notes": [*answer.notes, f"{len(bad)} citation(s) did not match the source and were dropped"]})
-        answer = answer.model_copy(update={"trace": Trace(steps=[*answer.trace.steps, step])})
+        answer = steps.finish(answer.model_copy(update={"trace": Trace(steps=[*answer.trace.steps, step])}), read(state, k, "documents"))
         return update(k, answer=answer, unverified=bad, trace=Trace(steps=[*trace.steps, step]))
 
     return verify

@@ -11,7 +11,9 @@ Modules (import what you need; nothing here is imported by `import ctxagent`):
 - `config`: per-head patterns as JSON; `search`: pick them by attention recall
 - `hf_integration.enable_sparse_prefill(model, spec)`: switch a transformers model over
 - `reference`: plain-torch ground truth and recall; `synthetic`: structured test inputs
+- `vllm/`: the same kernels as a vLLM attention backend, and the plugin that registers it
 
-This package imports neither pydantic nor the rest of ctxagent, so it runs on its own
-(e.g. on a GPU box with only torch and triton).
+This package imports neither pydantic nor the rest of ctxagent (beyond `ctxagent.envs`, which
+needs only the standard library), so it runs on its own (e.g. on a GPU box with only torch and
+triton); `search`'s command line alone loads a model through an engine.
 """

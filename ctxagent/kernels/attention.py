@@ -1,5 +1,5 @@
 """Sparse prefill for a whole attention layer: per-head patterns from a SparseConfig,
-one merged index, one kernel launch; dense SDPA for short prompts, for decode, and for
+one merged index (each pattern built for its own heads only), one kernel launch; dense SDPA for short prompts, for decode, and for
 the heads whose pattern is "dense" (SDPA's flash kernels beat ours on full attention).
 
 Queries may be the last Nq of Nk keys: a chunk of a chunked prefill, or a prompt that
@@ -16,7 +16,7 @@ from torch.nn.attention.bias import causal_lower_right
 
 from ctxagent.kernels.block_score import block_sparse_index
 from ctxagent.kernels.config import HeadPattern, SparseConfig
-from ctxagent.kernels.index import SparseIndex, a_shape_index, num_blocks, vertical_slash_index
+from ctxagent.kernels.index import SparseIndex, a_shape_index, device_ints, num_blocks, vertical_slash_index
 from ctxagent.kernels.sparse_attn import check_inputs, sparse_attention
 
 # Below this many new queries (decode, speculative steps) attention reads the K/V cache
@@ -66,13 +66,19 @@ def pattern_index(
     raise ValueError(f"unknown pattern kind {pattern.kind!r}")
 
 
-def merge_heads(parts: list[tuple[list[int], SparseIndex]], heads: int) -> SparseIndex:
-    """One index whose head h comes from the part that lists h."""
-    first = parts[0][1]
+def merge_heads(parts: list[tuple[list[int], SparseIndex | None]], heads: int, like: SparseIndex | None = None) -> SparseIndex:
+    """One index over `heads` heads from per-group indexes: part (hs, index) holds one
+    head of `index` per entry of hs, in that order (index head i is layer head hs[i]);
+    a part whose index is None lists nothing for its heads (SDPA takes them).
+    `like` gives block, q_start and shape when every part is None."""
+    built = [p for _, p in parts if p is not None]
+    first = built[0] if built else like
+    if first is None:
+        raise ValueError("merge_heads needs at least one built index or `like`")
     B, _, M = first.block_cnt.shape
     device = first.block_cnt.device
-    max_blocks = max(p.block_idx.shape[-1] for _, p in parts)
-    with_cols = [p for _, p in parts if p.cols is not None]
+    max_blocks = max([p.block_idx.shape[-1] for p in built] or [1])
+    with_cols = [p for p in built if p.cols is not None]
     block_idx = torch.zeros(B, heads, M, max_blocks, dtype=torch.int32, device=device)
     block_cnt = torch.zeros(B, heads, M, dtype=torch.int32, device=device)
     cols = col_cnt = is_diag = None
@@ -82,13 +88,15 @@ def merge_heads(parts: list[tuple[list[int], SparseIndex]], heads: int) -> Spars
         col_cnt = torch.zeros(B, heads, M, dtype=torch.int32, device=device)
         is_diag = torch.zeros(B, heads, max(p.is_diag.shape[-1] for p in with_cols), dtype=torch.uint8, device=device)
     for head_list, part in parts:
-        hs = torch.tensor(head_list, device=device)
-        block_idx[:, hs, :, : part.block_idx.shape[-1]] = part.block_idx[:, hs]
-        block_cnt[:, hs] = part.block_cnt[:, hs]
+        if part is None:
+            continue
+        hs = device_ints(tuple(head_list), device)
+        block_idx[:, hs, :, : part.block_idx.shape[-1]] = part.block_idx
+        block_cnt[:, hs] = part.block_cnt
         if part.cols is not None:
-            cols[:, hs, : part.cols.shape[-1]] = part.cols[:, hs]
-            col_cnt[:, hs] = part.col_cnt[:, hs]
-            is_diag[:, hs] = part.is_diag[:, hs]
+            cols[:, hs, : part.cols.shape[-1]] = part.cols
+            col_cnt[:, hs] = part.col_cnt
+            is_diag[:, hs, : part.is_diag.shape[-1]] = part.is_diag
     return SparseIndex(first.block, block_idx, block_cnt, cols, col_cnt, is_diag, first.q_start)
 
 
@@ -97,6 +105,21 @@ def head_groups(config: SparseConfig, layer: int, heads: int) -> dict[HeadPatter
     for h in range(heads):
         groups[config.pattern(layer, h)].append(h)
     return groups
+
+
+def heads_subset(q: torch.Tensor, k: torch.Tensor, heads: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+    """q and k for the query heads `heads` only. When they are whole KV groups the GQA
+    layout is kept (each KV head once); otherwise each query head gets its KV head's keys
+    (group size 1). A copy of 2 bytes x tokens x head_dim per head: 16 MB at 128K x 64."""
+    H, Hkv = q.shape[1], k.shape[1]
+    G = H // Hkv
+    dev = q.device
+    groups = sorted({h // G for h in heads})
+    if heads == [g * G + i for g in groups for i in range(G)]:
+        if len(groups) == Hkv:
+            return q, k
+        return q.index_select(1, device_ints(tuple(heads), dev)), k.index_select(1, device_ints(tuple(groups), dev))
+    return q.index_select(1, device_ints(tuple(heads), dev)), k.index_select(1, device_ints(tuple(h // G for h in heads), dev))
 
 
 def layer_index(
@@ -109,13 +132,28 @@ def layer_index(
     *,
     dense_as_empty: bool = False,
 ) -> SparseIndex:
-    """Each head's pattern from `config`, built once per distinct pattern and merged."""
+    """Each head's pattern from `config`, in one index for one kernel launch.
+
+    Each distinct pattern is built for its own heads only (their q, their KV heads' k), so
+    a layer with many distinct patterns costs what one pattern over all heads costs, not
+    that times the number of patterns (at 128K on an H100, 14 patterns built over all 14
+    heads each took 164 ms). Patterns that do not read q/k (A-shape, dense) cost nothing
+    per head. With `dense_as_empty`, dense heads list nothing (SDPA takes them)."""
     H = q.shape[1]
     groups = head_groups(config, layer, H)
-    build = lambda pattern: pattern_index(q, k, pattern, config.block, scale, backend, dense_as_empty=dense_as_empty)  # noqa: E731
+    build = lambda pattern, qq, kk: pattern_index(qq, kk, pattern, config.block, scale, backend, dense_as_empty=dense_as_empty)  # noqa: E731
     if len(groups) == 1:
-        return build(next(iter(groups)))
-    return merge_heads([(heads, build(pattern)) for pattern, heads in groups.items()], H)
+        return build(next(iter(groups)), q, k)
+    parts: list[tuple[list[int], SparseIndex | None]] = []
+    for pattern, heads in groups.items():
+        if pattern.kind == "dense" and dense_as_empty:
+            parts.append((heads, None))
+        elif pattern.kind in ("dense", "a_shape"):  # content-free: no q/k copies
+            parts.append((heads, build(pattern, q[:, : len(heads)], k)))
+        else:
+            parts.append((heads, build(pattern, *heads_subset(q, k, heads))))
+    like = empty_index(q.shape[0], 1, k.shape[2], k.shape[2] - q.shape[2], config.block, q.device)
+    return merge_heads(parts, H, like)
 
 
 def dense_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float | None = None) -> torch.Tensor:
@@ -162,8 +200,8 @@ def sparse_prefill_attention(
     out = sparse_attention(q, k, v, index, scale, backend=backend)
     if dense_heads:
         group = q.shape[1] // k.shape[1]
-        kv_heads = torch.tensor([h // group for h in dense_heads], device=k.device)
-        hs = torch.tensor(dense_heads, device=q.device)
+        kv_heads = device_ints(tuple(h // group for h in dense_heads), k.device)
+        hs = device_ints(tuple(dense_heads), q.device)
         out[:, hs] = dense_attention(q[:, hs], k[:, kv_heads], v[:, kv_heads], scale)
     tail = min(config.dense_tail, nq)
     if tail > 0:  # the last rows (the question) over every key

@@ -23,7 +23,7 @@ from typing import Any, Callable
 
 import torch
 
-from ctxagent.kernels.attention import sparse_prefill_attention
+from ctxagent.kernels.attention import dense_attention, sparse_prefill_attention
 from ctxagent.kernels.config import SparseConfig, default_config, resolve_config
 
 log = logging.getLogger(__name__)
@@ -73,6 +73,12 @@ def ctxagent_sparse_attention(
         # a chunk after cached keys (a cached system prompt, chunked prefill): sparse too
         settings.calls["sparse"] += 1
         out = sparse_prefill_attention(query, key, value, settings.config, layer, scaling, backend=settings.backend)
+        return out.transpose(1, 2).contiguous(), None
+    elif attention_mask is None and 1 < query.shape[2] < key.shape[2]:
+        # queries after cached keys with no mask (causal_or_none_mask gave none): causal
+        # lower-right, which SDPA's is_causal (upper-left) would get wrong
+        settings.calls["dense"] += 1
+        out = dense_attention(query, key, value, scaling)
         return out.transpose(1, 2).contiguous(), None
     from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
@@ -136,13 +142,28 @@ def _sparse_rows(query, key, value, lengths, settings, layer, scaling) -> torch.
     return out
 
 
+def causal_or_none_mask(*args: Any, **kwargs: Any) -> torch.Tensor | None:
+    """transformers' SDPA mask builder, except that a plainly causal mask (no padding, no
+    window) is never materialised: None, and the attention function applies causality
+    itself (lower-right for queries after cached keys). transformers' own builder skips
+    only when queries and keys are equally many; for a chunk of a chunked prefill it would
+    build a [chunk, keys] mask: 32 GB for 32K queries over 1M keys."""
+    from transformers.masking_utils import causal_mask_function, sdpa_mask
+
+    padding = kwargs.get("attention_mask")
+    plain = kwargs.get("mask_function", causal_mask_function) is causal_mask_function and kwargs.get("local_size") is None
+    if plain and kwargs.get("allow_is_causal_skip", True) and not args and (padding is None or bool(padding.all())):
+        return None
+    return sdpa_mask(*args, **kwargs)
+
+
 def register() -> None:
     """Make attn_implementation="ctxagent_sparse" known to transformers (idempotent)."""
     from transformers import AttentionInterface
-    from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
+    from transformers.masking_utils import AttentionMaskInterface
 
     AttentionInterface.register(ATTN_NAME, ctxagent_sparse_attention)
-    AttentionMaskInterface.register(ATTN_NAME, sdpa_mask)
+    AttentionMaskInterface.register(ATTN_NAME, causal_or_none_mask)
 
 
 def attention_modules(model: torch.nn.Module) -> list[torch.nn.Module]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Protocol, Sequence, runtime_checkable
 
+from ctxagent.cancel import checkpoint_scope
 from ctxagent.errors import BudgetExhausted
 from ctxagent.recipes.context import RunContext
 from ctxagent.types import Answer, Document
@@ -31,7 +32,8 @@ def run_recipe(recipe: Recipe, ctx: RunContext, documents: Sequence[Document], q
     BudgetExhausted themselves; this is the safety net for the rest.
     """
     try:
-        return recipe.run(ctx, documents, question)
+        with checkpoint_scope(ctx.raise_if_stopped):  # long non-engine steps stop in time too
+            return recipe.run(ctx, documents, question)
     except BudgetExhausted as exc:
         ctx.trace.add("budget_exhausted", axis=exc.axis, limit=exc.limit)
         return ctx.answer("", recipe=recipe.name, partial=True, notes=[f"{exc}; no answer was reached. Raise the budget or pick a cheaper recipe."])

@@ -8,33 +8,16 @@ span map to exact offsets in the original documents.
 
 from __future__ import annotations
 
-import time
 from typing import Any, Sequence
 
-from ctxagent.chunking import chunk_document
-from ctxagent.compressors import Compressor, get_compressor
-from ctxagent.engines.base import TokenScores
-from ctxagent.recipes import register
+from ctxagent.compressors import Compressor
+from ctxagent.defaults import COMPRESS_CHUNK_TOKENS
+from ctxagent.recipes import register, steps
 from ctxagent.recipes.context import RunContext
-from ctxagent.defaults import COMPRESS_CHUNK_TOKENS, TEMPLATE_SLACK
 from ctxagent.recipes.direct import DirectRecipe
-from ctxagent.recipes.prompts import answer_prompt
 from ctxagent.types import Answer, Document
 
 COMPRESSED_ID = "compressed"
-
-
-class _ContextScorer:
-    """Routes a compressor's model calls through the RunContext, so they count against the Budget."""
-
-    def __init__(self, ctx: RunContext, step: str) -> None:
-        self.ctx, self.step = ctx, step
-
-    def count_tokens(self, text: str) -> int:
-        return self.ctx.count_tokens(text)
-
-    def score(self, texts: Sequence[str], contexts: Sequence[str] | None = None) -> list[TokenScores]:
-        return self.ctx.score(texts, contexts, step=self.step)
 
 
 @register("compress_then_answer")
@@ -53,25 +36,9 @@ class CompressThenAnswerRecipe:
         self.options = options
 
     def run(self, ctx: RunContext, documents: Sequence[Document], question: str) -> Answer:
-        window = ctx.engine.context_window
-        room = window - ctx.budget.max_new_tokens - ctx.prompt_tokens(answer_prompt("", question)) - TEMPLATE_SLACK
-        began = time.perf_counter()
-        size = max(32, min(self.chunk_tokens, window // 4))
-        chunks = [c for doc in documents for c in chunk_document(doc, ctx.count_tokens, max_tokens=size)]
         # Chunk indexes restart per document; the compressor only needs their order.
-        compressor = self.compressor
-        if isinstance(compressor, str):
-            compressor = get_compressor(compressor, scorer=_ContextScorer(ctx, f"compress:{compressor}"), **self.options)
-        compressed = compressor.compress(chunks, question, budget=room + ctx.count_tokens(question), ratio=self.ratio)
-        ctx.trace.add(
-            "compress",
-            seconds=round(time.perf_counter() - began, 3),
-            method=compressed.method,
-            original_tokens=compressed.original_tokens,
-            compressed_tokens=compressed.compressed_tokens,
-            ratio=compressed.ratio,
-            spans=len(compressed.spans),
-        )
+        chunks = steps.compress_chunks(ctx, documents, self.chunk_tokens)
+        compressed = steps.compress(ctx, chunks, question, self.compressor, ratio=self.ratio, options=self.options)
         inner = DirectRecipe().run(ctx, [Document(id=COMPRESSED_ID, text=compressed.text)], question)
         for step in inner.trace.steps:  # the evidence shown was compressed text: record where it came from
             if step.name == "evidence":

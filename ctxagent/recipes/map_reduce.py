@@ -14,11 +14,10 @@ from typing import Sequence
 
 from ctxagent.defaults import EVIDENCE_SCAN_RERANK
 from ctxagent.errors import BudgetExhausted
-from ctxagent.recipes import register
+from ctxagent.recipes import register, steps
 from ctxagent.recipes.context import RunContext
-from ctxagent.recipes.evidence import EvidenceSelector, follow_chain
-from ctxagent.recipes.prompts import extract_prompt
-from ctxagent.recipes.reading import EXTRACT_TOKENS, Facts, answer_from_facts, fit_chunks, partial_answer, quote_answer, window_room
+from ctxagent.recipes.evidence import EvidenceSelector
+from ctxagent.recipes.reading import Facts, quote_answer
 from ctxagent.types import Answer, Document
 
 
@@ -34,15 +33,13 @@ class MapReduceRecipe:
         self.selector = selector or EvidenceSelector(rerank=EVIDENCE_SCAN_RERANK)
 
     def run(self, ctx: RunContext, documents: Sequence[Document], question: str) -> Answer:
-        room = window_room(ctx, extract_prompt("", question), EXTRACT_TOKENS)
-        chunks = fit_chunks(ctx, documents, room, self.chunk_tokens)
+        chunks, room = steps.read_chunks(ctx, documents, question, self.chunk_tokens)
         ctx.trace.add("chunk", chunks=len(chunks), tokens=sum(c.n_tokens for c in chunks), room=room)
         facts, pool = Facts(), self.selector.pool(chunks)
         try:
-            facts.add(self.selector.select(ctx, pool, documents, question, step="map"))
-            follow_chain(ctx, self.selector, pool, documents, question, facts, max_hops=ctx.budget.max_hops)
+            steps.select_evidence(ctx, self.selector, pool, documents, question, facts, step="map")
         except BudgetExhausted as exc:
-            return partial_answer(ctx, self.name, facts, exc, 0, len(chunks))
+            return steps.partial(ctx, self.name, facts, exc, 0, len(chunks))
         if facts and ctx.calls_left() == 0:
             return quote_answer(ctx, self.name, facts, ["no engine call left for the reduce step; the answer is the best verified quote"], partial=True)
-        return answer_from_facts(ctx, self.name, documents, question, facts)
+        return steps.answer(ctx, self.name, documents, question, facts)

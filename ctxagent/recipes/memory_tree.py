@@ -46,6 +46,8 @@ from ctxagent.types import Answer, Chunk, Document
 MODES = ("navigate", "collapsed")
 # Tokens of question the leaf size leaves room for (the question appears twice in a read prompt).
 QUESTION_TOKENS = 48
+# Share of the time budget that building a tree may take; the rest is for searching it.
+BUILD_SHARE = 0.6
 # Characters per token assumed when cutting node descriptions to fit the navigation prompt (conservative).
 CHARS_PER_TOKEN = 3
 
@@ -108,10 +110,12 @@ class MemoryTreeRecipe:
             ctx.trace.add("tree", cached=True, key=key, nodes=len(tree.nodes), leaves=len(tree.chunks))
             return tree
         chunks = fit_chunks(ctx, documents, size)
-        tree = build_tree(ctx, documents, chunks, key, self.fanout, self.summary_tokens)
-        if self.cache:
+        share = None if ctx.budget.max_seconds is None else BUILD_SHARE * ctx.budget.max_seconds
+        with ctx.time_limit(share):
+            tree = build_tree(ctx, documents, chunks, key, self.fanout, self.summary_tokens)
+        if self.cache and tree.complete:
             save_tree(tree)
-        ctx.trace.add("tree", cached=False, key=key, nodes=len(tree.nodes), leaves=len(tree.chunks))
+        ctx.trace.add("tree", cached=False, complete=tree.complete, key=key, nodes=len(tree.nodes), leaves=len(tree.chunks))
         return tree
 
     def run(self, ctx: RunContext, documents: Sequence[Document], question: str) -> Answer:
@@ -120,9 +124,16 @@ class MemoryTreeRecipe:
         except BudgetExhausted as exc:
             ctx.trace.add("budget_exhausted", axis=exc.axis, limit=exc.limit)
             return ctx.answer("", recipe=self.name, partial=True, notes=[f"{exc} while building the memory tree; nothing was read yet. Raise the budget or use retrieve_then_reason"])
-        if self.mode == "collapsed":
-            return self._collapsed(ctx, tree, documents, question)
-        return self._navigate(ctx, tree, documents, question)
+        answer = self._collapsed(ctx, tree, documents, question) if self.mode == "collapsed" else self._navigate(ctx, tree, documents, question)
+        if tree.complete:
+            return answer
+        cut = next((st.detail for st in reversed(ctx.trace.steps) if st.name == "tree:cut_short"), {})
+        limit = f"{cut.get('axis', 'budget')} limit {cut.get('limit', '?')}"
+        note = (
+            f"the {limit} cut the tree's summaries short (building gets {BUILD_SHARE:.0%} of a time budget); "
+            "the nodes without one were searched by their key sentences, and the tree was not cached"
+        )
+        return answer.model_copy(update={"partial": True, "notes": [*answer.notes, note]})
 
     # -- navigation ---------------------------------------------------------------------
     def _order(self, ctx: RunContext, tree: MemoryTree, children: list[int], question: str) -> list[int]:

@@ -8,17 +8,21 @@ embed every chunk once and keep the index in the on-disk cache. Beyond that (a 2
 file is ~2,600 chunks, minutes of embedding on a small CPU), embedding everything does
 not pay: BM25 indexes the whole (cached on disk by content, so the next question loads
 it), and the sentence encoder embeds only BM25's `SHORTLIST` best chunks per question,
-fused with BM25 exactly as the hybrid retriever fuses (normalised BM25 squared plus
-cosine). Embeddings of shortlisted chunks are kept for later questions in the process.
+fused with BM25 by the hybrid retriever's own fusion (`convex_fusion`: normalised BM25
+squared plus cosine). Embeddings of shortlisted chunks are kept for later questions in the
+process, up to `EMBEDDED_MAX` of them (the oldest go first).
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
+from collections import OrderedDict
 from typing import Any, Sequence
 
 import numpy as np
+
+from ctxagent.cancel import SlicePace
 
 from ctxagent.types import Chunk
 
@@ -28,6 +32,9 @@ log = logging.getLogger(__name__)
 DENSE_ALL_MAX_CHUNKS = 256
 # Chunks per question that the sentence encoder embeds in shortlist mode.
 SHORTLIST = 32
+# Chunks encoded between two looks at the run's time budget and cancel token.
+ENCODE_SLICE = 8
+_ENCODE_PACE = SlicePace()
 
 
 class ChunkIndex:
@@ -58,8 +65,26 @@ class ChunkIndex:
         return [(self.position[(h.chunk.doc_id, h.chunk.index)], h.score) for h in hits]
 
 
-# Embeddings of shortlisted chunks, by chunk identity and encoder, kept for the process's later questions.
-_EMBEDDED: dict[tuple[str, str], np.ndarray] = {}
+# Shortlisted chunks' embeddings kept for later questions (384 floats each for MiniLM: ~30 MB at most).
+EMBEDDED_MAX = 20_000
+
+
+class _Recent(OrderedDict):
+    """A dict that keeps its `limit` most recently stored items."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__()
+        self.limit = limit
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        super().__setitem__(key, value)
+        self.move_to_end(key)
+        while len(self) > self.limit:
+            self.popitem(last=False)
+
+
+# Embeddings of shortlisted chunks, by chunk identity and encoder.
+_EMBEDDED: dict[tuple[str, str], np.ndarray] = _Recent(EMBEDDED_MAX)
 
 
 class _Shortlist:
@@ -69,7 +94,9 @@ class _Shortlist:
         from ctxagent.retrievers import cached_index
         from ctxagent.retrievers.bm25 import BM25Retriever
         from ctxagent.retrievers.dense import DenseRetriever
+        from ctxagent.retrievers.hybrid import convex_fusion
 
+        self.fuse = convex_fusion
         bm25_keys = {"k1", "b", "stopwords", "stemmer"}
         self.chunks, self.dense_only, self.lexical_exponent = chunks, dense_only, lexical_exponent
         self.bm25 = cached_index(BM25Retriever(**{k: v for k, v in options.items() if k in bm25_keys}), chunks)
@@ -80,10 +107,13 @@ class _Shortlist:
     def _embeddings(self, positions: list[int]) -> np.ndarray:
         keys = {i: (hashlib.sha1(self.chunks[i].text.encode()).hexdigest(), self.dense.model_id) for i in positions}
         missing = [i for i in positions if keys[i] not in _EMBEDDED]
-        if missing:
-            vectors = self.dense.encode([self.chunks[i].text for i in missing], self.dense.document_prompt)
-            self.embedded += len(missing)
-            _EMBEDDED.update((keys[i], vector) for i, vector in zip(missing, vectors))
+        for at in range(0, len(missing), ENCODE_SLICE):  # a slice at a time: a run out of time stops between slices
+            part = missing[at : at + ENCODE_SLICE]
+            with _ENCODE_PACE.piece():
+                vectors = self.dense.encode([self.chunks[i].text for i in part], self.dense.document_prompt)
+            self.embedded += len(part)
+            for i, vector in zip(part, vectors):
+                _EMBEDDED[keys[i]] = vector
         return np.stack([_EMBEDDED[keys[i]] for i in positions])
 
     def search(self, query: str, k: int) -> list[tuple[int, float]]:
@@ -92,6 +122,6 @@ class _Shortlist:
         positions = [int(i) for i in order[:SHORTLIST] if lexical[i] > 0] or [int(i) for i in order[:SHORTLIST]]
         query_vector = self.dense.encode([query], self.dense.query_prompt)[0]
         cosine = self._embeddings(positions) @ query_vector
-        fused = cosine if self.dense_only else (lexical[positions] ** self.lexical_exponent + cosine) / 2
+        fused = cosine if self.dense_only else self.fuse(lexical[positions], cosine, lexical_exponent=self.lexical_exponent)
         best = np.argsort(-fused, kind="stable")[:k]
         return [(positions[i], float(fused[i])) for i in best]

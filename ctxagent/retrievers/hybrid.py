@@ -40,6 +40,13 @@ FUSIONS = ("convex", "rrf")
 _QUERY_BLOCK = 32
 
 
+def convex_fusion(lexical: Any, cosine: Any, *, bm25_weight: float = 1.0, dense_weight: float = 1.0, lexical_exponent: float = 2.0) -> Any:
+    """The convex fusion of normalised BM25 scores and cosine similarities (arrays of one shape):
+    the weighted mean of BM25 ** lexical_exponent and cosine. The hybrid retriever fuses with it,
+    and so does recipe retrieval's shortlist over large documents (recipes/retrieval.py)."""
+    return (bm25_weight * lexical**lexical_exponent + dense_weight * cosine) / (bm25_weight + dense_weight)
+
+
 @register("hybrid")
 class HybridRetriever(Retriever):
     """BM25 + dense, fused by `fusion` ("convex", the default, or "rrf").
@@ -106,12 +113,13 @@ class HybridRetriever(Retriever):
             semantic = self.dense._search(queries, depth)
             return [self.rrf(lex, sem, k) for lex, sem in zip(lexical, semantic)]
         results: list[list[tuple[int, float]]] = []
-        total = self.bm25_weight + self.dense_weight
         for start in range(0, len(queries), _QUERY_BLOCK):
             block = queries[start : start + _QUERY_BLOCK]
-            fused = self.bm25_weight * self.bm25.normalized_scores(block) ** self.lexical_exponent
-            fused += self.dense_weight * self.dense.similarities(block)
-            results.extend(top_k_rows(fused / total, k))
+            fused = convex_fusion(
+                self.bm25.normalized_scores(block), self.dense.similarities(block),
+                bm25_weight=self.bm25_weight, dense_weight=self.dense_weight, lexical_exponent=self.lexical_exponent,
+            )  # fmt: skip
+            results.extend(top_k_rows(fused, k))
         return results
 
     def rrf(self, lexical: list[tuple[int, float]], semantic: list[tuple[int, float]], k: int) -> list[tuple[int, float]]:

@@ -15,27 +15,31 @@ the extra `ctxagent.event` field, which plain clients ignore.
 from __future__ import annotations
 
 import asyncio
-import hmac
 import json
 import logging
 import re
 import time
+from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from typing import Any, AsyncIterator, Callable
 
-from fastapi import Depends, FastAPI, Request
+from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ctxagent.agent import ContextAgent
+from ctxagent.cancel import CancelToken, Cancelled, Interrupted, cancel_scope, stop_scope
 from ctxagent.defaults import MAX_NEW_TOKENS
 from ctxagent.engines.base import Engine, Message, SamplingParams
 from ctxagent.engines.batching import BatchingEngine
 from ctxagent.errors import CtxAgentError, EngineError, InputError, UnknownNameError
 from ctxagent.server import protocol
+from ctxagent.server.gate import Gate
+from ctxagent.server.keys import NO_KEY, KeyRing, keys_by_id
+from ctxagent.server.metrics import CONTENT_TYPE, Metrics
 from ctxagent.server.messages import split_messages
 from ctxagent.server.messages import Split
 from ctxagent.types import Answer, Budget, Event
@@ -43,12 +47,17 @@ from ctxagent.types import Answer, Budget, Event
 log = logging.getLogger(__name__)
 
 RECIPE_PREFIX = "ctxagent/"
+# Paths of the latest requests kept for tests and debugging (a server lives long: never all of them).
+RECENT_KEPT = 256
 
 
 class ServerSettings(BaseModel):
     """How `ctxagent serve` behaves; every limit has a flag of the same name."""
 
-    api_key: str | None = Field(default=None, description="required as 'Authorization: Bearer KEY' when set")
+    api_key: str | None = Field(default=None, description="a key required as 'Authorization: Bearer KEY' (one of api_keys)")
+    api_keys: list[str] = Field(default_factory=list, description="keys accepted; with none (and no api_key or keys_file) no key is needed")
+    keys_file: str | None = Field(default=None, description="file of more keys, one a line: 'key' or 'name: key' (the name is its id in /metrics)")
+    max_per_key: int | None = Field(default=None, gt=0, description="requests in flight per key; more get 429 with Retry-After")
     model_name: str | None = Field(default=None, description="id of the engine's own model for pass-through (default: the engine's)")
     max_body_bytes: int = Field(default=32 * 1024 * 1024, gt=0, description="larger request bodies get 413")
     request_timeout: float = Field(default=600.0, gt=0, description="seconds before a request gets 504")
@@ -78,6 +87,7 @@ def create_app(engine: Engine, settings: ServerSettings | None = None) -> Any:
     app = FastAPI(title="ctxagent", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
     app.state.ctxagent = state
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
+    app.add_middleware(Gate, state=state)  # added last: outermost, it sees every request
 
     @app.exception_handler(ApiError)
     async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
@@ -94,43 +104,66 @@ def create_app(engine: Engine, settings: ServerSettings | None = None) -> Any:
         message = f"no route {request.method} {request.url.path}" if exc.status_code in (404, 405) else str(exc.detail)
         return JSONResponse(protocol.error_body(message, "invalid_request_error", exc.status_code), status_code=exc.status_code)
 
-    def authorised(request: Request) -> None:
-        state.requests.append(request.url.path)
-        if settings.api_key is None:
-            return
-        header = request.headers.get("authorization", "")
-        given = header[7:] if header[:7].lower() == "bearer " else ""
-        if not hmac.compare_digest(given.encode(), settings.api_key.encode()):
-            raise ApiError(401, "invalid or missing API key: send 'Authorization: Bearer <key>' with the key the server was started with", "invalid_request_error", "invalid_api_key")
-
+    # The key and its limit are checked by Gate before any route runs.
     @app.get("/health")
     async def health() -> dict[str, Any]:
         return {"status": "ok", "model": state.model_name, "in_flight": state.in_flight}
 
-    @app.get("/v1/models", dependencies=[Depends(authorised)])
+    @app.get("/metrics")
+    async def metrics() -> Response:
+        return Response(state.metrics.render(), media_type=CONTENT_TYPE)
+
+    @app.get("/v1/models")
     async def models() -> dict[str, Any]:
         return state.models()
 
-    @app.post("/tokenize", dependencies=[Depends(authorised)])
+    @app.post("/tokenize")
     async def tokenize(body: protocol.TokenizeRequest) -> dict[str, Any]:
         count = await state.in_worker(lambda: state.batcher.count_tokens(body.prompt))
         return {"count": count, "max_model_len": state.batcher.context_window}
 
-    @app.post("/v1/completions", dependencies=[Depends(authorised)])
-    async def completions(body: protocol.CompletionRequest) -> dict[str, Any]:
-        return await state.completions(body)
+    @app.post("/v1/completions")
+    async def completions(request: Request, body: protocol.CompletionRequest) -> dict[str, Any]:
+        return await _until_disconnect(request, lambda token: state.completions(body, _key(request), token))
 
-    @app.post("/v1/chat/completions", dependencies=[Depends(authorised)])
-    async def chat(body: protocol.ChatRequest) -> Any:
+    @app.post("/v1/chat/completions")
+    async def chat(request: Request, body: protocol.ChatRequest) -> Any:
         recipe = state.recipe_for(body.model)
         split = state.split(body) if recipe is not None else None
+        kid = _key(request)
         if body.stream:
-            events = state.chat_stream(body, recipe, split)
+            events = state.chat_stream(body, recipe, split, kid, time.perf_counter())
             first = await events.__anext__()  # errors before the first chunk are plain HTTP errors
             return StreamingResponse(_chained(first, events), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
-        return await state.chat(body, recipe, split)
+        return await _until_disconnect(request, lambda token: state.chat(body, recipe, split, kid, token))
 
     return app
+
+
+def _key(request: Request) -> str:
+    return str(getattr(request.state, "key_id", NO_KEY))
+
+
+async def _until_disconnect(request: Request, work: Callable[[CancelToken], Any]) -> Any:
+    """Run `work(token)`; if the client disconnects first, stop waiting for it: the work's
+    `in_worker` then cancels the token and the worker stops at the engine's next step. The
+    body was read already, so the only message left to receive is the disconnect."""
+    token = CancelToken()
+    task = asyncio.ensure_future(work(token))
+
+    async def watch() -> None:
+        while (await request.receive())["type"] != "http.disconnect":
+            pass
+
+    watcher = asyncio.ensure_future(watch())
+    try:
+        await asyncio.wait({task, watcher}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        watcher.cancel()
+    if not task.done():
+        task.cancel()
+        raise ApiError(499, "the client closed the connection", "invalid_request_error", "client_closed")
+    return task.result()
 
 
 async def _chained(first: str, rest: AsyncIterator[str]) -> AsyncIterator[str]:
@@ -152,8 +185,16 @@ class ServerState:
         self.model_name = settings.model_name or getattr(engine, "model_name", None) or engine.name
         self.agent = ContextAgent(engine=self.batcher, budget=settings.budget)
         self.executor = ThreadPoolExecutor(max_workers=settings.max_concurrent, thread_name_prefix="ctxagent-serve")
-        self.requests: list[str] = []  # paths seen, in order (tests and benchmarks read it)
-        self.in_flight = 0
+        keys = keys_by_id([k for k in [settings.api_key, *settings.api_keys] if k], settings.keys_file)
+        self.keys = KeyRing(keys, settings.max_per_key)
+        self.metrics = Metrics()
+        self.recent: deque[str] = deque(maxlen=RECENT_KEPT)  # the latest requests' paths, for tests; bounded
+        self.seen = 0  # requests seen since start
+        self.in_flight = 0  # requests in a worker thread now
+
+    def note_request(self, path: str) -> None:
+        self.recent.append(path)
+        self.seen += 1
 
     def close(self) -> None:
         self.executor.shutdown(wait=False, cancel_futures=True)
@@ -177,21 +218,42 @@ class ServerState:
         raise ApiError(404, f"model {model!r} does not exist here: GET /v1/models lists {self.model_name!r} and one 'ctxagent/<recipe>' per recipe", "invalid_request_error", "model_not_found", "model")
 
     # -- running work in the batcher's worker threads ---------------------------------------
-    def _as_worker(self, fn: Callable[[], Any]) -> Any:
-        with self.batcher.worker():
+    def _as_worker(self, fn: Callable[[], Any], token: CancelToken, queued: float) -> Any:
+        self.metrics.queue_wait.observe(time.perf_counter() - queued)
+        token.raise_if_cancelled()  # its client left while it waited for a worker: do nothing
+        # The token reaches RunContexts made in fn (recipes) and, through the stop check, the
+        # engine calls fn makes itself (pass-through completions).
+        with cancel_scope(token), stop_scope(lambda: token.cancelled), self.batcher.worker():
             return fn()
 
-    async def in_worker(self, fn: Callable[[], Any]) -> Any:
+    async def in_worker(self, fn: Callable[[], Any], token: CancelToken | None = None) -> Any:
+        """Run `fn` in a worker thread under `token`: the token is cancelled when the request
+        times out (504) or its caller stops waiting (a client that left), and the run then
+        stops at the engine's next step, freeing the worker."""
         loop = asyncio.get_running_loop()
+        token = token or CancelToken()
         self.in_flight += 1
         try:
-            return await asyncio.wait_for(loop.run_in_executor(self.executor, self._as_worker, fn), self.settings.request_timeout)
+            work = loop.run_in_executor(self.executor, self._as_worker, fn, token, time.perf_counter())
+            return await asyncio.wait_for(work, self.settings.request_timeout)
         except asyncio.TimeoutError:
+            self._cancel(token, "timeout")
             raise _timeout(self.settings.request_timeout) from None
+        except asyncio.CancelledError:
+            self._cancel(token, "disconnect")
+            raise
+        except (Cancelled, Interrupted):
+            raise ApiError(499, f"the request was cancelled ({token.reason or 'stopped'})", "invalid_request_error", "cancelled") from None
         except Exception as exc:  # noqa: BLE001 - mapped to an HTTP status
             raise _as_api_error(exc) from None
         finally:
             self.in_flight -= 1
+
+    def _cancel(self, token: CancelToken, reason: str) -> None:
+        if not token.cancelled:
+            token.cancel(reason)
+            self.metrics.cancellations.labels(reason).inc()
+            log.info("request cancelled (%s): its run stops at the engine's next step", reason)
 
     def _budget(self, body: protocol.ChatRequest) -> Budget:
         budget = body.budget or self.settings.budget
@@ -223,25 +285,34 @@ class ServerState:
         )
 
     # -- chat ----------------------------------------------------------------------------
-    async def chat(self, body: protocol.ChatRequest, recipe: str | None, split: Split | None) -> dict[str, Any]:
+    async def chat(self, body: protocol.ChatRequest, recipe: str | None, split: Split | None, kid: str = NO_KEY, token: CancelToken | None = None) -> dict[str, Any]:
         cid = protocol.new_id()
         if recipe is None:
             prompt = [Message(role=m["role"], content=m["content"]) for m in body.plain_messages()]
             params = self._sampling(body.new_tokens(), body.temperature, body.top_p, body.stops(), body.seed)
-            [completion] = await self.in_worker(lambda: self.batcher.generate([prompt], params))
+            [completion] = await self.in_worker(lambda: self.batcher.generate([prompt], params), token)
+            self.metrics.usage(kid, completion.prompt_tokens, completion.completion_tokens, 1)
             usage = protocol.usage_body(completion.prompt_tokens, completion.completion_tokens)
             return protocol.chat_completion(cid, body.model, completion.text, completion.finish_reason, usage)
         began = time.perf_counter()
         assert split is not None
-        answer, rule = await self.in_worker(lambda: self._ask(body, recipe, split))
+        answer, rule = await self.in_worker(lambda: self._ask(body, recipe, split), token)
         log.info("answered with %s in %.1f s (%d engine calls)", answer.recipe, time.perf_counter() - began, answer.usage.engine_calls)
+        self.metrics.usage(kid, answer.usage.prompt_tokens, answer.usage.completion_tokens, answer.usage.engine_calls)
         usage = protocol.usage_body(answer.usage.prompt_tokens, answer.usage.completion_tokens)
         return protocol.chat_completion(cid, body.model, _content(answer, body), protocol.finish_reason(answer), usage, protocol.answer_extra(answer, rule))
 
-    async def chat_stream(self, body: protocol.ChatRequest, recipe: str | None, split: Split | None) -> AsyncIterator[str]:
+    async def chat_stream(
+        self, body: protocol.ChatRequest, recipe: str | None, split: Split | None, kid: str = NO_KEY, arrived: float | None = None
+    ) -> AsyncIterator[str]:
         """SSE lines: a role chunk, progress chunks, the checked answer's content, a final chunk
-        with the citations, a usage chunk when asked for, `data: [DONE]`."""
+        with the citations, a usage chunk when asked for, `data: [DONE]`.
+
+        A client that closes the stream early makes the server close this generator; the
+        run's token is then cancelled and its worker stops at the engine's next step."""
         cid, model = protocol.new_id(), body.model
+        arrived = arrived or time.perf_counter()
+        token = CancelToken()
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[Any] = asyncio.Queue()
 
@@ -256,23 +327,42 @@ class ServerState:
         else:
             assert split is not None
             work = lambda: self._ask(body, recipe, split, on_event=put)
-        run = asyncio.ensure_future(self.in_worker(work))
+        run = asyncio.ensure_future(self.in_worker(work, token))
+        try:
+            async for line in self._stream_lines(body, recipe, cid, model, queue, run, kid, arrived):
+                yield line
+        finally:
+            if not run.done():  # closed before the run ended: nobody waits for it any more
+                self._cancel(token, "disconnect")
+                run.cancel()
+
+    async def _stream_lines(
+        self, body: protocol.ChatRequest, recipe: str | None, cid: str, model: str, queue: asyncio.Queue[Any], run: asyncio.Future[Any], kid: str, arrived: float
+    ) -> AsyncIterator[str]:
+        loop = asyncio.get_running_loop()
         yield _sse(protocol.chat_chunk(cid, model, {"role": "assistant", "content": ""}))
         deadline = loop.time() + self.settings.request_timeout + 1
         sent_text = False
+        first = True
         try:
             while True:
                 getter = asyncio.ensure_future(queue.get())
-                done, _ = await asyncio.wait({getter, run}, timeout=max(0.0, deadline - loop.time()), return_when=asyncio.FIRST_COMPLETED)
+                try:
+                    done, _ = await asyncio.wait({getter, run}, timeout=max(0.0, deadline - loop.time()), return_when=asyncio.FIRST_COMPLETED)
+                finally:
+                    if not getter.done():
+                        getter.cancel()
                 if getter in done:
                     item = getter.result()
+                    if first:
+                        first = False
+                        self.metrics.first_event.observe(time.perf_counter() - arrived)
                     if isinstance(item, str):  # pass-through: the model's own text, as written
                         sent_text = True
                         yield _sse(protocol.chat_chunk(cid, model, {"content": item}))
                     else:
                         yield _sse(protocol.chat_chunk(cid, model, {}, extra={"event": item.model_dump(mode="json")}))
                     continue
-                getter.cancel()
                 if not done:
                     raise _timeout(self.settings.request_timeout)
                 while not queue.empty():  # events queued before the run ended
@@ -292,24 +382,26 @@ class ServerState:
                 yield _sse(protocol.chat_chunk(cid, model, {"content": completion.text}))
             yield _sse(protocol.chat_chunk(cid, model, {}, completion.finish_reason))
             usage = protocol.usage_body(completion.prompt_tokens, completion.completion_tokens)
+            self.metrics.usage(kid, completion.prompt_tokens, completion.completion_tokens, 1)
         else:
             answer, rule = result
             for piece in re.findall(r"\s*\S+", _content(answer, body)):
                 yield _sse(protocol.chat_chunk(cid, model, {"content": piece}))
             yield _sse(protocol.chat_chunk(cid, model, {}, protocol.finish_reason(answer), extra=protocol.answer_extra(answer, rule)))
             usage = protocol.usage_body(answer.usage.prompt_tokens, answer.usage.completion_tokens)
+            self.metrics.usage(kid, answer.usage.prompt_tokens, answer.usage.completion_tokens, answer.usage.engine_calls)
         if body.stream_options is not None and body.stream_options.include_usage:
             yield _sse(protocol.chat_chunk(cid, model, None) | {"usage": usage})
         yield _sse("[DONE]")
 
     # -- legacy completions (the openai engine's log-probs) ----------------------------------
-    async def completions(self, body: protocol.CompletionRequest) -> dict[str, Any]:
+    async def completions(self, body: protocol.CompletionRequest, kid: str = NO_KEY, token: CancelToken | None = None) -> dict[str, Any]:
         if body.model is not None and body.model != self.model_name:
             self.recipe_for(body.model)  # 404 for unknown models
             raise ApiError(400, "recipes answer through /v1/chat/completions; /v1/completions serves the engine's own model only", param="model")
         model = self.model_name
         if body.echo and body.logprobs is not None:
-            [scores] = await self.in_worker(lambda: self.batcher.score([body.prompt]))
+            [scores] = await self.in_worker(lambda: self.batcher.score([body.prompt]), token)
             tokens = [body.prompt[a:b] for a, b in scores.offsets]
             logprobs = {
                 "tokens": tokens,
@@ -322,7 +414,8 @@ class ServerState:
         else:
             stop = [body.stop] if isinstance(body.stop, str) else list(body.stop or [])
             params = self._sampling(body.max_tokens, body.temperature, body.top_p, stop, body.seed)
-            [completion] = await self.in_worker(lambda: self.batcher.generate([body.prompt], params))
+            [completion] = await self.in_worker(lambda: self.batcher.generate([body.prompt], params), token)
+            self.metrics.usage(kid, completion.prompt_tokens, completion.completion_tokens, 1)
             choice = {"index": 0, "text": completion.text, "logprobs": None, "finish_reason": completion.finish_reason}
             usage = protocol.usage_body(completion.prompt_tokens, completion.completion_tokens)
         return {"id": protocol.new_id(), "object": "text_completion", "created": int(time.time()), "model": model, "choices": [choice], "usage": usage}

@@ -4,7 +4,8 @@ OpenAI clients send only messages, so the long document travels inside them. The
 convention, first match wins (docs/serve.md has examples):
 
 1. `documents` in the request body (`extra_body={"documents": [...]}` with the `openai`
-   client): each a string or `{"id", "text"}`; the last user message is the question.
+   client): each a string or `{"id", "text", "metadata"?}` (a loaded Document's dump, so a
+   PDF's page starts give citations their pages); the last user message is the question.
 2. `<document>...</document>` blocks (optionally `<document id="name">`) in any message:
    each block is a document; the last user message without its blocks is the question.
 3. A line starting with `Question:` in the last user message: what follows is the
@@ -82,10 +83,11 @@ def _given(items: Sequence[Any]) -> list[Document]:
     for i, item in enumerate(items):
         if isinstance(item, str):
             docs.append(Document(id=_name(i, len(items)), text=item))
-        elif isinstance(item, dict) and isinstance(item.get("text"), str):
-            docs.append(Document(id=str(item.get("id") or _name(i, len(items))), text=item["text"]))
+        elif isinstance(item, dict) and isinstance(item.get("text"), str) and isinstance(item.get("metadata", {}), dict):
+            # metadata as the loaders write it (a PDF's "page_starts"), so citations get page numbers as in the SDK
+            docs.append(Document(id=str(item.get("id") or _name(i, len(items))), text=item["text"], metadata=item.get("metadata") or {}))
         else:
-            raise InputError(f"documents[{i}] must be a string or an object with 'text' (and optionally 'id')")
+            raise InputError(f"documents[{i}] must be a string or an object with 'text' (and optionally 'id' and 'metadata')")
     return check_documents(docs)
 
 

@@ -60,7 +60,7 @@ def _url(sock: socket.socket) -> str:
 
 def serve(engine: Engine, settings: ServerSettings, *, host: str = "127.0.0.1", port: int = 8000) -> None:
     """Serve until interrupted; prints the address on stdout once listening."""
-    if host not in LOOPBACK and settings.api_key is None:
+    if host not in LOOPBACK and not (settings.api_key or settings.api_keys or settings.keys_file):
         log.warning("listening on %s without an API key: anyone who can reach this address can use the model; pass --api-key", host)
     sock = _bind(host, port)
     app = create_app(engine, settings)

@@ -1,6 +1,6 @@
-"""`ctxagent.eval.evaluate(...)`: generate (or load) tasks, run recipes on them, write the report.
+"""`ctxagent.evaluation.evaluate(...)`: generate (or load) tasks, run recipes on them, write the report.
 
-    from ctxagent.eval import evaluate
+    from ctxagent.evaluation import evaluate
     run = evaluate(recipes="all", lengths=[1024, 2048, 4096], context_window=1024, out="eval-results")
     print(run.report.read_text())
 
@@ -18,19 +18,9 @@ from typing import Any, Sequence
 
 from ctxagent.defaults import DEFAULT_ENGINE
 from ctxagent.errors import InputError
-from ctxagent.evaluation import (
-    TASK_KINDS,
-    Result,
-    Task,
-    generate_tasks,
-    load_results,
-    load_tasks,
-    resolve_recipes,
-    run_eval,
-    save_tasks,
-    user_tasks,
-    write_report,
-)
+from ctxagent.evaluation.report import write_report
+from ctxagent.evaluation.runner import Result, load_results, resolve_recipes, run_eval
+from ctxagent.evaluation.tasks import TASK_KINDS, Task, generate_tasks, load_tasks, save_tasks, user_tasks
 from ctxagent.types import Budget
 
 DEFAULT_LENGTHS = (1024, 2048, 4096)
