@@ -23,11 +23,13 @@ from __future__ import annotations
 import ast
 import operator
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from itertools import combinations
 from typing import Literal, Sequence
 
-Kind = Literal["number", "date", "name"]
+from ctxagent.word_classes import class_words, classes_of, contradiction
+
+Kind = Literal["number", "date", "name", "word"]
 DateParts = tuple[int | None, int | None, int | None]  # (year, month, day)
 
 # -- vocabulary -----------------------------------------------------------------------------
@@ -89,6 +91,13 @@ _ARITHMETIC = re.compile(
     re.IGNORECASE,
 )
 _VERDICT = re.compile(r"^\W*(?P<word>yes|no|true|false|correct|incorrect|right|wrong)\b", re.IGNORECASE)
+# A verdict stated after the answer's sentence ("The boat is painted black. The answer is yes.").
+_LATE_VERDICT = re.compile(r"\b(?:the\s+)?answer\s+is\s*:?\W*(?P<word>yes|no|true|false)\b", re.IGNORECASE)
+_NEGATION = re.compile(r"\b(?:not|no|never|neither|nor|none|false|incorrect|wrong)\b|n't\b", re.IGNORECASE)
+_YES_NO = re.compile(
+    r"^\W*(?:is|was|are|were|do|does|did|has|have|had|can|could|will|would|should|may|might|must|shall|isn't|wasn't|doesn't|didn't)\b|\btrue or false\b",
+    re.IGNORECASE,
+)
 _AFFIRM = frozenset("yes true correct right".split())
 _OPTION = re.compile(r"(?:^|(?<=[\s(\[]))\(?(?P<letter>[A-H])[).:]\s+(?P<text>.+?)(?=\s+\(?[A-H][).:]\s|\n|$)", re.MULTILINE)
 _CHOICE = re.compile(
@@ -101,7 +110,8 @@ _SENTENCE_OPENER = re.compile(r"(?:^|[.!?:;\n\"“(\[]|\s[-—–]|^\s*(?:[-*•
 @dataclass(frozen=True)
 class Specific:
     """One thing an answer asserts: a number (value and the tolerance its written precision allows),
-    a date (the parts it states), or a name (the words that must be found)."""
+    a date (the parts it states), a name (the words that must be found), or a word of a closed
+    class such as a colour or a trade (ctxagent.word_classes), which its facts must not contradict."""
 
     kind: Kind
     text: str
@@ -125,6 +135,7 @@ class Support:
     specific: Specific
     how: str
     facts: tuple[int, ...] = ()
+    against: str = ""  # for a contradicted word: the facts' word of the same class ("green" against "blue")
 
     @property
     def ok(self) -> bool:
@@ -145,6 +156,11 @@ class Grounding:
     @property
     def unsupported(self) -> list[str]:
         return list(dict.fromkeys(s.specific.text for s in self.supports if not s.ok))
+
+    @property
+    def contradicted(self) -> dict[str, str]:
+        """Words of the answer that its facts contradict, each with the facts' word ("blue" -> "green")."""
+        return {s.specific.text: s.against for s in self.supports if s.against}
 
     @property
     def facts_used(self) -> list[int]:
@@ -302,11 +318,25 @@ def _names(text: str, taken: Sequence[Specific]) -> list[Specific]:
     return out
 
 
+_LIST_ITEM = re.compile(r"(?m)^\s*\d{1,2}[.)](?:\s|$)")
+
+
+def _enumerator(text: str, n: Specific) -> bool:
+    """A list item's number ("1. Bastian Crewe fled ...\n2. ..."), which counts items and asserts
+    nothing: a number opening a line, followed by "." or ")", in a text of two or more such lines
+    (so a one-line answer "42." stays a number)."""
+    line_start = text.rfind("\n", 0, n.start) + 1
+    if text[line_start : n.start].strip() or not re.match(r"[.)](?:\s|$)", text[n.end : n.end + 2]):
+        return False
+    return len(_LIST_ITEM.findall(text)) >= 2
+
+
 def find_specifics(text: str) -> list[Specific]:
-    """The numbers, dates and names `text` asserts, in order. "one" alone is not a number
+    """The numbers, dates and names `text` asserts, in order (words of closed classes, such as
+    colours, are judged separately: see `_class_word_supports`). "one" alone is not a number
     (it is far more often a pronoun), and a single capital letter is not a name."""
     dates = _dates(text)
-    numbers = [n for n in _numbers(text, dates) if not (n.text.lower() == "one")]
+    numbers = [n for n in _numbers(text, dates) if not (n.text.lower() == "one") and not _enumerator(text, n)]
     names = [n for n in _names(text, [*dates, *numbers]) if len(n.text) > 1]
     return sorted([*dates, *numbers, *names], key=lambda s: s.start)
 
@@ -485,7 +515,7 @@ def check_answer(answer: str, facts: Sequence[str], question: str = "") -> Groun
     source = _Source.of(facts)
     question_source = _Source.of([question], index_base=-1)
     options = question_options(question)
-    verdict = _VERDICT.match(answer)
+    verdict = _VERDICT.match(answer) or _LATE_VERDICT.search(answer)
     choice = chosen_option(answer, options)
     affirms = bool(verdict and verdict.group("word").lower() in _AFFIRM)
     derived = f"choice {choice}" if choice else (verdict.group("word").lower() if verdict else "")
@@ -538,7 +568,55 @@ def check_answer(answer: str, facts: Sequence[str], question: str = "") -> Groun
         supports.append(_support(spec, source, echo, operands))
     for spec in carried:
         supports.append(_support(spec, source, _Source(), operands, echo_allowed=False))
+    supports = [_name_against(s, facts) for s in supports]
+    taken = [s.specific for s in supports] + [Specific("number", "", a, b) for a, b in in_equation]
+    supports += _class_word_supports(text, facts, question, taken, affirms=affirms)
+    if choice:
+        supports += _class_word_supports(f"of {options[choice]}", facts, "", [], affirms=True, where=len(text))
+    elif affirms:
+        asked = re.sub(r"\(?\b[A-H][).:]\s", " ", question)
+        supports += _class_word_supports(asked, facts, "", [], affirms=True, where=len(text))
     return Grounding(supports=supports, derived=derived)
+
+
+def _name_against(support: Support, facts: Sequence[str]) -> Support:
+    """An unsupported one-word name of a closed class ("Saturday" where the facts say "Thursday"),
+    marked with the facts' word that contradicts it."""
+    if support.ok or support.specific.kind != "name" or len(support.specific.words) != 1:
+        return support
+    against = contradiction(support.specific.words[0], list(facts))
+    return replace(support, against=against) if against else support
+
+
+def _class_word_supports(text: str, facts: Sequence[str], question: str, taken: Sequence[Specific], *, affirms: bool, where: int = 0) -> list[Support]:
+    """Words of closed classes (colours, materials, trades, places, animals...) in `text`: each is
+    checked for a contradiction by the facts (ctxagent.word_classes). A word the answer only echoes
+    from the question is the user's, unless the answer affirms the question (a yes/no question
+    answered without a negation), or the question offers it as one of several of its class ("blue
+    or green?"). A word the facts state is recorded with them; one the facts neither state nor
+    contradict is not judged (a paraphrase may name what the facts describe). Capitalised words
+    inside a sentence belong to names ("Mr Green"), judged as names."""
+    asked = {w.lower(): classes_of(w) for w, _, _ in class_words(question)}
+    affirming = affirms or (bool(_YES_NO.search(question)) and not _NEGATION.search(text))
+    out: list[Support] = []
+    fact_words = [_words_of(f) for f in facts]
+    for word, start, end in class_words(text):
+        if _overlaps(start, end, taken) or (word[0].isupper() and not _at_sentence_start(text, start)):
+            continue
+        low = word.lower()
+        if low in asked and not affirming:
+            rivals = sum(1 for w, groups in asked.items() if w != low and {c for c, _ in groups} & {c for c, _ in asked[low]})
+            if not rivals:
+                continue
+        spec = Specific("word", word, where + start, where + end, words=(low,))
+        stated = [i for i, words in enumerate(fact_words) if low in words or _plain(low) in words]
+        if stated:
+            out.append(Support(spec, "stated", tuple(stated[:1])))
+            continue
+        against = contradiction(word, list(facts))
+        if against:
+            out.append(Support(spec, "", against=against))
+    return out
 
 
 def _support(spec: Specific, source: _Source, echo: _Source, operands: Sequence[_Number], echo_allowed: bool = True) -> Support:

@@ -39,12 +39,27 @@ _BLOCK_TAGS = (
 )
 
 
+_FURNITURE_SELECTOR = ", ".join(
+    [
+        "nav", "footer", "[role=navigation]", "[role=contentinfo]",
+        "#toc", ".toc", "#mw-navigation", "#mw-panel", "#mw-head", "#footer", "#catlinks", ".catlinks",
+        ".navbox", ".vertical-navbox", ".mw-editsection", ".mw-jump", "#jump-to-nav", ".mw-jump-link",
+        "sup.reference", "ol.references", ".reflist", ".refbegin", ".mw-references-wrap", "#siteSub", "#contentSub",
+        ".printfooter", ".mw-cite-backlink", ".hatnote", ".noprint", ".mw-indicators", "#siteNotice", ".sistersitebox",
+    ]
+)  # fmt: skip
+
+
 def _load_html(path: Path, data: bytes, encoding: str) -> tuple[str, dict]:
     from bs4 import BeautifulSoup
 
     soup = BeautifulSoup(_decode(path, data, encoding), "html.parser")
     title = soup.title.get_text(strip=True) if soup.title else None
     for tag in soup(["script", "style", "noscript", "template", "head"]):
+        tag.decompose()
+    # Page furniture, not content: navigation, footers, and MediaWiki's chrome (contents box, "[edit]"
+    # links, reference markers and lists, navboxes, category links). See ctxagent.boilerplate.
+    for tag in soup.select(_FURNITURE_SELECTOR):
         tag.decompose()
     # Block elements end paragraphs; inline ones (<b>, <a>) must not break the sentence they sit in.
     for tag in soup.find_all(_BLOCK_TAGS):

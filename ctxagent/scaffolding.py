@@ -50,7 +50,10 @@ _LABEL_LINE = re.compile(r"(?im)^[^\S\n]*[#*>\-\s]*(?:" + "|".join(re.escape(lab
 _PHRASE = re.compile("|".join(r"\s+".join(re.escape(w) for w in p.split()) for p in _PHRASES), re.IGNORECASE)
 _ROLE_LINE = re.compile(r"(?im)^[^\S\n]*(?:assistant|user|system)[^\S\n]*$")
 _LEADING_TURN = re.compile(r"^(?:\s*(?:" + _SPECIAL.pattern + r")[^\S\n]*(?:assistant|model)?[^\S\n]*\n?)+", re.IGNORECASE)
-_ANSWER_LABEL = re.compile(r"(?im)^[^\S\n]*[*#]*\s*(?:final\s+)?answer\s*[*]*\s*[:：]\s*")
+_ANSWER_LABEL = re.compile(r"(?im)^[^\S\n]*[*#]*\s*(?:the\s+)?(?:final\s+)?answer(?:\s+is)?\s*[*]*\s*[:：]\s*")
+_ANSWER_LABEL_ANYWHERE = re.compile(r"(?i)\b(?:the\s+)?(?:final\s+)?answer(?:\s+is)?\s*[*]*\s*[:：]\s*")
+_CONTENT = re.compile(r"[A-Za-z0-9]{2,}")
+_EMPTY_WORDS = frozenset("the a an so and then here this is it".split())
 
 # Stop strings for an answer step: where the prompt would begin again. "Facts used:" is not one:
 # the facts answer prompt asks for it, and reading.parse_reply reads the facts it names.
@@ -76,16 +79,21 @@ def _first_marker(text: str) -> re.Match[str] | None:
     return min(hits, key=lambda m: m.start(), default=None)
 
 
+def _has_content(text: str) -> bool:
+    return any(w.lower() not in _EMPTY_WORDS for w in _CONTENT.findall(text))
+
+
 def strip_scaffolding(text: str) -> str:
     """`text` cut before the first piece of prompt text, with a leading "Answer:" label dropped.
 
-    When the reply *opens* with prompt text ("Question: ...?\\nAnswer: Paris"), the answer is
-    what follows its last "Answer:" label, cut the same way; if there is none, nothing is left.
+    When the reply *opens* with prompt text ("Question: ...?\\nAnswer: Paris", "The facts used: ...
+    The answer is: Paris"), the answer is what follows its last "Answer:" label, cut the same way;
+    if there is none, nothing is left.
     """
     text = _LEADING_TURN.sub("", text.strip())
     marker = _first_marker(text)
-    if marker is not None and not text[: marker.start()].strip():
-        labels = list(_ANSWER_LABEL.finditer(text))
+    if marker is not None and not _has_content(text[: marker.start()]):
+        labels = [m for m in _ANSWER_LABEL_ANYWHERE.finditer(text) if m.start() >= marker.start()]
         text = text[labels[-1].end() :] if labels else ""
         marker = _first_marker(text)
     if marker is not None:

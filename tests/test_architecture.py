@@ -29,7 +29,7 @@ LAYERS = [
     {"compressors", "retrievers", "grounding"},
     {"engines", "encoders"},
     {"kernels"},
-    {"loaders", "office", "chunking", "citations", "pages", "scaffolding"},
+    {"loaders", "office", "chunking", "citations", "pages", "scaffolding", "boilerplate", "word_classes"},
     {"types", "errors", "registry", "cache", "defaults", "envs", "provenance", "cancel"},
 ]
 # The one import allowed to run back up: the offline config search drives a model through an engine.

@@ -19,6 +19,7 @@ DIRTY = [
     ("27 Answer using the facts above. Then, on a new line, write Facts used:", "27"),
     ("Question: Who mended the bell?\nAnswer: Oswin Thackery", "Oswin Thackery"),
     ("Answer: Paris", "Paris"),
+    ("The facts used: and the number of facts used:\n\nThe answer is: Tobias Wrenfield wrote a poem.", "Tobias Wrenfield wrote a poem."),
     ("<|im_start|>assistant\nThe green one.<|im_end|>", "The green one."),
     ("Marrowby\n\nFacts:\n[1] The crimson lighthouse is kept by Ilse Dunmore.", "Marrowby"),
     ("The colour is green.\nDocument:\nThe flag of the town ...", "The colour is green."),

@@ -232,7 +232,7 @@ def extract_node(engine: EngineLike = None, *, keys: KeysLike = None, recipe: st
         except BudgetExhausted as exc:
             answer = steps.partial(ctx, recipe or _label(state, k), facts, exc, len(kept), len(kept))
             return _finish("extract", ctx, k, before, answer=answer)
-        records = [FactRecord(citation=f.citation, relevance=f.relevance, chunk=f.chunk) for f in facts.items]
+        records = [FactRecord(citation=f.citation, relevance=f.relevance, chunk=f.chunk, about=f.about) for f in facts.items]
         return _finish("extract", ctx, k, before, facts=records)
 
     return extract
@@ -250,7 +250,7 @@ def reason_node(engine: EngineLike = None, *, keys: KeysLike = None, recipe: str
         ctx = _context(get(), state, k)
         before = len(ctx.trace.steps)
         facts = Facts()
-        facts.add([Fact(citation=f.citation, relevance=f.relevance, chunk=f.chunk) for f in read(state, k, "facts")])
+        facts.add([Fact(citation=f.citation, relevance=f.relevance, chunk=f.chunk, about=f.about) for f in read(state, k, "facts")])
         answer = steps.answer(ctx, recipe or _label(state, k), read(state, k, "documents"), question, facts, notes=read(state, k, "notes"))
         return _finish("reason", ctx, k, before, answer=answer)
 

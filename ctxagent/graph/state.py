@@ -22,6 +22,7 @@ class FactRecord(BaseModel):
     citation: Citation
     relevance: float
     chunk: int = -1
+    about: bool = False  # about the question in other words (recipes/evidence.py: a paraphrase the encoder singled out)
 
 
 class DocQAState(BaseModel):

@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Sequence
 
+from ctxagent.boilerplate import boilerplate_spans, in_spans, is_boilerplate
 from ctxagent.chunking import prefix_within, sentence_spans
 from ctxagent.citations import citation_for, content_words, ground_answer
 from ctxagent.defaults import TEMPLATE_SLACK
@@ -19,14 +20,18 @@ from ctxagent.engines.base import SamplingParams
 from ctxagent.grounding import check_answer, find_specifics
 from ctxagent.recipes import register
 from ctxagent.recipes.context import RunContext
+from ctxagent.recipes.arithmetic import compute, computed, operation
+from ctxagent.recipes.options import Choices, choices_of, pick_option, picked
 from ctxagent.recipes.prompts import answer_prompt, document_block
-from ctxagent.recipes.reading import NOT_FOUND, declines, on_topic, record_evidence, refusal_reason, relevance
+from ctxagent.recipes.reading import COMPUTED_NOTE, NOT_FOUND, OPTION_NOTE, declines, on_topic, record_evidence, refusal_reason, relevance
 from ctxagent.scaffolding import ANSWER_STOPS, strip_scaffolding
 from ctxagent.types import Answer, Citation, Document
 
 # Sentences an answer is checked against (the best matches of the text read), and citations kept.
 MAX_CANDIDATES = 12
 MAX_CITATIONS = 3
+# Sentences of the text read that an option is chosen by, when the model's reply picks none.
+OPTION_EVIDENCE = 6
 # Notes when the model's answer is refused (followed by why, in parentheses).
 QUOTE_NOTE = "the model's answer was not supported by the text it read; the sentence of the text most about the question is the answer"
 NOT_FOUND_NOTE = "the model's answer was not supported by the text it read, and no sentence of it is about the question"
@@ -109,10 +114,27 @@ def ground_in_regions(ctx: RunContext, reply: str, question: str, documents: Seq
     text = reply.strip()
     by_id = {d.id: d for d in documents}
     sentences = [(doc_id, s.start, s.end, by_id[doc_id].text[s.start : s.end]) for doc_id, start, end in regions for s in sentence_spans(by_id[doc_id].text, start, end)]
-    if declines(text, question):
-        return _refuse(ctx, text, question, documents, regions, sentences, "it says the document does not answer")
+    furniture = {doc_id: boilerplate_spans(by_id[doc_id].text) for doc_id, _, _ in regions}
+    # Reference lists, "[edit]" headings and footers are not evidence while content sentences exist.
+    sentences = [s for s in sentences if not in_spans(s[1], s[2], furniture[s[0]]) and not is_boilerplate(s[3])] or sentences
     candidates = _candidates(text, question, sentences)
     grounding = check_answer(text, [c[3] for c in candidates], question)
+    choices = choices_of(question)
+    if choices:
+        mine = picked(choices, text)
+        if mine is None or not grounding.supported:
+            why = "the model picked no option" if mine is None else f"the model's pick was refused: {refusal_reason(grounding)}"
+            ctx.trace.add("answer:refused", reply=text[:160], why=why, unsupported=grounding.unsupported)
+            return _option(ctx, choices, question, by_id, sentences, why)
+    if operation(question) and not (grounding.supported and computed(grounding)):
+        shown = _candidates("", question, sentences)
+        calc = compute(question, [c[3] for c in shown])
+        if calc and check_answer(calc.text, [c[3] for c in shown], question).supported:
+            ctx.trace.add("answer:computed", expression=calc.expression, reply=text[:160])
+            cited = [citation_for(by_id[shown[i][0]], shown[i][1], shown[i][2]) for i in calc.facts]
+            return DirectReply(text=calc.text, citations=cited, notes=[f"{COMPUTED_NOTE}: {calc.expression}"])
+    if declines(text, question):
+        return _refuse(ctx, text, question, documents, regions, sentences, "it says the document does not answer")
     if not grounding.supported:
         return _refuse(ctx, text, question, documents, regions, sentences, refusal_reason(grounding), grounding.unsupported)
     if grounding.facts_used:
@@ -126,6 +148,19 @@ def ground_in_regions(ctx: RunContext, reply: str, question: str, documents: Seq
             return _refuse(ctx, text, question, documents, regions, sentences, "it says nothing the document says")
     ctx.trace.add("answer:grounded", derived=grounding.derived, checks=[[s.specific.text, s.how] for s in grounding.supports])
     return DirectReply(text=text, citations=citations)
+
+
+def _option(ctx: RunContext, choices: Choices, question: str, by_id: dict[str, Document], sentences: Sequence[tuple[str, int, int, str]], why: str) -> DirectReply:
+    """A choice or yes/no question always gets an option: the one the sentences most about the
+    question (and its options) support best, cited with them (recipes/options.py)."""
+    shown = _candidates("", question, sentences, limit=OPTION_EVIDENCE)
+    pick = pick_option(ctx, choices, [c[3] for c in shown])
+    cited = [shown[i] for i in pick.supporting[:MAX_CITATIONS]] or shown[:1]
+    return DirectReply(
+        text=choices.answer(pick.index),
+        citations=[citation_for(by_id[c[0]], c[1], c[2]) for c in cited],
+        notes=[f"{OPTION_NOTE} ({pick.how}; {why})"],
+    )
 
 
 def _about_question(question: str, sentences: Sequence[tuple[str, int, int, str]]) -> tuple[str, int, int, str] | None:

@@ -33,6 +33,7 @@ import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Callable, Sequence
 
+from ctxagent.boilerplate import boilerplate_spans, in_spans, is_boilerplate
 from ctxagent.cancel import SlicePace
 from ctxagent.citations import citation_for, content_words
 from ctxagent.compressors.units import Sentence, sentences_of
@@ -74,6 +75,7 @@ class SentencePool:
         self._lexical = None
         self._vectors: dict[int, np.ndarray] = {}
         self._idf: dict[str, float] | None = None
+        self._furniture: list[bool] | None = None
 
     def _text(self, s: Sentence) -> str:
         chunk = self.chunks[s.chunk]
@@ -129,6 +131,16 @@ class SentencePool:
             self._idf = {w: math.log((n + 1) / (c + 0.5)) for w, c in counts.items()}
         return self._idf.get(word, math.log(len(self.texts) + 2))
 
+    def furniture(self, documents: Sequence[Document]) -> list[bool]:
+        """For each sentence, whether it is page furniture (a reference-list line, an "[edit]"
+        heading, a licence footer: ctxagent.boilerplate), computed once per pool."""
+        if self._furniture is None:
+            spans = {d.id: boilerplate_spans(d.text) for d in documents}
+            self._furniture = [
+                in_spans(s.start, s.end, spans.get(self.chunks[s.chunk].doc_id, ())) or is_boilerplate(self.texts[i]) for i, s in enumerate(self.sentences)
+            ]
+        return self._furniture
+
     def span(self, i: int, widen: bool = True) -> tuple[int, int]:
         """Source span of sentence i, with the sentence before it when i does not stand alone."""
         s = self.sentences[i]
@@ -153,6 +165,7 @@ class Scored:
     model: float = 0.0
     base: float = 0.0  # weighted lexical + dense, 0..1: what the floor applies to
     score: float = 0.0  # base plus the model's vote: what orders the facts
+    standout: bool = False  # a paraphrase the encoder finds far more similar than anything else: passes the floor
 
 
 @dataclass
@@ -164,6 +177,9 @@ class EvidenceSelector:
     keep: facts kept per query; rerank: candidates the engine scores (0 turns the model off);
     low_overlap / paraphrase_lexical_weight: below that best lexical score the query is
         treated as paraphrased and BM25's weight drops to that value;
+    standout_z / standout_min / standout_similarity: in a paraphrased query, the encoder's
+        first sentence passes the floor when it lies that many deviations above the other
+        sentences (at least standout_min of them) and is at least that similar;
     model_weight: how far the engine's vote (a log-prob gain, clipped to +-1 nat per
         token) can move a sentence's score.
     """
@@ -178,24 +194,42 @@ class EvidenceSelector:
     paraphrase_lexical_weight: float = 0.25
     widen: bool = True
     encoder: str = SENTENCE_ENCODER
+    standout_z: float = 3.0
+    standout_min: int = 20
+    standout_similarity: float = 0.25
 
     def pool(self, chunks: Sequence[Chunk]) -> SentencePool:
         return SentencePool(chunks, self.encoder)
 
     def score(self, pool: SentencePool, query: str, positions: Sequence[int] | None = None) -> list[Scored]:
-        """Lexical and dense scores of the sentences in `positions`' chunks, best base first."""
+        """Lexical and dense scores of the sentences in `positions`' chunks, best base first.
+
+        In a paraphrased query (no sentence shares much vocabulary with it), the sentence the
+        encoder ranks first is marked `standout` when its similarity lies `standout_z` standard
+        deviations above the rest of at least `standout_min` sentences: a sentence that says
+        what the question asks in other words is such an outlier (issue 25: the paraphrased
+        needles of the eval lie 3.2 to 6.2 deviations out, and none passed the floor alone)."""
+        import numpy as np
+
         idx = pool.in_chunks(positions)
         if not idx:
             return []
         lexical, dense = pool.lexical(query), pool.dense(query, idx)
         best_lexical = max(float(lexical[i]) for i in idx)
-        w_lex = self.lexical_weight if best_lexical >= self.low_overlap else min(self.lexical_weight, self.paraphrase_lexical_weight)
+        paraphrased = best_lexical < self.low_overlap
+        w_lex = min(self.lexical_weight, self.paraphrase_lexical_weight) if paraphrased else self.lexical_weight
         total = w_lex + self.dense_weight
         out = []
         for i, similarity in zip(idx, dense):
             lx, dn = float(lexical[i]), max(0.0, float(similarity))
             base = (w_lex * lx + self.dense_weight * dn) / total
             out.append(Scored(sentence=i, lexical=lx, dense=dn, base=base, score=base))
+        if paraphrased and len(idx) >= self.standout_min:
+            top = int(np.argmax(dense))
+            rest = np.delete(dense, top)
+            spread = float(rest.std()) or 1.0
+            if float(dense[top]) >= self.standout_similarity and (float(dense[top]) - float(rest.mean())) / spread >= self.standout_z:
+                out[top].standout = True
         out.sort(key=lambda s: -s.base)
         return out
 
@@ -233,7 +267,11 @@ class EvidenceSelector:
         """
         question = question or query
         considered = self.score(pool, query, positions)
-        scored = [s for s in considered if s.base >= self.floor and not exclude(s.sentence)]
+        scored = [s for s in considered if (s.base >= self.floor or s.standout) and not exclude(s.sentence)]
+        furniture = pool.furniture(documents)
+        content = [s for s in scored if not furniture[s.sentence]]
+        passed_over = len(scored) - len(content)
+        scored = content or scored  # furniture is evidence only when nothing else is
         candidates = scored[: max(self.rerank, keep or self.keep)]
         self.model_vote(ctx, pool, candidates[: self.rerank], question, step)
         candidates.sort(key=lambda s: -s.score)
@@ -243,12 +281,13 @@ class EvidenceSelector:
         for c in chosen:
             start, end = pool.span(c.sentence, self.widen)
             chunk = pool.chunks[pool.sentences[c.sentence].chunk]
-            facts.append(Fact(citation=citation_for(by_id[chunk.doc_id], start, end), relevance=round(c.score, 4), chunk=pool.sentences[c.sentence].chunk))
+            facts.append(Fact(citation=citation_for(by_id[chunk.doc_id], start, end), relevance=round(c.score, 4), chunk=pool.sentences[c.sentence].chunk, about=c.standout))
         ctx.trace.add(
             step,
             query=query[:120],
             sentences=len(considered),
             above_floor=len(scored),
+            furniture_passed_over=passed_over if scored is content else 0,
             kept=[[f.citation.doc_id, f.citation.start, f.citation.end, f.relevance] for f in facts],
             readers=[[round(c.lexical, 3), round(c.dense, 3), round(c.model, 3)] for c in chosen],
             **detail,

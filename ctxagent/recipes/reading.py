@@ -23,6 +23,8 @@ from ctxagent.engines.base import Prompt, SamplingParams
 from ctxagent.errors import BudgetExhausted, InputError
 from ctxagent.grounding import Grounding, check_answer
 from ctxagent.recipes.context import RunContext
+from ctxagent.recipes.arithmetic import compute, computed, operation
+from ctxagent.recipes.options import Choices, choices_of, pick_option, picked
 from ctxagent.recipes.prompts import facts_answer_prompt
 from ctxagent.scaffolding import ANSWER_STOPS, strip_scaffolding
 from ctxagent.types import Answer, Chunk, Citation, Document
@@ -58,6 +60,7 @@ class Fact:
     citation: Citation
     relevance: float
     chunk: int = -1  # index into the recipe's chunk list where it was found
+    about: bool = False  # about the question in other words (a paraphrase the encoder singled out), see evidence.py
 
     @property
     def text(self) -> str:
@@ -216,7 +219,8 @@ def facts_that_fit(ctx: RunContext, facts: Sequence[Fact], question: str, max_ne
 
 def refusal_reason(grounding: Grounding) -> str:
     """Why an answer is refused, naming what it asserted without support."""
-    listed = ", ".join(f"'{u}'" for u in grounding.unsupported)
+    against = grounding.contradicted
+    listed = ", ".join(f"'{u}'" + (f" (the facts say '{against[u]}')" if u in against else "") for u in grounding.unsupported)
     return f"it states {listed}, which the facts shown do not support"
 
 
@@ -239,9 +243,12 @@ def answer_from_facts(
     quote that does not answer.
     """
     notes = list(notes)
+    choices = choices_of(question)
     if not facts:
         record_evidence(ctx, [])
         ctx.trace.add("answer", found=False)
+        if choices:
+            return option_answer(ctx, recipe, choices, [], notes, "no passage about the question was found, so the options were scored without evidence")
         return ctx.answer(NOT_FOUND, recipe=recipe, notes=[*notes, "no passage that answers the question was found in the document"])
     max_new = ctx.budget.max_new_tokens
     chosen = facts_that_fit(ctx, facts.best(max_facts), question, max_new)
@@ -253,13 +260,24 @@ def answer_from_facts(
         return quote_answer(ctx, recipe, facts, [*notes, f"{exc} before the answer step"], partial=True)
     record_evidence(ctx, [(f.citation.doc_id, f.citation.start, f.citation.end) for f in chosen])
     reply = parse_reply(completion.text, len(chosen))
+    grounding = check_answer(reply.checked, [f.text for f in chosen], question)
+    if choices:
+        mine = picked(choices, reply.text)
+        if mine is None or not grounding.supported:
+            why = "the model picked no option" if mine is None else f"the model's pick was refused: {refusal_reason(grounding)}"
+            ctx.trace.add("answer:refused", reply=reply.text[:160], why=why, unsupported=grounding.unsupported)
+            return option_answer(ctx, recipe, choices, chosen, notes, why)
+    if operation(question) and not (grounding.supported and computed(grounding)):
+        calc = compute(question, [f.text for f in chosen])
+        if calc and check_answer(calc.text, [f.text for f in chosen], question).supported:
+            ctx.trace.add("answer:computed", expression=calc.expression, reply=reply.text[:160], facts=calc.facts)
+            return ctx.answer(calc.text, recipe=recipe, citations=[chosen[i].citation for i in calc.facts], notes=[*notes, f"{COMPUTED_NOTE}: {calc.expression}"])
     if declines(reply.text, question):
         return _refuse(ctx, recipe, facts, question, notes, reply.text, "it says the facts do not answer")
-    grounding = check_answer(reply.checked, [f.text for f in chosen], question)
     if not grounding.supported:
         return _refuse(ctx, recipe, facts, question, notes, reply.text, refusal_reason(grounding), grounding.unsupported)
     asserted = [s for s in grounding.supports if s.how != "question"]
-    if not asserted and not grounding.derived and not _supported(reply.checked, question, chosen):
+    if not choices and not asserted and not grounding.derived and not _supported(reply.checked, question, chosen):
         return _refuse(ctx, recipe, facts, question, notes, reply.text, "it says nothing the facts say")
     used = sorted(set(reply.claimed or []) | set(grounding.facts_used))
     ctx.trace.add("answer:grounded", claimed=reply.claimed, used=used, derived=grounding.derived, checks=[[s.specific.text, s.how] for s in grounding.supports])
@@ -271,11 +289,24 @@ def answer_from_facts(
     return ctx.answer(reply.text, recipe=recipe, citations=citations, notes=notes)
 
 
+OPTION_NOTE = "the option best supported by the evidence"
+# Note on an answer computed from the cited facts, because the model's answer computed nothing (then the expression).
+COMPUTED_NOTE = "the model's answer did not compute what the question asks; computed from the cited facts"
+
+
+def option_answer(ctx: RunContext, recipe: str, choices: Choices, shown: Sequence[Fact], notes: Sequence[str], why: str) -> Answer:
+    """A choice or yes/no question always gets an option: the one its evidence supports best
+    (recipes/options.py), cited with the facts that name it (else the best fact shown)."""
+    pick = pick_option(ctx, choices, [f.text for f in shown])
+    cited = [shown[i].citation for i in pick.supporting[:3]] or [f.citation for f in shown[:1]]
+    return ctx.answer(choices.answer(pick.index), recipe=recipe, citations=cited, notes=[*notes, f"{OPTION_NOTE} ({pick.how}; {why})"])
+
+
 def _refuse(ctx: RunContext, recipe: str, facts: Facts, question: str, notes: list[str], reply: str, why: str, unsupported: Sequence[str] = ()) -> Answer:
     """The model's answer is not grounded: the best verified quote if it is about the question, else NOT FOUND."""
     best = facts.best(1)[0]
     ctx.trace.add("answer:refused", reply=reply[:160], why=why, unsupported=list(unsupported))
-    if on_topic(best.text, question):
+    if on_topic(best.text, question) or best.about:
         return quote_answer(ctx, recipe, facts, [*notes, f"{FALLBACK_NOTE} ({why})"], record=False)
     read = f"{len(facts)} verified passage(s) read"
     return ctx.answer(NOT_FOUND, recipe=recipe, notes=[*notes, f"{NOT_FOUND_NOTE} ({why}; {read}, none about the question)"])
@@ -307,4 +338,4 @@ def partial_answer(ctx: RunContext, recipe: str, facts: Facts, exc: BudgetExhaus
 
 def confirmed(answer: Answer) -> bool:
     """An answer the model wrote from verified facts and that those facts support."""
-    return not answer.partial and answer.text != NOT_FOUND and bool(answer.citations) and not any(n.startswith(FALLBACK_NOTE) for n in answer.notes)
+    return not answer.partial and answer.text != NOT_FOUND and bool(answer.citations) and not any(n.startswith((FALLBACK_NOTE, OPTION_NOTE)) for n in answer.notes)

@@ -1,0 +1,81 @@
+"""Reading that needs more than one lookup, and questions that offer their answers, with the real model."""
+
+from __future__ import annotations
+
+import pytest
+
+from ctxagent.agent import ContextAgent
+from ctxagent.evaluation import build_task
+from ctxagent.evaluation.scoring import score_task
+from ctxagent.grounding import check_answer
+from ctxagent.recipes.arithmetic import compute, operation
+from ctxagent.recipes.options import choices_of, picked
+from ctxagent.recipes.reading import COMPUTED_NOTE, NOT_FOUND, OPTION_NOTE
+from ctxagent.types import Budget, Document
+from tests.fakes import ScriptedEngine
+
+FACTS = ["Theda Marchbanks owns a flock of 38 sheep.", "Ivo Marchetti owns a flock of 31 sheep.", "The fair was held in 1881."]
+
+
+def test_a_total_or_difference_is_computed_from_one_stated_quantity_per_named_thing():
+    total = compute("How many sheep do Theda Marchbanks and Ivo Marchetti have together?", FACTS)
+    assert total is not None and total.text == "69 (38 + 31 = 69)" and total.facts == [0, 1]
+    more = compute("How many more sheep does Theda Marchbanks have than Ivo Marchetti?", FACTS)
+    assert more is not None and more.text.startswith("7 ") and "38 - 31 = 7" in more.text
+    for q in ("How many sheep does Theda Marchbanks own?", "Who owns more sheep?"):
+        assert operation(q) is None or compute(q, FACTS) is None
+    # The shown computation is checked like any answer: operands stated, arithmetic right.
+    q = "How many sheep do Theda Marchbanks and Ivo Marchetti have together?"
+    assert check_answer(total.text, FACTS, q).supported
+    assert not check_answer("70 (38 + 31 = 70)", FACTS, q).supported
+    assert not check_answer("95 (64 + 31 = 95)", FACTS, q).supported  # an operand no fact states
+
+
+def test_choice_and_yes_no_questions_are_recognised_and_their_picks_read():
+    mc = choices_of("What kind of pet does Oswin keep? (A) a tortoise (B) a parrot (C) a goat (D) an owl. Answer with the letter of the right option.")
+    assert mc and mc.kind == "choice" and mc.texts == ["a tortoise", "a parrot", "a goat", "an owl"] and mc.stem == "What kind of pet does Oswin keep?"
+    assert picked(mc, "B) a parrot") == 1 and picked(mc, "The answer is (C).") == 2 and picked(mc, "He keeps a goat.") == 2 and picked(mc, NOT_FOUND) is None
+    yn = choices_of("Is the rowing boat of Ilse Dunmore painted green? Answer yes or no.")
+    assert yn and yn.kind == "yes_no" and picked(yn, "No, it is blue.") == 1 and picked(yn, "The boat is green. The answer is yes.") == 0
+    assert choices_of("Who mended the bell?") is None
+
+
+@pytest.mark.parametrize("reply", ["NOT FOUND", "The text does not say.", "E) a hamster"])
+def test_a_choice_question_never_gets_not_found(reply, engine):
+    """Whatever the model replies, a choice question gets an option, cited; here the evidence names the tortoise."""
+    text = "The old harbour was quiet that spring. Oswin Thackery keeps a pet tortoise named Biscuit. The fair opened in May."
+    fake = ScriptedEngine(reply=lambda prompt: reply, context_window=1024)
+    fake.count_tokens = engine.count_tokens  # type: ignore[method-assign]
+    fake.score = engine.score  # type: ignore[method-assign]  # the real model's log-probs choose
+    question = "What kind of pet does Oswin Thackery keep? (A) a parrot (B) a goat (C) a tortoise (D) an owl. Answer with the letter of the right option."
+    answer = ContextAgent(engine=fake).ask(Document(id="d", text=text), question, recipe="retrieve_then_reason")
+    assert answer.text == "C) a tortoise", answer.notes
+    assert answer.citations and "tortoise" in answer.citations[0].quote
+    assert any(n.startswith(OPTION_NOTE) for n in answer.notes)
+
+
+def _run(engine, kind: str, seeds: range, recipe: str = "auto") -> list[float]:
+    agent = ContextAgent(engine=engine)
+    scores = []
+    for seed in seeds:
+        task = build_task(kind, 2048, 0.5, engine.count_tokens, seed=seed)
+        answer = agent.ask(Document(id=task.id, text=task.context), task.question, recipe=recipe, budget=Budget(max_new_tokens=64))
+        assert answer.text != NOT_FOUND, (kind, task.question)
+        scores.append(score_task(answer.text, task.answers, task.metric, task.scoring, task.options).score)
+    return scores
+
+
+def test_the_embedded_model_answers_arithmetic_over_two_facts_with_the_computation_shown(engine_2k):
+    """SmolLM2 at 2048 tokens (the window capped there, so the recipes read in pieces)."""
+    agent = ContextAgent(engine=engine_2k)
+    for seed in range(2):
+        task = build_task("arithmetic", 2048, 0.3, engine_2k.count_tokens, seed=seed)
+        answer = agent.ask(Document(id=task.id, text=task.context), task.question, recipe="auto", budget=Budget(max_new_tokens=64))
+        assert score_task(answer.text, task.answers, task.metric, task.scoring).score == 1.0, (task.question, answer.text, answer.notes)
+        assert "=" in answer.text or any(n.startswith(COMPUTED_NOTE) for n in answer.notes) or task.answers[0] in answer.text
+        assert check_answer(answer.text, [c.quote for c in answer.citations], task.question).supported
+
+
+def test_the_embedded_model_gets_choice_and_yes_no_questions_right_from_the_evidence(engine_2k):
+    assert sum(_run(engine_2k, "multiple_choice", range(3))) >= 2
+    assert sum(_run(engine_2k, "yes_no", range(4))) >= 3
