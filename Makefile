@@ -34,8 +34,14 @@ $(VENV)/.installed: requirements/main.lock requirements/models.lock pyproject.to
 demo: install
 	HF_HUB_OFFLINE=1 $(VENV)/bin/ctxagent ask examples/data/report.md "What was the third-quarter revenue?"
 
-# Everything: the main suite, then the vLLM suite in its own environment (below).
-test: test-core test-vllm
+# Everything: the main suite and the vLLM suite (its own environment, below) side by side: much of each is
+# one busy Python thread, so on two cores the pair takes little longer than the main suite alone. The model
+# is converted first, once, so the two never convert it at the same time; each suite's output is printed
+# whole when it ends.
+test:
+	$(MAKE) --no-print-directory -j2 install $(VLLM_VENV)/.installed
+	$(TEST_ENV) $(PY) -c "from ctxagent.engines.vllm import embedded_model_dir; embedded_model_dir()"
+	$(MAKE) --no-print-directory -j2 --output-sync=target test-core test-vllm
 
 test-core: install
 	$(TEST_ENV) $(PY) -m pytest -q -ra

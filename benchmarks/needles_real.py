@@ -106,15 +106,23 @@ def needles(count: int, text: str, seed: int = 26) -> list[dict]:
 
 
 def needle_prompts(tokenizer, text: str, n: int, items: list[dict]) -> list[torch.Tensor]:
+    """Chat prompts of at most n tokens: the filler's tokens cut at the needle's depth, the
+    needle sentence and the question tokenised on their own and spliced in (re-tokenising
+    128K tokens of text per prompt would take longer than prefilling it)."""
     room = n - 160  # chat template, needle sentence and question
     filler = to_length(tokenizer, text, room)[0]
+    marker = "@@BODY@@"
+    template = tokenizer.apply_chat_template([{"role": "user", "content": marker}], add_generation_prompt=True, tokenize=False)
+    before, after = template.split(marker)
+    encode = lambda s: tokenizer(s, add_special_tokens=False, return_tensors="pt")["input_ids"][0]  # noqa: E731
+    head, tail = encode(before), encode(after)
     prompts = []
     for item in items:
         cut = int(room * item["depth"])
-        body = tokenizer.decode(filler[:cut]) + f" The locker code of {item['name']} is {item['code']}. " + tokenizer.decode(filler[cut:])
-        question = f"\n\nQuestion: What is the locker code of {item['name']}? Answer with the number only."
-        chat = tokenizer.apply_chat_template([{"role": "user", "content": body + question}], add_generation_prompt=True, return_tensors="pt", return_dict=True)
-        prompts.append(chat["input_ids"][:, -n:])
+        needle = encode(f" The locker code of {item['name']} is {item['code']}. ")
+        question = encode(f"\n\nQuestion: What is the locker code of {item['name']}? Answer with the number only.")
+        ids = torch.cat([head, filler[:cut], needle, filler[cut:], question, tail])
+        prompts.append(ids[None, -n:])
     return prompts
 
 

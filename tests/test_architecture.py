@@ -30,7 +30,7 @@ LAYERS = [
     {"engines", "encoders"},
     {"kernels"},
     {"loaders", "office", "chunking", "citations", "pages", "scaffolding", "boilerplate", "word_classes"},
-    {"types", "errors", "registry", "cache", "defaults", "envs", "provenance"},
+    {"types", "errors", "registry", "cache", "defaults", "envs", "provenance", "cancel"},
 ]
 # The one import allowed to run back up: the offline config search drives a model through an engine.
 ALLOWED_UP = {("ctxagent.kernels.search", "ctxagent.engines")}

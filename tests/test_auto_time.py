@@ -248,6 +248,7 @@ def test_token_estimate_of_a_large_document_is_close(engine_2k):
     assert abs(estimate_tokens(text, engine_2k.count_tokens) - exact) < 0.05 * exact
 
 
+@pytest.mark.slow  # the real sentence encoder embeds a large index: many seconds on two cores
 def test_large_index_is_built_once_and_embeds_only_a_shortlist(monkeypatch):
     from ctxagent.recipes import retrieval
     from ctxagent.retrievers.bm25 import BM25Retriever

@@ -107,3 +107,27 @@ def test_stream_over_a_corpus_shows_its_steps(tmp_path):
     steps = [e.name for e in events if e.type == "step"]
     assert {"corpus_retrieve", "answer", "corpus_document"} <= set(steps), steps
     assert events[-1].type == "answer" and events[-1].answer.citations[0].page == 1
+
+
+def test_the_extract_node_reuses_the_retrieve_nodes_chunks_and_index(monkeypatch):
+    pytest.importorskip("langgraph")
+    from ctxagent.graph import DocQAState, nodes
+    from ctxagent.recipes import retrieval
+    from ctxagent.types import Document
+    from tests.texts import text_with_fact
+
+    built = []
+    original = retrieval.ChunkIndex.__init__
+
+    def counting(self, *args, **kwargs):
+        built.append(1)
+        original(self, *args, **kwargs)
+
+    monkeypatch.setattr(retrieval.ChunkIndex, "__init__", counting)
+    engine = ScriptedEngine(lambda prompt: "The vault code is 7319.", context_window=512)
+    document = Document(id="long", text=text_with_fact("The vault code is 7319.", engine.count_tokens, 3000))
+    state = DocQAState(documents=[document], question=QUESTION)
+    state = state.model_copy(update=nodes.retrieve_node(engine, retriever="bm25")(state))
+    state = state.model_copy(update=nodes.extract_node(engine, retriever="bm25")(state))
+    assert len(built) == 1  # chunked and indexed once, by the retrieve node
+    assert any("7319" in f.citation.quote for f in state.facts)

@@ -170,6 +170,24 @@ def _routes(**by_path: Any) -> Route:
     return route
 
 
+def test_more_than_four_stop_strings_send_four_and_apply_the_rest_to_the_text(scripted):
+    # The OpenAI API takes at most 4 stop strings (vLLM's server answers 400 past it); the answer
+    # steps ask for 9 (ctxagent.scaffolding.ANSWER_STOPS).
+    def chat(body: dict[str, Any], headers: dict[str, str]) -> tuple[int, dict[str, Any]]:
+        if len(body.get("stop", [])) > 4:
+            return 400, {"error": {"message": "stop: List should have at most 4 items"}}
+        reply = {"role": "assistant", "content": "The code is 7319.\nContext: the vault"}
+        return 200, {"choices": [{"index": 0, "message": reply, "finish_reason": "stop"}], "usage": {"prompt_tokens": 5, "completion_tokens": 9}}
+
+    server = scripted(_routes(v1_models=(200, MODELS), v1_chat_completions=chat))
+    client = get_engine("openai", base_url=server.base_url, max_retries=0)
+    stops = ["\nQuestion:", "\nFacts:", "\nDocument:", "\nText:", "\nContext:", "<|im_end|>"]
+    [completion] = client.generate(["q"], SamplingParams(max_new_tokens=16, stop=stops))
+    assert completion.text == "The code is 7319."
+    [sent] = [body for path, body, _ in server.calls if path.endswith("/chat/completions")]
+    assert sent["stop"] == stops[:4]
+
+
 def test_5xx_and_429_are_retried_with_backoff_then_succeed(scripted):
     server = scripted(
         _routes(

@@ -64,6 +64,7 @@ def test_map_reduce_scores_every_sentence_then_makes_one_model_call_and_one_answ
     assert answer.citations[0].quote == NEEDLE and not verify_citations(answer.citations, [doc])
 
 
+@pytest.mark.slow  # the real sentence encoder scores a long document: many seconds on two cores
 def test_recurrent_stops_early_once_the_answer_is_confirmed():
     early, _ = _run("recurrent", _document(depth=0.1))
     late, _ = _run("recurrent", _document(depth=0.9))
@@ -116,6 +117,7 @@ def test_a_call_budget_gives_a_partial_answer(name):
     assert any("budget" in n or "engine call" in n for n in answer.notes)
 
 
+@pytest.mark.slow  # the real sentence encoder scores a long document: many seconds on two cores
 def test_map_reduce_under_a_token_budget_stays_within_it():
     doc = _document(depth=0.05)
     # Selecting evidence spends engine tokens only on the few candidates the model re-ranks,
@@ -127,6 +129,7 @@ def test_map_reduce_under_a_token_budget_stays_within_it():
     assert any("budget" in n for n in tight.notes)
 
 
+@pytest.mark.slow  # the real sentence encoder scores a long document: many seconds on two cores
 def test_recurrent_partial_answer_keeps_what_it_verified():
     # Enough calls to find the needle early, not enough to answer: the quote is the answer.
     answer, _ = _run("recurrent", _document(depth=0.0), Budget(max_calls=1, max_new_tokens=32))

@@ -183,7 +183,7 @@ class CorpusIndex:
                     "the last update of the corpus index at %s was interrupted (%s); checking the saved index and re-reading what it lacks",
                     self.path, marker.read_text(encoding="utf-8", errors="replace").strip() or "no details",
                 )
-                for leftover in self.path.glob(f"*.partial-*"):
+                for leftover in self.path.glob("*.partial-*"):
                     leftover.unlink(missing_ok=True)
             marker.write_text(f"process {os.getpid()} started at {time.strftime('%Y-%m-%d %H:%M:%S')}", encoding="utf-8")
             report = self._update(executor, progress, ray_options)

@@ -28,6 +28,7 @@ import random
 import threading
 import warnings
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from functools import lru_cache
 from typing import Any, Sequence
 
@@ -42,6 +43,13 @@ log = logging.getLogger(__name__)
 DEFAULT_BASE_URL = "http://127.0.0.1:8000/v1"
 RETRY_STATUS = frozenset({408, 429, 500, 502, 503, 504})
 CHARS_PER_TOKEN = 4  # the estimate used when neither a tokenizer nor /tokenize is available
+MAX_SERVER_STOPS = 4  # the OpenAI API's limit on `stop`; vLLM's server answers 400 past it
+
+
+def cut_at_stops(text: str, stops: Sequence[str]) -> str:
+    """`text` up to the earliest of `stops`, as a server would have stopped there."""
+    ends = [i for i in (text.find(stop) for stop in stops) if i != -1]
+    return text[: min(ends)] if ends else text
 
 
 class ServerError(EngineError):
@@ -314,15 +322,20 @@ class OpenAIEngine(ProbedSpeed):
             "temperature": params.temperature,
             "top_p": params.top_p,
         }
-        if params.stop:
-            common["stop"] = list(params.stop)
+        # The OpenAI API (and vLLM's server, which enforces it) takes at most 4 stop strings; the rest
+        # are applied here, to the text the server returns.
+        stops = list(params.stop or ())
+        if stops:
+            common["stop"] = stops[:MAX_SERVER_STOPS]
+        local_stops = stops[MAX_SERVER_STOPS:]
         if params.seed is not None:
             common["seed"] = params.seed
 
         def one(item: tuple[Prompt, TextSink | None]) -> Completion:
             prompt, sink = item
             if self.chat and sink is not None:
-                return self._stream_chat({**common, "messages": render_messages(prompt)}, sink)
+                streamed = self._stream_chat({**common, "messages": render_messages(prompt)}, sink)
+                return replace(streamed, text=cut_at_stops(streamed.text, local_stops).strip())
             if self.chat:
                 body = self._request("POST", f"{self.base_url}/chat/completions", {**common, "messages": render_messages(prompt)})
                 choice = _first_choice(body, self.base_url)
@@ -334,7 +347,7 @@ class OpenAIEngine(ProbedSpeed):
                 text = choice.get("text") or ""
             usage = body.get("usage") or {}
             return Completion(
-                text=text.strip(),
+                text=cut_at_stops(text, local_stops).strip(),
                 prompt_tokens=int(usage.get("prompt_tokens", 0)),
                 completion_tokens=int(usage.get("completion_tokens", 0)),
                 finish_reason="length" if choice.get("finish_reason") == "length" else "stop",

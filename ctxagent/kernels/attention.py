@@ -16,7 +16,7 @@ from torch.nn.attention.bias import causal_lower_right
 
 from ctxagent.kernels.block_score import block_sparse_index
 from ctxagent.kernels.config import HeadPattern, SparseConfig
-from ctxagent.kernels.index import SparseIndex, a_shape_index, num_blocks, vertical_slash_index
+from ctxagent.kernels.index import SparseIndex, a_shape_index, device_ints, num_blocks, vertical_slash_index
 from ctxagent.kernels.sparse_attn import check_inputs, sparse_attention
 
 # Below this many new queries (decode, speculative steps) attention reads the K/V cache
@@ -90,7 +90,7 @@ def merge_heads(parts: list[tuple[list[int], SparseIndex | None]], heads: int, l
     for head_list, part in parts:
         if part is None:
             continue
-        hs = torch.tensor(head_list, device=device)
+        hs = device_ints(tuple(head_list), device)
         block_idx[:, hs, :, : part.block_idx.shape[-1]] = part.block_idx
         block_cnt[:, hs] = part.block_cnt
         if part.cols is not None:
@@ -118,8 +118,8 @@ def heads_subset(q: torch.Tensor, k: torch.Tensor, heads: list[int]) -> tuple[to
     if heads == [g * G + i for g in groups for i in range(G)]:
         if len(groups) == Hkv:
             return q, k
-        return q.index_select(1, torch.tensor(heads, device=dev)), k.index_select(1, torch.tensor(groups, device=dev))
-    return q.index_select(1, torch.tensor(heads, device=dev)), k.index_select(1, torch.tensor([h // G for h in heads], device=dev))
+        return q.index_select(1, device_ints(tuple(heads), dev)), k.index_select(1, device_ints(tuple(groups), dev))
+    return q.index_select(1, device_ints(tuple(heads), dev)), k.index_select(1, device_ints(tuple(h // G for h in heads), dev))
 
 
 def layer_index(
@@ -200,8 +200,8 @@ def sparse_prefill_attention(
     out = sparse_attention(q, k, v, index, scale, backend=backend)
     if dense_heads:
         group = q.shape[1] // k.shape[1]
-        kv_heads = torch.tensor([h // group for h in dense_heads], device=k.device)
-        hs = torch.tensor(dense_heads, device=q.device)
+        kv_heads = device_ints(tuple(h // group for h in dense_heads), k.device)
+        hs = device_ints(tuple(dense_heads), q.device)
         out[:, hs] = dense_attention(q[:, hs], k[:, kv_heads], v[:, kv_heads], scale)
     tail = min(config.dense_tail, nq)
     if tail > 0:  # the last rows (the question) over every key

@@ -43,7 +43,13 @@ def pooled(x: torch.Tensor, block: int, offset: int = 0) -> torch.Tensor:
     if body_end < N:
         sums.append(x[:, :, body_end:].sum(2, keepdim=True, dtype=torch.float32))
         counts.append(N - body_end)
-    return torch.cat(sums, 2) / torch.tensor(counts, dtype=torch.float32, device=x.device)[:, None]
+    # the divisors built on the device (a host list copied over would sync the stream)
+    divisors = torch.full((len(counts), 1), float(block), dtype=torch.float32, device=x.device)
+    if counts[0] != block:
+        divisors[0] = float(counts[0])
+    if counts[-1] != block:
+        divisors[-1] = float(counts[-1])
+    return torch.cat(sums, 2) / divisors
 
 
 def pooled_block_probs(q: torch.Tensor, k: torch.Tensor, block: int, scale: float | None = None) -> torch.Tensor:

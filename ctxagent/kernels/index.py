@@ -26,6 +26,7 @@ positions are key positions, and every builder takes q [.., Nq, D] with k [.., N
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -62,6 +63,18 @@ class SparseIndex:
 
 def num_blocks(n: int, block: int) -> int:
     return math.ceil(n / block)
+
+
+@functools.lru_cache(maxsize=4096)
+def device_ints(values: tuple[int, ...], device: torch.device) -> torch.Tensor:
+    """int64 tensor of `values` on `device`, made once per (values, device) and reused.
+
+    A plain torch.tensor(values, device="cuda") copies from pageable host memory and then
+    waits for the stream to drain: one host sync per call, which in a prefill of 24 layers
+    with several head groups each leaves the GPU idle while the next kernels are queued.
+    Head lists and sample rows repeat from prompt to prompt, so after the first prefill
+    none of these copies happens. Callers must not write into the result."""
+    return torch.tensor(values, dtype=torch.int64, device=device)
 
 
 def diagonal_index(
@@ -245,7 +258,8 @@ def vertical_slash_index(
     L = min(last_q, Nq)
     seen_by = torch.arange(N - L, N, device=q.device)  # the positions of the estimate's rows
     if spread_q > 0 and Nq - L > 0:
-        rows = torch.linspace(N - Nq, N - L - 1, min(spread_q, Nq - L), device=q.device).long().unique()
+        # chosen on the CPU, cached on the device: unique() on the GPU would wait for the queue to drain
+        rows = device_ints(tuple(torch.linspace(N - Nq, N - L - 1, min(spread_q, Nq - L)).long().unique().tolist()), q.device)
         spread = sampled_query_attention(q, k, rows, scale)
         vertical += spread.sum(2)
         slash += slash_scores_at(spread, rows)

@@ -114,17 +114,18 @@ class RetrievalCache:
 
     def __init__(self, size: int = 2) -> None:
         self.size = size
-        self._items: OrderedDict[tuple[Any, ...], Retrieval] = OrderedDict()
+        # key -> (what the key names by id(), kept alive so the id is not reused meanwhile; the Retrieval)
+        self._items: OrderedDict[tuple[Any, ...], tuple[Any, Retrieval]] = OrderedDict()
         self._lock = threading.Lock()
 
-    def get_or_build(self, key: tuple[Any, ...], build: Callable[[], Retrieval]) -> Retrieval:
+    def get_or_build(self, key: tuple[Any, ...], build: Callable[[], Retrieval], owner: Any = None) -> Retrieval:
         with self._lock:
             if key in self._items:
                 self._items.move_to_end(key)
-                return self._items[key]
+                return self._items[key][1]
         built = build()
         with self._lock:
-            self._items[key] = built
+            self._items[key] = (owner, built)
             while len(self._items) > self.size:
                 self._items.popitem(last=False)
         return built
@@ -145,7 +146,7 @@ def retrieval(
     if cache is None:
         return build()
     key = (id(ctx.engine), tuple(d.id for d in documents), tuple(d.content_hash for d in documents), room, chunk_tokens, retriever)
-    return cache.get_or_build(key, build)
+    return cache.get_or_build(key, build, owner=ctx.engine)
 
 
 def retrieve(ctx: RunContext, found: Retrieval, question: str, k: int) -> list[tuple[int, float]]:
