@@ -163,6 +163,33 @@ def test_the_request_log_is_bounded():
         assert len(server.state.batcher.batch_sizes) <= server.state.batcher.batch_sizes.maxlen
 
 
+def test_a_client_that_leaves_a_non_streamed_request_or_a_timeout_cancels_its_run():
+    """Control flow: the scripted engine holds its first call; the run's token is cancelled when the
+    client's connection closes (a non-streamed request) or the request times out, and counted."""
+    release = threading.Event()
+    calls: list[float] = []
+
+    class Held(ScriptedEngine):
+        def generate(self, prompts, params=None):
+            calls.append(time.monotonic())
+            release.wait(30)
+            return super().generate(prompts, params)
+
+    with running_server(Held(lambda p: "At seven."), ServerSettings(request_timeout=2.0)) as server:
+        with pytest.raises(httpx.ReadTimeout):
+            httpx.post(server.base_url + "/chat/completions", json=_chat(), timeout=0.5)  # the client gives up and closes
+        deadline = time.monotonic() + 10
+        while _value(_families(server.base_url), "ctxagent_cancellations", "ctxagent_cancellations_total", reason="disconnect") < 1:
+            assert time.monotonic() < deadline, "the disconnect was not noticed"
+            time.sleep(0.05)
+        timed_out = httpx.post(server.base_url + "/chat/completions", json=_chat(), timeout=30)
+        release.set()
+        families = _families(server.base_url)
+    assert timed_out.status_code == 504
+    assert _value(families, "ctxagent_cancellations", "ctxagent_cancellations_total", reason="timeout") == 1
+    assert _value(families, "ctxagent_requests", "ctxagent_requests_total", route="/v1/chat/completions", status="499") == 1
+
+
 # -- cancellation, with the real model ----------------------------------------------------------
 def test_a_row_stops_between_tokens_while_its_batch_goes_on(engine_2k):
     from ctxagent.engines.base import STOPPED, SamplingParams
