@@ -19,7 +19,7 @@ export PYTHONPATH=. TOKENIZERS_PARALLELISM=false HF_HUB_OFFLINE=1
 RESULTS="${OUT:-benchmarks/results}"
 CONVERTED=/tmp/ctxagent-qwen-hf
 if [ -n "${WHEELS:-}" ] && ! python -c "import gguf" 2>/dev/null; then
-    pip install --no-deps --no-index -q "$WHEELS"/gguf-*.whl
+    python -m pip install --no-deps --no-index -q "$WHEELS"/gguf-*.whl
 fi
 needles() {
     python benchmarks/needles_real.py --model "$MODEL" --convert-dir "$CONVERTED" --out "$RESULTS" "$@"
