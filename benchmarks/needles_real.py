@@ -19,6 +19,8 @@ Configs (`--configs`, in this order):
   over `length_candidates(tokens)` on the CALIBRATION text (two Austen novels) and
   `select_config(density_budget=B)`; the needles are in other text; 256-row dense tail
   (the config default);
+- `searched_fast_B` (`--candidates fast`): the same search over `fast_candidates(tokens)`,
+  the patterns whose index is as cheap as the default's, so that time follows density;
 - `default`: vertical-slash 1024 columns / 32 diagonals on every head, 256-row dense tail.
 
 Needles: `--needles` sentences "The locker code of <name> is <code>." (distinct names and
@@ -59,7 +61,7 @@ from ctxagent.kernels.attention import layer_index  # noqa: E402
 from ctxagent.kernels.chunked_prefill import chunked_prefill  # noqa: E402
 from ctxagent.kernels.config import HeadPattern, SparseConfig  # noqa: E402
 from ctxagent.kernels.hf_integration import disable_sparse_prefill, enable_sparse_prefill  # noqa: E402
-from ctxagent.kernels.search import head_density, length_candidates, record_prefill, score_candidates, select_config  # noqa: E402
+from ctxagent.kernels.search import fast_candidates, head_density, length_candidates, record_prefill, score_candidates, select_config  # noqa: E402
 
 DATA = Path(__file__).resolve().parent.parent / "ctxagent" / "evaluation" / "data"
 FIRST = ["Alice", "Bruno", "Chiara", "Dmitri", "Elena", "Farid", "Greta", "Hiro", "Ines", "Jonas", "Kavya", "Lars", "Mei", "Nadia", "Oscar", "Priya",
@@ -205,11 +207,17 @@ def measured_density(model, ids: torch.Tensor, config: SparseConfig) -> float:
     return sum(per_layer) / len(per_layer)
 
 
-def searched_configs(model, tokenizer, calib: str, n: int, budgets: list[float], min_length: int, rows: int) -> tuple[dict[str, SparseConfig], dict]:
-    cands = length_candidates(n)
+CANDIDATE_SETS = {"all": ("searched", length_candidates), "fast": ("searched_fast", fast_candidates)}
+
+
+def searched_configs(
+    model, tokenizer, calib: str, n: int, budgets: list[float], min_length: int, rows: int, candidate_set: str = "all"
+) -> tuple[dict[str, SparseConfig], dict]:
+    prefix, make = CANDIDATE_SETS[candidate_set]
+    cands = make(n)
     started = time.time()
     recall, density = score_candidates(model, to_length(tokenizer, calib, n), cands, rows=rows, block=64)
-    info = {"calibration_seconds": time.time() - started, "candidates": len(cands)}
+    info = {f"{prefix}_calibration_seconds": time.time() - started, f"{prefix}_candidates": len(cands)}
     out = {}
     for budget in budgets:
         result = select_config(recall, density, cands, density_budget=budget, block=64, min_length=min_length)
@@ -218,15 +226,15 @@ def searched_configs(model, tokenizer, calib: str, n: int, budgets: list[float],
             for pattern, _, _ in heads:
                 kinds[pattern.kind] = kinds.get(pattern.kind, 0) + 1
         distinct = [len(set(result.config.layers[layer])) for layer in result.config.layers]
-        info[f"searched_{budget:g}"] = {
+        info[f"{prefix}_{budget:g}"] = {
             "calibration_recall": sum(r for heads in result.choices.values() for _, r, _ in heads) / sum(len(h) for h in result.choices.values()),
             "calibration_density": sum(d for heads in result.choices.values() for _, _, d in heads) / sum(len(h) for h in result.choices.values()),
             "heads_by_kind": kinds,
             "distinct_patterns_per_layer_max": max(distinct),
             "config": result.config.to_dict(),
         }
-        out[f"searched_{budget:g}"] = result.config
-    print(f"{n}: calibrated {len(cands)} candidates in {info['calibration_seconds']:.0f} s", flush=True)
+        out[f"{prefix}_{budget:g}"] = result.config
+    print(f"{n}: calibrated {len(cands)} {candidate_set} candidates in {time.time() - started:.0f} s", flush=True)
     return out, info
 
 
@@ -261,7 +269,7 @@ def write(args, prov: dict, results: list[dict], model_name: str) -> None:
             )
     for r in results:
         for key, s in r.get("search", {}).items():
-            if key.startswith("searched_"):
+            if key.startswith("searched_") and isinstance(s, dict):
                 lines.append(f"\n{r['tokens']} tokens, {key}: calibration recall {s['calibration_recall']:.3f} at density {s['calibration_density']:.3f}; "
                              f"heads {s['heads_by_kind']}; up to {s['distinct_patterns_per_layer_max']} distinct patterns in a layer")
     lines += ["", provenance.markdown_line(prov), ""]
@@ -287,7 +295,11 @@ def run_length(args, folder: Path, n: int, calib: str, held: str, prov: dict, re
         elif name == "default":
             configs["default"] = SparseConfig(default=HeadPattern.from_dict(DEFAULT), min_length=min_length)
     if "searched" in args.configs:
-        searched, row["search"] = searched_configs(model, tokenizer, calib, n, args.budgets, min_length, args.rows)
+        searched, row["search"] = {}, {}
+        for candidate_set in args.candidates:
+            found, info = searched_configs(model, tokenizer, calib, n, args.budgets, min_length, args.rows, candidate_set)
+            searched.update(found)
+            row["search"].update(info)
         ordered: dict[str, SparseConfig | None] = {}
         for name in args.configs:  # searched configs where "searched" stands in --configs
             ordered.update(searched if name == "searched" else {name: configs[name]})
@@ -343,6 +355,8 @@ def main() -> None:
     ap.add_argument("--needles", type=int, default=64)
     ap.add_argument("--budgets", type=float, nargs="+", default=[0.10, 0.05])
     ap.add_argument("--configs", nargs="+", default=["dense", "searched", "default"], choices=["dense", "searched", "default"])
+    ap.add_argument("--candidates", nargs="+", default=["all"], choices=sorted(CANDIDATE_SETS),
+                    help="candidate sets to search: all = length_candidates (searched_B), fast = fast_candidates, the default's cheap index (searched_fast_B)")
     ap.add_argument("--prefill-chunk", type=int, default=8192, help="chunk size of the --chunked runs")
     ap.add_argument("--chunked", nargs="*", default=[], help="configs (dense, default, searched_0.1, ...) to run once more with chunked prefill, compared answer by answer")
     ap.add_argument("--rows", type=int, default=64, help="sampled rows per layer for the calibration recall")

@@ -278,11 +278,17 @@ def _name_words(phrase: str) -> tuple[str, ...]:
     return tuple(words)
 
 
+# An answer of this many words or fewer is a phrase, not a sentence: its capitals are names.
+_PHRASE_WORDS = 3
+
+
 def _names(text: str, taken: Sequence[Specific]) -> list[Specific]:
     """Capitalised words and phrases ("Anne Elliot", "World's Fair", "NASA"), and codes mixing letters
     and digits ("Q3", "B-52"). A capitalised word opening a sentence counts only inside a longer
-    phrase that is not led by a common word, since any sentence starts with a capital."""
+    phrase that is not led by a common word, since any sentence starts with a capital; but a short
+    answer ("Paris.", "Lake Geneva") is a phrase, whose capital is the name it gives."""
     out: list[Specific] = []
+    phrase = len(text.split()) <= _PHRASE_WORDS
     for m in _CODE.finditer(text):
         if not _overlaps(m.start(), m.end(), taken):
             out.append(Specific("name", m.group(), m.start(), m.end(), words=(m.group().lower(),)))
@@ -302,7 +308,8 @@ def _names(text: str, taken: Sequence[Specific]) -> list[Specific]:
             j += 2 if joined and not tokens[j].group()[0].isupper() else 1
         run = tokens[i:j]
         i = j
-        if _at_sentence_start(text, run[0].start()):
+        # (a phrase's lone word of a closed class, "Blue.", is judged as a class word, not a name)
+        if _at_sentence_start(text, run[0].start()) and not (phrase and not (len(run) == 1 and classes_of(run[0].group()))):
             if len(run) == 1 or run[0].group().lower() in _COMMON:
                 run = run[1:]
         while run and run[0].group().lower() in _COMMON | _NAME_JOINERS:

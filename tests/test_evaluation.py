@@ -258,17 +258,26 @@ def test_unsupported_specifics_names_numbers_and_dates():
 
     quote = "Actually, Oswin Thackery lives next to the Louvre."
     assert unsupported_specifics("Oswin Thackery lives next to the Louvre.", [quote], "Who has been to Paris?") == []
-    assert unsupported_specifics("Marisol Quenby.", [quote], "Who has been to Paris?") == ["Marisol", "Quenby"]
+    assert unsupported_specifics("Marisol Quenby.", [quote], "Who has been to Paris?") == ["Marisol Quenby"]
     assert unsupported_specifics("Paris, where Oswin lives.", [quote], "Who has been to Paris?") == []  # the question's own words
     # the issue's example: a date and an event beside a real but unrelated quote
-    assert unsupported_specifics("It was delivered on June 12, 1886, during the 1886 World's Fair.", ["The speech was long."], "When?") == ["World", "Fair", "12", "1886"]
+    assert unsupported_specifics("It was delivered on June 12, 1886, during the 1886 World's Fair.", ["The speech was long."], "When?") == ["World's Fair", "12", "1886"]
     assert unsupported_specifics("On June 12, 1886.", ["It was read on June 12, 1886, at noon."]) == []
     quotes = ["Ilse Dunmore keeps 23 beehives.", "Mirela Voss keeps 41 beehives."]
     assert unsupported_specifics("23 + 41 = 64", quotes) == []  # one step of arithmetic on quoted numbers
     assert unsupported_specifics("They keep 65.", quotes) == ["65"]
     assert unsupported_specifics("2", quotes) == []  # the count of the cited facts
     assert unsupported_specifics("NOT FOUND", []) == [] and unsupported_specifics("Yes. B) a tortoise", []) == []
-    assert unsupported_specifics("Dunmore has 7 hives.", []) == ["Dunmore", "7"]  # nothing cited: every specific is unsupported
+    # nothing cited: every specific is unsupported; a lone capital opening a sentence is not read as a
+    # name (it could be any word), but a short answer is a phrase and its capital is the name it gives
+    assert unsupported_specifics("Dunmore has 7 hives.", []) == ["7"]
+    assert unsupported_specifics("Dunmore.", []) == ["Dunmore"]
+    # Qwen's answers on the A/B run (issue 25), flagged before the eval read names as the library does:
+    # a capital that only opens a sentence, a list item's number, a plural of a quoted name
+    assert unsupported_specifics("Much of the debate was pioneered by J. A. Hobson.", ["Hobson argued"]) == []
+    assert unsupported_specifics("Fighting horsemen.\n2. Warsaw lies on the Vistula.\n3. Warsaw has parks.", ["Warsaw lies on the Vistula."]) == []
+    assert unsupported_specifics("Normans exported fighting horsemen.", ["The Norman's export: fighting horsemen"]) == []
+    assert unsupported_specifics("The Normans exported Arabian horses.", ["The Norman's export: fighting horsemen"]) == ["Arabian"]
 
 
 def test_evidence_recall_counts_covered_gold_spans():

