@@ -34,21 +34,26 @@ $(VENV)/.installed: requirements/main.lock requirements/models.lock pyproject.to
 demo: install
 	HF_HUB_OFFLINE=1 $(VENV)/bin/ctxagent ask examples/data/report.md "What was the third-quarter revenue?"
 
-# Everything: the main suite and the vLLM suite (its own environment, below) side by side: much of each is
-# one busy Python thread, so on two cores the pair takes little longer than the main suite alone. The model
-# is converted first, once, so the two never convert it at the same time; each suite's output is printed
-# whole when it ends.
+# Everything: the vLLM suite (its own environment, below) beside the main suite, which pytest-xdist splits over
+# two workers; each worker runs whole test files (`--dist loadfile`: a file's module fixtures are built once, and
+# a test may reuse what the one before it cached). Each worker keeps torch to one thread, so that two workers
+# and the vLLM suite do not run six spinning OpenMP threads on two cores. The model is
+# converted first, once, so no two processes convert it at the same time; each suite's output is printed whole
+# when it ends.
+TEST_WORKERS ?= 2
+XDIST := -n $(TEST_WORKERS) --dist loadfile
+ONE_THREAD := OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
 test:
 	$(MAKE) --no-print-directory -j2 install $(VLLM_VENV)/.installed
 	$(TEST_ENV) $(PY) -c "from ctxagent.engines.vllm import embedded_model_dir; embedded_model_dir()"
 	$(MAKE) --no-print-directory -j2 --output-sync=target test-core test-vllm
 
 test-core: install
-	$(TEST_ENV) $(PY) -m pytest -q -ra
+	$(TEST_ENV) $(ONE_THREAD) $(PY) -m pytest -q -ra $(XDIST)
 
 # The fast loop: lint, then every test that does not load the real model (`slow`, marked in tests/conftest.py).
 check: lint
-	$(TEST_ENV) $(PY) -m pytest -q -ra -m "not slow" -p no:cacheprovider
+	$(TEST_ENV) $(ONE_THREAD) $(PY) -m pytest -q -ra -m "not slow" -p no:cacheprovider $(XDIST)
 
 lint: install
 	$(VENV)/bin/ruff check .
