@@ -35,20 +35,21 @@ demo: install
 	HF_HUB_OFFLINE=1 $(VENV)/bin/ctxagent ask examples/data/report.md "What was the third-quarter revenue?"
 
 # Everything: the main suite, which pytest-xdist splits over two workers, and beside it the vLLM suite (its own
-# environment, below) at a lower priority. Each worker runs whole test files (`--dist loadfile`: a file's module
-# fixtures are built once, and a test may reuse what the one before it cached) with torch at one thread, so the
-# two workers fill the two cores. The vLLM suite spends most of its time waiting on vLLM starting up and uses about
-# two CPU-minutes; at `nice` with one unpinned thread it runs in the gaps the workers leave, and the main suite's
-# timing tests (tests/test_budget_kept.py) see the machine about as they would alone. The model is converted
-# first, once, so no two processes convert it at the same time; each suite's output is printed whole when it ends.
+# environment, below) at a lower priority. The workers take tests one by one as they free up (`--dist loadgroup`:
+# whole files per worker left one worker running the heaviest files alone for minutes), except a module whose tests
+# build on each other, marked `xdist_group`; torch runs one thread per worker, so the two workers fill the two cores.
+# The vLLM suite spends most of its time waiting on vLLM starting up (alone: 126 CPU-s in 170 s); at `nice -n 5`
+# with one unpinned thread it runs in the gaps the workers leave, and the main suite's timing tests
+# (tests/test_budget_kept.py) see the machine about as they would alone. The model is converted first, once, so no
+# two processes convert it at the same time; each suite's output is printed whole when it ends.
 TEST_WORKERS ?= 2
-XDIST := -n $(TEST_WORKERS) --dist loadfile
+XDIST := -n $(TEST_WORKERS) --dist loadgroup
 ONE_THREAD := OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
 test:
 	$(MAKE) --no-print-directory -j2 install $(VLLM_VENV)/.installed
 	$(TEST_ENV) $(PY) -c "from ctxagent.engines.vllm import embedded_model_dir; embedded_model_dir()"
 	$(MAKE) --no-print-directory -j2 --output-sync=target test-core test-vllm \
-		VLLM_BESIDE="nice -n 10 env VLLM_CPU_OMP_THREADS_BIND=nobind $(ONE_THREAD)"
+		VLLM_BESIDE="nice -n 5 env VLLM_CPU_OMP_THREADS_BIND=nobind $(ONE_THREAD)"
 
 test-core: install
 	$(TEST_ENV) $(ONE_THREAD) $(PY) -m pytest -q -ra $(XDIST)
