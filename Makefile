@@ -34,29 +34,22 @@ $(VENV)/.installed: requirements/main.lock requirements/models.lock pyproject.to
 demo: install
 	HF_HUB_OFFLINE=1 $(VENV)/bin/ctxagent ask examples/data/report.md "What was the third-quarter revenue?"
 
-# Everything: the main suite, which pytest-xdist splits over two workers, and beside it the vLLM suite (its own
-# environment, below) at a lower priority. The workers take tests one by one as they free up (`--dist loadgroup`:
-# whole files per worker left one worker running the heaviest files alone for minutes), except a module whose tests
-# build on each other, marked `xdist_group`; torch runs one thread per worker, so the two workers fill the two cores.
-# The vLLM suite spends most of its time waiting on vLLM starting up (alone: 126 CPU-s in 170 s); at `nice -n 5`
-# with one unpinned thread it runs in the gaps the workers leave, and the main suite's timing tests
-# (tests/test_budget_kept.py) see the machine about as they would alone. The model is converted first, once, so no
-# two processes convert it at the same time; each suite's output is printed whole when it ends.
-TEST_WORKERS ?= 2
-XDIST := -n $(TEST_WORKERS) --dist loadgroup
-ONE_THREAD := OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
+# Everything: the main suite and the vLLM suite (its own environment, below) side by side: much of each is
+# one busy Python thread, so on two cores the pair takes little longer than the main suite alone. The model
+# is converted first, once, so the two never convert it at the same time; each suite's output is printed
+# whole when it ends.
 test:
 	$(MAKE) --no-print-directory -j2 install $(VLLM_VENV)/.installed
 	$(TEST_ENV) $(PY) -c "from ctxagent.engines.vllm import embedded_model_dir; embedded_model_dir()"
-	$(MAKE) --no-print-directory -j2 --output-sync=target test-core test-vllm \
-		VLLM_BESIDE="nice -n 5 env VLLM_CPU_OMP_THREADS_BIND=nobind $(ONE_THREAD)"
+	$(MAKE) --no-print-directory -j2 --output-sync=target test-core test-vllm
 
 test-core: install
-	$(TEST_ENV) $(ONE_THREAD) $(PY) -m pytest -q -ra $(XDIST)
+	$(TEST_ENV) $(PY) -m pytest -q -ra
 
 # The fast loop: lint, then every test that does not load the real model (`slow`, marked in tests/conftest.py).
+# pytest-xdist splits it over two workers (torch at one thread each, so the two fill the two cores).
 check: lint
-	$(TEST_ENV) $(ONE_THREAD) $(PY) -m pytest -q -ra -m "not slow" -p no:cacheprovider $(XDIST)
+	$(TEST_ENV) OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(PY) -m pytest -q -ra -m "not slow" -p no:cacheprovider -n 2
 
 lint: install
 	$(VENV)/bin/ruff check .
@@ -88,10 +81,8 @@ $(VLLM_VENV)/.installed: requirements/vllm.lock requirements/models.lock pyproje
 	$(UV_INSTALL) --python $(VLLM_VENV)/bin/python --no-build-isolation -e .
 	touch $@
 
-# VLLM_BESIDE: how `make test` runs this suite beside the main one (above); empty when run alone.
-VLLM_BESIDE ?=
 test-vllm: $(VLLM_VENV)/.installed
-	$(TEST_ENV) $(VLLM_BESIDE) $(VLLM_VENV)/bin/python -m pytest -q -ra $(VLLM_TESTS)
+	$(TEST_ENV) $(VLLM_VENV)/bin/python -m pytest -q -ra $(VLLM_TESTS)
 
 bench-engines: $(VLLM_VENV)/.installed
 	$(TEST_ENV) $(VLLM_VENV)/bin/python benchmarks/engines.py

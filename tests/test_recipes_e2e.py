@@ -19,9 +19,7 @@ from ctxagent.types import Budget, Document
 from tests.grounded import assert_grounded
 from tests.texts import text_with_fact
 
-# One xdist worker runs the whole module (`make test` runs `--dist loadgroup`): test_auto_uses_the_cached_tree
-# reads the tree that the memory_tree test cached in the module's tree_cache.
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("recipes_e2e")]
+pytestmark = pytest.mark.slow
 
 WINDOW = 1024
 NEEDLE = "The secret code to open the blue vault is 4817."
