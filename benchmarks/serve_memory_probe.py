@@ -32,7 +32,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 # -- inside the server process -----------------------------------------------------------
-def _sampler(path: Path, every: float, warmup: float) -> None:
+def _sampler(path: Path, every: float, warmup: float, depth: int) -> None:
     import gc
     import tracemalloc
     from collections import Counter
@@ -45,8 +45,8 @@ def _sampler(path: Path, every: float, warmup: float) -> None:
     while True:
         time.sleep(every)
         now = time.monotonic() - began
-        if traced_from is None and now >= warmup:
-            tracemalloc.start(6)
+        if traced_from is None and now >= warmup and depth > 0:
+            tracemalloc.start(depth)
             traced_from = now
             first_types = Counter(type(o).__name__ for o in gc.get_objects())
         sample = {"t": round(now, 1), "rss_mib": _rss_mib(), "threads": threading.active_count(), **heap_stats(), "arenas": arenas()}
@@ -70,14 +70,14 @@ def _rss_mib() -> float:
 
 
 def server_main() -> None:
-    """`python serve_memory_probe.py --server SAMPLES EVERY WARMUP <serve args>`."""
-    path, every, warmup = Path(sys.argv[2]), float(sys.argv[3]), float(sys.argv[4])
+    """`python serve_memory_probe.py --server SAMPLES EVERY WARMUP DEPTH <serve args>`."""
+    path, every, warmup, depth = Path(sys.argv[2]), float(sys.argv[3]), float(sys.argv[4]), int(sys.argv[5])
     # Off sys.path: benchmarks/kernels.py would shadow the `kernels` package transformers imports.
     sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != ROOT / "benchmarks"]
-    threading.Thread(target=_sampler, args=(path, every, warmup), daemon=True, name="memory-probe").start()
+    threading.Thread(target=_sampler, args=(path, every, warmup, depth), daemon=True, name="memory-probe").start()
     from ctxagent.cli import main
 
-    sys.argv = ["ctxagent", *sys.argv[5:]]
+    sys.argv = ["ctxagent", *sys.argv[6:]]
     raise SystemExit(main())
 
 
@@ -102,6 +102,7 @@ def main() -> None:
     parser.add_argument("--max-requests-per-client", type=int, default=100_000)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default="serve_memory_probe", help="results file stem under benchmarks/results")
+    parser.add_argument("--trace-depth", type=int, default=6, help="frames tracemalloc keeps after warm-up; 0: no tracemalloc (it slows the server)")
     parser.add_argument("--serve-args", default="", help="more `ctxagent serve` flags, e.g. '--trim-seconds 0'")
     parser.add_argument("--allow-dirty", action="store_true", help="record results from a tree with uncommitted changes")
     args = parser.parse_args()
@@ -111,7 +112,7 @@ def main() -> None:
     docs = soak.documents(args.context_window, args.documents, args.doc_windows)
     samples = ROOT / "benchmarks" / "results" / f"{args.out}.jsonl"
     samples.unlink(missing_ok=True)
-    command = [sys.executable, __file__, "--server", str(samples), str(args.every), str(60 * args.warmup_minutes),
+    command = [sys.executable, __file__, "--server", str(samples), str(args.every), str(60 * args.warmup_minutes), str(args.trace_depth),
                "serve", "--host", soak.HOST, "--port", "0", "--api-key", soak.KEY, "--context-window", str(args.context_window),
                "--max-body-bytes", str(soak.MAX_BODY), "--max-new-tokens", "32", "--request-timeout", str(args.request_timeout),
                "--max-concurrent", str(args.clients), *args.serve_args.split()]
