@@ -48,6 +48,13 @@ def test_a_trim_gives_back_what_a_request_freed():
     assert trimmer.after_request() is False and trimmer.trims == 1  # at most once every `every` seconds
 
 
+def test_a_server_that_falls_idle_trims_at_once():
+    trimmer = memory.Trimmer(every=3600.0)
+    assert trimmer.after_request() is True
+    assert trimmer.after_request() is False  # busy: not again within the hour
+    assert trimmer.after_request(idle=True) is True and trimmer.trims == 2
+
+
 def test_trimming_off_never_trims():
     trimmer = memory.Trimmer(every=0)
     assert trimmer.after_request() is False and trimmer.trims == 0
@@ -58,12 +65,12 @@ def test_the_server_trims_after_requests_and_its_arenas_are_capped():
     from tests.fakes import ScriptedEngine
 
     pytest.importorskip("fastapi")
-    with running_server(ScriptedEngine(), ServerSettings(trim_seconds=0.01)) as server:
+    with running_server(ScriptedEngine(), ServerSettings(trim_seconds=3600)) as server:
         body = {"model": "ctxagent/direct", "messages": [{"role": "system", "content": "The ferry leaves at seven."}, {"role": "user", "content": "When?"}]}
         with httpx.Client(timeout=60) as client:
             for _ in range(3):
                 assert client.post(server.base_url + "/chat/completions", json=body).status_code == 200
-        assert server.state.trimmer.trims >= 1
+        assert server.state.trimmer.trims == 3  # one request at a time: each left the server idle
 
 
 _THREADS = """

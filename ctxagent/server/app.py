@@ -18,6 +18,7 @@ import asyncio
 import json
 import logging
 import re
+import threading
 import time
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
@@ -193,6 +194,7 @@ class ServerState:
         # Native memory freed by requests goes back to the system (ctxagent/server/memory.py).
         cap_arenas()
         self.trimmer = Trimmer(settings.trim_seconds)
+        self._working, self._working_lock = 0, threading.Lock()  # requests in a worker thread (in_flight counts on the event loop)
         self.recent: deque[str] = deque(maxlen=RECENT_KEPT)  # the latest requests' paths, for tests; bounded
         self.seen = 0  # requests seen since start
         self.in_flight = 0  # requests in a worker thread now
@@ -228,11 +230,16 @@ class ServerState:
         token.raise_if_cancelled()  # its client left while it waited for a worker: do nothing
         # The token reaches RunContexts made in fn (recipes) and, through the stop check, the
         # engine calls fn makes itself (pass-through completions).
+        with self._working_lock:
+            self._working += 1
         try:
             with cancel_scope(token), stop_scope(lambda: token.cancelled), self.batcher.worker():
                 return fn()
         finally:
-            self.trimmer.after_request()
+            with self._working_lock:
+                self._working -= 1
+                idle = self._working == 0
+            self.trimmer.after_request(idle=idle)
 
     async def in_worker(self, fn: Callable[[], Any], token: CancelToken | None = None) -> Any:
         """Run `fn` in a worker thread under `token`: the token is cancelled when the request

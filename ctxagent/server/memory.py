@@ -1,11 +1,18 @@
 """The C allocator's side of a long-lived server: what glibc's malloc holds, and keeping it bounded.
 
 Why this exists: a server runs each request in one of `--max-concurrent` worker threads, and
-each recipe step allocates large short-lived native buffers (torch activations over a long
-prompt, tokenizer output). glibc gives each thread that contends for the heap an arena of its
-own (up to 8 per core), and memory freed inside an arena is kept for reuse rather than given
-back to the system. So resident memory climbs with the number of threads that have ever run a
-request and with fragmentation, long after the Python objects are gone.
+the batcher runs each merged engine call in whichever worker leads it, so every worker
+allocates large short-lived native buffers (torch activations over padded batches of long
+prompts, tokenizer output). glibc gives each new thread an arena of its own (up to 8 per
+core), and memory freed inside an arena is kept for reuse, not given back to the system. The
+kept memory rises with each new batch shape, in every arena: resident memory climbs long after
+the Python objects are gone (benchmarks/serve_memory_probe.py measured Python objects flat and
+glibc holding ~490 MiB free in 13 arenas, 27% of the process, at 8 clients).
+
+Two bounds, both explicit: `cap_arenas` (at most ARENA_MAX arenas, unless the operator set
+MALLOC_ARENA_MAX), and `Trimmer`, which calls `malloc_trim(0)` after a request, at most once
+every `--trim-seconds` (and whenever the server falls idle), so the free pages inside every
+arena go back to the system.
 
 Off glibc (musl, macOS) every function here does nothing.
 """
@@ -101,13 +108,14 @@ class Trimmer:
         self._last = float("-inf")
         self._lock = threading.Lock()
 
-    def after_request(self) -> bool:
-        """Trim if `every` seconds passed since the last trim; True if this call trimmed."""
+    def after_request(self, idle: bool = False) -> bool:
+        """Trim if `every` seconds passed since the last trim, or at once if `idle` (no other
+        request is being worked on, so the trim delays nobody); True if this call trimmed."""
         libc = _libc()
         if libc is None or self.every <= 0:
             return False
         now = time.monotonic()
-        if now - self._last < self.every or not self._lock.acquire(blocking=False):
+        if (now - self._last < self.every and not idle) or not self._lock.acquire(blocking=False):
             return False
         try:
             self._last = now
