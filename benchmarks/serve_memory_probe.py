@@ -56,7 +56,10 @@ def _sampler(path: Path, every: float, warmup: float, depth: int) -> None:
             sample["objects"] = sum(types.values())
             sample["types_grown"] = dict((types - first_types).most_common(8))
             snapshot = tracemalloc.take_snapshot().filter_traces([tracemalloc.Filter(False, tracemalloc.__file__)])
-            sample["top"] = [f"{s.size / 2**20:.1f} MiB {s.count} blocks: " + " <- ".join(f"{f.filename.split('site-packages/')[-1]}:{f.lineno}" for f in s.traceback[:4]) for s in snapshot.statistics("traceback")[:6]]
+            sample["top"] = [
+                f"{s.size / 2**20:.1f} MiB {s.count} blocks: " + " <- ".join(f"{f.filename.split('site-packages/')[-1]}:{f.lineno}" for f in s.traceback[:4])
+                for s in snapshot.statistics("traceback")[:6]
+            ]
         with open(path, "a") as f:
             f.write(json.dumps(sample) + "\n")
 
@@ -112,10 +115,33 @@ def main() -> None:
     docs = soak.documents(args.context_window, args.documents, args.doc_windows)
     samples = ROOT / "benchmarks" / "results" / f"{args.out}.jsonl"
     samples.unlink(missing_ok=True)
-    command = [sys.executable, __file__, "--server", str(samples), str(args.every), str(60 * args.warmup_minutes), str(args.trace_depth),
-               "serve", "--host", soak.HOST, "--port", "0", "--api-key", soak.KEY, "--context-window", str(args.context_window),
-               "--max-body-bytes", str(soak.MAX_BODY), "--max-new-tokens", "32", "--request-timeout", str(args.request_timeout),
-               "--max-concurrent", str(args.clients), *args.serve_args.split()]
+    command = [
+        sys.executable,
+        __file__,
+        "--server",
+        str(samples),
+        str(args.every),
+        str(60 * args.warmup_minutes),
+        str(args.trace_depth),
+        "serve",
+        "--host",
+        soak.HOST,
+        "--port",
+        "0",
+        "--api-key",
+        soak.KEY,
+        "--context-window",
+        str(args.context_window),
+        "--max-body-bytes",
+        str(soak.MAX_BODY),
+        "--max-new-tokens",
+        "32",
+        "--request-timeout",
+        str(args.request_timeout),
+        "--max-concurrent",
+        str(args.clients),
+        *args.serve_args.split(),
+    ]
     log = open(samples.with_suffix(".log"), "w")
     process = subprocess.Popen(command, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, stdout=subprocess.PIPE, stderr=log, text=True)
     line = process.stdout.readline()
@@ -141,16 +167,27 @@ def main() -> None:
     lost = sum(o.result == "lost" for o in outcomes)
     columns = ["t", "rss_mib", "in_use", "free_kept", "mmapped", "arenas", "threads", "traced_mib", "objects"]
     lines = [
-        "# What grows in `ctxagent serve`", "", provenance.markdown_line(block), "",
+        "# What grows in `ctxagent serve`",
+        "",
+        provenance.markdown_line(block),
+        "",
         f"{args.clients} clients, {args.minutes:g} min, warm-up {args.warmup_minutes:g} min, serve args {args.serve_args or '(none)'}, "
         f"MALLOC_ARENA_MAX={os.environ.get('MALLOC_ARENA_MAX', '(unset)')}; {len(outcomes)} requests, {lost} lost. MiB but arenas, threads, objects; "
-        "in_use/free_kept/mmapped from glibc's mallinfo2; traced_mib: Python memory allocated after warm-up and still alive.", "",
-        "| " + " | ".join(columns) + " |", "|" + "---|" * len(columns),
+        "in_use/free_kept/mmapped from glibc's mallinfo2; traced_mib: Python memory allocated after warm-up and still alive.",
+        "",
+        "| " + " | ".join(columns) + " |",
+        "|" + "---|" * len(columns),
         *["| " + " | ".join(str(r.get(c, "")) for c in columns) + " |" for r in rows],
     ]
     if rows and "top" in rows[-1]:
-        lines += ["", "Object types grown since warm-up (last sample): " + str(rows[-1]["types_grown"]), "", "Largest tracemalloc lines (last sample):", "",
-                  *[f"- {t}" for t in rows[-1]["top"]]]
+        lines += [
+            "",
+            "Object types grown since warm-up (last sample): " + str(rows[-1]["types_grown"]),
+            "",
+            "Largest tracemalloc lines (last sample):",
+            "",
+            *[f"- {t}" for t in rows[-1]["top"]],
+        ]
     samples.with_suffix(".md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 

@@ -22,13 +22,14 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import logging
-import os
 import re
 import tempfile
 import threading
 import time
 from functools import lru_cache
 from typing import Any
+
+from ctxagent import envs
 
 log = logging.getLogger(__name__)
 
@@ -91,7 +92,7 @@ def cap_arenas(limit: int = ARENA_MAX) -> bool:
     operator's choice wins). Takes effect for arenas made later: call it before the worker
     threads start. True if the cap was set."""
     libc = _libc()
-    if libc is None or os.environ.get("MALLOC_ARENA_MAX") or os.environ.get("GLIBC_TUNABLES", "").find("arena_max") >= 0:
+    if libc is None or envs.get("MALLOC_ARENA_MAX") or "arena_max" in (envs.get("GLIBC_TUNABLES") or ""):
         return False
     return bool(libc.mallopt(M_ARENA_MAX, limit))
 
