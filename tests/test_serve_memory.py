@@ -8,7 +8,6 @@ do in a request. glibc keeps those pages; a trim must give them back.
 
 from __future__ import annotations
 
-import threading
 
 import httpx
 import pytest
@@ -17,35 +16,47 @@ from ctxagent.server import memory
 
 pytestmark = pytest.mark.skipif(memory.heap_stats() == {}, reason="needs glibc's malloc (mallinfo2, malloc_trim)")
 
-BLOCK = 64 * 1024  # under glibc's mmap threshold: served from an arena, kept there when freed
-BLOCKS = 3000  # ~190 MiB
+# In a fresh process: a server made earlier in the test process caps its arenas for good.
+_CHURN = """
+import threading
+from ctxagent.server import memory
 
-
-def _rss_mib() -> float:
+def rss():
     with open("/proc/self/status") as f:
         return next(int(line.split()[1]) / 1024 for line in f if line.startswith("VmRSS:"))
 
-
-def _churn(pin: list) -> None:
-    """What a request leaves behind: many freed blocks, and one small live one above them
-    (so the heap's top cannot shrink by itself)."""
-    blocks = [bytearray(b"x" * BLOCK) for _ in range(BLOCKS)]
-    pin.append(bytearray(2000))  # over 512 bytes: from malloc, not from Python's small-object pools
+def churn(pin):
+    # What a request leaves behind: many freed blocks under glibc's mmap threshold (so from the
+    # thread's arena), and one live block over 512 bytes (malloc's, not Python's pools) above them.
+    blocks = [bytearray(b"x" * 65536) for _ in range(3000)]
+    pin.append(bytearray(2000))
     del blocks
+
+pin = []
+worker = threading.Thread(target=churn, args=(pin,))
+worker.start()
+worker.join()
+kept, before = memory.heap_stats()["free_kept"], rss()
+trimmer = memory.Trimmer(every=60.0)
+first, second = trimmer.after_request(), trimmer.after_request()
+print(kept, before - rss(), first, second, trimmer.trims)
+"""
+
+
+def _python(script: str, *args: str) -> str:
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k not in ("MALLOC_ARENA_MAX", "GLIBC_TUNABLES")}
+    return subprocess.run([sys.executable, "-c", script, *args], capture_output=True, text=True, env=env, check=True).stdout.split()
 
 
 def test_a_trim_gives_back_what_a_request_freed():
-    pin: list = []
-    worker = threading.Thread(target=_churn, args=(pin,))
-    worker.start()
-    worker.join()
-    kept = memory.heap_stats()["free_kept"]
-    assert kept > 100, f"glibc kept only {kept} MiB free: the test's premise failed"
-    before = _rss_mib()
-    trimmer = memory.Trimmer(every=60.0)
-    assert trimmer.after_request() is True
-    assert before - _rss_mib() > 100  # at least ~100 of the ~190 MiB freed went back
-    assert trimmer.after_request() is False and trimmer.trims == 1  # at most once every `every` seconds
+    kept, returned, first, second, trims = _python(_CHURN)
+    assert float(kept) > 100, f"glibc kept only {kept} MiB free: the test's premise failed"
+    assert first == "True" and float(returned) > 100  # at least ~100 of the ~190 MiB freed went back
+    assert second == "False" and trims == "1"  # at most once every `every` seconds
 
 
 def test_a_server_that_falls_idle_trims_at_once():
@@ -78,8 +89,10 @@ import sys, threading
 from ctxagent.server import memory
 if sys.argv[1] == "capped":
     assert memory.cap_arenas(2)
+together = threading.Barrier(8)
 def work():
     blocks = [bytearray(1000) for _ in range(1000)]
+    together.wait()  # all alive at once: none reuses the arena of a thread that ended
 threads = [threading.Thread(target=work) for _ in range(8)]
 for t in threads: t.start()
 for t in threads: t.join()
@@ -90,11 +103,5 @@ print(memory.arenas())
 @pytest.mark.parametrize("mode", ["capped", "default"])
 def test_arenas_are_capped_before_the_workers_start(mode):
     """Each new thread gets an arena of its own up to glibc's limit (8 per core); capped, 8 threads share 2."""
-    import os
-    import subprocess
-    import sys
-
-    env = {k: v for k, v in os.environ.items() if k != "MALLOC_ARENA_MAX"}
-    out = subprocess.run([sys.executable, "-c", _THREADS, mode], capture_output=True, text=True, env=env, check=True)
-    arenas = int(out.stdout.split()[-1])
+    arenas = int(_python(_THREADS, mode)[-1])
     assert arenas <= 2 if mode == "capped" else arenas > 2
