@@ -47,8 +47,9 @@ test-core: install
 	$(TEST_ENV) $(PY) -m pytest -q -ra
 
 # The fast loop: lint, then every test that does not load the real model (`slow`, marked in tests/conftest.py).
+# pytest-xdist splits it over two workers (torch at one thread each, so the two fill the two cores).
 check: lint
-	$(TEST_ENV) $(PY) -m pytest -q -ra -m "not slow" -p no:cacheprovider
+	$(TEST_ENV) OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(PY) -m pytest -q -ra -m "not slow" -p no:cacheprovider -n 2
 
 lint: install
 	$(VENV)/bin/ruff check .

@@ -86,9 +86,10 @@ def test_too_long_a_prompt_is_refused_before_vllm_sees_it(vllm_engine):
         vllm_engine.generate(["word " * 3000])
 
 
+# Last in the module on purpose: it closes the module's engine (each vLLM start costs most of a minute
+# on two cores, so no engine is started for this test alone); the fixture's close after it is a third call.
 @pytest.mark.vllm
-def test_close_frees_the_engine():
-    engine = _vllm_engine()
-    engine.close()
-    assert engine.llm is None
-    engine.close()  # twice is fine
+def test_close_frees_the_engine(vllm_engine):
+    vllm_engine.close()
+    assert vllm_engine.llm is None
+    vllm_engine.close()  # twice is fine
