@@ -19,7 +19,7 @@ nothing is lost and memory grew by at most 10% after warm-up.
     python benchmarks/serve_soak.py                          # 10 minutes, 32 clients (run on an idle machine)
     python benchmarks/serve_soak.py --minutes 1 --clients 4 --warmup-minutes 0.25 --allow-dirty   # smoke test
 
-Writes benchmarks/results/serve_soak.{md,json}.
+Writes benchmarks/results/serve_soak.{md,json} (another stem with --out).
 """
 
 from __future__ import annotations
@@ -209,6 +209,7 @@ def main() -> None:
     parser.add_argument("--request-timeout", type=float, default=300.0)
     parser.add_argument("--max-requests-per-client", type=int, default=100_000)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", default="serve_soak", help="results file stem under benchmarks/results (e.g. serve_soak_10min)")
     parser.add_argument("--allow-dirty", action="store_true", help="record results from a tree with uncommitted changes")
     args = parser.parse_args()
     block = provenance.stamp(args.allow_dirty)
@@ -229,9 +230,13 @@ def main() -> None:
         time.sleep(60 * min(args.warmup_minutes, args.minutes))
         rss["after_warmup"] = rss_mib(process.pid)
         peak = rss["after_warmup"]
+        series = [(round(time.monotonic() - began), round(rss["after_warmup"], 1))]  # (seconds, MiB): a plateau or a climb
         while any(t.is_alive() for t in threads):
             time.sleep(1.0)
-            peak = max(peak, rss_mib(process.pid))
+            now = rss_mib(process.pid)
+            peak = max(peak, now)
+            if time.monotonic() - began >= series[-1][0] + 30:
+                series.append((round(time.monotonic() - began), round(now, 1)))
         wall = time.monotonic() - began
         time.sleep(2.0)  # let the last cancellations land
         rss["end"], rss["peak_after_warmup"] = rss_mib(process.pid), peak
@@ -265,17 +270,18 @@ def main() -> None:
         "lost_examples": [asdict(o) for o in lost[:10]],
         "rss_mib": {k: round(v, 1) for k, v in rss.items()},
         "rss_growth_after_warmup": round(growth, 4),
+        "rss_mib_every_30s": series,
     }
     summary["holds"] = bool(not lost and growth <= 0.10 and cancelled >= 0.9 * closed)
     provenance.finish(block)
-    (RESULTS / "serve_soak.json").write_text(json.dumps({"provenance": block, "args": vars(args), "summary": summary}, indent=1))
+    (RESULTS / f"{args.out}.json").write_text(json.dumps({"provenance": block, "args": vars(args), "summary": summary}, indent=1))
     lines = [
         "# `ctxagent serve` soak", "", provenance.markdown_line(block), "",
         f"{args.clients} clients, {args.minutes:g} min, recipe {args.recipe}, documents {args.doc_windows:g}x a {args.context_window}-token window, embedded model.", "",
         "| measure | value |", "|---|---|",
         *[f"| {k} | {v} |" for k, v in summary.items() if k != "lost_examples"],
     ]
-    (RESULTS / "serve_soak.md").write_text("\n".join(lines) + "\n")
+    (RESULTS / f"{args.out}.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     if not summary["holds"]:
         raise SystemExit("the soak did not hold: " + ("requests were lost; " if lost else "") + (f"memory grew {growth:.1%} after warm-up; " if growth > 0.10 else "") + (f"{cancelled:g} cancellations for {closed} disconnects" if cancelled < 0.9 * closed else ""))

@@ -164,6 +164,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         request_timeout=args.request_timeout,
         max_concurrent=args.max_concurrent,
         batch_wait=args.batch_wait,
+        trim_seconds=args.trim_seconds,
         budget=budget_from(args),
     )
     serve(engine, settings, host=args.host, port=args.port)
@@ -398,6 +399,7 @@ def build_parser() -> argparse.ArgumentParser:
     srv.add_argument("--request-timeout", type=float, default=600.0, help="seconds before a request gets 504 (default 600)")
     srv.add_argument("--max-concurrent", type=int, default=64, help="requests worked on at once (default 64); their engine calls are batched")
     srv.add_argument("--batch-wait", type=float, default=0.02, help="seconds to wait for other requests' engine calls to batch with (default 0.02)")
+    srv.add_argument("--trim-seconds", type=float, default=5.0, help="at most this often, after a request, give native memory malloc holds free back to the system (default 5; 0: never)")
     _add_engine_options(srv)
     _add_budget_options(srv)
     srv.set_defaults(func=cmd_serve)

@@ -38,6 +38,8 @@ _DECLARED = (
     Variable("PYTHONPATH", None, "forwarded so Ray workers import the same ctxagent as the driver", forward=True),
     Variable("TRITON_INTERPRET", None, "1: Triton kernels run in its CPU interpreter (tests, debugging)"),
     Variable("VLLM_TARGET_DEVICE", None, "cpu: the installed vLLM is the CPU build"),
+    Variable("MALLOC_ARENA_MAX", None, "glibc's malloc arenas; when set, `ctxagent serve` keeps it instead of capping arenas at 4 (server/memory.py)"),
+    Variable("GLIBC_TUNABLES", None, "glibc's tunables; one naming arena_max likewise keeps `ctxagent serve` from capping arenas"),
     Variable("VLLM_ENABLE_V1_MULTIPROCESSING", None, "set by the vllm engine: 0 keeps vLLM's engine core in this process"),
 )
 VARIABLES: dict[str, Variable] = {v.name: v for v in _DECLARED}

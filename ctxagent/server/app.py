@@ -18,6 +18,7 @@ import asyncio
 import json
 import logging
 import re
+import threading
 import time
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
@@ -39,6 +40,7 @@ from ctxagent.errors import CtxAgentError, EngineError, InputError, UnknownNameE
 from ctxagent.server import protocol
 from ctxagent.server.gate import Gate
 from ctxagent.server.keys import NO_KEY, KeyRing, keys_by_id
+from ctxagent.server.memory import Trimmer, cap_arenas
 from ctxagent.server.metrics import CONTENT_TYPE, Metrics
 from ctxagent.server.messages import split_messages
 from ctxagent.server.messages import Split
@@ -64,6 +66,7 @@ class ServerSettings(BaseModel):
     max_concurrent: int = Field(default=64, gt=0, description="requests worked on at once; more wait their turn")
     batch_wait: float = Field(default=0.02, ge=0, description="seconds the batcher waits to merge requests' engine calls")
     budget: Budget = Field(default_factory=Budget, description="default budget of a recipe request")
+    trim_seconds: float = Field(default=5.0, ge=0, description="at most this often, after a request, give memory malloc holds free back to the system; 0: never")
 
 
 class ApiError(Exception):
@@ -188,6 +191,10 @@ class ServerState:
         keys = keys_by_id([k for k in [settings.api_key, *settings.api_keys] if k], settings.keys_file)
         self.keys = KeyRing(keys, settings.max_per_key)
         self.metrics = Metrics()
+        # Native memory freed by requests goes back to the system (ctxagent/server/memory.py).
+        cap_arenas()
+        self.trimmer = Trimmer(settings.trim_seconds)
+        self._working, self._working_lock = 0, threading.Lock()  # requests in a worker thread (in_flight counts on the event loop)
         self.recent: deque[str] = deque(maxlen=RECENT_KEPT)  # the latest requests' paths, for tests; bounded
         self.seen = 0  # requests seen since start
         self.in_flight = 0  # requests in a worker thread now
@@ -223,8 +230,16 @@ class ServerState:
         token.raise_if_cancelled()  # its client left while it waited for a worker: do nothing
         # The token reaches RunContexts made in fn (recipes) and, through the stop check, the
         # engine calls fn makes itself (pass-through completions).
-        with cancel_scope(token), stop_scope(lambda: token.cancelled), self.batcher.worker():
-            return fn()
+        with self._working_lock:
+            self._working += 1
+        try:
+            with cancel_scope(token), stop_scope(lambda: token.cancelled), self.batcher.worker():
+                return fn()
+        finally:
+            with self._working_lock:
+                self._working -= 1
+                idle = self._working == 0
+            self.trimmer.after_request(idle=idle)
 
     async def in_worker(self, fn: Callable[[], Any], token: CancelToken | None = None) -> Any:
         """Run `fn` in a worker thread under `token`: the token is cancelled when the request
