@@ -13,8 +13,12 @@ connection, a timeout, a stream without [DONE]) counts as lost.
 
 Reports throughput, p50/p95 latency of answered requests, errors by kind, the server's
 cancellation count (from /metrics) against the disconnects sent, and the server's resident
-memory at start, after warm-up (the first --warmup-minutes) and at the end; the run holds if
-nothing is lost and memory grew by at most 10% after warm-up.
+memory at start, after warm-up and at the end; the run holds if nothing is lost and memory grew
+by at most 10% after warm-up. Warm-up lasts --warmup-minutes and until every client has had its
+first request finished (at most half the run): with 32 clients a request takes over a minute, so
+a fixed minute ended before the server had seen one whole round of the load. The end reading is
+the last one taken while clients still run (the server trims freed memory once it falls idle,
+which would flatter a reading taken after they stop); both are in the results.
 
     python benchmarks/serve_soak.py                          # 10 minutes, 32 clients (run on an idle machine)
     python benchmarks/serve_soak.py --minutes 1 --clients 4 --warmup-minutes 0.25 --allow-dirty   # smoke test
@@ -178,7 +182,9 @@ def _done(out: Outcome) -> Outcome:
     return out
 
 
-def client_loop(n: int, base: str, deadline: float, docs: list, args: argparse.Namespace, outcomes: list[Outcome], lock: threading.Lock) -> None:
+def client_loop(
+    n: int, base: str, deadline: float, docs: list, args: argparse.Namespace, outcomes: list[Outcome], lock: threading.Lock, served: set[int]
+) -> None:
     rng = random.Random(args.seed * 1000 + n)
     options = {"retriever": "bm25", "k": 2} if args.recipe == "retrieve_then_reason" else {}
     with httpx.Client(timeout=args.request_timeout + 30) as client:
@@ -188,6 +194,7 @@ def client_loop(n: int, base: str, deadline: float, docs: list, args: argparse.N
             out = one_request(client, base, pick(rng), rng.choice(docs), args.recipe, options)
             with lock:
                 outcomes.append(out)
+                served.add(n)
 
 
 def cancellations(base: str) -> float:
@@ -219,22 +226,27 @@ def main() -> None:
     print(f"server log: {server_log}", flush=True)
     process, base = start_server(args, server_log)
     outcomes: list[Outcome] = []
+    served: set[int] = set()  # clients with a finished request
     lock = threading.Lock()
     try:
         rss = {"start": rss_mib(process.pid)}
         began = time.monotonic()
         deadline = began + 60 * args.minutes
-        threads = [threading.Thread(target=client_loop, args=(n, base, deadline, docs, args, outcomes, lock), daemon=True) for n in range(args.clients)]
+        threads = [threading.Thread(target=client_loop, args=(n, base, deadline, docs, args, outcomes, lock, served), daemon=True) for n in range(args.clients)]
         for t in threads:
             t.start()
         time.sleep(60 * min(args.warmup_minutes, args.minutes))
+        while len(served) < args.clients and time.monotonic() - began < 30 * args.minutes:
+            time.sleep(1.0)
         rss["after_warmup"] = rss_mib(process.pid)
+        rss["warmup_seconds"] = round(time.monotonic() - began)
         peak = rss["after_warmup"]
         series = [(round(time.monotonic() - began), round(rss["after_warmup"], 1))]  # (seconds, MiB): a plateau or a climb
         while any(t.is_alive() for t in threads):
             time.sleep(1.0)
             now = rss_mib(process.pid)
             peak = max(peak, now)
+            rss["end_under_load"] = now
             if time.monotonic() - began >= series[-1][0] + 30:
                 series.append((round(time.monotonic() - began), round(now, 1)))
         wall = time.monotonic() - began
@@ -252,7 +264,7 @@ def main() -> None:
     answered = [o.seconds for o in outcomes if o.result == "answered"]
     lost = [o for o in outcomes if o.result == "lost"]
     closed = results[("disconnect", "closed")]
-    growth = (rss["end"] - rss["after_warmup"]) / rss["after_warmup"]
+    growth = (rss.get("end_under_load", rss["end"]) - rss["after_warmup"]) / rss["after_warmup"]
     quantiles = statistics.quantiles(answered, n=20) if len(answered) >= 2 else [float("nan")] * 19
     summary = {
         "requests": len(outcomes),

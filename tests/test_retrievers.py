@@ -269,3 +269,30 @@ def test_stemming_matches_word_forms_and_survives_a_round_trip(tmp_path):
     assert plain.search("payment") == []
     assert [h.chunk.index for h in stemmed.search("payment")] == [0]
     assert [h.chunk.index for h in Retriever.load(stemmed.save(tmp_path / "stem")).search("payment")] == [0]
+
+
+def test_dense_indexing_stops_between_slices_when_the_run_is_out_of_time(monkeypatch):
+    """Indexing is the one long step of retrieve_then_reason that is no engine call: inside a run
+    it looks at the budget between slices, so a run out of time stops there, not after the last."""
+    from ctxagent.cancel import checkpoint_scope
+    from ctxagent.errors import BudgetExhausted
+    from ctxagent.retrievers import dense
+
+    monkeypatch.setattr(dense, "INDEX_SLICE", 4)
+    texts = [f"Sentence number {i} about the harbour and its ships." for i in range(20)]
+    retriever = get_retriever("dense")
+    encoded: list[int] = []
+    real_encode = retriever.encode
+    monkeypatch.setattr(retriever, "encode", lambda batch, prompt="", show_progress=False: encoded.append(len(batch)) or real_encode(batch, prompt))
+    looks = []
+
+    def check(upcoming: float) -> None:
+        looks.append(upcoming)
+        if len(looks) > 2:
+            raise BudgetExhausted("seconds", 10.0, 10.5)
+
+    with checkpoint_scope(check), pytest.raises(BudgetExhausted):
+        retriever.index([Chunk(doc_id="d", index=i, start=0, end=len(t), text=t) for i, t in enumerate(texts)])
+    assert encoded == [4, 4]  # two slices of the five, then the third look stopped it
+    retriever.index([Chunk(doc_id="d", index=i, start=0, end=len(t), text=t) for i, t in enumerate(texts)])  # outside a run: no looks
+    assert sum(encoded) == 8 + 20 and retriever.embeddings.shape[0] == 20

@@ -20,6 +20,7 @@ from typing import Any, Iterator
 
 import numpy as np
 
+from ctxagent.cancel import SlicePace
 from ctxagent.encoders import DEFAULT_MODEL, load_encoder, resolve_model  # noqa: F401 - DEFAULT_MODEL, resolve_model re-exported
 from ctxagent.errors import EngineNotInstalled, InputError
 from ctxagent.retrievers import register
@@ -31,6 +32,9 @@ log = logging.getLogger(__name__)
 
 # Batches up to this size are queries: encoded with `query_threads` torch threads.
 _QUERY_BATCH = 16
+# Texts embedded between two looks at the run's time budget and cancel token while indexing.
+INDEX_SLICE = 64
+_INDEX_PACE = SlicePace()
 
 _threads_lock = threading.Lock()
 
@@ -131,8 +135,17 @@ class DenseRetriever(Retriever):
         return np.ascontiguousarray(vectors, dtype=np.float32)
 
     def _build(self, texts: list[str]) -> None:
+        """Embeds a slice at a time: inside a run, indexing is the one long step that is not an
+        engine call (seconds for a few hundred chunks on a CPU), so it stops between slices when the
+        run is cancelled or the next slice would pass its time budget (ctxagent.cancel.checkpoint)."""
+        from tqdm.auto import tqdm
+
         show = self.show_progress if self.show_progress is not None else len(texts) >= 1000
-        self.embeddings = self.encode(texts, self.document_prompt, show_progress=show)
+        parts = []
+        for at in tqdm(range(0, len(texts), INDEX_SLICE), desc="embedding", unit="slice", disable=not show):
+            with _INDEX_PACE.piece():
+                parts.append(self.encode(texts[at : at + INDEX_SLICE], self.document_prompt))
+        self.embeddings = np.concatenate(parts) if parts else self.encode(texts, self.document_prompt)
         if self.ann:
             self._ann_index = self._build_ann(self.embeddings)
 
