@@ -217,7 +217,7 @@ def searched_configs(
     cands = make(n)
     started = time.time()
     recall, density = score_candidates(model, to_length(tokenizer, calib, n), cands, rows=rows, block=64)
-    info = {f"{prefix}_calibration_seconds": time.time() - started, f"{prefix}_candidates": len(cands)}
+    info = {f"calibration_seconds_{candidate_set}": time.time() - started, f"candidates_{candidate_set}": len(cands)}
     out = {}
     for budget in budgets:
         result = select_config(recall, density, cands, density_budget=budget, block=64, min_length=min_length)
@@ -269,7 +269,7 @@ def write(args, prov: dict, results: list[dict], model_name: str) -> None:
             )
     for r in results:
         for key, s in r.get("search", {}).items():
-            if key.startswith("searched_") and isinstance(s, dict):
+            if key.startswith("searched_"):
                 lines.append(f"\n{r['tokens']} tokens, {key}: calibration recall {s['calibration_recall']:.3f} at density {s['calibration_density']:.3f}; "
                              f"heads {s['heads_by_kind']}; up to {s['distinct_patterns_per_layer_max']} distinct patterns in a layer")
     lines += ["", provenance.markdown_line(prov), ""]

@@ -239,7 +239,7 @@ def main() -> None:
         while len(served) < args.clients and time.monotonic() - began < 30 * args.minutes:
             time.sleep(1.0)
         rss["after_warmup"] = rss_mib(process.pid)
-        rss["warmup_seconds"] = round(time.monotonic() - began)
+        warmup_seconds = round(time.monotonic() - began)
         peak = rss["after_warmup"]
         series = [(round(time.monotonic() - began), round(rss["after_warmup"], 1))]  # (seconds, MiB): a plateau or a climb
         while any(t.is_alive() for t in threads):
@@ -281,6 +281,7 @@ def main() -> None:
         "lost": len(lost),
         "lost_examples": [asdict(o) for o in lost[:10]],
         "rss_mib": {k: round(v, 1) for k, v in rss.items()},
+        "warmup_seconds": warmup_seconds,
         "rss_growth_after_warmup": round(growth, 4),
         "rss_mib_every_30s": series,
     }

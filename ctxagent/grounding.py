@@ -308,8 +308,9 @@ def _names(text: str, taken: Sequence[Specific]) -> list[Specific]:
             j += 2 if joined and not tokens[j].group()[0].isupper() else 1
         run = tokens[i:j]
         i = j
-        # (a phrase's lone word of a closed class, "Blue.", is judged as a class word, not a name)
-        if _at_sentence_start(text, run[0].start()) and not (phrase and not (len(run) == 1 and classes_of(run[0].group()))):
+        # a phrase's capital is a name, but its lone word of a closed class ("Blue.") is judged as a class word
+        named_by_phrase = phrase and not (len(run) == 1 and classes_of(run[0].group()))
+        if _at_sentence_start(text, run[0].start()) and not named_by_phrase:
             if len(run) == 1 or run[0].group().lower() in _COMMON:
                 run = run[1:]
         while run and run[0].group().lower() in _COMMON | _NAME_JOINERS:
@@ -361,7 +362,8 @@ def _words_of(text: str) -> set[str]:
     return words
 
 
-def _plain(word: str) -> str:
+def plain_word(word: str) -> str:
+    """A word without a plural's (or a verb's) final s, for matching "Normans" with "Norman"."""
     return word[:-1] if len(word) > 3 and word.endswith("s") else word
 
 
@@ -385,7 +387,7 @@ class _Source:
                 src.numbers += [_Number(float(v), float(v), index, year=v == year) for v in (year, day) if v is not None]
             src.numbers += [_Number(n.value, n.mantissa, index, year=n.year) for n in _numbers(text, dates)]  # type: ignore[arg-type]
             words = _words_of(text)
-            src.words.append(words | {_plain(w) for w in words})
+            src.words.append(words | {plain_word(w) for w in words})
         return src
 
 
@@ -619,7 +621,7 @@ def _class_word_supports(text: str, facts: Sequence[str], question: str, taken: 
             if not rivals:
                 continue
         spec = Specific("word", word, where + start, where + end, words=(low,))
-        stated = [i for i, words in enumerate(fact_words) if low in words or _plain(low) in words]
+        stated = [i for i, words in enumerate(fact_words) if low in words or plain_word(low) in words]
         if stated:
             out.append(Support(spec, "stated", tuple(stated[:1])))
             continue
@@ -647,19 +649,19 @@ def _support(spec: Specific, source: _Source, echo: _Source, operands: Sequence[
     if spec.kind == "date":
         return _date_support(spec, source, echo if echo_allowed else _Source(), operands)
     for i, words in enumerate(source.words):
-        if all(w in words or _plain(w) in words for w in spec.words):
+        if all(w in words or plain_word(w) in words for w in spec.words):
             return Support(spec, "stated", (i,))
     # A name whose words are spread over several facts ("Anne" in one, "Elliot" in another): the fewest
     # facts, in order, that together hold every word.
     missing, cover = set(spec.words), []
     for i, words in enumerate(source.words):
-        found = {w for w in missing if w in words or _plain(w) in words}
+        found = {w for w in missing if w in words or plain_word(w) in words}
         if found:
             cover.append(i)
             missing -= found
     if spec.words and not missing:
         return Support(spec, "stated", tuple(cover))
-    if echo_allowed and echo.words and all(w in echo.words[0] or _plain(w) in echo.words[0] for w in spec.words):
+    if echo_allowed and echo.words and all(w in echo.words[0] or plain_word(w) in echo.words[0] for w in spec.words):
         return Support(spec, "question")
     return Support(spec, "")
 

@@ -215,16 +215,15 @@ def unsupported_specifics(answer: str, quotes: Sequence[str], question: str = ""
     difference or product away from two quoted numbers, or equal to the count of quotes, is
     supported (a derived answer that shows where it came from). An empty list means supported.
     """
-    from ctxagent.grounding import find_specifics
+    from ctxagent.grounding import find_specifics, plain_word
 
     support = " ".join([*quotes, question])
-    stem = lambda word: word[:-1] if len(word) > 3 and word.endswith("s") else word  # noqa: E731
-    words = {stem(w) for w in normalize(support).split()}
+    words = {plain_word(w) for w in normalize(support).split()}
     numbers = numbers_in(support)
     quoted = [x for q in quotes for x in numbers_in(q)] + numbers_in(question)
     specifics = find_specifics(answer)
     missing = [
-        s.text for s in specifics if s.kind == "name" and normalize(s.text) and not {stem(w) for w in normalize(s.text).split()} <= words
+        s.text for s in specifics if s.kind == "name" and normalize(s.text) and not {plain_word(w) for w in normalize(s.text).split()} <= words
     ]
     asserted = [(s.start, s.end) for s in specifics if s.kind in ("number", "date")]
     for match in _NUMBER.finditer(answer):

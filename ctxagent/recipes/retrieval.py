@@ -107,10 +107,9 @@ class _Shortlist:
     def _embeddings(self, positions: list[int]) -> np.ndarray:
         keys = {i: (hashlib.sha1(self.chunks[i].text.encode()).hexdigest(), self.dense.model_id) for i in positions}
         missing = [i for i in positions if keys[i] not in _EMBEDDED]
-        for at in range(0, len(missing), ENCODE_SLICE):  # a slice at a time: a run out of time stops between slices
-            part = missing[at : at + ENCODE_SLICE]
-            with _ENCODE_PACE.piece():
-                vectors = self.dense.encode([self.chunks[i].text for i in part], self.dense.document_prompt)
+        # a slice at a time: a run out of time stops between slices, keeping the slices done
+        for at, vectors in self.dense.encode_in_slices([self.chunks[i].text for i in missing], ENCODE_SLICE, _ENCODE_PACE):
+            part = missing[at : at + len(vectors)]
             self.embedded += len(part)
             for i, vector in zip(part, vectors):
                 _EMBEDDED[keys[i]] = vector

@@ -134,17 +134,22 @@ class DenseRetriever(Retriever):
             )
         return np.ascontiguousarray(vectors, dtype=np.float32)
 
-    def _build(self, texts: list[str]) -> None:
-        """Embeds a slice at a time: inside a run, indexing is the one long step that is not an
-        engine call (seconds for a few hundred chunks on a CPU), so it stops between slices when the
-        run is cancelled or the next slice would pass its time budget (ctxagent.cancel.checkpoint)."""
+    def encode_in_slices(self, texts: list[str], size: int, pace: SlicePace, show_progress: bool = False) -> Iterator[tuple[int, np.ndarray]]:
+        """(start, embeddings) of `texts` (documents) `size` at a time. Inside a run, embedding is a
+        long step that is no engine call (seconds for a few hundred texts on a CPU), so between
+        slices it stops when the run is cancelled or the next slice would pass its time budget
+        (ctxagent.cancel.checkpoint, paced by how long the last slice took); what came before
+        is the caller's to keep."""
         from tqdm.auto import tqdm
 
+        for at in tqdm(range(0, len(texts), size), desc="embedding", unit="slice", disable=not show_progress):
+            with pace.piece():
+                vectors = self.encode(texts[at : at + size], self.document_prompt)
+            yield at, vectors
+
+    def _build(self, texts: list[str]) -> None:
         show = self.show_progress if self.show_progress is not None else len(texts) >= 1000
-        parts = []
-        for at in tqdm(range(0, len(texts), INDEX_SLICE), desc="embedding", unit="slice", disable=not show):
-            with _INDEX_PACE.piece():
-                parts.append(self.encode(texts[at : at + INDEX_SLICE], self.document_prompt))
+        parts = [vectors for _, vectors in self.encode_in_slices(texts, INDEX_SLICE, _INDEX_PACE, show)]
         self.embeddings = np.concatenate(parts) if parts else self.encode(texts, self.document_prompt)
         if self.ann:
             self._ann_index = self._build_ann(self.embeddings)
