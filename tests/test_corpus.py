@@ -186,10 +186,12 @@ def test_ray_executor_builds_the_same_index_as_a_local_build(tmp_path: Path) -> 
     (docs / "broken.docx").write_bytes(b"not a zip")
     local = CorpusIndex(Corpus(docs), root=tmp_path / "local")
     local_report = local.update()
+    # Three shards, one at a time in one Ray worker (each task takes both CPUs): the worker loads the
+    # encoder once instead of two workers loading it side by side on two cores.
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
         remote = CorpusIndex(Corpus(docs), root=tmp_path / "ray")
-        report = remote.update(executor="ray", ray_options={"shard_size": 2})
+        report = remote.update(executor="ray", ray_options={"shard_size": 2, "cpus_per_task": 2})
     finally:
         ray.shutdown()
     assert report.embedded_chunks == local_report.embedded_chunks > 0
