@@ -7,6 +7,11 @@ name is supported when the facts state it (after normalisation: "26,400,000",
 1886"), or when it is computed from numbers the facts or the question state (a sum, a
 difference such as a gap between years, a product, a ratio or percentage, a count of
 the facts for a "how many" question, or arithmetic the answer shows, which is checked).
+A computation the answer does not show counts only where the question asks for a quantity
+("how many", "how long", "when", a yes/no question, options): five facts hold enough
+numbers that two or three of them add up to almost any small integer, so elsewhere such a
+match is chance, not support ("composed of 75 members", where 75 = 17 + 3 + 55 from an
+article number, a clause number and a percentage, issue 25).
 
 Words of the question are the user's, not new assertions, so a specific the answer
 only repeats from the question needs no support -- except when the answer *affirms*
@@ -173,6 +178,7 @@ class _Number:
     mantissa: float
     fact: int  # index of the fact it came from; -1 for the question, -2 for a constant or a count
     year: bool = False
+    percent: bool = False
 
 
 # -- finding specifics ----------------------------------------------------------------------
@@ -385,7 +391,7 @@ class _Source:
                 src.dates.append((d.date, index))  # type: ignore[arg-type]
                 year, _, day = d.date  # type: ignore[misc]
                 src.numbers += [_Number(float(v), float(v), index, year=v == year) for v in (year, day) if v is not None]
-            src.numbers += [_Number(n.value, n.mantissa, index, year=n.year) for n in _numbers(text, dates)]  # type: ignore[arg-type]
+            src.numbers += [_Number(n.value, n.mantissa, index, year=n.year, percent=n.percent) for n in _numbers(text, dates)]  # type: ignore[arg-type]
             words = _words_of(text)
             src.words.append(words | {plain_word(w) for w in words})
         return src
@@ -405,12 +411,15 @@ def _literal(spec: Specific, numbers: Sequence[_Number]) -> list[int]:
     return list(dict.fromkeys(hits))
 
 
-def _computed(spec: Specific, numbers: Sequence[_Number]) -> tuple[str, tuple[int, ...]] | None:
-    """A sum, difference, product, ratio or percentage of two of the numbers (or a sum of three)
-    that equals the specific at its written precision. Years only add and subtract (a year gap, "two
-    years later"), and only a number written as a percentage is a percentage of two others: a year's
-    ratio to anything, or an unmarked percentage, matches small integers by chance."""
+def _computed(spec: Specific, numbers: Sequence[_Number], most: int = 3) -> tuple[str, tuple[int, ...]] | None:
+    """A sum, difference, product, ratio or percentage of two of the numbers (or a sum of three, when
+    `most` is 3; nothing when it is 0) that equals the specific at its written precision. Years only
+    add and subtract (a year gap, "two years later"), and only a number written as a percentage is a
+    percentage of two others: a year's ratio to anything, or an unmarked percentage, matches small
+    integers by chance. A percentage and a plain number never add or subtract (55% + 20 is no quantity)."""
     assert spec.value is not None
+    if most < 2:
+        return None
     # Rounding a computed value to the written precision (trailing zeros count as rounding: "about
     # 125,000") is allowed only within 1% of it, so a small integer is not "computed" by some ratio of
     # two unrelated numbers that happens to round to it.
@@ -418,7 +427,7 @@ def _computed(spec: Specific, numbers: Sequence[_Number]) -> tuple[str, tuple[in
     pool = list({(n.value, n.fact): n for n in numbers}.values())[:60]
     for a, b in combinations(pool, 2):
         x, y = a.value, b.value
-        candidates = [(x + y, "sum"), (abs(x - y), "difference")]
+        candidates = [(x + y, "sum"), (abs(x - y), "difference")] if a.percent == b.percent else []
         if not (a.year or b.year):
             candidates.append((x * y, "product"))
             for num, den in ((x, y), (y, x)):
@@ -431,8 +440,8 @@ def _computed(spec: Specific, numbers: Sequence[_Number]) -> tuple[str, tuple[in
         for value, what in candidates:
             if _close(value, target, tol):
                 return f"{what} of {_fmt(x)} and {_fmt(y)}", tuple(sorted({a.fact, b.fact}))
-    if len(pool) <= 15:
-        for trio in combinations([n for n in pool if not n.year], 3):
+    if most >= 3 and len(pool) <= 15:
+        for trio in combinations([n for n in pool if not n.year and not n.percent], 3):
             if _close(sum(n.value for n in trio), target, tol):
                 return "sum of " + ", ".join(_fmt(n.value) for n in trio), tuple(sorted({n.fact for n in trio}))
     return None
@@ -516,6 +525,28 @@ def _is_count_question(question: str) -> bool:
     return bool(re.search(r"\bhow many\b|\bnumber of\b|\bcount\b", question, re.IGNORECASE))
 
 
+# Questions whose answer is a quantity, a date or a verdict on one: only they may be answered with a
+# number computed from the facts without the arithmetic shown.
+_ASKS_QUANTITY = re.compile(
+    r"\bhow (?:many|much|long|old|far|big|large|small|tall|high|low|deep|wide|heavy|often|fast|soon|late|early)\b|\bwhen\b"
+    r"|\b(?:what|which)\s+(?:year|years|date|day|month|century|decade|age|time|period)\b"
+    r"|\b(?:number|numbers|total|sum|difference|percentage|percent|proportion|share|ratio|rate|per|amount|count|average|distance|duration|gap|age"
+    r"|population|cost|price|value|size|height|length|width|weight|speed|temperature|budget|revenue|income|salary|score)\b",
+    re.IGNORECASE,
+)
+# A question asking for a total ("together", "in all"): only its answer may add three numbers unshown.
+TOTAL = re.compile(r"\b(?:together|in total|altogether|combined|in all|total|sum of|both)\b", re.IGNORECASE)
+
+
+def _derivation(question: str, options: dict[str, str]) -> int:
+    """How many of the facts' numbers an unshown computation may combine for this question: 0 when
+    it asks for no quantity (a stated number is then the only support), 2 when it does (a sum,
+    difference, product, ratio or percentage of two), 3 when it asks for a total."""
+    if not (_ASKS_QUANTITY.search(question) or _YES_NO.search(question) or options):
+        return 0
+    return 3 if TOTAL.search(question) else 2
+
+
 # -- the rule -------------------------------------------------------------------------------
 def check_answer(answer: str, facts: Sequence[str], question: str = "") -> Grounding:
     """Every specific the answer asserts, each with how the facts support it (or not).
@@ -544,6 +575,7 @@ def check_answer(answer: str, facts: Sequence[str], question: str = "") -> Groun
     echo = _Source.of([echo_text], index_base=-1)
 
     operands = [*source.numbers, *question_source.numbers]
+    derive = _derivation(question, options)
     if _is_count_question(question) and facts:
         operands.append(_Number(float(len(facts)), float(len(facts)), -2))
 
@@ -559,7 +591,7 @@ def check_answer(answer: str, facts: Sequence[str], question: str = "") -> Groun
         operands_ok = True
         for op in eq.operands:
             hit = _literal(op, usable)
-            computed = None if hit else _computed(op, operands)
+            computed = None if hit else _computed(op, operands, derive)
             if hit:
                 facts_used.update(hit[:1])
                 supports.append(Support(op, "stated" if hit[0] >= 0 else ("question" if hit[0] == -1 else "constant"), tuple(h for h in hit[:1] if h >= 0)))
@@ -577,9 +609,9 @@ def check_answer(answer: str, facts: Sequence[str], question: str = "") -> Groun
     for spec in find_specifics(text):
         if any(spec.start < e and s < spec.end for s, e in in_equation):
             continue
-        supports.append(_support(spec, source, echo, operands))
+        supports.append(_support(spec, source, echo, operands, derive))
     for spec in carried:
-        supports.append(_support(spec, source, _Source(), operands, echo_allowed=False))
+        supports.append(_support(spec, source, _Source(), operands, derive, echo_allowed=False))
     supports = [_name_against(s, facts) for s in supports]
     taken = [s.specific for s in supports] + [Specific("number", "", a, b) for a, b in in_equation]
     supports += _class_word_supports(text, facts, question, taken, affirms=affirms)
@@ -631,15 +663,16 @@ def _class_word_supports(text: str, facts: Sequence[str], question: str, taken: 
     return out
 
 
-def _support(spec: Specific, source: _Source, echo: _Source, operands: Sequence[_Number], echo_allowed: bool = True) -> Support:
-    """How `source` (the facts) supports one specific; `echo` is the question text it may merely repeat."""
+def _support(spec: Specific, source: _Source, echo: _Source, operands: Sequence[_Number], derive: int, echo_allowed: bool = True) -> Support:
+    """How `source` (the facts) supports one specific; `echo` is the question text it may merely repeat;
+    `derive`: how many numbers an unshown computation may combine (`_derivation`)."""
     if spec.kind == "number":
         hits = [i for i in _literal(spec, source.numbers) if i >= 0]
         if hits:
             return Support(spec, "stated", tuple(hits[:1]))
         if echo_allowed and _literal(spec, echo.numbers):
             return Support(spec, "question")
-        computed = _computed(spec, operands)
+        computed = _computed(spec, operands, derive)
         if computed:
             return Support(spec, computed[0], tuple(i for i in computed[1] if i >= 0))
         hits = [n.fact for n in operands if n.fact == -2 and _close(n.value, spec.value, spec.tolerance)]  # type: ignore[arg-type]
@@ -647,7 +680,7 @@ def _support(spec: Specific, source: _Source, echo: _Source, operands: Sequence[
             return Support(spec, "count of the facts", tuple(range(len(source.words))))
         return Support(spec, "")
     if spec.kind == "date":
-        return _date_support(spec, source, echo if echo_allowed else _Source(), operands)
+        return _date_support(spec, source, echo if echo_allowed else _Source(), operands, derive)
     for i, words in enumerate(source.words):
         if all(w in words or plain_word(w) in words for w in spec.words):
             return Support(spec, "stated", (i,))
@@ -666,7 +699,7 @@ def _support(spec: Specific, source: _Source, echo: _Source, operands: Sequence[
     return Support(spec, "")
 
 
-def _date_support(spec: Specific, source: _Source, echo: _Source, operands: Sequence[_Number]) -> Support:
+def _date_support(spec: Specific, source: _Source, echo: _Source, operands: Sequence[_Number], derive: int) -> Support:
     year, month, day = spec.date  # type: ignore[misc]
     for where, dates in (("stated", source.dates), ("question", echo.dates)):
         for (f_year, f_month, f_day), index in dates:
@@ -678,7 +711,7 @@ def _date_support(spec: Specific, source: _Source, echo: _Source, operands: Sequ
             stated = [i for i in _literal(year_spec, source.numbers) if i >= 0]
             if f_year is None and stated:
                 return Support(spec, where, tuple(i for i in (index, stated[0]) if i >= 0))
-            computed = _computed(year_spec, operands)
+            computed = _computed(year_spec, operands, derive)
             if computed:
                 return Support(spec, f"date with its year as the {computed[0]}", tuple(i for i in (index, *computed[1]) if i >= 0))
     return Support(spec, "")
