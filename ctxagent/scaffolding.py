@@ -127,10 +127,12 @@ _WORDS = re.compile(r"[a-z0-9]+")
 
 
 def _sentence_starts(text: str) -> list[int]:
-    """Where each sentence or line of `text` starts; a list item's number ("1. ") opens its sentence."""
+    """Where each sentence or line of `text` starts; a list item's number ("1. ") opens its sentence,
+    and a title or initial ("Mr.", "Dr.", "J.") ends none."""
     starts = [0]
     for m in _SENTENCE_BREAK.finditer(text):
-        if re.fullmatch(r"\s*\d{1,2}[.)]", text[starts[-1] : m.start()]):
+        before = text[starts[-1] : m.start()]
+        if re.fullmatch(r"\s*\d{1,2}[.)]", before) or (m.group().strip() == "" and re.search(r"(?:^|\s)[A-Z][a-z]{0,2}\.$", before)):
             continue
         starts.append(m.end())
     return starts

@@ -123,6 +123,8 @@ OWN = [
     (EU, "The European Commission. Note that the second main legislative body is the Council, which is composed of different ministers of the member states."),
     (FORCES, "1. Gravity\n2. Electromagnetism\n3. The weak force\n4. The strong force"),
     (CLASSES, CLASSES[0]),
+    # "Mr." ends no sentence: the answer is not cut down to it
+    (["Mr. Darcy wrote the letter at Rosings."], "Mr. Darcy wrote the letter at Rosings."),
 ]
 
 
