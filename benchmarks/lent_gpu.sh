@@ -54,9 +54,10 @@ ab)  # issue 25: recipes against direct reading with Qwen, window 32K (A: 24K-to
     tail -30 "$OUT/qwen/log.txt"
     ;;
 prefill-1m)  # issue 26: chunked prefill of the 8B-shaped model at 512K and 1M tokens on one 80 GB GPU
+    # (on a bigger card, MEMORY_CAP_GIB=78 caps torch's allocator at what an 80 GB H100 gives)
     setup
     python benchmarks/prefill.py --lengths ${LENGTHS:-524288 1048576} --prefill-chunk 32768 --reps 1 --warmup-tokens 65536 \
-        --patterns vertical_slash --no-ceiling --out "$OUT" --name "prefill_chunked_$(nvidia-smi --query-gpu=name --format=csv,noheader | head -1 | tr ' ' _ | tr -cd 'A-Za-z0-9_')"
+        --patterns vertical_slash --no-ceiling ${MEMORY_CAP_GIB:+--memory-cap-gib $MEMORY_CAP_GIB} --out "$OUT" --name "prefill_chunked_$(nvidia-smi --query-gpu=name --format=csv,noheader | head -1 | tr ' ' _ | tr -cd 'A-Za-z0-9_')${MEMORY_CAP_GIB:+_cap$MEMORY_CAP_GIB}"
     ;;
 *)
     echo "unknown job $1" >&2; exit 2
