@@ -368,6 +368,39 @@ def _words_of(text: str) -> set[str]:
     return words
 
 
+def name_sequence(text: str) -> tuple[str, ...]:
+    """The words of `text` in order, read as `_name_words` reads a name (lowercase, a possessive's "'s"
+    dropped, hyphenated words split), without the words a name may carry or leave out: honorifics,
+    joiners ("of", "de") and initials ("John F. Kennedy" names "John Kennedy")."""
+    out = []
+    for m in _WORD.finditer(text):
+        for word in m.group().split("-"):
+            word = re.sub(r"['’]s?$", "", word).lower()
+            if len(word) > 1 and word not in _HONORIFICS and word not in _NAME_JOINERS:
+                out.append(word)
+    return tuple(out)
+
+
+def _same_word(a: str, b: str) -> bool:
+    a, b = a.replace("’", "'"), b.replace("’", "'")
+    return a == b or plain_word(a) == plain_word(b)
+
+
+def name_in(words: Sequence[str], sequence: Sequence[str]) -> bool:
+    """Whether the name whose words are `words` (`Specific.words`, two or more) stands in `sequence`
+    (`name_sequence` of one text) as that name: its words together and in that order, a plural or
+    possessive matching its stem ("European Council" is not stated by "the European Commission ...
+    the Council"). Initials are left out on both sides, as `name_sequence` leaves them."""
+    words = [w for w in words if len(w) > 1]
+    n = len(words)
+    return n > 0 and any(all(_same_word(a, b) for a, b in zip(words, sequence[i : i + n])) for i in range(len(sequence) - n + 1))
+
+
+def is_phrase_name(words: Sequence[str]) -> bool:
+    """A name of two or more words (initials aside), which `name_in` must find together in one text."""
+    return sum(1 for w in words if len(w) > 1) >= 2
+
+
 def plain_word(word: str) -> str:
     """A word without a plural's (or a verb's) final s, for matching "Normans" with "Norman"."""
     return word[:-1] if len(word) > 3 and word.endswith("s") else word
@@ -380,6 +413,7 @@ class _Source:
     numbers: list[_Number] = field(default_factory=list)
     dates: list[tuple[DateParts, int]] = field(default_factory=list)
     words: list[set[str]] = field(default_factory=list)
+    sequences: list[tuple[str, ...]] = field(default_factory=list)  # each text's words in order (`name_sequence`)
 
     @classmethod
     def of(cls, texts: Sequence[str], index_base: int = 0) -> "_Source":
@@ -394,6 +428,7 @@ class _Source:
             src.numbers += [_Number(n.value, n.mantissa, index, year=n.year, percent=n.percent) for n in _numbers(text, dates)]  # type: ignore[arg-type]
             words = _words_of(text)
             src.words.append(words | {plain_word(w) for w in words})
+            src.sequences.append(name_sequence(text))
         return src
 
 
@@ -681,19 +716,19 @@ def _support(spec: Specific, source: _Source, echo: _Source, operands: Sequence[
         return Support(spec, "")
     if spec.kind == "date":
         return _date_support(spec, source, echo if echo_allowed else _Source(), operands, derive)
+    # A name of two or more words is stated only as that name, its words together and in order, in one
+    # fact (or in the question, a name the user gave): words spread over the facts ("European" in one,
+    # "Council" in another, where the facts name the "European Commission") name nothing (issue 25).
+    if is_phrase_name(spec.words):
+        for i, sequence in enumerate(source.sequences):
+            if name_in(spec.words, sequence):
+                return Support(spec, "stated", (i,))
+        if echo_allowed and echo.sequences and name_in(spec.words, echo.sequences[0]):
+            return Support(spec, "question")
+        return Support(spec, "")
     for i, words in enumerate(source.words):
         if all(w in words or plain_word(w) in words for w in spec.words):
             return Support(spec, "stated", (i,))
-    # A name whose words are spread over several facts ("Anne" in one, "Elliot" in another): the fewest
-    # facts, in order, that together hold every word.
-    missing, cover = set(spec.words), []
-    for i, words in enumerate(source.words):
-        found = {w for w in missing if w in words or plain_word(w) in words}
-        if found:
-            cover.append(i)
-            missing -= found
-    if spec.words and not missing:
-        return Support(spec, "stated", tuple(cover))
     if echo_allowed and echo.words and all(w in echo.words[0] or plain_word(w) in echo.words[0] for w in spec.words):
         return Support(spec, "question")
     return Support(spec, "")

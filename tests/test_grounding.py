@@ -8,6 +8,7 @@ from __future__ import annotations
 import pytest
 
 from ctxagent.citations import citation_for
+from ctxagent.evaluation.scoring import unsupported_specifics
 from ctxagent.grounding import check_answer, find_specifics, question_options
 from ctxagent.recipes import get_recipe
 from ctxagent.recipes.base import run_recipe
@@ -122,6 +123,54 @@ def test_unsupported_date_name_and_number_are_refused():
     assert not _ok("The Aurora was rated 157.", VOYAGE)
     grew = "By what percentage did the crew grow?"
     assert _ok("The crew grew by 250%.", VOYAGE, grew) and not _ok("The Aurora carried 250 tons.", VOYAGE, "How much did the Aurora carry?")
+
+
+# The A/B task squad-6144-spread-0-3 (issue 25): SmolLM2 answered "the European Council" while its citations name
+# the European Commission, and "Council" only elsewhere. Sentences as the task's document has them.
+EU_FACTS = [
+    "The European Commission is the main executive body of the European Union.",
+    "The second main legislative body is the Council, which is composed of different ministers of the member states.",
+]
+EU_QUESTION = "What is the main executive body of the EU?"
+
+
+def test_a_name_is_stated_only_as_that_name_never_gathered_from_several_facts():
+    result = check_answer("The main executive body of the EU is the European Council.", EU_FACTS, EU_QUESTION)
+    assert not result.supported and result.unsupported == ["European Council"]
+    # Both words in one fact, apart, do not name it either; nor do they in the wrong order.
+    assert not _ok("It is the European Council.", [" ".join(EU_FACTS)], EU_QUESTION)
+    assert not _ok("Anne Elliot married.", ["Elliot, the daughter of Anne, married."])
+    # The name the facts do give is stated, and the eval's own check agrees on both.
+    assert check_answer("The European Commission is the main executive body.", EU_FACTS, EU_QUESTION).supported
+    assert unsupported_specifics("The main executive body of the EU is the European Council.", EU_FACTS, EU_QUESTION) == ["European Council"]
+    assert unsupported_specifics("The European Commission is the main executive body.", EU_FACTS, EU_QUESTION) == []
+
+
+@pytest.mark.parametrize(
+    ("answer", "fact"),
+    [
+        ("The European Commission leads.", "The European\nCommission is the main executive body."),  # a line break inside the name
+        ("The Commission's President sets the agenda.", "The Commission's President (currently Jean-Claude Juncker) sets it."),
+        ("Jean Claude Juncker presides.", "The Commission's President (currently Jean-Claude Juncker) sets it."),  # hyphen
+        ("The Normans Conquest began.", "The Norman's conquest began in 1066."),  # plural, possessive, case
+        ("Walter Elliot of Kellynch Hall was vain.", "Sir Walter Elliot, of Kellynch-Hall, was vain."),  # honorific, joiner, hyphen
+        ("John Kennedy was president.", "John F. Kennedy was president."),  # an initial left out
+        ("The Bank England raised rates.", "The Bank of England raised rates."),  # a joiner left out
+    ],
+)
+def test_a_name_stands_in_one_fact_with_the_usual_tolerance(answer, fact):
+    assert _ok(answer, ["An unrelated first fact.", fact]), check_answer(answer, [fact]).unsupported
+    assert unsupported_specifics(answer, ["An unrelated first fact.", fact]) == []
+
+
+def test_a_name_the_question_gives_is_a_bridge_not_an_assertion():
+    question = "Who appoints the board of the European Central Bank?"
+    assert _ok("The European Council appoints the European Central Bank's board.", ["It has a six-person board appointed by the European Council."], question)
+    # The question's name, once echoed, still does not lend its words to a different name.
+    assert not _ok("The Central Council appoints it.", EU_FACTS, question)
+    # One-word names still need only to be among one fact's words, and a two-hop answer's names each stand in their fact.
+    hops = ["The stolen emerald was hidden in the cottage of Captain Thornbury.", "Captain Thornbury lives in the village of Wrexley."]
+    assert _ok("Captain Thornbury, who lives in Wrexley.", hops, "In which village is the stolen emerald?")
 
 
 # -- question echo --------------------------------------------------------------------------
