@@ -4,7 +4,8 @@ An answer may derive (yes/no, a number computed from two facts, a date, a choice
 every *specific* it asserts must come from the facts it cites: a number, a date or a
 name is supported when the facts state it (after normalisation: "26,400,000",
 "26.4 million" and "twenty-six point..." are one value; "12 June 1886" is "June 12,
-1886"), or when it is computed from numbers the facts or the question state (a sum, a
+1886"; a name of two or more words must stand as that name in one fact, never gathered
+from several), or when it is computed from numbers the facts or the question state (a sum, a
 difference such as a gap between years, a product, a ratio or percentage, a count of
 the facts for a "how many" question, or arithmetic the answer shows, which is checked).
 A computation the answer does not show counts only where the question asks for a quantity
