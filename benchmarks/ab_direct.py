@@ -12,9 +12,11 @@ articles, ctxagent/evaluation/squad.py). With a model of window W:
 
 Every condition asks the same N questions (sample s is the s-th question of one seeded order, at
 every length). Per case x recipe the table gives accuracy with its 95% Wilson interval, evidence
-recall (the gold answer's span lies in what the answer step read), the share of answers with an
-unsupported name or number, answers carrying prompt scaffolding, prompt tokens read per question
-and seconds per question (mean and median). Rows go to OUT/results.jsonl as they finish (a rerun
+recall (the gold answer's span lies in what the answer step read), mean token F1 and the median
+answer length in words beside accuracy (accuracy credits an answer that *contains* a reference
+answer, so a long answer running on into quoted text can look right; F1 and length show it),
+the share of answers with an unsupported name or number, answers carrying prompt scaffolding,
+prompt tokens read per question and seconds per question (mean and median). Rows go to OUT/results.jsonl as they finish (a rerun
 with the same --out resumes); OUT/ab_direct.{md,json,png} hold the table, the numbers with
 their provenance (commit, machine, load, command) and the plot. `--time-limit` stops starting new
 runs after that many seconds, so a run on a lent machine always ends with its table written;
@@ -121,6 +123,7 @@ def summarise(rows: list[dict], planned: dict[tuple[str, str], int]) -> list[dic
         low, high = wilson(right, n)
         recalls = [r["evidence_recall"] for r in cell if r["evidence_recall"] is not None]
         seconds = [r["seconds"] for r in cell]
+        words = [answer_words(r["prediction"]) for r in cell]
         table.append(
             {
                 "case": case,
@@ -130,6 +133,9 @@ def summarise(rows: list[dict], planned: dict[tuple[str, str], int]) -> list[dic
                 "accuracy": right / n if n else None,
                 "ci95": [round(low, 3), round(high, 3)],
                 "evidence_recall": statistics.fmean(recalls) if recalls else None,
+                "f1": statistics.fmean(r["f1"] for r in cell) if n else None,
+                "answer_words_median": statistics.median(words) if n else None,
+                "answer_words_mean": statistics.fmean(words) if n else None,
                 "unsupported_share": sum(bool(r["unsupported"]) for r in cell) / n if n else None,
                 "scaffolding": sum(bool(r["scaffolding"]) for r in cell),
                 "not_found": sum("NOT FOUND" in r["prediction"].upper() for r in cell),
@@ -143,6 +149,11 @@ def summarise(rows: list[dict], planned: dict[tuple[str, str], int]) -> list[dic
             }
         )
     return table
+
+
+def answer_words(prediction: str) -> int:
+    """An answer's length in words (whitespace-separated)."""
+    return len(prediction.split())
 
 
 def _f(x: float | None, fmt: str) -> str:
@@ -161,19 +172,22 @@ def markdown(table: list[dict], meta: dict) -> str:
         f"Device: {meta['device']}. `auto` planned with an effective context of {meta['reach']['tokens']:,} tokens ({meta['reach']['source']}). "
         f"Scaffolding checked by {meta['scaffolding_check']}.",
         "",
-        "| case | recipe | n | accuracy [95% CI] | evidence recall | unsupported | scaffolding | NOT FOUND | errors | prompt tokens / q | s / q (mean, median) | ran as |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| case | recipe | n | accuracy [95% CI] | F1 | answer words (median, mean) | evidence recall | unsupported | scaffolding | NOT FOUND | errors | prompt tokens / q | s / q (mean, median) | ran as |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row in table:
         n = f"{row['n']}" + (f" of {row['planned']}" if row["n"] < row["planned"] else "")
         acc = "-" if row["accuracy"] is None else f"{row['accuracy']:.2f} [{row['ci95'][0]:.2f}, {row['ci95'][1]:.2f}]"
         share = "-" if row["unsupported_share"] is None else f"{100 * row['unsupported_share']:.0f}%"
         seconds = "-" if row["seconds_mean"] is None else f"{row['seconds_mean']:.1f}, {row['seconds_median']:.1f}"
+        length = "-" if row.get("answer_words_median") is None else f"{row['answer_words_median']:g}, {row['answer_words_mean']:.1f}"
         lines.append(
-            f"| {row['case']} | {row['recipe']} | {n} | {acc} | {_f(row['evidence_recall'], '.2f')} | {share} | {row['scaffolding']} | "
+            f"| {row['case']} | {row['recipe']} | {n} | {acc} | {_f(row.get('f1'), '.2f')} | {length} | {_f(row['evidence_recall'], '.2f')} | {share} | {row['scaffolding']} | "
             f"{row['not_found']} | {row['errors']} | {_f(row['prompt_tokens'], ',.0f')} | {seconds} | {', '.join(row['recipes_used'])} |"
         )
-    lines += ["", "Accuracy: the answer contains a reference answer (SQuAD normalisation). Evidence recall: share of answers whose answer step read the gold answer's span."]
+    lines += ["", "Accuracy: the answer contains a reference answer (SQuAD normalisation). F1: mean token F1 against the best reference answer. "
+              "Answer words: the answer's length; a long answer that contains the reference by running on into quoted text scores on accuracy, not on F1. "
+              "Evidence recall: share of answers whose answer step read the gold answer's span."]
     note = shared_note(meta["provenance"].get("load_end") or [], meta["provenance"].get("machine", {}).get("cpus"))
     if note:
         lines += ["", note]

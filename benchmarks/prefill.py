@@ -216,6 +216,7 @@ def main() -> None:
     ap.add_argument("--prefill-chunk", type=int, default=None, help="prefill this many tokens at a time over the cached keys (all variants, SDPA too)")
     ap.add_argument("--warmup-tokens", type=int, default=None, help="warm up on this many tokens, not the whole prompt (Triton compiles once per kernel shape)")
     ap.add_argument("--no-ceiling", action="store_true", help="skip the no_attention column")
+    ap.add_argument("--memory-cap-gib", type=float, default=None, help="let torch's allocator use at most this much of the GPU (e.g. 78 on a bigger card: does it fit an 80 GB H100?)")
     ap.add_argument("--quick", action="store_true", help="a smoke test: a toy-sized model, 4096 tokens in chunks of 1024 (runs on a CPU)")
     args = ap.parse_args()
     min_length = 8192
@@ -237,6 +238,11 @@ def main() -> None:
     from ctxagent.kernels.hf_integration import causal_or_none_mask, disable_sparse_prefill, enable_sparse_prefill
 
     gpu = torch.cuda.get_device_name() if DEVICE == "cuda" else "CPU"
+    if args.memory_cap_gib and DEVICE == "cuda":
+        # The allocator raises OutOfMemoryError past the cap exactly as a card of that size would run out.
+        total = torch.cuda.get_device_properties(0).total_memory
+        torch.cuda.set_per_process_memory_fraction(min(1.0, args.memory_cap_gib * 2**30 / total))
+        gpu += f", allocator capped at {args.memory_cap_gib:g} GiB of {total / 2**30:.0f}"
     model = build_model(args.layers, tiny=args.quick)
     results = []
     for n in args.lengths:

@@ -4,9 +4,15 @@ An answer may derive (yes/no, a number computed from two facts, a date, a choice
 every *specific* it asserts must come from the facts it cites: a number, a date or a
 name is supported when the facts state it (after normalisation: "26,400,000",
 "26.4 million" and "twenty-six point..." are one value; "12 June 1886" is "June 12,
-1886"), or when it is computed from numbers the facts or the question state (a sum, a
+1886"; a name of two or more words must stand as that name in one fact, never gathered
+from several), or when it is computed from numbers the facts or the question state (a sum, a
 difference such as a gap between years, a product, a ratio or percentage, a count of
 the facts for a "how many" question, or arithmetic the answer shows, which is checked).
+A computation the answer does not show counts only where the question asks for a quantity
+("how many", "how long", "when", a yes/no question, options): five facts hold enough
+numbers that two or three of them add up to almost any small integer, so elsewhere such a
+match is chance, not support ("composed of 75 members", where 75 = 17 + 3 + 55 from an
+article number, a clause number and a percentage, issue 25).
 
 Words of the question are the user's, not new assertions, so a specific the answer
 only repeats from the question needs no support -- except when the answer *affirms*
@@ -173,6 +179,7 @@ class _Number:
     mantissa: float
     fact: int  # index of the fact it came from; -1 for the question, -2 for a constant or a count
     year: bool = False
+    percent: bool = False
 
 
 # -- finding specifics ----------------------------------------------------------------------
@@ -362,6 +369,39 @@ def _words_of(text: str) -> set[str]:
     return words
 
 
+def name_sequence(text: str) -> tuple[str, ...]:
+    """The words of `text` in order, read as `_name_words` reads a name (lowercase, a possessive's "'s"
+    dropped, hyphenated words split), without the words a name may carry or leave out: honorifics,
+    joiners ("of", "de") and initials ("John F. Kennedy" names "John Kennedy")."""
+    out = []
+    for m in _WORD.finditer(text):
+        for word in m.group().split("-"):
+            word = re.sub(r"['’]s?$", "", word).lower()
+            if len(word) > 1 and word not in _HONORIFICS and word not in _NAME_JOINERS:
+                out.append(word)
+    return tuple(out)
+
+
+def _same_word(a: str, b: str) -> bool:
+    a, b = a.replace("’", "'"), b.replace("’", "'")
+    return a == b or plain_word(a) == plain_word(b)
+
+
+def name_in(words: Sequence[str], sequence: Sequence[str]) -> bool:
+    """Whether the name whose words are `words` (`Specific.words`, two or more) stands in `sequence`
+    (`name_sequence` of one text) as that name: its words together and in that order, a plural or
+    possessive matching its stem ("European Council" is not stated by "the European Commission ...
+    the Council"). Initials are left out on both sides, as `name_sequence` leaves them."""
+    words = [w for w in words if len(w) > 1]
+    n = len(words)
+    return n > 0 and any(all(_same_word(a, b) for a, b in zip(words, sequence[i : i + n])) for i in range(len(sequence) - n + 1))
+
+
+def is_phrase_name(words: Sequence[str]) -> bool:
+    """A name of two or more words (initials aside), which `name_in` must find together in one text."""
+    return sum(1 for w in words if len(w) > 1) >= 2
+
+
 def plain_word(word: str) -> str:
     """A word without a plural's (or a verb's) final s, for matching "Normans" with "Norman"."""
     return word[:-1] if len(word) > 3 and word.endswith("s") else word
@@ -374,6 +414,7 @@ class _Source:
     numbers: list[_Number] = field(default_factory=list)
     dates: list[tuple[DateParts, int]] = field(default_factory=list)
     words: list[set[str]] = field(default_factory=list)
+    sequences: list[tuple[str, ...]] = field(default_factory=list)  # each text's words in order (`name_sequence`)
 
     @classmethod
     def of(cls, texts: Sequence[str], index_base: int = 0) -> "_Source":
@@ -385,9 +426,10 @@ class _Source:
                 src.dates.append((d.date, index))  # type: ignore[arg-type]
                 year, _, day = d.date  # type: ignore[misc]
                 src.numbers += [_Number(float(v), float(v), index, year=v == year) for v in (year, day) if v is not None]
-            src.numbers += [_Number(n.value, n.mantissa, index, year=n.year) for n in _numbers(text, dates)]  # type: ignore[arg-type]
+            src.numbers += [_Number(n.value, n.mantissa, index, year=n.year, percent=n.percent) for n in _numbers(text, dates)]  # type: ignore[arg-type]
             words = _words_of(text)
             src.words.append(words | {plain_word(w) for w in words})
+            src.sequences.append(name_sequence(text))
         return src
 
 
@@ -405,12 +447,15 @@ def _literal(spec: Specific, numbers: Sequence[_Number]) -> list[int]:
     return list(dict.fromkeys(hits))
 
 
-def _computed(spec: Specific, numbers: Sequence[_Number]) -> tuple[str, tuple[int, ...]] | None:
-    """A sum, difference, product, ratio or percentage of two of the numbers (or a sum of three)
-    that equals the specific at its written precision. Years only add and subtract (a year gap, "two
-    years later"), and only a number written as a percentage is a percentage of two others: a year's
-    ratio to anything, or an unmarked percentage, matches small integers by chance."""
+def _computed(spec: Specific, numbers: Sequence[_Number], most: int = 3) -> tuple[str, tuple[int, ...]] | None:
+    """A sum, difference, product, ratio or percentage of two of the numbers (or a sum of three, when
+    `most` is 3; nothing when it is 0) that equals the specific at its written precision. Years only
+    add and subtract (a year gap, "two years later"), and only a number written as a percentage is a
+    percentage of two others: a year's ratio to anything, or an unmarked percentage, matches small
+    integers by chance. A percentage and a plain number never add or subtract (55% + 20 is no quantity)."""
     assert spec.value is not None
+    if most < 2:
+        return None
     # Rounding a computed value to the written precision (trailing zeros count as rounding: "about
     # 125,000") is allowed only within 1% of it, so a small integer is not "computed" by some ratio of
     # two unrelated numbers that happens to round to it.
@@ -418,7 +463,7 @@ def _computed(spec: Specific, numbers: Sequence[_Number]) -> tuple[str, tuple[in
     pool = list({(n.value, n.fact): n for n in numbers}.values())[:60]
     for a, b in combinations(pool, 2):
         x, y = a.value, b.value
-        candidates = [(x + y, "sum"), (abs(x - y), "difference")]
+        candidates = [(x + y, "sum"), (abs(x - y), "difference")] if a.percent == b.percent else []
         if not (a.year or b.year):
             candidates.append((x * y, "product"))
             for num, den in ((x, y), (y, x)):
@@ -431,8 +476,8 @@ def _computed(spec: Specific, numbers: Sequence[_Number]) -> tuple[str, tuple[in
         for value, what in candidates:
             if _close(value, target, tol):
                 return f"{what} of {_fmt(x)} and {_fmt(y)}", tuple(sorted({a.fact, b.fact}))
-    if len(pool) <= 15:
-        for trio in combinations([n for n in pool if not n.year], 3):
+    if most >= 3 and len(pool) <= 15:
+        for trio in combinations([n for n in pool if not n.year and not n.percent], 3):
             if _close(sum(n.value for n in trio), target, tol):
                 return "sum of " + ", ".join(_fmt(n.value) for n in trio), tuple(sorted({n.fact for n in trio}))
     return None
@@ -516,6 +561,28 @@ def _is_count_question(question: str) -> bool:
     return bool(re.search(r"\bhow many\b|\bnumber of\b|\bcount\b", question, re.IGNORECASE))
 
 
+# Questions whose answer is a quantity, a date or a verdict on one: only they may be answered with a
+# number computed from the facts without the arithmetic shown.
+_ASKS_QUANTITY = re.compile(
+    r"\bhow (?:many|much|long|old|far|big|large|small|tall|high|low|deep|wide|heavy|often|fast|soon|late|early)\b|\bwhen\b"
+    r"|\b(?:what|which)\s+(?:year|years|date|day|month|century|decade|age|time|period)\b"
+    r"|\b(?:number|numbers|total|sum|difference|percentage|percent|proportion|share|ratio|rate|per|amount|count|average|distance|duration|gap|age"
+    r"|population|cost|price|value|size|height|length|width|weight|speed|temperature|budget|revenue|income|salary|score)\b",
+    re.IGNORECASE,
+)
+# A question asking for a total ("together", "in all"): only its answer may add three numbers unshown.
+TOTAL = re.compile(r"\b(?:together|in total|altogether|combined|in all|total|sum of|both)\b", re.IGNORECASE)
+
+
+def _derivation(question: str, options: dict[str, str]) -> int:
+    """How many of the facts' numbers an unshown computation may combine for this question: 0 when
+    it asks for no quantity (a stated number is then the only support), 2 when it does (a sum,
+    difference, product, ratio or percentage of two), 3 when it asks for a total."""
+    if not (_ASKS_QUANTITY.search(question) or _YES_NO.search(question) or options):
+        return 0
+    return 3 if TOTAL.search(question) else 2
+
+
 # -- the rule -------------------------------------------------------------------------------
 def check_answer(answer: str, facts: Sequence[str], question: str = "") -> Grounding:
     """Every specific the answer asserts, each with how the facts support it (or not).
@@ -544,6 +611,7 @@ def check_answer(answer: str, facts: Sequence[str], question: str = "") -> Groun
     echo = _Source.of([echo_text], index_base=-1)
 
     operands = [*source.numbers, *question_source.numbers]
+    derive = _derivation(question, options)
     if _is_count_question(question) and facts:
         operands.append(_Number(float(len(facts)), float(len(facts)), -2))
 
@@ -559,7 +627,7 @@ def check_answer(answer: str, facts: Sequence[str], question: str = "") -> Groun
         operands_ok = True
         for op in eq.operands:
             hit = _literal(op, usable)
-            computed = None if hit else _computed(op, operands)
+            computed = None if hit else _computed(op, operands, derive)
             if hit:
                 facts_used.update(hit[:1])
                 supports.append(Support(op, "stated" if hit[0] >= 0 else ("question" if hit[0] == -1 else "constant"), tuple(h for h in hit[:1] if h >= 0)))
@@ -577,9 +645,9 @@ def check_answer(answer: str, facts: Sequence[str], question: str = "") -> Groun
     for spec in find_specifics(text):
         if any(spec.start < e and s < spec.end for s, e in in_equation):
             continue
-        supports.append(_support(spec, source, echo, operands))
+        supports.append(_support(spec, source, echo, operands, derive))
     for spec in carried:
-        supports.append(_support(spec, source, _Source(), operands, echo_allowed=False))
+        supports.append(_support(spec, source, _Source(), operands, derive, echo_allowed=False))
     supports = [_name_against(s, facts) for s in supports]
     taken = [s.specific for s in supports] + [Specific("number", "", a, b) for a, b in in_equation]
     supports += _class_word_supports(text, facts, question, taken, affirms=affirms)
@@ -631,15 +699,16 @@ def _class_word_supports(text: str, facts: Sequence[str], question: str, taken: 
     return out
 
 
-def _support(spec: Specific, source: _Source, echo: _Source, operands: Sequence[_Number], echo_allowed: bool = True) -> Support:
-    """How `source` (the facts) supports one specific; `echo` is the question text it may merely repeat."""
+def _support(spec: Specific, source: _Source, echo: _Source, operands: Sequence[_Number], derive: int, echo_allowed: bool = True) -> Support:
+    """How `source` (the facts) supports one specific; `echo` is the question text it may merely repeat;
+    `derive`: how many numbers an unshown computation may combine (`_derivation`)."""
     if spec.kind == "number":
         hits = [i for i in _literal(spec, source.numbers) if i >= 0]
         if hits:
             return Support(spec, "stated", tuple(hits[:1]))
         if echo_allowed and _literal(spec, echo.numbers):
             return Support(spec, "question")
-        computed = _computed(spec, operands)
+        computed = _computed(spec, operands, derive)
         if computed:
             return Support(spec, computed[0], tuple(i for i in computed[1] if i >= 0))
         hits = [n.fact for n in operands if n.fact == -2 and _close(n.value, spec.value, spec.tolerance)]  # type: ignore[arg-type]
@@ -647,26 +716,26 @@ def _support(spec: Specific, source: _Source, echo: _Source, operands: Sequence[
             return Support(spec, "count of the facts", tuple(range(len(source.words))))
         return Support(spec, "")
     if spec.kind == "date":
-        return _date_support(spec, source, echo if echo_allowed else _Source(), operands)
+        return _date_support(spec, source, echo if echo_allowed else _Source(), operands, derive)
+    # A name of two or more words is stated only as that name, its words together and in order, in one
+    # fact (or in the question, a name the user gave): words spread over the facts ("European" in one,
+    # "Council" in another, where the facts name the "European Commission") name nothing (issue 25).
+    if is_phrase_name(spec.words):
+        for i, sequence in enumerate(source.sequences):
+            if name_in(spec.words, sequence):
+                return Support(spec, "stated", (i,))
+        if echo_allowed and echo.sequences and name_in(spec.words, echo.sequences[0]):
+            return Support(spec, "question")
+        return Support(spec, "")
     for i, words in enumerate(source.words):
         if all(w in words or plain_word(w) in words for w in spec.words):
             return Support(spec, "stated", (i,))
-    # A name whose words are spread over several facts ("Anne" in one, "Elliot" in another): the fewest
-    # facts, in order, that together hold every word.
-    missing, cover = set(spec.words), []
-    for i, words in enumerate(source.words):
-        found = {w for w in missing if w in words or plain_word(w) in words}
-        if found:
-            cover.append(i)
-            missing -= found
-    if spec.words and not missing:
-        return Support(spec, "stated", tuple(cover))
     if echo_allowed and echo.words and all(w in echo.words[0] or plain_word(w) in echo.words[0] for w in spec.words):
         return Support(spec, "question")
     return Support(spec, "")
 
 
-def _date_support(spec: Specific, source: _Source, echo: _Source, operands: Sequence[_Number]) -> Support:
+def _date_support(spec: Specific, source: _Source, echo: _Source, operands: Sequence[_Number], derive: int) -> Support:
     year, month, day = spec.date  # type: ignore[misc]
     for where, dates in (("stated", source.dates), ("question", echo.dates)):
         for (f_year, f_month, f_day), index in dates:
@@ -678,7 +747,7 @@ def _date_support(spec: Specific, source: _Source, echo: _Source, operands: Sequ
             stated = [i for i in _literal(year_spec, source.numbers) if i >= 0]
             if f_year is None and stated:
                 return Support(spec, where, tuple(i for i in (index, stated[0]) if i >= 0))
-            computed = _computed(year_spec, operands)
+            computed = _computed(year_spec, operands, derive)
             if computed:
                 return Support(spec, f"date with its year as the {computed[0]}", tuple(i for i in (index, *computed[1]) if i >= 0))
     return Support(spec, "")

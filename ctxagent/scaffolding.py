@@ -12,6 +12,16 @@ counts as scaffolding:
 - `strip_scaffolding`: what an engine that ignores stop strings still wrote is cut off,
   and a leading "Answer:" label dropped; `is_clean_answer` says whether any is left.
 
+A third: the evidence the prompt showed, recited after the answer. Models run on past
+their answer into the next sentences of the facts they were shown ("The European
+Commission is the main executive body of the European Union. The second main legislative
+body is the Council, ..."; SmolLM2 and Qwen2.5-Coder-0.5B both, issue 25), which adds
+nothing the citations do not give and lets a containment metric credit text the model
+never chose. `stop_at_recital` cuts the answer before the first *later* sentence that is
+one of the shown sentences copied (it opens as a shown sentence does and nearly all its
+word pairs are shown text); the first sentence always stays, so a quote as the answer is
+kept, and sentences the model wrote itself, however many, are never cut.
+
 The markers are the frames of ctxagent's own prompts (recipes/prompts.py; a test renders
 every prompt there and checks that each is recognised here) and chat-template tokens. A
 marker must be a label at the start of a line or a whole instruction phrase, so an answer
@@ -21,6 +31,7 @@ that merely mentions "the question" or "facts" is not cut.
 from __future__ import annotations
 
 import re
+from typing import Sequence
 
 # Labels that open a block of our prompts; at the start of a line in a reply they mean the
 # model is writing the prompt again ("Question: ...", "Facts:\n[1] ...").
@@ -101,3 +112,58 @@ def strip_scaffolding(text: str) -> str:
         text = text[: marker.start()]
     text = _ANSWER_LABEL.sub("", text, count=1) if _ANSWER_LABEL.match(text) else text
     return text.strip().rstrip("([{").strip()
+
+
+# -- evidence recited after the answer ------------------------------------------------------------
+# A later sentence recites the evidence when its first RECITAL_OPENING words open a shown sentence
+# and at least RECITAL_SHARE of its word pairs are pairs of the shown text (a copy cut short by the
+# token limit still is one); sentences shorter than RECITAL_WORDS are never judged.
+RECITAL_OPENING = 4
+RECITAL_SHARE = 0.8
+RECITAL_WORDS = 6
+_SENTENCE_BREAK = re.compile(r"(?<=[.!?])[\"'”’)\]]*[^\S\n]+(?=[\"'“(\[]?[A-Z0-9])|\n+")
+_LIST_MARK = re.compile(r"^\s*(?:[-*•]|\d{1,2}[.)])\s+")
+_WORDS = re.compile(r"[a-z0-9]+")
+
+
+def _sentence_starts(text: str) -> list[int]:
+    """Where each sentence or line of `text` starts; a list item's number ("1. ") opens its sentence,
+    and a title or initial ("Mr.", "Dr.", "J.") ends none."""
+    starts = [0]
+    for m in _SENTENCE_BREAK.finditer(text):
+        before = text[starts[-1] : m.start()]
+        if re.fullmatch(r"\s*\d{1,2}[.)]", before) or (m.group().strip() == "" and re.search(r"(?:^|\s)[A-Z][a-z]{0,2}\.$", before)):
+            continue
+        starts.append(m.end())
+    return starts
+
+
+def _sentence_words(text: str) -> list[str]:
+    return _WORDS.findall(_LIST_MARK.sub("", text).lower())
+
+
+def stop_at_recital(text: str, shown: Sequence[str]) -> str:
+    """`text` cut before its first sentence, after the first, that copies one of the `shown` passages'
+    sentences (the evidence the answer step was given); a lone list marker left on the answer ("1. ")
+    is dropped. Unchanged when no later sentence is a copy."""
+    starts = _sentence_starts(text)
+    if len(starts) < 2 or not shown:
+        return text
+    openings: set[tuple[str, ...]] = set()
+    pairs: set[tuple[str, str]] = set()
+    for passage in shown:
+        bounds = _sentence_starts(passage) + [len(passage)]
+        for a, b in zip(bounds, bounds[1:]):
+            words = _sentence_words(passage[a:b])
+            openings.add(tuple(words[:RECITAL_OPENING]))
+            pairs.update(zip(words, words[1:]))
+    ends = starts[1:] + [len(text)]
+    for start, end in zip(starts[1:], ends[1:]):
+        words = _sentence_words(text[start:end])
+        if len(words) < RECITAL_WORDS or tuple(words[:RECITAL_OPENING]) not in openings:
+            continue
+        own = list(zip(words, words[1:]))
+        if sum(p in pairs for p in own) >= RECITAL_SHARE * len(own):
+            kept = text[:start].rstrip()
+            return _LIST_MARK.sub("", kept, count=1) if len(_LIST_MARK.findall(kept)) <= 1 and re.match(r"\s*1[.)]\s", kept) else kept
+    return text

@@ -8,6 +8,7 @@ from __future__ import annotations
 import pytest
 
 from ctxagent.citations import citation_for
+from ctxagent.evaluation.scoring import unsupported_specifics
 from ctxagent.grounding import check_answer, find_specifics, question_options
 from ctxagent.recipes import get_recipe
 from ctxagent.recipes.base import run_recipe
@@ -64,7 +65,7 @@ def test_unshown_sum_difference_and_year_gap_are_supported():
     assert sum_.supported and sum_.supports[0].how == "sum of 12 and 30" and sum_.facts_used == [1, 2]
     gap = check_answer("The voyage took 4 years.", VOYAGE, "How long was the voyage?")
     assert gap.supported and gap.supports[0].how.startswith("difference of 1886 and 1890")
-    assert _ok("The difference is 18 sailors.", VOYAGE)
+    assert _ok("The difference is 18 sailors.", VOYAGE, "How many more sailors joined than reached Macau?")
 
 
 def test_shown_arithmetic_is_checked_with_its_operands():
@@ -80,10 +81,34 @@ def test_shown_arithmetic_is_checked_with_its_operands():
     assert _ok("26.4 million / 3 = 8.8 million a month.", [REVENUE])
 
 
+# Real text: the four sentences a SmolLM2 answer cited in the A/B run (SQuAD 2.0, Wikipedia, CC BY-SA 4.0).
+EU = [
+    "The European Commission is the main executive body of the European Union.",
+    'Under article 17(2), "Union legislative acts may only be adopted on the basis of a Commission proposal, except where the Treaties provide otherwise.',
+    "The second main legislative body is the Council, which is composed of different ministers of the member states.",
+    "TEU article 16(4) and TFEU article 238(3) define this to mean at least 55 per cent of the Council members (not votes) representing "
+    "65 per cent of the population of the EU: currently this means around 74 per cent, or 260 of the 352 votes. This is critical during the legislative process.",
+]
+EU_QUESTION = "What is the main executive body of the EU?"
+
+
+def test_a_number_the_question_does_not_ask_for_is_not_computed_by_chance():
+    # Issue 25: "75" was "supported" as 17 + 3 + 55 (an article, a clause and a percentage).
+    result = check_answer("The European Commission is the main executive body of the EU. It has 75 members.", EU, EU_QUESTION)
+    assert not result.supported and result.unsupported == ["75"]
+    assert check_answer("The European Commission is the main executive body of the EU.", EU, EU_QUESTION).supported
+    # Asked for a quantity, two numbers still derive one; three add up only for a total, and a percentage
+    # never adds to a count.
+    assert _ok("92 votes.", EU, "How many of the 352 votes can the majority fall short by?")
+    assert not _ok("75 members.", EU, "How many members does the Council have?")
+    assert _ok("75 members.", EU, "How many members do articles 17, 3 and 55 hold in total?")  # all three in the question
+    assert not _ok("It needs 72.", EU, "How many are needed?")  # 17 + 55 per cent
+
+
 def test_a_date_derived_from_another_needs_its_year_computed():
     facts = ["The treaty was signed on June 12, 1886.", "It took effect two years later, on the same day."]
-    assert _ok("It took effect on June 12, 1888.", facts)
-    assert not _ok("It took effect on June 12, 1889.", facts)
+    assert _ok("It took effect on June 12, 1888.", facts, "When did it take effect?")
+    assert not _ok("It took effect on June 12, 1889.", facts, "When did it take effect?")
 
 
 # -- refused --------------------------------------------------------------------------------
@@ -96,7 +121,56 @@ def test_unsupported_date_name_and_number_are_refused():
     # and subtract (1886 / 12 = 157.2); only a number marked as a percentage is one (30 / 12 = 250%).
     assert not _ok("The Aurora was rated 3.", VOYAGE, "What was the Aurora's rating?")
     assert not _ok("The Aurora was rated 157.", VOYAGE)
-    assert _ok("The crew grew by 250%.", VOYAGE) and not _ok("The Aurora carried 250 tons.", VOYAGE)
+    grew = "By what percentage did the crew grow?"
+    assert _ok("The crew grew by 250%.", VOYAGE, grew) and not _ok("The Aurora carried 250 tons.", VOYAGE, "How much did the Aurora carry?")
+
+
+# The A/B task squad-6144-spread-0-3 (issue 25): SmolLM2 answered "the European Council" while its citations name
+# the European Commission, and "Council" only elsewhere. Sentences as the task's document has them.
+EU_FACTS = [
+    "The European Commission is the main executive body of the European Union.",
+    "The second main legislative body is the Council, which is composed of different ministers of the member states.",
+]
+EU_QUESTION = "What is the main executive body of the EU?"
+
+
+def test_a_name_is_stated_only_as_that_name_never_gathered_from_several_facts():
+    result = check_answer("The main executive body of the EU is the European Council.", EU_FACTS, EU_QUESTION)
+    assert not result.supported and result.unsupported == ["European Council"]
+    # Both words in one fact, apart, do not name it either; nor do they in the wrong order.
+    assert not _ok("It is the European Council.", [" ".join(EU_FACTS)], EU_QUESTION)
+    assert not _ok("Anne Elliot married.", ["Elliot, the daughter of Anne, married."])
+    # The name the facts do give is stated, and the eval's own check agrees on both.
+    assert check_answer("The European Commission is the main executive body.", EU_FACTS, EU_QUESTION).supported
+    assert unsupported_specifics("The main executive body of the EU is the European Council.", EU_FACTS, EU_QUESTION) == ["European Council"]
+    assert unsupported_specifics("The European Commission is the main executive body.", EU_FACTS, EU_QUESTION) == []
+
+
+@pytest.mark.parametrize(
+    ("answer", "fact"),
+    [
+        ("The European Commission leads.", "The European\nCommission is the main executive body."),  # a line break inside the name
+        ("The Commission's President sets the agenda.", "The Commission's President (currently Jean-Claude Juncker) sets it."),
+        ("Jean Claude Juncker presides.", "The Commission's President (currently Jean-Claude Juncker) sets it."),  # hyphen
+        ("The Normans Conquest began.", "The Norman's conquest began in 1066."),  # plural, possessive, case
+        ("Walter Elliot of Kellynch Hall was vain.", "Sir Walter Elliot, of Kellynch-Hall, was vain."),  # honorific, joiner, hyphen
+        ("John Kennedy was president.", "John F. Kennedy was president."),  # an initial left out
+        ("The Bank England raised rates.", "The Bank of England raised rates."),  # a joiner left out
+    ],
+)
+def test_a_name_stands_in_one_fact_with_the_usual_tolerance(answer, fact):
+    assert _ok(answer, ["An unrelated first fact.", fact]), check_answer(answer, [fact]).unsupported
+    assert unsupported_specifics(answer, ["An unrelated first fact.", fact]) == []
+
+
+def test_a_name_the_question_gives_is_a_bridge_not_an_assertion():
+    question = "Who appoints the board of the European Central Bank?"
+    assert _ok("The European Council appoints the European Central Bank's board.", ["It has a six-person board appointed by the European Council."], question)
+    # The question's name, once echoed, still does not lend its words to a different name.
+    assert not _ok("The Central Council appoints it.", EU_FACTS, question)
+    # One-word names still need only to be among one fact's words, and a two-hop answer's names each stand in their fact.
+    hops = ["The stolen emerald was hidden in the cottage of Captain Thornbury.", "Captain Thornbury lives in the village of Wrexley."]
+    assert _ok("Captain Thornbury, who lives in Wrexley.", hops, "In which village is the stolen emerald?")
 
 
 # -- question echo --------------------------------------------------------------------------

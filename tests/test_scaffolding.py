@@ -9,7 +9,7 @@ from ctxagent.engines.base import render_messages
 from ctxagent.evaluation import generate_tasks, run_eval
 from ctxagent.evaluation.tasks import HARD_KINDS, TASK_KINDS
 from ctxagent.recipes import prompts
-from ctxagent.scaffolding import ANSWER_STOPS, is_clean_answer, scaffolding_in, strip_scaffolding
+from ctxagent.scaffolding import ANSWER_STOPS, is_clean_answer, scaffolding_in, stop_at_recital, strip_scaffolding
 from ctxagent.types import Budget, Document
 from tests.fakes import ScriptedEngine
 
@@ -91,3 +91,73 @@ def test_the_embedded_model_answers_an_eval_set_without_scaffolding(engine):
     for task in tasks:
         answer = agent.ask(Document(id=task.id, text=task.context), task.question, recipe="auto", budget=Budget(max_new_tokens=64))
         assert is_clean_answer(answer.text), (task.kind, answer.text)
+
+
+# -- evidence recited after the answer (issue 25) -------------------------------------------
+# Real runs of benchmarks/ab_direct.py (SQuAD 2.0, Wikipedia, CC BY-SA 4.0): the facts shown, the reply, the answer it holds.
+CLASSES = [
+    "Of course, some complexity classes have complicated definitions that do not fit into this framework.",
+    "Analogous definitions can be made for space requirements.",
+    "For the complexity classes defined in this way, it is desirable to prove that relaxing the requirements on (say) computation time indeed defines a bigger set of problems.",
+]
+FORCES = [
+    "All of the universal forces in nature are based on four fundamental interactions.",
+    "A consistent electroweak theory has also been developed, which shows that electromagnetic forces and the weak force are indistinguishable at a temperatures in excess of approximately 1015 kelvins.",
+]
+EU = [
+    "The European Commission is the main executive body of the European Union.",
+    "The second main legislative body is the Council, which is composed of different ministers of the member states.",
+]
+RECITED = [
+    # SmolLM2, map_reduce: the answer, then the next two facts, the last cut short by the token limit (and "(say)" and "indeed" dropped)
+    (CLASSES, " ".join(CLASSES[:2]) + " For the complexity classes defined in this way, it is desirable to prove that relaxing the requirements on computation time actually defines a bigger set", CLASSES[0]),
+    # SmolLM2, retrieve_then_reason: the facts as a numbered list
+    (FORCES, f"1. {FORCES[0]}\n2. {FORCES[1]}\n3. For instance, if T", FORCES[0]),
+    # Qwen2.5-Coder-0.5B, map_reduce
+    (EU, " ".join(EU), EU[0]),
+    (EU, "The European Commission.\n\nThe second main legislative body is the Council, which is composed of different ministers", "The European Commission."),
+]
+# Answers of more than one sentence that are the model's own: never cut.
+OWN = [
+    (EU, "The European Commission is the main executive body of the EU. It proposes laws, and the Council, made of ministers of the member states, adopts them."),
+    (EU, "The European Commission. Note that the second main legislative body is the Council, which is composed of different ministers of the member states."),
+    (FORCES, "1. Gravity\n2. Electromagnetism\n3. The weak force\n4. The strong force"),
+    (CLASSES, CLASSES[0]),
+    # "Mr." ends no sentence: the answer is not cut down to it
+    (["Mr. Darcy wrote the letter at Rosings."], "Mr. Darcy wrote the letter at Rosings."),
+]
+
+
+@pytest.mark.parametrize("facts,reply,answer", RECITED)
+def test_facts_recited_after_the_answer_are_cut_off(facts, reply, answer):
+    assert stop_at_recital(reply, facts) == answer
+
+
+@pytest.mark.parametrize("facts,reply", OWN)
+def test_an_answer_of_the_models_own_sentences_is_left_whole(facts, reply):
+    assert stop_at_recital(reply, facts) == reply
+
+
+def test_the_answer_step_cuts_a_recital_and_cites_what_remains():
+    from ctxagent.citations import citation_for
+    from ctxagent.recipes.context import RunContext
+    from ctxagent.recipes.reading import Fact, Facts, answer_from_facts, confirmed, parse_reply
+
+    assert parse_reply(" ".join(EU) + "\nFacts used: 1", 2, EU).text == EU[0]
+    assert parse_reply(" ".join(EU), 2).text == " ".join(EU), "without the texts shown nothing is judged a recital"
+    doc = Document(id="eu", text=" ".join(EU))
+    facts = Facts()
+    facts.add([Fact(citation=citation_for(doc, doc.text.index(f), doc.text.index(f) + len(f)), relevance=1.0) for f in EU])
+    ctx = RunContext(engine=ScriptedEngine(lambda prompt: " ".join(EU)), budget=Budget(max_new_tokens=48))
+    answer = answer_from_facts(ctx, "map_reduce", [doc], "What is the main executive body of the EU?", facts)
+    assert answer.text == EU[0] and confirmed(answer) and [c.quote for c in answer.citations] == [EU[0]]
+
+
+def test_the_embedded_model_stops_at_its_answer(engine):
+    """The A/B run's question where SmolLM2 ran on into the next two facts (map_reduce, 6K tokens): the answer
+    is its first sentence, which a citation holds."""
+    from ctxagent.evaluation.tasks import build_task
+
+    task = build_task("squad", 6144, None, engine.count_tokens, seed=0, sample=1)
+    answer = ContextAgent(engine=engine).ask(Document(id=task.id, text=task.context), task.question, recipe="map_reduce", budget=Budget(max_new_tokens=64))
+    assert answer.text == CLASSES[0] and CLASSES[0] in [c.quote for c in answer.citations], answer.text

@@ -167,7 +167,7 @@ def _reduce(ctx: RunContext, name: str, question: str, answers: Sequence[tuple[s
     quotes = list(dict.fromkeys(c.quote for c in citations))
     try:
         [completion] = ctx.generate([facts_answer_prompt(quotes, question)], SamplingParams(max_new_tokens=ctx.budget.max_new_tokens, stop=ANSWER_STOPS), step="corpus_reduce", documents=len(found))
-        reply = parse_reply(completion.text, len(quotes))  # drops the "Facts used:" line the prompt asks for
+        reply = parse_reply(completion.text, len(quotes), quotes)  # drops the "Facts used:" line the prompt asks for
         text = reply.text
     except BudgetExhausted as exc:
         text, partial = "", True

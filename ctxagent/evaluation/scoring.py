@@ -211,20 +211,28 @@ def unsupported_specifics(answer: str, quotes: Sequence[str], question: str = ""
     a capital that only opens a sentence ("Much of the debate ...") is no name, and a list item's
     number ("3. Warsaw lies ...") asserts nothing. Whether each is supported is judged here,
     apart from the library's check: names as words, case-insensitively, a plural or possessive
-    matching its stem ("Normans" / "Norman's"); numbers by value, where a number one sum,
+    matching its stem ("Normans" / "Norman's"), and a name of two or more words as that name, in the
+    library's reading of a name (`grounding.name_in`): its words together and in order in one quote
+    or in the question, never gathered from several ("European" in one quote and "Council" in
+    another do not name the "European Council", issue 25); numbers by value, where a number one sum,
     difference or product away from two quoted numbers, or equal to the count of quotes, is
     supported (a derived answer that shows where it came from). An empty list means supported.
     """
-    from ctxagent.grounding import find_specifics, plain_word
+    from ctxagent.grounding import Specific, find_specifics, is_phrase_name, name_in, name_sequence, plain_word
 
     support = " ".join([*quotes, question])
     words = {plain_word(w) for w in normalize(support).split()}
+    sequences = [name_sequence(text) for text in [*quotes, question]]
     numbers = numbers_in(support)
     quoted = [x for q in quotes for x in numbers_in(q)] + numbers_in(question)
     specifics = find_specifics(answer)
-    missing = [
-        s.text for s in specifics if s.kind == "name" and normalize(s.text) and not {plain_word(w) for w in normalize(s.text).split()} <= words
-    ]
+
+    def name_found(name: Specific) -> bool:
+        if is_phrase_name(name.words):
+            return any(name_in(name.words, sequence) for sequence in sequences)
+        return not normalize(name.text) or {plain_word(w) for w in normalize(name.text).split()} <= words
+
+    missing = [s.text for s in specifics if s.kind == "name" and not name_found(s)]
     asserted = [(s.start, s.end) for s in specifics if s.kind in ("number", "date")]
     for match in _NUMBER.finditer(answer):
         if not any(start <= match.start() and match.end() <= end for start, end in asserted):

@@ -18,9 +18,8 @@ from dataclasses import dataclass
 from typing import Sequence
 
 from ctxagent.citations import content_words
-from ctxagent.grounding import Grounding, find_specifics
+from ctxagent.grounding import TOTAL, Grounding, find_specifics
 
-_TOTAL = re.compile(r"\b(?:together|in total|altogether|combined|in all|total|sum of|both)\b", re.IGNORECASE)
 _DIFFERENCE = re.compile(r"\b(?:more|fewer|less)\b[^?]*\bthan\b|\bdifference between\b|\bhow much (?:longer|older|younger|taller|higher|bigger)\b", re.IGNORECASE)
 _HOW_MANY = re.compile(r"\bhow (?:many|much)\b|\bwhat is the (?:total|sum|difference)\b", re.IGNORECASE)
 # How a computed support is described by grounding (`Support.how`).
@@ -42,7 +41,7 @@ def operation(question: str) -> str | None:
         return None
     if _DIFFERENCE.search(question):
         return "difference"
-    if _TOTAL.search(question):
+    if TOTAL.search(question):
         return "sum"
     return None
 

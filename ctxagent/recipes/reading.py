@@ -26,7 +26,7 @@ from ctxagent.recipes.context import RunContext
 from ctxagent.recipes.arithmetic import compute, computed, operation
 from ctxagent.recipes.options import Choices, choices_of, pick_option, picked
 from ctxagent.recipes.prompts import facts_answer_prompt
-from ctxagent.scaffolding import ANSWER_STOPS, strip_scaffolding
+from ctxagent.scaffolding import ANSWER_STOPS, stop_at_recital, strip_scaffolding
 from ctxagent.types import Answer, Chunk, Citation, Document
 
 # An extraction reply is one copied sentence; longer replies are rambling.
@@ -141,10 +141,11 @@ class Reply:
     checked: str
 
 
-def parse_reply(reply: str, shown: int) -> Reply:
+def parse_reply(reply: str, shown: int, facts: Sequence[str] = ()) -> Reply:
     """Split "answer ... Facts used: 1, 3" (or "[1]", "(facts 1 and 3)", "Fact 2 says ...") into the answer
     and the facts it names, leniently: any of those forms, numbers outside 1..shown ignored. Prompt text
-    the model wrote back after its answer is cut off (ctxagent.scaffolding)."""
+    the model wrote back after its answer is cut off, and so are `facts` (the texts shown) recited after
+    it (ctxagent.scaffolding)."""
     claimed: list[int] = []
 
     def numbers(match: re.Match[str]) -> list[int]:
@@ -162,7 +163,7 @@ def parse_reply(reply: str, shown: int) -> Reply:
 
     text = _USED_LINE.sub(take, reply)
     text = _USED_INLINE.sub(take, text)
-    text = strip_scaffolding(_USED_BRACKET.sub(lambda m: take_if_fact_numbers(m, ""), text))
+    text = stop_at_recital(strip_scaffolding(_USED_BRACKET.sub(lambda m: take_if_fact_numbers(m, ""), text)), facts)
     checked = _FACT_REFERENCE.sub(lambda m: take_if_fact_numbers(m, " " * len(m.group())), text)
     return Reply(text=text, claimed=sorted(set(claimed)) if claimed else None, checked=checked)
 
@@ -259,7 +260,7 @@ def answer_from_facts(
     except BudgetExhausted as exc:
         return quote_answer(ctx, recipe, facts, [*notes, f"{exc} before the answer step"], partial=True)
     record_evidence(ctx, [(f.citation.doc_id, f.citation.start, f.citation.end) for f in chosen])
-    reply = parse_reply(completion.text, len(chosen))
+    reply = parse_reply(completion.text, len(chosen), [f.text for f in chosen])
     grounding = check_answer(reply.checked, [f.text for f in chosen], question)
     if choices:
         mine = picked(choices, reply.text)
