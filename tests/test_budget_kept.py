@@ -1,5 +1,5 @@
 """A time budget is a promise: every recipe, on a document ten times the window, returns within
-110% of `max_seconds=5`, flagged partial when it was cut short (the real embedded model with
+110% of `max_seconds=10`, flagged partial when it was cut short (the real embedded model with
 its window capped at 2048 tokens, so that 10x stays a CPU-sized test)."""
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ pytestmark = pytest.mark.slow
 
 FACT = "The secret code to open the blue vault is 4817."
 QUESTION = "What is the secret code to open the blue vault?"
-SECONDS = 5.0
+SECONDS = 10.0
 OPTIONS = {"memory_tree": {"cache": False}}  # build the tree inside the budget every time
 
 
