@@ -22,6 +22,10 @@ one of the shown sentences copied (it opens as a shown sentence does and nearly 
 word pairs are shown text); the first sentence always stays, so a quote as the answer is
 kept, and sentences the model wrote itself, however many, are never cut.
 
+A fourth, `drop_debris`: what a model leaves after a complete answer that says nothing -- a
+list of bare values ("... died. 1803\n2. 1804\n3. 1650", Qwen2.5-Coder-0.5B, issue 25) or an
+unfinished fragment ending on a function word ("... is the European Commission. The number of").
+
 The markers are the frames of ctxagent's own prompts (recipes/prompts.py; a test renders
 every prompt there and checks that each is recognised here) and chat-template tokens. A
 marker must be a label at the start of a line or a whole instruction phrase, so an answer
@@ -126,20 +130,26 @@ _LIST_MARK = re.compile(r"^\s*(?:[-*•]|\d{1,2}[.)])\s+")
 _WORDS = re.compile(r"[a-z0-9]+")
 
 
+# A title or an initial before its name: its full stop ends no sentence. A closed list, so that "Yes." or "It." still does.
+_TITLE_END = re.compile(r"(?:^|\s)(?:[A-Z]|Mr|Mrs|Ms|Dr|St|Sr|Jr|Mt|Ft|Col|Gen|Capt|Cpt|Lt|Sgt|Prof|Rev|Hon|Gov|Sen|Rep|Pres)\.$")
+
+
 def _sentence_starts(text: str) -> list[int]:
     """Where each sentence or line of `text` starts; a list item's number ("1. ") opens its sentence,
     and a title or initial ("Mr.", "Dr.", "J.") ends none."""
     starts = [0]
     for m in _SENTENCE_BREAK.finditer(text):
         before = text[starts[-1] : m.start()]
-        if re.fullmatch(r"\s*\d{1,2}[.)]", before) or (m.group().strip() == "" and re.search(r"(?:^|\s)[A-Z][a-z]{0,2}\.$", before)):
+        if re.fullmatch(r"\s*\d{1,2}[.)]", before) or (m.group().strip() == "" and _TITLE_END.search(before)):
             continue
         starts.append(m.end())
     return starts
 
 
 def _sentence_words(text: str) -> list[str]:
-    return _WORDS.findall(_LIST_MARK.sub("", text).lower())
+    """The sentence's words, lower-cased, a word the model stuttered ("The The Norman") taken once."""
+    words = _WORDS.findall(_LIST_MARK.sub("", text).lower())
+    return [w for i, w in enumerate(words) if i == 0 or w != words[i - 1]]
 
 
 def stop_at_recital(text: str, shown: Sequence[str]) -> str:
@@ -167,3 +177,28 @@ def stop_at_recital(text: str, shown: Sequence[str]) -> str:
             kept = text[:start].rstrip()
             return _LIST_MARK.sub("", kept, count=1) if len(_LIST_MARK.findall(kept)) <= 1 and re.match(r"\s*1[.)]\s", kept) else kept
     return text
+
+
+# -- debris after the answer ------------------------------------------------------------------------
+_COMPLETE = re.compile(r"[.!?][\"'”’)\]]*\s*$")
+_LETTER = re.compile(r"[A-Za-z]")
+_DANGLING = re.compile(r"\b(?:of|the|a|an|and|or|to|in|on|for|with|by|at|from|is|was|are|were|that|which|as)\W*$", re.IGNORECASE)
+
+
+def drop_debris(text: str) -> str:
+    """`text` without the debris after a complete first sentence: a tail of sentences or list items
+    that hold no word (bare values: "1803\n2. 1804\n3. 1650"), or a last fragment of fewer than
+    RECITAL_WORDS words that ends unfinished, on a function word ("The number of"). An answer whose
+    first sentence is not complete ("The dates are:" then a list) is left alone: the list is the answer."""
+    starts = _sentence_starts(text)
+    if len(starts) < 2 or not _COMPLETE.search(text[: starts[1]]):
+        return text
+    bounds = starts + [len(text)]
+    sentences = [text[a:b] for a, b in zip(bounds, bounds[1:])]
+    cut = len(sentences)
+    while cut > 1 and not _LETTER.search(sentences[cut - 1]):
+        cut -= 1
+    last = sentences[cut - 1] if cut > 1 else ""
+    if last and not _COMPLETE.search(last) and len(_sentence_words(last)) < RECITAL_WORDS and _DANGLING.search(last):
+        cut -= 1
+    return text if cut == len(sentences) else text[: starts[cut]].rstrip()

@@ -9,7 +9,7 @@ from ctxagent.engines.base import render_messages
 from ctxagent.evaluation import generate_tasks, run_eval
 from ctxagent.evaluation.tasks import HARD_KINDS, TASK_KINDS
 from ctxagent.recipes import prompts
-from ctxagent.scaffolding import ANSWER_STOPS, is_clean_answer, scaffolding_in, stop_at_recital, strip_scaffolding
+from ctxagent.scaffolding import ANSWER_STOPS, drop_debris, is_clean_answer, scaffolding_in, stop_at_recital, strip_scaffolding
 from ctxagent.types import Budget, Document
 from tests.fakes import ScriptedEngine
 
@@ -136,6 +136,41 @@ def test_facts_recited_after_the_answer_are_cut_off(facts, reply, answer):
 @pytest.mark.parametrize("facts,reply", OWN)
 def test_an_answer_of_the_models_own_sentences_is_left_whole(facts, reply):
     assert stop_at_recital(reply, facts) == reply
+
+
+NORMANS = ["The Norman dynasty had a major political, cultural and military impact on medieval Europe and even the Near East."]
+
+
+def test_a_stuttered_recital_is_cut_too():
+    # Qwen2.5-Coder-0.5B on the A/B at 9c162c6: "The The" hid the copy from the opening check
+    reply = "One of the Norman's major exports was fighting horsemen. The The Norman dynasty had a major political, cultural and military impact on medieval Europe and even the Near East."
+    assert stop_at_recital(reply, NORMANS) == "One of the Norman's major exports was fighting horsemen."
+
+
+DEBRIS = [
+    # Qwen2.5-Coder-0.5B answers on the A/B at 9c162c6 (H100): a list of bare values, an unfinished fragment
+    ("In 1804, Harvard President Joseph Willard died. 1803\n2. 1804\n3. 1650\n4. 1650", "In 1804, Harvard President Joseph Willard died."),
+    ("The main executive body of the EU is the European Commission. The number of", "The main executive body of the EU is the European Commission."),
+    ("Yes. 12", "Yes."),
+]
+NOT_DEBRIS = [
+    "The dates are:\n1. 1803\n2. 1804",  # the list is the answer
+    "1. Gravity\n2. Electromagnetism",
+    "It is 42. See section 3",  # finished words of the model's own
+    "Mr. Darcy. He was 28 in 1811.",
+    "No. The letter was written at Rosings.",
+    "1804",
+]
+
+
+@pytest.mark.parametrize("reply,answer", DEBRIS)
+def test_debris_after_a_complete_answer_is_dropped(reply, answer):
+    assert drop_debris(reply) == answer
+
+
+@pytest.mark.parametrize("reply", NOT_DEBRIS)
+def test_an_answer_without_debris_is_left_whole(reply):
+    assert drop_debris(reply) == reply
 
 
 def test_the_answer_step_cuts_a_recital_and_cites_what_remains():
