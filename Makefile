@@ -41,7 +41,8 @@ demo: install
 test:
 	$(MAKE) --no-print-directory -j2 install $(VLLM_VENV)/.installed
 	$(TEST_ENV) $(PY) -c "from ctxagent.engines.vllm import embedded_model_dir; embedded_model_dir()"
-	$(MAKE) --no-print-directory -j2 --output-sync=target test-core test-vllm
+	$(TEST_ENV) OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(PY) -m pytest -q -ra -n 2 --dist loadfile -p no:cacheprovider
+	$(MAKE) --no-print-directory test-vllm
 
 test-core: install
 	$(TEST_ENV) $(PY) -m pytest -q -ra
