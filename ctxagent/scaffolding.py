@@ -25,6 +25,7 @@ kept, and sentences the model wrote itself, however many, are never cut.
 A fourth, `drop_debris`: what a model leaves after a complete answer that says nothing -- a
 list of bare values ("... died. 1803\n2. 1804\n3. 1650", Qwen2.5-Coder-0.5B, issue 25) or an
 unfinished fragment ending on a function word ("... is the European Commission. The number of").
+`cut_after_answer` applies both, as every answer step does.
 
 The markers are the frames of ctxagent's own prompts (recipes/prompts.py; a test renders
 every prompt there and checks that each is recognised here) and chat-template tokens. A
@@ -202,3 +203,9 @@ def drop_debris(text: str) -> str:
     if last and not _COMPLETE.search(last) and len(_sentence_words(last)) < RECITAL_WORDS and _DANGLING.search(last):
         cut -= 1
     return text if cut == len(sentences) else text[: starts[cut]].rstrip()
+
+
+def cut_after_answer(text: str, shown: Sequence[str]) -> str:
+    """`text` ending at its answer: the `shown` evidence recited after it (`stop_at_recital`) and the
+    debris left after that (`drop_debris`) cut off. The one call every answer step makes."""
+    return drop_debris(stop_at_recital(text, shown))

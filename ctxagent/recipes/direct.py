@@ -24,7 +24,7 @@ from ctxagent.recipes.arithmetic import compute, computed, operation
 from ctxagent.recipes.options import Choices, choices_of, pick_option, picked
 from ctxagent.recipes.prompts import answer_prompt, document_block
 from ctxagent.recipes.reading import COMPUTED_NOTE, NOT_FOUND, OPTION_NOTE, declines, on_topic, record_evidence, refusal_reason, relevance
-from ctxagent.scaffolding import ANSWER_STOPS, drop_debris, stop_at_recital, strip_scaffolding
+from ctxagent.scaffolding import ANSWER_STOPS, cut_after_answer, strip_scaffolding
 from ctxagent.types import Answer, Citation, Document
 
 # Sentences an answer is checked against (the best matches of the text read), and citations kept.
@@ -114,7 +114,7 @@ def ground_in_regions(ctx: RunContext, reply: str, question: str, documents: Seq
     of the text recited after the answer, and debris after it, are cut off (ctxagent.scaffolding)."""
     by_id = {d.id: d for d in documents}
     sentences = [(doc_id, s.start, s.end, by_id[doc_id].text[s.start : s.end]) for doc_id, start, end in regions for s in sentence_spans(by_id[doc_id].text, start, end)]
-    text = drop_debris(stop_at_recital(reply.strip(), [s[3] for s in sentences]))
+    text = cut_after_answer(reply.strip(), [s[3] for s in sentences])
     furniture = {doc_id: boilerplate_spans(by_id[doc_id].text) for doc_id, _, _ in regions}
     # Reference lists, "[edit]" headings and footers are not evidence while content sentences exist.
     sentences = [s for s in sentences if not in_spans(s[1], s[2], furniture[s[0]]) and not is_boilerplate(s[3])] or sentences

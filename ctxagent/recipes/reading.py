@@ -26,7 +26,7 @@ from ctxagent.recipes.context import RunContext
 from ctxagent.recipes.arithmetic import compute, computed, operation
 from ctxagent.recipes.options import Choices, choices_of, pick_option, picked
 from ctxagent.recipes.prompts import facts_answer_prompt
-from ctxagent.scaffolding import ANSWER_STOPS, drop_debris, stop_at_recital, strip_scaffolding
+from ctxagent.scaffolding import ANSWER_STOPS, cut_after_answer, strip_scaffolding
 from ctxagent.types import Answer, Chunk, Citation, Document
 
 # An extraction reply is one copied sentence; longer replies are rambling.
@@ -163,7 +163,7 @@ def parse_reply(reply: str, shown: int, facts: Sequence[str] = ()) -> Reply:
 
     text = _USED_LINE.sub(take, reply)
     text = _USED_INLINE.sub(take, text)
-    text = drop_debris(stop_at_recital(strip_scaffolding(_USED_BRACKET.sub(lambda m: take_if_fact_numbers(m, ""), text)), facts))
+    text = cut_after_answer(strip_scaffolding(_USED_BRACKET.sub(lambda m: take_if_fact_numbers(m, ""), text)), facts)
     checked = _FACT_REFERENCE.sub(lambda m: take_if_fact_numbers(m, " " * len(m.group())), text)
     return Reply(text=text, claimed=sorted(set(claimed)) if claimed else None, checked=checked)
 
