@@ -38,19 +38,20 @@ demo: install
 # fixture loads once; torch at one thread each, so the two fill the two cores), then the vLLM suite in
 # its own environment. The model is converted first, once, so the workers never convert it together.
 # Measured from a fresh clone on the 2-core machine: 9 min 36 s (README, Development).
+ONE_THREAD := OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
 test:
 	$(MAKE) --no-print-directory -j2 install $(VLLM_VENV)/.installed
 	$(TEST_ENV) $(PY) -c "from ctxagent.engines.vllm import embedded_model_dir; embedded_model_dir()"
-	$(TEST_ENV) OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(PY) -m pytest -q -ra -n 2 --dist loadfile -p no:cacheprovider
+	$(MAKE) --no-print-directory test-core
 	$(MAKE) --no-print-directory test-vllm
 
 test-core: install
-	$(TEST_ENV) $(PY) -m pytest -q -ra
+	$(TEST_ENV) $(ONE_THREAD) $(PY) -m pytest -q -ra -n 2 --dist loadfile -p no:cacheprovider
 
 # The fast loop: lint, then every test that does not load the real model (`slow`, marked in tests/conftest.py).
 # pytest-xdist splits it over two workers (torch at one thread each, so the two fill the two cores).
 check: lint
-	$(TEST_ENV) OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(PY) -m pytest -q -ra -m "not slow" -p no:cacheprovider -n 2
+	$(TEST_ENV) $(ONE_THREAD) $(PY) -m pytest -q -ra -m "not slow" -p no:cacheprovider -n 2
 
 lint: install
 	$(VENV)/bin/ruff check .
