@@ -32,6 +32,20 @@ from dataclasses import dataclass
 
 import torch
 
+# The vertical-slash estimate (the last queries' attention over every key) is computed a
+# key chunk at a time above this many keys, and whole at or below it. Whole, it holds
+# [B, H, L, N] bf16 logits, their float32 copy and the float32 softmax at once (torch's
+# softmax(dtype=float32) converts a bf16 input first; only fp16 has the fused path): 20 GiB
+# for an 8B-shaped layer (32 heads, L = 64) at 1M keys, 5 GiB at 256K. The threshold is a
+# key count, not a byte budget, so that every prompt up to 256K keys takes exactly the
+# unchunked code and gives bit-identical indexes (the published figures up to 256K stay
+# valid), whatever the model's head count or `spread_q`.
+CHUNK_KEYS_ABOVE = 1 << 18
+# Key chunk of the chunked estimate: as many keys as make ESTIMATE_CHUNK_BYTES of float32
+# probabilities for its rows (32,768 keys for 32 heads x 64 rows); each chunk's transient
+# is about twice that plus its bf16 logits, 0.6 GiB for that layer.
+ESTIMATE_CHUNK_BYTES = 1 << 28
+
 
 @dataclass
 class SparseIndex:
@@ -198,6 +212,110 @@ def slash_scores_at(probs: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
     return picked.masked_fill_(at[None, None] < 0, 0.0).sum(2)
 
 
+def attention_mass(
+    q: torch.Tensor, k: torch.Tensor, rows: int | torch.Tensor, scale: float, key_chunk: int | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Column sums (vertical) and diagonal sums (slash) of the causal attention
+    probabilities of some query rows over all keys, float32 [B, H, Nk] each: vertical[c] =
+    sum_r P[r, c], slash[s] = sum_r P[r, i_r - s] with i_r row r's key position. `rows` is
+    an int L for the last L queries (`last_query_attention`) or a tensor of key positions
+    (`sampled_query_attention`); q holds the last Nq of k's Nk positions.
+
+    `key_chunk`: None chunks the keys only above CHUNK_KEYS_ABOVE (ESTIMATE_CHUNK_BYTES of
+    probabilities a chunk); an int chunks them that many at a time (at least Nk: whole).
+    Whole, this is the probabilities' own sums, bit for bit what the index used before
+    chunking existed; chunked, the same sums up to float rounding, never holding more than
+    one chunk's [B, H, R, chunk] (`chunked_attention_mass`)."""
+    B, H, Nq, _ = q.shape
+    N = k.shape[2]
+    R = min(rows, Nq) if isinstance(rows, int) else len(rows)
+    if key_chunk is None:
+        key_chunk = max(64, ESTIMATE_CHUNK_BYTES // (B * H * R * 4)) if N > CHUNK_KEYS_ABOVE else N
+    if key_chunk < N:
+        return chunked_attention_mass(q, k, rows, scale, key_chunk)
+    if isinstance(rows, int):
+        probs = last_query_attention(q, k, rows, scale)
+        return probs.sum(2), slash_scores(probs)
+    probs = sampled_query_attention(q, k, rows, scale)
+    return probs.sum(2), slash_scores_at(probs, rows)
+
+
+def chunked_attention_mass(
+    q: torch.Tensor, k: torch.Tensor, rows: int | torch.Tensor, scale: float, key_chunk: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """`attention_mass` `key_chunk` keys at a time, in two passes over the keys: the first
+    gets each row's log-sum-exp, the second recomputes each chunk's logits, turns them into
+    probabilities with it and adds them into the column and diagonal sums. The logits are
+    computed twice (a [R, D] x [D, Nk] product per KV head, small next to what the index
+    saves), all on the inputs' device with no host sync.
+
+    Diagonal sums: for the last L queries (consecutive rows) each chunk's probabilities go
+    into a float32 buffer [R + 1, R + chunk] whose first R columns and last row stay zero;
+    a strided view with row stride R + chunk + 1 then lines each diagonal up in a column
+    (the trick of `slash_scores`), so no atomics and the sums are deterministic. Rows
+    anywhere (`spread_q`) add theirs by scatter_add (rows R x chunk entries a chunk)."""
+    B, H, Nq, D = q.shape
+    Hkv, N = k.shape[1], k.shape[2]
+    device = q.device
+    last = isinstance(rows, int)
+    if last:
+        L = min(rows, Nq)
+        pos = torch.arange(N - L, N, device=device)
+        picked = q[:, :, Nq - L :]
+    else:
+        pos = rows.to(device).long()
+        picked = q[:, :, pos - (N - Nq)]
+    R = pos.shape[0]
+    lowest = N - R if last else N - Nq  # no row lies before this key: columns up to it are never masked
+    qs = (picked * scale).reshape(B, Hkv, H // Hkv * R, D)
+    spans = [(c0, min(N, c0 + key_chunk)) for c0 in range(0, N, key_chunk)]
+
+    def logits(c0: int, c1: int) -> torch.Tensor:
+        x = torch.matmul(qs, k[:, :, c0:c1].transpose(-1, -2)).view(B, H, R, c1 - c0)
+        if c1 - 1 > lowest:
+            x.masked_fill_(torch.arange(c0, c1, device=device) > pos[:, None], float("-inf"))
+        return x
+
+    lse = torch.full((B, H, R), float("-inf"), dtype=torch.float32, device=device)
+    for c0, c1 in spans:
+        x = logits(c0, c1)
+        top = x.amax(-1, keepdim=True).float().clamp_min_(-1e30)  # a row with every key masked: finite, so no inf - inf
+        part = x.float().sub_(top).exp_().sum(-1).log_().add_(top.squeeze(-1))
+        del x
+        lse = torch.logaddexp(lse, part)
+    lse = lse.unsqueeze(-1)
+    vertical = torch.zeros(B, H, N, dtype=torch.float32, device=device)
+    slash = torch.zeros(B, H, N, dtype=torch.float32, device=device)
+    buffers: dict[int, torch.Tensor] = {}  # per chunk width; only the [:R, R:] part is ever written
+    for c0, c1 in spans:
+        c = c1 - c0
+        x = logits(c0, c1)
+        if last:
+            W = R + c
+            buf = buffers.get(c)
+            if buf is None:
+                buf = buffers[c] = torch.zeros(B, H, R + 1, W, dtype=torch.float32, device=device)
+            p = buf[:, :, :R, R:]
+            p.copy_(x).sub_(lse).exp_()
+            del x
+            vertical[..., c0:c1] = p.sum(2)
+            # element (r, u) of the view is buf[r, r + u] = p[r, r + u - R]: diagonal s = i_0 - c0 + R - u
+            diag = buf.as_strided((B, H, R, W), (H * (R + 1) * W, (R + 1) * W, W + 1, 1), buf.storage_offset()).sum(2)
+            seg = diag[..., 1:].flip(-1)  # s from i_0 - c1 + 1 up to i_0 - c0 + R - 1 = N - 1 - c0
+            lo = N - R - c1 + 1
+            if lo < 0:  # distances below 0: keys after the row, masked to zero
+                seg, lo = seg[..., -lo:], 0
+            slash[..., lo : lo + seg.shape[-1]] += seg
+        else:
+            p = x.float().sub_(lse).exp_()
+            del x
+            vertical[..., c0:c1] = p.sum(2)
+            at = (pos[:, None] - torch.arange(c0, c1, device=device)).clamp_min_(0)  # masked entries add 0 at 0
+            slash.scatter_add_(-1, at.view(1, 1, R * c).expand(B, H, R * c), p.view(B, H, R * c))
+        del p
+    return vertical, slash
+
+
 def top_entries(scores: torch.Tensor, cap: int, forced: int, gamma: float, sentinel: int) -> torch.Tensor:
     """Per head, the `cap` highest of `scores` [B, H, X], the first `forced` entries always
     among them, sorted ascending. With gamma < 1, only the fewest whose share of the
@@ -229,6 +347,7 @@ def vertical_slash_index(
     gamma: float = 1.0,
     spread_q: int = 0,
     per_row: bool = False,
+    key_chunk: int | None = None,
 ) -> SparseIndex:
     """MInference-style vertical-slash index: the last `last_q` queries' attention picks the
     `n_vertical` heaviest columns and the `n_diag` heaviest block diagonals per head (the
@@ -246,24 +365,25 @@ def vertical_slash_index(
     sees them rather than by their summed mass: a column at position p is computed for
     the N - p rows after it, so an early column costs more density than a late one; per
     row, the ranking is the recall gained per density spent (the greedy knapsack order),
-    and the same counts pick cheaper, later lines."""
+    and the same counts pick cheaper, later lines.
+
+    `key_chunk` as in `attention_mass`: by default the estimate is chunked over the keys
+    only above CHUNK_KEYS_ABOVE keys, so long prompts (1M keys) never hold the last rows'
+    probabilities over every key at once."""
     B, H, Nq, D = q.shape
     N = k.shape[2]
     scale = scale if scale is not None else D**-0.5
     M = num_blocks(N, block)
-    probs = last_query_attention(q, k, last_q, scale)
-    vertical = probs.sum(2)
-    slash = slash_scores(probs)
-    del probs
+    vertical, slash = attention_mass(q, k, last_q, scale, key_chunk)
     L = min(last_q, Nq)
     seen_by = torch.arange(N - L, N, device=q.device)  # the positions of the estimate's rows
     if spread_q > 0 and Nq - L > 0:
         # chosen on the CPU, cached on the device: unique() on the GPU would wait for the queue to drain
         rows = device_ints(tuple(torch.linspace(N - Nq, N - L - 1, min(spread_q, Nq - L)).long().unique().tolist()), q.device)
-        spread = sampled_query_attention(q, k, rows, scale)
-        vertical += spread.sum(2)
-        slash += slash_scores_at(spread, rows)
-        del spread
+        spread_vertical, spread_slash = attention_mass(q, k, rows, scale, key_chunk)
+        vertical += spread_vertical
+        slash += spread_slash
+        del spread_vertical, spread_slash
         seen_by = torch.cat([rows, seen_by])
     if per_row:
         # rows at or after position p (they see column p, and slash distance p): len - (rows before p)
