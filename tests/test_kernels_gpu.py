@@ -95,6 +95,21 @@ def test_block_sparse_index_memory_is_bounded_at_1m():
     assert peak < 12 * (1 << 30), peak / (1 << 30)
 
 
+def test_vertical_slash_estimate_memory_is_bounded_for_a_chunk_at_1m():
+    # the last 32K-query chunk of a 1M prefill: the whole estimate holds [1, 32, 64, 1M] bf16
+    # logits, their float32 copy and the float32 softmax (20 GiB); by key chunks, one chunk's
+    n, nq = 1 << 20, 32768
+    q, k, _ = token_major(n, 32, 8, 128, seed=6, q_rows=nq)
+    torch.cuda.reset_peak_memory_stats()
+    base = torch.cuda.memory_allocated()
+    index = vertical_slash_index(q, k, n_vertical=1024, n_diag=32, block=64)
+    peak = torch.cuda.max_memory_allocated() - base
+    assert peak < 2 * (1 << 30), peak / (1 << 30)
+    whole = vertical_slash_index(q, k, n_vertical=1024, n_diag=32, block=64, key_chunk=n)
+    same = (index.cols == whole.cols).all(-1) & (index.is_diag == whole.is_diag).all(-1)
+    assert int(same.sum()) >= 30, int(same.sum())  # float rounding may swap a near tie in a head or two
+
+
 def test_dense_tail_rows_are_dense_at_128k():
     # the last rows go through SDPA with GQA and a lower-right causal bias (no K/V copies)
     n, tail = 131072, 256

@@ -280,7 +280,8 @@ def chunked_attention_mass(
     for c0, c1 in spans:
         x = logits(c0, c1)
         top = x.amax(-1, keepdim=True).float().clamp_min_(-1e30)  # a row with every key masked: finite, so no inf - inf
-        part = x.float().sub_(top).exp_().sum(-1).log_().add_(top.squeeze(-1))
+        # bf16 x minus float32 top is computed in float32 (x exactly upcast), in one pass with no float32 copy of x first
+        part = torch.sub(x, top).exp_().sum(-1).log_().add_(top.squeeze(-1))
         del x
         lse = torch.logaddexp(lse, part)
     lse = lse.unsqueeze(-1)
@@ -295,8 +296,7 @@ def chunked_attention_mass(
             buf = buffers.get(c)
             if buf is None:
                 buf = buffers[c] = torch.zeros(B, H, R + 1, W, dtype=torch.float32, device=device)
-            p = buf[:, :, :R, R:]
-            p.copy_(x).sub_(lse).exp_()
+            p = torch.sub(x, lse, out=buf[:, :, :R, R:]).exp_()
             del x
             vertical[..., c0:c1] = p.sum(2)
             # element (r, u) of the view is buf[r, r + u] = p[r, r + u - R]: diagonal s = i_0 - c0 + R - u
@@ -307,7 +307,7 @@ def chunked_attention_mass(
                 seg, lo = seg[..., -lo:], 0
             slash[..., lo : lo + seg.shape[-1]] += seg
         else:
-            p = x.float().sub_(lse).exp_()
+            p = torch.sub(x, lse).exp_()
             del x
             vertical[..., c0:c1] = p.sum(2)
             at = (pos[:, None] - torch.arange(c0, c1, device=device)).clamp_min_(0)  # masked entries add 0 at 0
