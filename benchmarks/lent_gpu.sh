@@ -6,6 +6,7 @@
 #
 #   bash benchmarks/lent_gpu.sh stage .gpu/cK          # once per part, K = 0..11 (carry .gpu/cK)
 #   CTXAGENT_COMMIT=<sha> bash benchmarks/lent_gpu.sh needles-fast | ab | prefill-1m | estimate-1m
+# (prefill-1m and estimate-1m need only the image's torch, triton and transformers: no parts to stage)
 #
 # The parts (`.gpu/c*/bpart*`, ignored by git; about 47 MiB each, so that a part and the working tree
 # together stay under the 64 MiB a call carries) are one blob cut in order: the Qwen2.5-Coder-0.5B
@@ -35,6 +36,11 @@ setup() {
     : "${CTXAGENT_COMMIT:?set CTXAGENT_COMMIT to the commit under test (the copied tree has no .git)}"
 }
 
+bare() {  # jobs that need only torch, triton and transformers (the image's): no staged parts
+    export PYTHONPATH=. HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false PYTHONUNBUFFERED=1
+    : "${CTXAGENT_COMMIT:?set CTXAGENT_COMMIT to the commit under test (the copied tree has no .git)}"
+}
+
 case "${1:?stage DIR | needles-fast | ab | prefill-1m | estimate-1m}" in
 stage)
     mkdir -p "$STAGE" && cp "${2:?part folder}"/* "$STAGE"/ && ls "$STAGE" | wc -l
@@ -54,14 +60,15 @@ ab)  # issue 25: recipes against direct reading with Qwen, window 32K (A: 24K-to
     tail -30 "$OUT/qwen/log.txt"
     ;;
 prefill-1m)  # issue 26: chunked prefill of the 8B-shaped model at 512K and 1M tokens on one 80 GB GPU
-    # (on a bigger card, MEMORY_CAP_GIB=78 caps torch's allocator at what an 80 GB H100 gives)
-    setup
+    # (on a bigger card, MEMORY_CAP_GIB=78 caps torch's allocator at what an 80 GB H100 gives); random weights
+    # built from a config, so no staged parts are needed
+    bare
     python benchmarks/prefill.py --lengths ${LENGTHS:-524288 1048576} --prefill-chunk 32768 --reps 1 --warmup-tokens 65536 \
         --patterns vertical_slash --no-ceiling ${MEMORY_CAP_GIB:+--memory-cap-gib $MEMORY_CAP_GIB} --out "$OUT" --name "prefill_chunked_$(nvidia-smi --query-gpu=name --format=csv,noheader | head -1 | tr ' ' _ | tr -cd 'A-Za-z0-9_')${MEMORY_CAP_GIB:+_cap$MEMORY_CAP_GIB}"
     ;;
 estimate-1m)  # the vertical-slash estimate of one 32K chunk over 256K-1M keys, whole vs key-chunked (torch only: no staged parts needed)
-    : "${CTXAGENT_COMMIT:?set CTXAGENT_COMMIT to the commit under test (the copied tree has no .git)}"
-    PYTHONPATH=. python benchmarks/estimate_memory.py --out "$OUT" --name "estimate_memory_$(nvidia-smi --query-gpu=name --format=csv,noheader | head -1 | tr ' ' _ | tr -cd 'A-Za-z0-9_')"
+    bare
+    python benchmarks/estimate_memory.py --out "$OUT" --name "estimate_memory_$(nvidia-smi --query-gpu=name --format=csv,noheader | head -1 | tr ' ' _ | tr -cd 'A-Za-z0-9_')"
     ;;
 *)
     echo "unknown job $1" >&2; exit 2
