@@ -55,6 +55,8 @@ def test_chunked_slash_sums_by_hand():
     for s in range(30):
         expected = sum(probs[0, :, r, 30 - L + r - s] for r in range(L) if 30 - L + r - s >= 0)
         torch.testing.assert_close(slash[0, :, s], expected, rtol=1e-5, atol=1e-7)
+    with pytest.raises(ValueError, match="key_chunk must be a positive number of keys"):
+        attention_mass(q, k, L, 8**-0.5, key_chunk=0)
 
 
 def same_index(a, b):

@@ -231,6 +231,8 @@ def attention_mass(
     R = min(rows, Nq) if isinstance(rows, int) else len(rows)
     if key_chunk is None:
         key_chunk = max(64, ESTIMATE_CHUNK_BYTES // (B * H * R * 4)) if N > CHUNK_KEYS_ABOVE else N
+    elif key_chunk < 1:
+        raise ValueError(f"key_chunk must be a positive number of keys (or None: chunk above {CHUNK_KEYS_ABOVE} keys); got {key_chunk}")
     if key_chunk < N:
         return chunked_attention_mass(q, k, rows, scale, key_chunk)
     if isinstance(rows, int):
