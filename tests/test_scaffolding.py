@@ -70,7 +70,7 @@ def _echoing(prompt: str) -> str:
 def test_no_answer_of_a_whole_eval_set_carries_the_prompt(recipe, engine):
     """Every kind of the eval's tasks, answered by an engine that writes its prompt back after each
     answer: not one answer text holds prompt text (the eval counts the same thing with scaffolding_in)."""
-    tasks = generate_tasks(engine.count_tokens, kinds=[k for k in TASK_KINDS if k != "quality"], lengths=[600], depths=[0.5], seed=11)
+    tasks = generate_tasks(engine.count_tokens, kinds=[k for k in TASK_KINDS if k != "quality"], lengths=[300], depths=[0.5], seed=11)
     fake = ScriptedEngine(reply=_echoing, context_window=1024)
     fake.count_tokens = engine.count_tokens  # type: ignore[method-assign]
     results = run_eval(tasks, [recipe], engine=fake, progress=False)
@@ -86,7 +86,7 @@ def test_answer_steps_stop_where_the_prompt_would_begin_again():
 
 def test_the_embedded_model_answers_an_eval_set_without_scaffolding(engine):
     """The real SmolLM2 over the hard kinds (every answer of every task), through `auto`."""
-    tasks = generate_tasks(engine.count_tokens, kinds=[k for k in HARD_KINDS if k != "quality"], lengths=[1024], depths=[0.5], seed=5)
+    tasks = generate_tasks(engine.count_tokens, kinds=[k for k in HARD_KINDS if k != "quality"], lengths=[512], depths=[0.5], seed=5)
     agent = ContextAgent(engine=engine)
     for task in tasks:
         answer = agent.ask(Document(id=task.id, text=task.context), task.question, recipe="auto", budget=Budget(max_new_tokens=64))
