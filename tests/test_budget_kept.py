@@ -13,7 +13,7 @@ from ctxagent.recipes import registry
 from ctxagent.types import Budget, Document
 from tests.texts import text_with_fact
 
-pytestmark = [pytest.mark.slow, pytest.mark.timing]  # `make test` runs timing tests alone
+pytestmark = pytest.mark.slow
 
 FACT = "The secret code to open the blue vault is 4817."
 QUESTION = "What is the secret code to open the blue vault?"
