@@ -87,15 +87,12 @@ def test_ask_a_corpus_names_every_unreadable_file_and_still_answers(folder: Path
     json.loads(answer.model_dump_json())  # every id and note can be saved
 
 
-def test_cli_ask_dir_names_the_skipped_files(folder: Path, tmp_path: Path, index_name: str) -> None:
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    ask = subprocess.run(
-        [sys.executable, "-m", "ctxagent.cli", "ask", str(folder), QUESTION, "--json", "--retriever", "bm25", "--name", index_name,
-         "--recipe", "direct", "--max-new-tokens", "40", "--max-seconds", "0"],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=600,
-    )
-    assert ask.returncode == 0, ask.stderr[-2000:]
-    answer = json.loads(ask.stdout.strip().splitlines()[-1])
+def test_cli_ask_dir_names_the_skipped_files(folder: Path, index_name: str, capsys: pytest.CaptureFixture[str]) -> None:
+    from ctxagent.cli import main
+
+    args = ["ask", str(folder), QUESTION, "--json", "--retriever", "bm25", "--name", index_name, "--recipe", "direct", "--max-new-tokens", "40", "--max-seconds", "0"]
+    assert main(args) == 0
+    answer = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert "480" in answer["text"]
     _assert_named(answer["notes"])
 
