@@ -16,7 +16,7 @@ UV_INSTALL = $(UV) pip install -q --no-deps $(foreach dir,$(wildcard $(WHEELS)),
 # Tests keep everything they build inside the checkout, never reusing an old cache.
 TEST_ENV := CTXAGENT_CACHE=$(CURDIR)/.cache HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 
-.PHONY: install demo test test-core check lint lock lock-upgrade bench clean
+.PHONY: install demo test test-core model check lint lock lock-upgrade bench clean
 
 install: $(VENV)/.installed
 
@@ -40,10 +40,14 @@ demo: install
 # Measured from a fresh clone on the 2-core machine: 9 min 36 s (README, Development).
 ONE_THREAD := OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
 test:
-	$(MAKE) --no-print-directory -j2 install $(VLLM_VENV)/.installed
-	$(TEST_ENV) $(PY) -c "from ctxagent.engines.vllm import embedded_model_dir; embedded_model_dir()"
+	$(MAKE) --no-print-directory -j2 model $(VLLM_VENV)/.installed
 	$(MAKE) --no-print-directory test-core
 	$(MAKE) --no-print-directory test-vllm
+
+# The embedded model converted to the transformers folder both environments read (about 30 s, once per
+# checkout): `make test` runs it while the vLLM environment installs.
+model: install
+	$(TEST_ENV) $(PY) -c "from ctxagent.engines.vllm import embedded_model_dir; embedded_model_dir()"
 
 test-core: install
 	$(TEST_ENV) $(ONE_THREAD) $(PY) -m pytest -q -ra -n 2 --dist loadfile -p no:cacheprovider

