@@ -36,8 +36,9 @@ demo: install
 
 # Everything: the main suite on two pytest-xdist workers (whole files per worker, so a module's engine
 # fixture loads once; torch at one thread each, so the two fill the two cores), then the vLLM suite in
-# its own environment. The model is converted first, once, so the workers never convert it together.
-# Measured from a fresh clone on the 2-core machine: 9 min 36 s (README, Development).
+# its own environment. The model is converted first, once (beside the vLLM install), so the workers never
+# convert it together.
+# Measured from a fresh clone on the 2-core machine: 9 min 30 s to 9 min 44 s (README, Development).
 ONE_THREAD := OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
 test:
 	$(MAKE) --no-print-directory -j2 model $(VLLM_VENV)/.installed
