@@ -276,13 +276,15 @@ def _at_sentence_start(text: str, start: int) -> bool:
     return bool(_SENTENCE_OPENER.search(text[max(0, start - 12) : start]))
 
 
+def _name_word(word: str) -> str:
+    """One word as a name is read: lower-cased, a possessive's "'s" dropped; "" for a word a name may
+    carry or leave out (an honorific, a joiner such as "of" or "de")."""
+    word = re.sub(r"['’]s?$", "", word).lower()
+    return "" if word in _HONORIFICS or word in _NAME_JOINERS else word
+
+
 def _name_words(phrase: str) -> tuple[str, ...]:
-    words = []
-    for word in re.split(r"[\s-]+", phrase):
-        word = re.sub(r"['’]s?$", "", word).lower()
-        if word and word not in _HONORIFICS and word not in _NAME_JOINERS:
-            words.append(word)
-    return tuple(words)
+    return tuple(w for w in map(_name_word, re.split(r"[\s-]+", phrase)) if w)
 
 
 # An answer of this many words or fewer is a phrase, not a sentence: its capitals are names.
@@ -373,13 +375,7 @@ def name_sequence(text: str) -> tuple[str, ...]:
     """The words of `text` in order, read as `_name_words` reads a name (lowercase, a possessive's "'s"
     dropped, hyphenated words split), without the words a name may carry or leave out: honorifics,
     joiners ("of", "de") and initials ("John F. Kennedy" names "John Kennedy")."""
-    out = []
-    for m in _WORD.finditer(text):
-        for word in m.group().split("-"):
-            word = re.sub(r"['’]s?$", "", word).lower()
-            if len(word) > 1 and word not in _HONORIFICS and word not in _NAME_JOINERS:
-                out.append(word)
-    return tuple(out)
+    return tuple(w for m in _WORD.finditer(text) for w in map(_name_word, m.group().split("-")) if len(w) > 1)
 
 
 def _same_word(a: str, b: str) -> bool:
