@@ -34,27 +34,22 @@ import provenance  # noqa: E402
 
 def measure(build, reps: int, cuda: bool) -> tuple[float, float, object]:
     """Median seconds, peak GiB above the memory allocated before (0 off CUDA), and the last result."""
+    sync = torch.cuda.synchronize if cuda else (lambda: None)
     out = build()  # warm-up
     del out
-    if not cuda:
-        times = []
-        for _ in range(reps):
-            start = time.perf_counter()
-            out = build()
-            times.append(time.perf_counter() - start)
-        return sorted(times)[len(times) // 2], 0.0, out
-    torch.cuda.synchronize()
-    torch.cuda.empty_cache()
-    before = torch.cuda.memory_allocated()
-    torch.cuda.reset_peak_memory_stats()
+    if cuda:
+        sync()
+        torch.cuda.empty_cache()
+        before = torch.cuda.memory_allocated()
+        torch.cuda.reset_peak_memory_stats()
     times = []
     for _ in range(reps):
-        torch.cuda.synchronize()
+        sync()
         start = time.perf_counter()
         out = build()
-        torch.cuda.synchronize()
+        sync()
         times.append(time.perf_counter() - start)
-    peak = (torch.cuda.max_memory_allocated() - before) / 2**30
+    peak = (torch.cuda.max_memory_allocated() - before) / 2**30 if cuda else 0.0
     return sorted(times)[len(times) // 2], peak, out
 
 
@@ -89,7 +84,7 @@ def main() -> None:
         gen = torch.Generator(device).manual_seed(n)
         q = torch.randn(1, args.heads, args.queries, args.dim, device=device, dtype=torch.bfloat16, generator=gen)
         k = torch.randn(1, args.kv_heads, n, args.dim, device=device, dtype=torch.bfloat16, generator=gen)
-        chunk = 1000 if args.quick else max(64, ix.ESTIMATE_CHUNK_BYTES // (args.heads * args.last_q * 4))
+        chunk = 1000 if args.quick else ix.estimate_key_chunk(1, args.heads, args.last_q)
         row: dict = {"keys": n, "queries": args.queries, "key_chunk": chunk}
         built = {}
         for name, key_chunk in (("whole", n), ("chunked", chunk)):

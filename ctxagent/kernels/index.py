@@ -212,6 +212,12 @@ def slash_scores_at(probs: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
     return picked.masked_fill_(at[None, None] < 0, 0.0).sum(2)
 
 
+def estimate_key_chunk(batch: int, heads: int, rows: int) -> int:
+    """Keys per chunk of the chunked estimate: ESTIMATE_CHUNK_BYTES of float32 probabilities
+    for `rows` query rows of `heads` heads, at least 64 keys."""
+    return max(64, ESTIMATE_CHUNK_BYTES // (batch * heads * rows * 4))
+
+
 def attention_mass(
     q: torch.Tensor, k: torch.Tensor, rows: int | torch.Tensor, scale: float, key_chunk: int | None = None
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -230,7 +236,7 @@ def attention_mass(
     N = k.shape[2]
     R = min(rows, Nq) if isinstance(rows, int) else len(rows)
     if key_chunk is None:
-        key_chunk = max(64, ESTIMATE_CHUNK_BYTES // (B * H * R * 4)) if N > CHUNK_KEYS_ABOVE else N
+        key_chunk = estimate_key_chunk(B, H, R) if N > CHUNK_KEYS_ABOVE else N
     elif key_chunk < 1:
         raise ValueError(f"key_chunk must be a positive number of keys (or None: chunk above {CHUNK_KEYS_ABOVE} keys); got {key_chunk}")
     if key_chunk < N:
