@@ -2,16 +2,21 @@
 patterns run as cheaply as its heads would alone? (issue 26's micro-benchmark)
 
     CTXAGENT_COMMIT=$(git rev-parse HEAD) PYTHONPATH=. python benchmarks/mixed_patterns.py \
-        [--tokens 131072] [--distinct 1 2 4 7 14] [--quick]
+        [--tokens 131072] [--distinct 1 2 4 7 14] [--candidates all|fast] [--quick]
 
 One attention layer of Qwen2.5-Coder-0.5B's shape (14 query / 2 KV heads of 64), bf16,
 batch 1, causal, random q/k/v (`--structured` for `synthetic.structured_qkv`). For k
 distinct patterns, head h takes candidate (h mod k) of k candidates spread evenly over
-`search.length_candidates(tokens)` (the per-head search's own list), so the rows differ
-in density as well as in mixing; the density column says how much each computes.
+`search.length_candidates(tokens)` (the per-head search's own list; `--candidates fast`:
+`search.fast_candidates`, whose heads differ only in budget), so the rows differ in
+density as well as in mixing; the density column says how much each computes. A last
+row, `default`, is the default config (vertical-slash 1024/32 on every head).
 
 Columns (medians of `triton.testing.do_bench`, ms):
-- `index`: `layer_index` (each pattern built for its own heads, one merged index);
+- `index`: `layer_index` (each pattern built for its own heads, vertical-slash budgets
+  sharing one estimate, one merged index);
+- `index, per budget`: the same with `share_estimates=False` (each vertical-slash budget
+  runs its own estimate, as before the estimates were shared);
 - `index, all heads`: the former way, every pattern built over all heads then merged
   (what issue 26 measured: 164 ms for 14 patterns at 128K on an H100);
 - `attention`: the kernel over the merged index, one launch;
@@ -41,7 +46,7 @@ import provenance  # noqa: E402
 
 from ctxagent.kernels.attention import dense_attention, head_groups, heads_subset, layer_index, merge_heads, pattern_index, sparse_prefill_attention  # noqa: E402
 from ctxagent.kernels.config import SparseConfig  # noqa: E402
-from ctxagent.kernels.search import length_candidates  # noqa: E402
+from ctxagent.kernels.search import fast_candidates, length_candidates  # noqa: E402
 from ctxagent.kernels.sparse_attn import sparse_attention  # noqa: E402
 from ctxagent.kernels.synthetic import random_qkv, structured_qkv  # noqa: E402
 
@@ -61,8 +66,11 @@ def timer(device: str, reps_ms: int):
     return cpu
 
 
-def mixed_config(tokens: int, heads: int, distinct: int, block: int) -> SparseConfig:
-    cands = length_candidates(tokens, block)
+CANDIDATES = {"all": length_candidates, "fast": fast_candidates}
+
+
+def mixed_config(tokens: int, heads: int, distinct: int, block: int, candidates: str = "all") -> SparseConfig:
+    cands = CANDIDATES[candidates](tokens, block)
     picks = [cands[round(i * (len(cands) - 1) / max(1, distinct - 1))] for i in range(distinct)]
     return SparseConfig(layers={0: [picks[h % distinct] for h in range(heads)]}, block=block, min_length=0, dense_tail=0)
 
@@ -81,12 +89,17 @@ def index_all_heads(q, k, config: SparseConfig, backend: str):
     return merge_heads(parts, H)
 
 
-def run(args, distinct: int, q, k, v, time_ms) -> dict:
+def run(args, distinct: int | str, q, k, v, time_ms) -> dict:
     backend = "auto"
-    config = mixed_config(args.tokens, q.shape[1], distinct, args.block)
+    if distinct == "default":
+        config = SparseConfig(block=args.block, min_length=0, dense_tail=0)
+        config.layers = {0: [config.default] * q.shape[1]}
+    else:
+        config = mixed_config(args.tokens, q.shape[1], distinct, args.block, args.candidates)
     index = layer_index(q, k, config, 0, backend=backend, dense_as_empty=True)
     row: dict = {"distinct": distinct, "patterns": sorted({str(p.to_dict()) for p in config.layers[0]}), "density": index.density(args.tokens)}
     row["index_ms"] = time_ms(lambda: layer_index(q, k, config, 0, backend=backend, dense_as_empty=True))
+    row["index_per_budget_ms"] = time_ms(lambda: layer_index(q, k, config, 0, backend=backend, dense_as_empty=True, share_estimates=False))
     if not args.skip_old:
         row["index_all_heads_ms"] = time_ms(lambda: index_all_heads(q, k, config, backend))
     row["attention_ms"] = time_ms(lambda: sparse_attention(q, k, v, index, backend=backend))
@@ -109,6 +122,7 @@ def main() -> None:
     ap.add_argument("--dim", type=int, default=64)
     ap.add_argument("--block", type=int, default=64)
     ap.add_argument("--distinct", type=int, nargs="+", default=[1, 2, 4, 7, 14])
+    ap.add_argument("--candidates", choices=sorted(CANDIDATES), default="all", help="the list the distinct patterns come from")
     ap.add_argument("--structured", action="store_true", help="structured q/k/v (synthetic.structured_qkv) instead of random")
     ap.add_argument("--skip-old", action="store_true", help="do not time the former all-heads index")
     ap.add_argument("--reps-ms", type=int, default=200)
@@ -127,7 +141,7 @@ def main() -> None:
     time_ms = timer(device, args.reps_ms)
     dense_ms = time_ms(lambda: dense_attention(q, k, v))
     rows = []
-    for d in args.distinct:
+    for d in [*args.distinct, "default"]:
         row = run(args, d, q, k, v, time_ms)
         row["dense_ms"] = dense_ms
         rows.append(row)
@@ -139,22 +153,23 @@ def main() -> None:
         f"# Mixed per-head patterns in one layer: {args.tokens} tokens, {args.heads}/{args.kv_heads} heads of {args.dim}, {gpu}",
         "",
         f"{'Structured' if args.structured else 'Random'} q/k/v, {dtype}, block {args.block}. Head h takes candidate h mod k of k spread over "
-        "`length_candidates`. Times in ms (medians); `index, all heads` is the former layer_index (every pattern over every head); "
+        f"`{CANDIDATES[args.candidates].__name__}`; `default` is the default config. Times in ms (medians); `index, per budget` builds each "
+        "vertical-slash budget with its own estimate; `index, all heads` is the first layer_index (every pattern over every head); "
         "`per-group sum` launches each pattern's heads alone. Dense tail off.",
         "",
-        "| distinct patterns | density | index | index, all heads | attention (1 launch) | per-group sum | total | dense | x dense |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| distinct patterns | density | index | index, per budget | index, all heads | attention (1 launch) | per-group sum | total | dense | x dense |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
         old = f"{r['index_all_heads_ms']:.2f}" if "index_all_heads_ms" in r else "-"
         lines.append(
-            f"| {r['distinct']} | {r['density']:.3f} | {r['index_ms']:.2f} | {old} | {r['attention_ms']:.2f} | {r['per_group_sum_ms']:.2f} | "
+            f"| {r['distinct']} | {r['density']:.3f} | {r['index_ms']:.2f} | {r['index_per_budget_ms']:.2f} | {old} | {r['attention_ms']:.2f} | {r['per_group_sum_ms']:.2f} | "
             f"{r['total_ms']:.2f} | {r['dense_ms']:.2f} | {r['dense_ms'] / r['total_ms']:.2f} |"
         )
     lines += ["", "Patterns per row: " + "; ".join(f"{r['distinct']}: {', '.join(r['patterns'])}" for r in rows), "", provenance.markdown_line(prov), ""]
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / f"{name}.md").write_text("\n".join(lines))
-    (args.out / f"{name}.json").write_text(json.dumps({"provenance": prov, "gpu": gpu, "tokens": args.tokens, "rows": rows}, indent=1))
+    (args.out / f"{name}.json").write_text(json.dumps({"provenance": prov, "gpu": gpu, "tokens": args.tokens, "candidates": args.candidates, "rows": rows}, indent=1))
     print("\n".join(lines), flush=True)
 
 

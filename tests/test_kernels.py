@@ -128,6 +128,41 @@ def test_layer_index_builds_each_pattern_for_its_own_heads_only(backend, q_from)
     assert rel_err(out, ref) < F32_TOL
 
 
+@pytest.mark.parametrize("q_from", [0, 37])
+@pytest.mark.parametrize("share", ["most heads", "few heads"])
+def test_vertical_slash_budgets_share_one_estimate(monkeypatch, q_from, share):
+    # heads that differ only in budget (n_vertical, n_diag, gamma) pick from one estimate,
+    # and each head gets what its own pattern built alone gives
+    import ctxagent.kernels.attention as attention
+
+    # (budgets above the 64 sink columns every head keeps: below, which sinks stay is a tie)
+    n = 300
+    q_all, k, v = qkv(1, 8, 2, n, 32, torch.float32, seed=41)
+    q = q_all[:, :, q_from:]
+    vs = lambda nv, nd, **kw: HeadPattern.make("vertical_slash", n_vertical=nv, n_diag=nd, last_q=8, **kw)  # noqa: E731
+    a = HeadPattern.make("a_shape", sink=4, local=16)
+    budgets = [vs(72, 2), vs(90, 3), vs(120, 4, gamma=0.4), vs(66, 2)]
+    heads = [budgets[0], a, budgets[1], budgets[2], budgets[0], budgets[3], a, budgets[1]] if share == "most heads" else [a, budgets[0], a, a, budgets[2], a, a, a]
+    config = SparseConfig(layers={0: heads}, block=16, min_length=16, dense_tail=0)
+    estimates = []
+    real_mass = attention.vertical_slash_mass
+    monkeypatch.setattr(attention, "vertical_slash_mass", lambda *a_, **kw: estimates.append(1) or real_mass(*a_, **kw))
+    shared = layer_index(q, k, config, 0, backend="torch")
+    assert len(estimates) == 1
+    apart = layer_index(q, k, config, 0, backend="torch", share_estimates=False)
+    rows = torch.arange(q_from, n)
+    mask = lambda index, h: index_mask_rows(index, rows, n, head=h)  # noqa: E731
+    for h, pattern in enumerate(heads):
+        alone = mask(pattern_index(q, k, pattern, 16), h)
+        assert torch.equal(mask(shared, h), alone), (h, pattern.to_dict())
+        assert torch.equal(mask(apart, h), alone), (h, pattern.to_dict())
+    # the budgets really differ: a larger one computes more of the matrix
+    if share == "most heads":
+        assert mask(shared, 2).sum() > mask(shared, 0).sum() > mask(shared, 5).sum()
+    out = sparse_attention(q, k, v, shared, backend="torch")
+    assert rel_err(out, sparse_attention_reference(q.double(), k.double(), v.double(), shared)) < 1e-5
+
+
 def test_short_prompts_and_decode_stay_dense():
     q, k, v = qkv(1, 4, 2, 40, 32, torch.float32, seed=5)
     config = SparseConfig(default=HeadPattern.make("a_shape", sink=1, local=16), block=16, min_length=64)

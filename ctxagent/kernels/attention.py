@@ -16,7 +16,7 @@ from torch.nn.attention.bias import causal_lower_right
 
 from ctxagent.kernels.block_score import block_sparse_index
 from ctxagent.kernels.config import HeadPattern, SparseConfig
-from ctxagent.kernels.index import SparseIndex, a_shape_index, device_ints, num_blocks, vertical_slash_index
+from ctxagent.kernels.index import SparseIndex, a_shape_index, device_ints, num_blocks, vertical_slash_index, vertical_slash_mass, vertical_slash_select
 from ctxagent.kernels.sparse_attn import check_inputs, sparse_attention
 
 # Below this many new queries (decode, speculative steps) attention reads the K/V cache
@@ -122,6 +122,11 @@ def heads_subset(q: torch.Tensor, k: torch.Tensor, heads: list[int]) -> tuple[to
     return q.index_select(1, device_ints(tuple(heads), dev)), k.index_select(1, device_ints(tuple(h // G for h in heads), dev))
 
 
+# What a vertical-slash pattern's estimate depends on; its other parameters (n_vertical,
+# n_diag, gamma) only pick from it, so heads that agree on these share one estimate.
+ESTIMATE_PARAMS = ("last_q", "spread_q", "per_row")
+
+
 def layer_index(
     q: torch.Tensor,
     k: torch.Tensor,
@@ -131,29 +136,70 @@ def layer_index(
     backend: str = "auto",
     *,
     dense_as_empty: bool = False,
+    share_estimates: bool = True,
 ) -> SparseIndex:
     """Each head's pattern from `config`, in one index for one kernel launch.
 
     Each distinct pattern is built for its own heads only (their q, their KV heads' k), so
     a layer with many distinct patterns costs what one pattern over all heads costs, not
     that times the number of patterns (at 128K on an H100, 14 patterns built over all 14
-    heads each took 164 ms). Patterns that do not read q/k (A-shape, dense) cost nothing
-    per head. With `dense_as_empty`, dense heads list nothing (SDPA takes them)."""
+    heads each took 164 ms). Vertical-slash heads that differ only in budget share one
+    estimate (`share_estimates`; off builds each budget alone, as before, for
+    comparison). Patterns that do not read q/k (A-shape, dense) cost nothing per head.
+    With `dense_as_empty`, dense heads list nothing (SDPA takes them)."""
     H = q.shape[1]
     groups = head_groups(config, layer, H)
     build = lambda pattern, qq, kk: pattern_index(qq, kk, pattern, config.block, scale, backend, dense_as_empty=dense_as_empty)  # noqa: E731
     if len(groups) == 1:
         return build(next(iter(groups)), q, k)
     parts: list[tuple[list[int], SparseIndex | None]] = []
+    by_estimate: dict[tuple, list[HeadPattern]] = defaultdict(list)
     for pattern, heads in groups.items():
         if pattern.kind == "dense" and dense_as_empty:
             parts.append((heads, None))
         elif pattern.kind in ("dense", "a_shape"):  # content-free: no q/k copies
             parts.append((heads, build(pattern, q[:, : len(heads)], k)))
+        elif pattern.kind == "vertical_slash" and share_estimates:
+            p = pattern.kwargs
+            by_estimate[tuple(p[name] for name in ESTIMATE_PARAMS)].append(pattern)
         else:
             parts.append((heads, build(pattern, *heads_subset(q, k, heads))))
+    for patterns in by_estimate.values():
+        if len(patterns) == 1:
+            parts.append((groups[patterns[0]], build(patterns[0], *heads_subset(q, k, groups[patterns[0]]))))
+        else:
+            parts.append(shared_estimate_index(q, k, {h: p for p in patterns for h in groups[p]}, config.block, scale))
     like = empty_index(q.shape[0], 1, k.shape[2], k.shape[2] - q.shape[2], config.block, q.device)
     return merge_heads(parts, H, like)
+
+
+def shared_estimate_index(
+    q: torch.Tensor, k: torch.Tensor, patterns: dict[int, HeadPattern], block: int, scale: float | None
+) -> tuple[list[int], SparseIndex]:
+    """One index for vertical-slash heads `patterns` (head -> its pattern) whose estimate
+    parameters agree: the estimate once for all of them, each head's budget picked from
+    it. When they are at least half the layer, the estimate runs over every head (the
+    default's cost; the few extra heads are cheaper than copying K per head for a subset)
+    and the others' rows are dropped. Returns (heads, index) for `merge_heads`."""
+    heads = sorted(patterns)
+    H = q.shape[1]
+    params = [patterns[h].kwargs for h in heads]
+    estimate = {name: params[0][name] for name in ESTIMATE_PARAMS}
+    qq, kk = (q, k) if 2 * len(heads) >= H else heads_subset(q, k, heads)
+    vertical, slash = vertical_slash_mass(qq, kk, scale=scale, **estimate)
+    if qq.shape[1] != len(heads):
+        pick = device_ints(tuple(heads), q.device)
+        vertical, slash = vertical.index_select(1, pick), slash.index_select(1, pick)
+    index = vertical_slash_select(
+        vertical,
+        slash,
+        tuple(p["n_vertical"] for p in params),
+        tuple(p["n_diag"] for p in params),
+        tuple(float(p["gamma"]) for p in params),
+        block=block,
+        q_start=k.shape[2] - q.shape[2],
+    )
+    return heads, index
 
 
 def dense_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float | None = None) -> torch.Tensor:
