@@ -5,8 +5,8 @@
 # same warm machine:
 #
 #   bash benchmarks/lent_gpu.sh stage .gpu/cK          # once per part, K = 0..11 (carry .gpu/cK)
-#   CTXAGENT_COMMIT=<sha> bash benchmarks/lent_gpu.sh needles-fast | ab | prefill-1m | estimate-1m
-# (prefill-1m and estimate-1m need only the image's torch, triton and transformers: no parts to stage)
+#   CTXAGENT_COMMIT=<sha> bash benchmarks/lent_gpu.sh needles-fast | ab | prefill-1m | estimate-1m | mixed-fast
+# (prefill-1m, estimate-1m and mixed-fast need only the image's torch, triton and transformers: no parts to stage)
 #
 # The parts (`.gpu/c*/bpart*`, ignored by git; about 47 MiB each, so that a part and the working tree
 # together stay under the 64 MiB a call carries) are one blob cut in order: the Qwen2.5-Coder-0.5B
@@ -41,14 +41,20 @@ bare() {  # jobs that need only torch, triton and transformers (the image's): no
     : "${CTXAGENT_COMMIT:?set CTXAGENT_COMMIT to the commit under test (the copied tree has no .git)}"
 }
 
-case "${1:?stage DIR | needles-fast | ab | prefill-1m | estimate-1m}" in
+gpu_name() { nvidia-smi --query-gpu=name --format=csv,noheader | head -1 | tr ' ' _ | tr -cd 'A-Za-z0-9_'; }
+
+case "${1:?stage DIR | needles-fast | ab | prefill-1m | estimate-1m | mixed-fast}" in
 stage)
     mkdir -p "$STAGE" && cp "${2:?part folder}"/* "$STAGE"/ && ls "$STAGE" | wc -l
     ;;
-needles-fast)  # issue 26: the search over fast_candidates against dense and the default, 64 needles at 128K
+needles-fast)  # issue 26: the search over fast_candidates against dense and the default, 64 needles (TOKENS, default 128K)
     setup
-    python benchmarks/needles_real.py --model "$GGUF" --convert-dir /tmp/ctxagent-qwen-hf --out "$OUT" --tokens 131072 --needles 64 \
-        --candidates fast --budgets 0.10 0.05 --configs dense searched default --name needles_qwen_128k_fast --max-seconds "${MAX_SECONDS:-470}"
+    python benchmarks/needles_real.py --model "$GGUF" --convert-dir /tmp/ctxagent-qwen-hf --out "$OUT" --tokens "${TOKENS:-131072}" --needles 64 \
+        --candidates fast --budgets ${BUDGETS:-0.10 0.05} --configs dense searched default --name "${NAME:-needles_qwen_128k_fast}" --max-seconds "${MAX_SECONDS:-470}"
+    ;;
+mixed-fast)  # one layer of Qwen2.5-0.5B's shape at 128K: fast_candidates budgets mixed per head, shared estimate vs per budget vs the default
+    bare
+    python benchmarks/mixed_patterns.py --candidates fast --distinct 1 2 4 7 13 --skip-old --out "$OUT" --name "mixed_patterns_fast_$(gpu_name)"
     ;;
 ab)  # issue 25: recipes against direct reading with Qwen, window 32K (A: 24K-token documents, B: 128K)
     setup
@@ -64,11 +70,11 @@ prefill-1m)  # issue 26: chunked prefill of the 8B-shaped model at 512K and 1M t
     # built from a config, so no staged parts are needed
     bare
     python benchmarks/prefill.py --lengths ${LENGTHS:-524288 1048576} --prefill-chunk 32768 --reps 1 --warmup-tokens 65536 \
-        --patterns vertical_slash --no-ceiling ${MEMORY_CAP_GIB:+--memory-cap-gib $MEMORY_CAP_GIB} --out "$OUT" --name "prefill_chunked_$(nvidia-smi --query-gpu=name --format=csv,noheader | head -1 | tr ' ' _ | tr -cd 'A-Za-z0-9_')${MEMORY_CAP_GIB:+_cap$MEMORY_CAP_GIB}"
+        --patterns vertical_slash --no-ceiling ${MEMORY_CAP_GIB:+--memory-cap-gib $MEMORY_CAP_GIB} --out "$OUT" --name "prefill_chunked_$(gpu_name)${MEMORY_CAP_GIB:+_cap$MEMORY_CAP_GIB}"
     ;;
 estimate-1m)  # the vertical-slash estimate of one 32K chunk over 256K-1M keys, whole vs key-chunked (torch only: no staged parts needed)
     bare
-    python benchmarks/estimate_memory.py --out "$OUT" --name "estimate_memory_$(nvidia-smi --query-gpu=name --format=csv,noheader | head -1 | tr ' ' _ | tr -cd 'A-Za-z0-9_')"
+    python benchmarks/estimate_memory.py --out "$OUT" --name "estimate_memory_$(gpu_name)"
     ;;
 *)
     echo "unknown job $1" >&2; exit 2
