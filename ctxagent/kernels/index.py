@@ -428,7 +428,7 @@ def vertical_slash_mass(
     of the last `last_q` queries (plus `spread_q` rows spread over the prompt), per row
     that sees them when `per_row` (see `vertical_slash_index`). The costly half of the
     index; the selection after it is cheap, so heads that differ only in their budgets
-    share one estimate (`vertical_slash_heads_index`)."""
+    share one estimate (`vertical_slash_select`, `attention.shared_estimate_index`)."""
     B, H, Nq, D = q.shape
     N = k.shape[2]
     scale = scale if scale is not None else D**-0.5
@@ -472,7 +472,7 @@ def vertical_slash_select(
     one estimate: built per budget, the estimate, top-k and index steps ran once per
     distinct budget (up to 7 in a layer of Qwen2.5-0.5B at 128K), where the default runs
     them once. Heads with smaller budgets pad their lists with entries no query block
-    counts."""
+    counts. `vertical` is written into (its sink columns), as `top_entries` does."""
     H, N = vertical.shape[1], vertical.shape[2]
     if not len(n_vertical) == len(n_diag) == len(gamma) == H:
         raise ValueError(f"need one n_vertical, n_diag and gamma per head ({H}); got {len(n_vertical)}, {len(n_diag)}, {len(gamma)}")
