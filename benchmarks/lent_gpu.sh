@@ -69,10 +69,10 @@ ab)  # issue 25: recipes against direct reading with Qwen, window 32K (A: 24K-to
     ;;
 prefill-1m)  # issue 26: chunked prefill of the 8B-shaped model at 512K and 1M tokens on one 80 GB GPU
     # (on a bigger card, MEMORY_CAP_GIB=78 caps torch's allocator at what an 80 GB H100 gives); random weights
-    # built from a config, so no staged parts are needed
+    # built from a config, so no staged parts are needed; NO_SDPA=1 skips the dense baseline (about 4 min at 1M)
     bare
     python benchmarks/prefill.py --lengths ${LENGTHS:-524288 1048576} --prefill-chunk 32768 --reps 1 --warmup-tokens 65536 \
-        --patterns vertical_slash --no-ceiling ${MEMORY_CAP_GIB:+--memory-cap-gib $MEMORY_CAP_GIB} --out "$OUT" --name "prefill_chunked_$(gpu_name)${MEMORY_CAP_GIB:+_cap$MEMORY_CAP_GIB}"
+        --patterns vertical_slash --no-ceiling ${NO_SDPA:+--no-sdpa} ${MEMORY_CAP_GIB:+--memory-cap-gib $MEMORY_CAP_GIB} --out "$OUT" --name "prefill_chunked_$(gpu_name)${MEMORY_CAP_GIB:+_cap$MEMORY_CAP_GIB}"
     ;;
 estimate-1m)  # the vertical-slash estimate of one 32K chunk over 256K-1M keys, whole vs key-chunked (torch only: no staged parts needed)
     bare

@@ -152,6 +152,7 @@ def write(results: list[dict], args, prov: dict, gpu: str) -> None:
         "times only (answer quality on a trained model: kernel_recall_*, needles_real). `no_attention` replaces attention "
         "by a copy of q: the other layers alone, so `x no_attention` is the ceiling on any attention speed-up. "
         "Peak = torch.cuda.max_memory_allocated over the timed runs (weights and KV cache included).",
+        *(["", "SDPA not run here (`--no-sdpa`): the sparse patterns' times and peaks only, no ratios."] if args.no_sdpa else []),
         "",
         "| tokens | " + " | ".join(f"{n} s" for n in names) + " | " + " | ".join(f"x {n}" for n in names[1:])
         + " | " + " | ".join(f"{n} peak GiB" for n in names) + " |",
@@ -216,6 +217,8 @@ def main() -> None:
     ap.add_argument("--prefill-chunk", type=int, default=None, help="prefill this many tokens at a time over the cached keys (all variants, SDPA too)")
     ap.add_argument("--warmup-tokens", type=int, default=None, help="warm up on this many tokens, not the whole prompt (Triton compiles once per kernel shape)")
     ap.add_argument("--no-ceiling", action="store_true", help="skip the no_attention column")
+    ap.add_argument("--no-sdpa", action="store_true",
+                    help="skip the SDPA baseline (no ratios): a rerun of the sparse patterns' time and peak memory where dense is already measured (4 min at 1M)")
     ap.add_argument("--memory-cap-gib", type=float, default=None, help="let torch's allocator use at most this much of the GPU (e.g. 78 on a bigger card: does it fit an 80 GB H100?)")
     ap.add_argument("--quick", action="store_true", help="a smoke test: a toy-sized model, 4096 tokens in chunks of 1024 (runs on a CPU)")
     args = ap.parse_args()
@@ -248,7 +251,7 @@ def main() -> None:
     for n in args.lengths:
         ids = torch.randint(0, model.config.vocab_size, (1, n), device=DEVICE, generator=torch.Generator(DEVICE).manual_seed(n))
         row: dict = {"tokens": n}
-        for name in ["sdpa", *PATTERNS] + ([] if args.no_ceiling else ["no_attention"]):
+        for name in ([] if args.no_sdpa else ["sdpa"]) + [*PATTERNS] + ([] if args.no_ceiling else ["no_attention"]):
             try:
                 if name == "sdpa" and args.prefill_chunk:
                     # dense everywhere (min_length out of reach) through our attention function, whose
