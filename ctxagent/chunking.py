@@ -35,9 +35,15 @@ _FINGERPRINT_TEXTS = (
 )
 
 _PARAGRAPH_BREAK = re.compile(r"\n[ \t]*\n\s*")
+# Words whose full stop ends no sentence: a title before its name. A closed list, so that
+# "Yes." or "It." still ends one; a lone capital (an initial: "Ulysses S. Grant") ends none either.
+TITLES = ("Mr", "Mrs", "Ms", "Dr", "St", "Sr", "Jr", "Mt", "Ft", "Col", "Gen", "Capt", "Cpt", "Lt", "Sgt", "Prof", "Rev", "Hon", "Gov", "Sen", "Rep", "Pres")
 # A sentence ends at . ! ? (optionally followed by quotes/brackets) and then whitespace, but not
-# after a title ("Mr. Fenwick keeps 14 horses." is one sentence: evidence is cut at these ends).
-_SENTENCE_END = re.compile(r"(?<=[.!?])(?<!\bMr\.)(?<!\bMrs\.)(?<!\bMs\.)(?<!\bDr\.)(?<!\bSt\.)(?<!\bCol\.)[\"')\]]*\s+")
+# after a title or an initial ("Gen. U. S. Grant keeps 14 horses." is one sentence: evidence is
+# cut at these ends, so a cut there would quote half a sentence).
+_SENTENCE_END = re.compile("(?<=[.!?])" + "".join(rf"(?<!\b{t}\.)" for t in (*TITLES, "[A-Z]")) + r"[\"')\]]*(\s+)")  # closing quotes stay with their sentence
+# Bumped when sentence bounds change, so chunk spans cached by an older release are not reused.
+_SPLIT_VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -47,11 +53,13 @@ class Span:
 
 
 def _split(text: str, start: int, end: int, pattern: re.Pattern[str]) -> Iterator[Span]:
-    """Spans of text[start:end] between matches of `pattern`, stripped of surrounding whitespace."""
+    """Spans of text[start:end] between matches of `pattern` (of its group 1 where it has one:
+    the rest of the match stays with the span before), stripped of surrounding whitespace."""
     cursor = start
     for match in pattern.finditer(text, start, end):
-        yield from _stripped(text, cursor, match.start())
-        cursor = match.end()
+        cut = match.span(1) if pattern.groups else match.span()
+        yield from _stripped(text, cursor, cut[0])
+        cursor = cut[1]
     yield from _stripped(text, cursor, end)
 
 
@@ -112,7 +120,7 @@ def counter_fingerprint(count_tokens: TokenCounter) -> str:
 def _cache_path(document: Document, count_tokens: TokenCounter, max_tokens: int, overlap_sentences: int, end: int) -> Any:
     from ctxagent.cache import cache_dir
 
-    key = f"{document.content_hash}|{counter_fingerprint(count_tokens)}|{max_tokens}|{overlap_sentences}|{end}"
+    key = f"{document.content_hash}|{counter_fingerprint(count_tokens)}|{max_tokens}|{overlap_sentences}|{end}|v{_SPLIT_VERSION}"
     return cache_dir("chunks") / f"{hashlib.sha256(key.encode()).hexdigest()[:32]}.json"
 
 

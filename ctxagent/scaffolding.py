@@ -38,6 +38,8 @@ from __future__ import annotations
 import re
 from typing import Sequence
 
+from ctxagent.chunking import TITLES
+
 # Labels that open a block of our prompts; at the start of a line in a reply they mean the
 # model is writing the prompt again ("Question: ...", "Facts:\n[1] ...").
 _LABELS = ("question", "questions", "facts", "facts used", "fact used", "sources used", "document", "text", "context", "notes from earlier parts", "sections", "last step", "facts found so far")
@@ -131,8 +133,8 @@ _LIST_MARK = re.compile(r"^\s*(?:[-*•]|\d{1,2}[.)])\s+")
 _WORDS = re.compile(r"[a-z0-9]+")
 
 
-# A title or an initial before its name: its full stop ends no sentence. A closed list, so that "Yes." or "It." still does.
-_TITLE_END = re.compile(r"(?:^|\s)(?:[A-Z]|Mr|Mrs|Ms|Dr|St|Sr|Jr|Mt|Ft|Col|Gen|Capt|Cpt|Lt|Sgt|Prof|Rev|Hon|Gov|Sen|Rep|Pres)\.$")
+# A title or an initial before its name (chunking.TITLES): its full stop ends no sentence.
+_TITLE_END = re.compile(r"(?:^|\s)(?:[A-Z]|" + "|".join(TITLES) + r")\.$")
 
 
 def _sentence_starts(text: str) -> list[int]:
