@@ -14,7 +14,9 @@
 # py3.12 wheels ctxagent needs that the image lacks (whl/) and the all-MiniLM-L6-v2 package
 # (site/). needles-fast needs only the GGUF and the gguf wheel: a leaner blob of the two (tar of
 # h25payload/whl/gguf-*.whl and an empty site/) cut into 9 parts of 54.7 MB (`.gpu/nK/bpart0K`)
-# stages in 9 calls instead of 12. Results go to $OUT (the device tool's return folder).
+# stages in 9 calls instead of 12; `bash benchmarks/lent_gpu.sh parts` builds it here (through
+# ctxagent.evaluation.eval_models, sha256 checked; a few minutes). Results go to $OUT (the device
+# tool's return folder).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 STAGE=/tmp/stage
@@ -45,7 +47,18 @@ bare() {  # jobs that need only torch, triton and transformers (the image's): no
 
 gpu_name() { nvidia-smi --query-gpu=name --format=csv,noheader | head -1 | tr ' ' _ | tr -cd 'A-Za-z0-9_'; }
 
-case "${1:?stage DIR | needles-fast | ab | prefill-1m | estimate-1m | mixed-fast}" in
+case "${1:?parts | stage DIR | needles-fast | ab | prefill-1m | estimate-1m | mixed-fast}" in
+parts)  # on this machine, not the lent one: the lean 9-part blob into .gpu/n0 ... .gpu/n8 (ignored by git)
+    model=$(HF_HUB_OFFLINE=1 .venv/bin/python -m ctxagent.evaluation.eval_models qwen2.5-coder-0.5b | tail -1)
+    work=$(mktemp -d) && trap 'rm -rf "$work"' EXIT
+    mkdir -p "$work/h25payload/whl" "$work/h25payload/site"
+    .venv/bin/python -m pip download -q --no-deps --only-binary=:all: -d "$work/h25payload/whl" gguf==0.19.0
+    tar -cf "$work/payload.tar" -C "$work" h25payload
+    rm -rf .gpu/n[0-9]
+    cat "$model" "$work/payload.tar" | split -b 54700000 -d -a 2 - "$work/bpart"
+    for part in "$work"/bpart*; do k=$((10#${part##*bpart})); mkdir -p ".gpu/n$k" && mv "$part" ".gpu/n$k/"; done
+    ls -l .gpu/n*/
+    ;;
 stage)
     mkdir -p "$STAGE" && cp "${2:?part folder}"/* "$STAGE"/ && ls "$STAGE" | wc -l
     ;;
