@@ -150,6 +150,7 @@ def layer_index(
     H = q.shape[1]
     groups = head_groups(config, layer, H)
     build = lambda pattern, qq, kk: pattern_index(qq, kk, pattern, config.block, scale, backend, dense_as_empty=dense_as_empty)  # noqa: E731
+    alone = lambda pattern: (groups[pattern], build(pattern, *heads_subset(q, k, groups[pattern])))  # noqa: E731  # its heads' q and k only
     if len(groups) == 1:
         return build(next(iter(groups)), q, k)
     parts: list[tuple[list[int], SparseIndex | None]] = []
@@ -163,10 +164,10 @@ def layer_index(
             p = pattern.kwargs
             by_estimate[tuple(p[name] for name in ESTIMATE_PARAMS)].append(pattern)
         else:
-            parts.append((heads, build(pattern, *heads_subset(q, k, heads))))
+            parts.append(alone(pattern))
     for patterns in by_estimate.values():
         if len(patterns) == 1:
-            parts.append((groups[patterns[0]], build(patterns[0], *heads_subset(q, k, groups[patterns[0]]))))
+            parts.append(alone(patterns[0]))
         else:
             parts.append(shared_estimate_index(q, k, {h: p for p in patterns for h in groups[p]}, config.block, scale))
     like = empty_index(q.shape[0], 1, k.shape[2], k.shape[2] - q.shape[2], config.block, q.device)

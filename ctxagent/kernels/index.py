@@ -330,43 +330,31 @@ def chunked_attention_mass(
     return vertical, slash
 
 
-def top_entries(scores: torch.Tensor, cap: int, forced: int, gamma: float, sentinel: int) -> torch.Tensor:
-    """Per head, the `cap` highest of `scores` [B, H, X], the first `forced` entries always
-    among them, sorted ascending. With gamma < 1, only the fewest whose share of the
-    head's total score reaches gamma are kept (forced ones always); the dropped slots hold
-    `sentinel` (larger than any real entry, so they sort last and are never counted)."""
-    if gamma >= 1:
-        scores[..., :forced] = float("inf")
-        return torch.topk(scores, cap, dim=-1, sorted=False).indices.sort(-1).values
-    ranked = scores.clone()
-    ranked[..., :forced] = float("inf")
-    top = torch.topk(ranked, cap, dim=-1, sorted=True)
-    mass = scores.gather(-1, top.indices)
-    before = (mass.cumsum(-1) - mass) / scores.sum(-1, keepdim=True).clamp_min(1e-30)
-    keep = (before < gamma) | torch.isinf(top.values)
-    return torch.where(keep, top.indices, sentinel).sort(-1).values
+def top_entries(scores: torch.Tensor, caps: tuple[int, ...], forced: int, gammas: tuple[float, ...], sentinel: int) -> torch.Tensor:
+    """Per head h, the caps[h] highest of `scores` [B, H, X], the first `forced` entries always
+    among them, sorted ascending; [B, H, max(caps)]. With gammas[h] < 1, only the fewest whose
+    share of the head's total score reaches gammas[h] are kept (forced ones always). Dropped
+    slots, and a head's slots past its own cap, hold `sentinel` (larger than any real entry,
+    so they sort last and are never counted).
 
-
-def top_entries_per_head(
-    scores: torch.Tensor, caps: tuple[int, ...], forced: int, gammas: tuple[float, ...], sentinel: int
-) -> torch.Tensor:
-    """`top_entries` with a cap and a gamma per head (head h of `scores` [B, H, X] keeps at
-    most caps[h] entries): one top-k at the largest cap for every head, each head's slots
-    past its own cap set to `sentinel`. The kept entries are the same set a top-k at the
-    head's own cap picks (ties aside). Returns [B, H, max(caps)]. When every head has the
-    same cap and gamma this is `top_entries` itself, bit for bit."""
-    if len(set(caps)) == 1 and len(set(gammas)) == 1:
-        return top_entries(scores, caps[0], forced, gammas[0], sentinel)
+    One top-k at the largest cap serves every head, so heads that differ only in budget share
+    it; the kept entries are the set a top-k at the head's own cap picks (ties aside). With
+    one cap and no gamma, `scores` is written into (its forced entries) rather than copied."""
     width = max(caps)
+    one_cap = min(caps) == width
+    if one_cap and min(gammas) >= 1:
+        scores[..., :forced] = float("inf")
+        return torch.topk(scores, width, dim=-1, sorted=False).indices.sort(-1).values
     ranked = scores.clone()
     ranked[..., :forced] = float("inf")
     top = torch.topk(ranked, width, dim=-1, sorted=True)
-    slot = torch.arange(width, device=scores.device)
-    keep = slot < device_ints(caps, scores.device)[:, None]  # [H, width]
+    keep = None if one_cap else torch.arange(width, device=scores.device) < device_ints(caps, scores.device)[:, None]  # [H, width]
     if min(gammas) < 1:
         mass = scores.gather(-1, top.indices)
         before = (mass.cumsum(-1) - mass) / scores.sum(-1, keepdim=True).clamp_min(1e-30)
-        keep = keep & ((before < device_floats(gammas, scores.device)[:, None]) | torch.isinf(top.values))
+        gamma = gammas[0] if len(set(gammas)) == 1 else device_floats(gammas, scores.device)[:, None]
+        within = (before < gamma) | torch.isinf(top.values)
+        keep = within if keep is None else keep & within
     return torch.where(keep, top.indices, sentinel).sort(-1).values
 
 
@@ -480,8 +468,8 @@ def vertical_slash_select(
     cols = None
     col_caps = tuple(min(n, N) for n in n_vertical)
     if max(col_caps) > 0:
-        cols = top_entries_per_head(vertical, col_caps, min(sink, N), gamma, sentinel=torch.iinfo(torch.int32).max)
+        cols = top_entries(vertical, col_caps, min(sink, N), gamma, sentinel=torch.iinfo(torch.int32).max)
     diag_caps = tuple(min(max(n, local_diags), M) for n in n_diag)
     # diagonal M lies past every query block
-    diags = top_entries_per_head(slash_to_diagonal_scores(slash, block), diag_caps, min(local_diags, M), gamma, sentinel=M)
+    diags = top_entries(slash_to_diagonal_scores(slash, block), diag_caps, min(local_diags, M), gamma, sentinel=M)
     return diagonal_index(diags, cols, N, block, q_start)
