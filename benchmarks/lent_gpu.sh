@@ -64,8 +64,8 @@ stage)
     ;;
 needles-fast)  # issue 26: the search over fast_candidates against dense and the default, 64 needles (TOKENS, default 128K)
     setup
-    python benchmarks/needles_real.py --model "$GGUF" --convert-dir /tmp/ctxagent-qwen-hf --out "$OUT" --tokens "${TOKENS:-131072}" --needles 64 \
-        --candidates fast --budgets ${BUDGETS:-0.10 0.05} --configs dense searched default --name "${NAME:-needles_qwen_128k_fast}" --max-seconds "${MAX_SECONDS:-470}"
+    python benchmarks/needles_real.py --model "$GGUF" --convert-dir /tmp/ctxagent-qwen-hf --out "$OUT" --tokens ${TOKENS:-131072} --needles 64 \
+        --candidates fast --budgets ${BUDGETS:-0.10 0.05} --configs ${CONFIGS:-dense searched default} --name "${NAME:-needles_qwen_128k_fast}" --max-seconds "${MAX_SECONDS:-470}"
     ;;
 mixed-fast)  # one layer of Qwen2.5-0.5B's shape at 128K: fast_candidates budgets mixed per head, shared estimate vs per budget vs the default
     bare
@@ -85,7 +85,7 @@ prefill-1m)  # issue 26: chunked prefill of the 8B-shaped model at 512K and 1M t
     # built from a config, so no staged parts are needed; NO_SDPA=1 skips the dense baseline (about 4 min at 1M)
     bare
     python benchmarks/prefill.py --lengths ${LENGTHS:-524288 1048576} --prefill-chunk 32768 --reps 1 --warmup-tokens 65536 \
-        --patterns vertical_slash --no-ceiling ${NO_SDPA:+--no-sdpa} ${MEMORY_CAP_GIB:+--memory-cap-gib $MEMORY_CAP_GIB} --out "$OUT" --name "prefill_chunked_$(gpu_name)${MEMORY_CAP_GIB:+_cap$MEMORY_CAP_GIB}"
+        --patterns vertical_slash --no-ceiling ${NO_SDPA:+--no-sdpa} ${MEMORY_CAP_GIB:+--memory-cap-gib $MEMORY_CAP_GIB} --out "$OUT" --name "prefill_chunked${NO_SDPA:+_nosdpa}_$(gpu_name)${MEMORY_CAP_GIB:+_cap$MEMORY_CAP_GIB}"
     ;;
 estimate-1m)  # the vertical-slash estimate of one 32K chunk over 256K-1M keys, whole vs key-chunked (torch only: no staged parts needed)
     bare
