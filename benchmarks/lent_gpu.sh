@@ -5,8 +5,8 @@
 # same warm machine:
 #
 #   bash benchmarks/lent_gpu.sh stage .gpu/cK          # once per part, K = 0..11 (carry .gpu/cK)
-#   CTXAGENT_COMMIT=<sha> bash benchmarks/lent_gpu.sh needles-fast | ab | prefill-1m | estimate-1m | mixed-fast
-# (prefill-1m, estimate-1m and mixed-fast need only the image's torch, triton and transformers: no parts to stage)
+#   CTXAGENT_COMMIT=<sha> bash benchmarks/lent_gpu.sh needles-fast | ab | prefill-1m | estimate-1m | mixed-fast | fused
+# (prefill-1m, estimate-1m, mixed-fast and fused need only the image's torch, triton and transformers: no parts to stage)
 #
 # The parts (`.gpu/c*/bpart*`, ignored by git; about 47 MiB each, so that a part and the working tree
 # together stay under the 64 MiB a call carries) are one blob cut in order: the Qwen2.5-Coder-0.5B
@@ -47,7 +47,7 @@ bare() {  # jobs that need only torch, triton and transformers (the image's): no
 
 gpu_name() { nvidia-smi --query-gpu=name --format=csv,noheader | head -1 | tr ' ' _ | tr -cd 'A-Za-z0-9_'; }
 
-case "${1:?parts | stage DIR | needles-fast | ab | prefill-1m | estimate-1m | mixed-fast}" in
+case "${1:?parts | stage DIR | needles-fast | ab | prefill-1m | estimate-1m | mixed-fast | fused}" in
 parts)  # on this machine, not the lent one: the lean 9-part blob into .gpu/n0 ... .gpu/n8 (ignored by git)
     model=$(HF_HUB_OFFLINE=1 .venv/bin/python -m ctxagent.evaluation.eval_models qwen2.5-coder-0.5b | tail -1)
     work=$(mktemp -d) && trap 'rm -rf "$work"' EXIT
@@ -70,6 +70,13 @@ needles-fast)  # issue 26: the search over fast_candidates against dense and the
 mixed-fast)  # one layer of Qwen2.5-0.5B's shape at 128K: fast_candidates budgets mixed per head, shared estimate vs per budget vs the default
     bare
     python benchmarks/mixed_patterns.py --candidates fast --distinct 1 2 4 7 13 --skip-old --out "$OUT" --name "mixed_patterns_fast_$(gpu_name)"
+    ;;
+fused)  # the fused vertical-slash estimate: its GPU tests, its speed against the torch estimate, and the layer and kernel figures it moves
+    bare
+    python -m pytest -q -p no:cacheprovider tests/test_vs_estimate.py tests/test_kernels_gpu.py 2>&1 | tail -8
+    python benchmarks/vs_estimate.py --out "$OUT" --name "vs_estimate_$(gpu_name)"
+    python benchmarks/mixed_patterns.py --candidates fast --distinct 1 7 13 --skip-old --out "$OUT" --name "mixed_patterns_fast_fused_$(gpu_name)"
+    python benchmarks/kernels.py --lengths 131072 --skip-checks --out "$OUT"
     ;;
 ab)  # issue 25: recipes against direct reading with Qwen, window 32K (A: 24K-token documents, B: 128K)
     setup

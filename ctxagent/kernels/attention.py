@@ -60,7 +60,7 @@ def pattern_index(
     if pattern.kind == "a_shape":
         return a_shape_index(B, H, N, block=block, device=q.device, q_start=q_start, **p)
     if pattern.kind == "vertical_slash":
-        return vertical_slash_index(q, k, block=block, scale=scale, **p)
+        return vertical_slash_index(q, k, block=block, scale=scale, backend=backend, **p)
     if pattern.kind == "block_sparse":
         return block_sparse_index(q, k, block=block, scale=scale, backend=backend, **p)
     raise ValueError(f"unknown pattern kind {pattern.kind!r}")
@@ -169,13 +169,13 @@ def layer_index(
         if len(patterns) == 1:
             parts.append(alone(patterns[0]))
         else:
-            parts.append(shared_estimate_index(q, k, {h: p for p in patterns for h in groups[p]}, config.block, scale))
+            parts.append(shared_estimate_index(q, k, {h: p for p in patterns for h in groups[p]}, config.block, scale, backend))
     like = empty_index(q.shape[0], 1, k.shape[2], k.shape[2] - q.shape[2], config.block, q.device)
     return merge_heads(parts, H, like)
 
 
 def shared_estimate_index(
-    q: torch.Tensor, k: torch.Tensor, patterns: dict[int, HeadPattern], block: int, scale: float | None
+    q: torch.Tensor, k: torch.Tensor, patterns: dict[int, HeadPattern], block: int, scale: float | None, backend: str = "auto"
 ) -> tuple[list[int], SparseIndex]:
     """One index for vertical-slash heads `patterns` (head -> its pattern) whose estimate
     parameters agree: the estimate once for all of them, each head's budget picked from
@@ -187,13 +187,13 @@ def shared_estimate_index(
     params = [patterns[h].kwargs for h in heads]
     estimate = {name: params[0][name] for name in ESTIMATE_PARAMS}
     qq, kk = (q, k) if 2 * len(heads) >= H else heads_subset(q, k, heads)
-    vertical, slash = vertical_slash_mass(qq, kk, scale=scale, **estimate)
+    vertical, diag_scores = vertical_slash_mass(qq, kk, scale=scale, block=block, backend=backend, **estimate)
     if qq.shape[1] != len(heads):
         pick = device_ints(tuple(heads), q.device)
-        vertical, slash = vertical.index_select(1, pick), slash.index_select(1, pick)
+        vertical, diag_scores = vertical.index_select(1, pick), diag_scores.index_select(1, pick)
     index = vertical_slash_select(
         vertical,
-        slash,
+        diag_scores,
         tuple(p["n_vertical"] for p in params),
         tuple(p["n_diag"] for p in params),
         tuple(float(p["gamma"]) for p in params),

@@ -373,6 +373,7 @@ def vertical_slash_index(
     spread_q: int = 0,
     per_row: bool = False,
     key_chunk: int | None = None,
+    backend: str = "auto",
 ) -> SparseIndex:
     """MInference-style vertical-slash index: the last `last_q` queries' attention picks the
     `n_vertical` heaviest columns and the `n_diag` heaviest block diagonals per head (the
@@ -394,11 +395,13 @@ def vertical_slash_index(
 
     `key_chunk` as in `attention_mass`: by default the estimate is chunked over the keys
     only above CHUNK_KEYS_ABOVE keys, so long prompts (1M keys) never hold the last rows'
-    probabilities over every key at once."""
-    vertical, slash = vertical_slash_mass(q, k, last_q=last_q, spread_q=spread_q, per_row=per_row, scale=scale, key_chunk=key_chunk)
+    probabilities over every key at once. `backend` as in `vertical_slash_mass`."""
+    vertical, diag_scores = vertical_slash_mass(
+        q, k, last_q=last_q, spread_q=spread_q, per_row=per_row, scale=scale, key_chunk=key_chunk, block=block, backend=backend
+    )
     H = q.shape[1]
     return vertical_slash_select(
-        vertical, slash, (n_vertical,) * H, (n_diag,) * H, (gamma,) * H, sink=sink, local_diags=local_diags, block=block, q_start=k.shape[2] - q.shape[2]
+        vertical, diag_scores, (n_vertical,) * H, (n_diag,) * H, (gamma,) * H, sink=sink, local_diags=local_diags, block=block, q_start=k.shape[2] - q.shape[2]
     )
 
 
@@ -411,17 +414,29 @@ def vertical_slash_mass(
     per_row: bool = False,
     scale: float | None = None,
     key_chunk: int | None = None,
+    block: int = 64,
+    backend: str = "auto",
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """The estimate a vertical-slash index ranks by: column and diagonal mass [B, H, Nk]
-    of the last `last_q` queries (plus `spread_q` rows spread over the prompt), per row
-    that sees them when `per_row` (see `vertical_slash_index`). The costly half of the
-    index; the selection after it is cheap, so heads that differ only in their budgets
-    share one estimate (`vertical_slash_select`, `attention.shared_estimate_index`)."""
+    """The estimate a vertical-slash index ranks by: column mass [B, H, Nk] and block
+    diagonal mass [B, H, M] of the last `last_q` queries (plus `spread_q` rows spread over
+    the prompt), per row that sees them when `per_row` (see `vertical_slash_index`). The
+    costly half of the index; the selection after it is cheap, so heads that differ only
+    in their budgets share one estimate (`vertical_slash_select`,
+    `attention.shared_estimate_index`).
+
+    backend: "triton" runs the last-rows estimate fused (`vs_estimate.last_rows_mass`: the
+    probabilities never written out), "torch" the reference below, "auto" Triton on CUDA.
+    Spread rows and `per_row` always take the torch path."""
     B, H, Nq, D = q.shape
     N = k.shape[2]
     scale = scale if scale is not None else D**-0.5
-    vertical, slash = attention_mass(q, k, last_q, scale, key_chunk)
     L = min(last_q, Nq)
+    spread = spread_q > 0 and Nq - L > 0
+    if not spread and not per_row and L <= 128 and use_triton(backend, q.device):
+        from ctxagent.kernels.vs_estimate import last_rows_mass
+
+        return last_rows_mass(q, k, L, scale, block)
+    vertical, slash = attention_mass(q, k, last_q, scale, key_chunk)
     seen_by = torch.arange(N - L, N, device=q.device)  # the positions of the estimate's rows
     if spread_q > 0 and Nq - L > 0:
         # chosen on the CPU, cached on the device: unique() on the GPU would wait for the queue to drain
@@ -437,12 +452,21 @@ def vertical_slash_mass(
         per = at_or_after.clamp_min(1).to(vertical.dtype)
         vertical /= per
         slash /= per
-    return vertical, slash
+    return vertical, slash_to_diagonal_scores(slash, block)
+
+
+def use_triton(backend: str, device: torch.device) -> bool:
+    """backend "triton" always, "auto" on CUDA with Triton installed, "torch" never."""
+    if backend not in ("auto", "triton", "torch"):
+        raise ValueError(f"backend must be 'auto', 'triton' or 'torch'; got {backend!r}")
+    from ctxagent.kernels.sparse_attn import triton_usable
+
+    return backend == "triton" or (backend == "auto" and triton_usable(device))
 
 
 def vertical_slash_select(
     vertical: torch.Tensor,
-    slash: torch.Tensor,
+    diag_scores: torch.Tensor,
     n_vertical: tuple[int, ...],
     n_diag: tuple[int, ...],
     gamma: tuple[float, ...],
@@ -452,7 +476,8 @@ def vertical_slash_select(
     block: int = 64,
     q_start: int = 0,
 ) -> SparseIndex:
-    """The index from a vertical-slash estimate (`vertical_slash_mass`, [B, H, Nk] each),
+    """The index from a vertical-slash estimate (`vertical_slash_mass`: columns [B, H, Nk],
+    block diagonals [B, H, M]),
     head h keeping its n_vertical[h] heaviest columns and n_diag[h] heaviest block
     diagonals (gamma[h] as in `vertical_slash_index`).
 
@@ -471,5 +496,5 @@ def vertical_slash_select(
         cols = top_entries(vertical, col_caps, min(sink, N), gamma, sentinel=torch.iinfo(torch.int32).max)
     diag_caps = tuple(min(max(n, local_diags), M) for n in n_diag)
     # diagonal M lies past every query block
-    diags = top_entries(slash_to_diagonal_scores(slash, block), diag_caps, min(local_diags, M), gamma, sentinel=M)
+    diags = top_entries(diag_scores, diag_caps, min(local_diags, M), gamma, sentinel=M)
     return diagonal_index(diags, cols, N, block, q_start)
