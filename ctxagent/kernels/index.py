@@ -45,6 +45,10 @@ CHUNK_KEYS_ABOVE = 1 << 18
 # probabilities for its rows (32,768 keys for 32 heads x 64 rows); each chunk's transient
 # is about twice that plus its bf16 logits, 0.6 GiB for that layer.
 ESTIMATE_CHUNK_BYTES = 1 << 28
+# The fused estimate (vs_estimate) holds its rows in registers: at most this many, and a
+# head dim Triton can tile; other estimates take the torch path.
+FUSED_ESTIMATE_ROWS = 128
+FUSED_HEAD_DIMS = (16, 32, 64, 128, 256)
 
 
 @dataclass
@@ -432,7 +436,8 @@ def vertical_slash_mass(
     scale = scale if scale is not None else D**-0.5
     L = min(last_q, Nq)
     spread = spread_q > 0 and Nq - L > 0
-    if not spread and not per_row and L <= 128 and use_triton(backend, q.device):
+    fits = L <= FUSED_ESTIMATE_ROWS and D in FUSED_HEAD_DIMS
+    if not spread and not per_row and fits and use_triton(backend, q.device):
         from ctxagent.kernels.vs_estimate import last_rows_mass
 
         return last_rows_mass(q, k, L, scale, block)

@@ -31,9 +31,8 @@ import triton
 import triton.language as tl
 
 from ctxagent import envs
+from ctxagent.kernels.index import FUSED_ESTIMATE_ROWS
 from ctxagent.kernels.triton_kernels import LOG2E
-
-MAX_ROWS = 128  # the estimate's rows live in registers; longer estimates take the torch path
 
 
 @triton.jit
@@ -170,8 +169,8 @@ def last_rows_mass(q: torch.Tensor, k: torch.Tensor, last_q: int, scale: float, 
     B, H, Nq, D = q.shape
     Hkv, N = k.shape[1], k.shape[2]
     L = min(last_q, Nq)
-    if L > MAX_ROWS:
-        raise ValueError(f"the fused estimate takes at most {MAX_ROWS} rows; got {L}")
+    if L > FUSED_ESTIMATE_ROWS:
+        raise ValueError(f"the fused estimate takes at most {FUSED_ESTIMATE_ROWS} rows; got {L}")
     rows = max(16, triton.next_power_of_2(L))
     interp = envs.flag("TRITON_INTERPRET")
     dot_f32 = interp and q.dtype == torch.bfloat16
