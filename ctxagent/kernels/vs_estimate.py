@@ -128,6 +128,7 @@ def _last_rows_mass(
     H,
     NUM_TILES,
     D0,
+    BATCH_HEADS,
     GROUP: tl.constexpr,
     HEAD_DIM: tl.constexpr,
     BLOCK: tl.constexpr,
@@ -136,9 +137,12 @@ def _last_rows_mass(
     DOT_F32: tl.constexpr,
 ):
     """Vertical[bh, c] = sum over rows of P[r, c] for the keys c of tile t, and
-    DiagParts[bh, j, t] = the tile's mass on block diagonal D0 - t + j."""
-    bh = tl.program_id(0)
-    t = tl.program_id(1)
+    DiagParts[bh, j, t] = the tile's mass on block diagonal D0 - t + j. One grid axis, heads
+    fastest (a second axis stops at 65,535 tiles, 4M keys), so the query heads of a KV group
+    read a K tile while it sits in L2."""
+    pid = tl.program_id(0)
+    bh = pid % BATCH_HEADS
+    t = pid // BATCH_HEADS
     b = (bh // H).to(tl.int64)
     h = (bh % H).to(tl.int64)
     offs_r = tl.arange(0, ROWS)
@@ -196,7 +200,7 @@ def last_rows_mass(q: torch.Tensor, k: torch.Tensor, last_q: int, scale: float, 
     d0 = (N - L - block + 1) // block  # floor: block diagonal of tile 0's shortest distance
     vertical = torch.empty(B * H, N, dtype=torch.float32, device=q.device)
     diag_parts = torch.empty(B * H, kt, T, dtype=torch.float32, device=q.device)
-    _last_rows_mass[(B * H, T)](q, k, lse, vertical, diag_parts, qk_scale, *strides, N, Nq, L, H, T, d0, KT=kt, **meta)
+    _last_rows_mass[(B * H * T,)](q, k, lse, vertical, diag_parts, qk_scale, *strides, N, Nq, L, H, T, d0, B * H, KT=kt, **meta)
 
     # tile t's part j lands on diagonal d0 - t + j, at position (T - 1 - t) + j from the lowest, d0 - (T - 1)
     low = d0 - (T - 1)
