@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import torch
 
+from ctxagent.kernels.backends import use_triton
 from ctxagent.kernels.index import SparseIndex, num_blocks
 
 SCORE_TILE_BYTES = 1 << 30
@@ -110,12 +111,9 @@ def lse_block_scores(
 
 
 def _lse_scores_pooled(qp, k, block, first_block, scale, backend, with_row_lse):
-    from ctxagent.kernels.sparse_attn import triton_usable
-
     scale = scale if scale is not None else qp.shape[-1] ** -0.5
     qp = qp.to(k.dtype)
-    use_triton = backend == "triton" or (backend == "auto" and triton_usable(qp.device))
-    if use_triton:
+    if use_triton(backend, qp.device):
         from ctxagent.kernels.triton_kernels import launch_block_lse
 
         scores, row_lse = launch_block_lse(qp.contiguous(), k if k.stride(-1) == 1 else k.contiguous(), block, scale, first_block)

@@ -32,6 +32,8 @@ from dataclasses import dataclass
 
 import torch
 
+from ctxagent.kernels.backends import use_triton
+
 # The vertical-slash estimate (the last queries' attention over every key) is computed a
 # key chunk at a time above this many keys, and whole at or below it. Whole, it holds
 # [B, H, L, N] bf16 logits, their float32 copy and the float32 softmax at once (torch's
@@ -45,10 +47,6 @@ CHUNK_KEYS_ABOVE = 1 << 18
 # probabilities for its rows (32,768 keys for 32 heads x 64 rows); each chunk's transient
 # is about twice that plus its bf16 logits, 0.6 GiB for that layer.
 ESTIMATE_CHUNK_BYTES = 1 << 28
-# The fused estimate (vs_estimate) holds its rows in registers: at most this many, and a
-# head dim Triton can tile; other estimates take the torch path.
-FUSED_ESTIMATE_ROWS = 128
-FUSED_HEAD_DIMS = (16, 32, 64, 128, 256)
 
 
 @dataclass
@@ -436,11 +434,11 @@ def vertical_slash_mass(
     scale = scale if scale is not None else D**-0.5
     L = min(last_q, Nq)
     spread = spread_q > 0 and Nq - L > 0
-    fits = L <= FUSED_ESTIMATE_ROWS and D in FUSED_HEAD_DIMS
-    if not spread and not per_row and fits and use_triton(backend, q.device):
-        from ctxagent.kernels.vs_estimate import last_rows_mass
+    if not spread and not per_row and use_triton(backend, q.device):
+        from ctxagent.kernels import vs_estimate
 
-        return last_rows_mass(q, k, L, scale, block)
+        if vs_estimate.fits(L, D):
+            return vs_estimate.last_rows_mass(q, k, L, scale, block)
     vertical, slash = attention_mass(q, k, last_q, scale, key_chunk)
     seen_by = torch.arange(N - L, N, device=q.device)  # the positions of the estimate's rows
     if spread_q > 0 and Nq - L > 0:
@@ -458,15 +456,6 @@ def vertical_slash_mass(
         vertical /= per
         slash /= per
     return vertical, slash_to_diagonal_scores(slash, block)
-
-
-def use_triton(backend: str, device: torch.device) -> bool:
-    """backend "triton" always, "auto" on CUDA with Triton installed, "torch" never."""
-    if backend not in ("auto", "triton", "torch"):
-        raise ValueError(f"backend must be 'auto', 'triton' or 'torch'; got {backend!r}")
-    from ctxagent.kernels.sparse_attn import triton_usable
-
-    return backend == "triton" or (backend == "auto" and triton_usable(device))
 
 
 def vertical_slash_select(

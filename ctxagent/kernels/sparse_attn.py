@@ -5,20 +5,8 @@ from __future__ import annotations
 
 import torch
 
+from ctxagent.kernels.backends import use_triton
 from ctxagent.kernels.index import SparseIndex
-
-
-def triton_usable(device: torch.device) -> bool:
-    """True on CUDA devices with Triton installed. On CPU, "auto" means the torch
-    reference; Triton's interpreter (TRITON_INTERPRET=1) runs only when asked for by
-    backend="triton", as the kernel tests do: it is far too slow for a model."""
-    if device.type != "cuda":
-        return False
-    try:
-        import triton  # noqa: F401
-    except ImportError:
-        return False
-    return True
 
 
 def check_inputs(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> None:
@@ -48,8 +36,7 @@ def sparse_attention(
             f"keys (from position {q_start}); build the index from these q and k"
         )
     scale = scale if scale is not None else q.shape[-1] ** -0.5
-    use_triton = backend == "triton" or (backend == "auto" and triton_usable(q.device))
-    if not use_triton:
+    if not use_triton(backend, q.device):
         from ctxagent.kernels.reference import sparse_attention_reference
 
         return sparse_attention_reference(q, k, v, index, scale)

@@ -31,8 +31,15 @@ import triton
 import triton.language as tl
 
 from ctxagent import envs
-from ctxagent.kernels.index import FUSED_ESTIMATE_ROWS
 from ctxagent.kernels.triton_kernels import LOG2E
+
+MAX_ROWS = 128  # the estimate's rows live in registers
+HEAD_DIMS = (16, 32, 64, 128, 256)  # what tl.arange can tile
+
+
+def fits(rows: int, head_dim: int) -> bool:
+    """Whether this kernel takes an estimate of `rows` rows at `head_dim`; others take the torch path."""
+    return rows <= MAX_ROWS and head_dim in HEAD_DIMS
 
 
 @triton.jit
@@ -173,8 +180,8 @@ def last_rows_mass(q: torch.Tensor, k: torch.Tensor, last_q: int, scale: float, 
     B, H, Nq, D = q.shape
     Hkv, N = k.shape[1], k.shape[2]
     L = min(last_q, Nq)
-    if L > FUSED_ESTIMATE_ROWS:
-        raise ValueError(f"the fused estimate takes at most {FUSED_ESTIMATE_ROWS} rows; got {L}")
+    if not fits(L, D):
+        raise ValueError(f"the fused estimate takes at most {MAX_ROWS} rows and a head dim in {HEAD_DIMS}; got {L} rows of {D}")
     rows = max(16, triton.next_power_of_2(L))
     interp = envs.flag("TRITON_INTERPRET")
     dot_f32 = interp and q.dtype == torch.bfloat16
