@@ -3,7 +3,7 @@ GPU, side by side in one run: the estimate alone and the default index (1024 col
 block diagonals, last 64 queries) built with each, and how far their picks agree.
 
     CTXAGENT_COMMIT=$(git rev-parse HEAD) PYTHONPATH=. python benchmarks/vs_estimate.py \
-        [--lengths 32768 131072 1048576] [--shapes qwen0.5b llama8b] [--quick]
+        [--lengths 32768 131072 1048576] [--shapes qwen0.5b llama8b] [--tiles 1 4 8] [--quick]
 
 Shapes: one attention layer of Qwen2.5-0.5B (14 query / 2 KV heads of 64) and of an
 8B Llama (32 / 8 of 128); bf16, batch 1, structured q/k (`synthetic.structured_qkv`:
@@ -11,6 +11,9 @@ random q/k make every column alike and the agreement column meaningless). Times 
 medians of `triton.testing.do_bench` in ms. Agreement: the share of each head's picked
 columns that the torch estimate also picks, and of its block diagonals. The torch
 estimate computes bf16 logits, the fused one float32, so near-ties may fall either way.
+`--tiles`: the fused estimate is also timed with that many key tiles per program of its
+second launch (`last_rows_mass(tiles_per_program=)`, the same sums bit for bit), one
+column each; the index columns use the library's default.
 Writes <out>/<name>.{md,json,png}. `--quick` (CPU, Triton's interpreter) checks the script only.
 """
 
@@ -30,6 +33,7 @@ from mixed_patterns import timer  # noqa: E402
 
 from ctxagent.kernels.index import vertical_slash_index, vertical_slash_mass  # noqa: E402
 from ctxagent.kernels.synthetic import structured_qkv  # noqa: E402
+from ctxagent.kernels.vs_estimate import last_rows_mass  # noqa: E402
 
 SHAPES = {"qwen0.5b": (14, 2, 64), "llama8b": (32, 8, 128)}
 
@@ -39,7 +43,7 @@ def agreement(a: torch.Tensor, b: torch.Tensor) -> float:
     return float((a[..., :, None] == b[..., None, :]).any(-1).float().mean())
 
 
-def measure(shape: str, n: int, time_ms, device: str, dtype: torch.dtype) -> dict:
+def measure(shape: str, n: int, tiles: list[int], time_ms, device: str, dtype: torch.dtype) -> dict:
     heads, kv_heads, dim = SHAPES[shape]
     q, k, _ = structured_qkv(1, heads, kv_heads, n, dim, seed=0, device=device, dtype=dtype)
     row: dict = {"shape": shape, "tokens": n}
@@ -50,6 +54,8 @@ def measure(shape: str, n: int, time_ms, device: str, dtype: torch.dtype) -> dic
     plain = vertical_slash_index(q, k, backend="torch")
     row["same_columns"] = agreement(fused.cols, plain.cols)
     row["same_diagonals"] = float((fused.is_diag == plain.is_diag).float().mean())
+    scale = dim**-0.5
+    row["fused_tiles_ms"] = {t: time_ms(lambda: last_rows_mass(q, k, 64, scale, 64, t)) for t in tiles}
     row["estimate_x"] = row["estimate_torch_ms"] / row["estimate_triton_ms"]
     row["index_x"] = row["index_torch_ms"] / row["index_triton_ms"]
     return row
@@ -82,6 +88,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--lengths", type=int, nargs="+", default=[32768, 131072, 1048576])
     ap.add_argument("--shapes", nargs="+", choices=sorted(SHAPES), default=sorted(SHAPES, reverse=True))
+    ap.add_argument("--tiles", type=int, nargs="+", default=[1], help="key tiles per program of the fused estimate's second launch, one column each")
     ap.add_argument("--reps-ms", type=int, default=200)
     ap.add_argument("--quick", action="store_true", help="2048 tokens on whatever device there is (a smoke test)")
     ap.add_argument("--name", default=None)
@@ -97,7 +104,7 @@ def main() -> None:
     rows = []
     for shape in args.shapes:
         for n in args.lengths:
-            row = measure(shape, n, time_ms, device, dtype)
+            row = measure(shape, n, args.tiles, time_ms, device, dtype)
             rows.append(row)
             print(json.dumps(row), flush=True)
             if device == "cuda":
@@ -111,13 +118,16 @@ def main() -> None:
         f"One layer, {dtype}, batch 1, structured q/k; default index (1024 columns, 32 block diagonals, last 64 queries). "
         "Medians in ms. `same columns` / `same diagonals`: share of the fused index's picks that the torch estimate also picks.",
         "",
-        "| shape | tokens | estimate torch | estimate fused | x | index torch | index fused | x | same columns | same diagonals |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| shape | tokens | estimate torch | estimate fused | x | "
+        + "".join(f"fused, {t} tiles a program | " for t in args.tiles)
+        + "index torch | index fused | x | same columns | same diagonals |",
+        "|---|---:|---:|---:|---:|" + "---:|" * len(args.tiles) + "---:|---:|---:|---:|---:|",
     ]
     for r in rows:
         lines.append(
             f"| {r['shape']} | {r['tokens']} | {r['estimate_torch_ms']:.2f} | {r['estimate_triton_ms']:.2f} | {r['estimate_x']:.2f} | "
-            f"{r['index_torch_ms']:.2f} | {r['index_triton_ms']:.2f} | {r['index_x']:.2f} | {r['same_columns']:.3f} | {r['same_diagonals']:.3f} |"
+            + "".join(f"{r['fused_tiles_ms'][t]:.2f} | " for t in args.tiles)
+            + f"{r['index_torch_ms']:.2f} | {r['index_triton_ms']:.2f} | {r['index_x']:.2f} | {r['same_columns']:.3f} | {r['same_diagonals']:.3f} |"
         )
     lines += ["", provenance.markdown_line(prov), ""]
     args.out.mkdir(parents=True, exist_ok=True)

@@ -12,6 +12,8 @@ import torch
 from ctxagent.kernels.index import attention_mass, slash_to_diagonal_scores, vertical_slash_index, vertical_slash_mass
 
 pytest.importorskip("triton")
+from ctxagent.kernels.vs_estimate import last_rows_mass  # noqa: E402
+
 pytestmark = pytest.mark.skipif(
     not torch.cuda.is_available() and os.environ.get("TRITON_INTERPRET") != "1", reason="needs CUDA or TRITON_INTERPRET=1"
 )
@@ -51,6 +53,15 @@ def test_fused_estimate_matches_the_torch_reference(b, h, hkv, nq, n, d, last_q,
     torch.testing.assert_close(diag, ref_diag, **TOL)
     rows = min(last_q, nq)
     torch.testing.assert_close(vertical.sum(-1), torch.full((b, h), float(rows), device=DEVICE), **TOL)  # each row sums to 1
+
+
+def test_tiles_per_program_give_the_same_sums_bit_for_bit():
+    """The second launch may take several key tiles per program (loading the query rows
+    once); the sums must not change, a last program past the keys included."""
+    q, k = qk(1, 4, 2, 300, 517, 32, seed=2)
+    one = last_rows_mass(q, k, 40, 32**-0.5, 16)
+    for tiles in (3, 8):
+        assert all(torch.equal(a, b) for a, b in zip(one, last_rows_mass(q, k, 40, 32**-0.5, 16, tiles)))
 
 
 def test_fused_estimate_in_bf16_picks_the_reference_index():

@@ -141,15 +141,16 @@ def _last_rows_mass(
     BLOCK: tl.constexpr,
     ROWS: tl.constexpr,
     KT: tl.constexpr,
+    TILES: tl.constexpr,
     DOT_F32: tl.constexpr,
 ):
     """Vertical[bh, c] = sum over rows of P[r, c] for the keys c of tile t, and
-    DiagParts[bh, j, t] = the tile's mass on block diagonal D0 - t + j. One grid axis, heads
-    fastest (a second axis stops at 65,535 tiles, 4M keys), so the query heads of a KV group
-    read a K tile while it sits in L2."""
+    DiagParts[bh, j, t] = the tile's mass on block diagonal D0 - t + j, for TILES tiles
+    from the program's first. One grid axis, heads fastest (a second axis stops at 65,535
+    tiles, 4M keys), so the query heads of a KV group read a K tile while it sits in L2."""
     pid = tl.program_id(0)
     bh = pid % BATCH_HEADS
-    t = pid // BATCH_HEADS
+    first = (pid // BATCH_HEADS) * TILES
     b = (bh // H).to(tl.int64)
     h = (bh % H).to(tl.int64)
     offs_r = tl.arange(0, ROWS)
@@ -157,26 +158,34 @@ def _last_rows_mass(
     offs_d = tl.arange(0, HEAD_DIM)
     q = _load_rows(Q, b, h, stride_qb, stride_qh, stride_qn, NQ, L, offs_r, offs_d, DOT_F32)
     k_base = K + b * stride_kb + (h // GROUP) * stride_kh
-    cols = t * BLOCK + offs_n
-    s = _tile_logits(q, k_base, stride_kn, cols, offs_r, offs_d, N, L, qk_scale, DOT_F32)
     lse = tl.load(Lse + bh.to(tl.int64) * ROWS + offs_r)
-    p = tl.math.exp2(s - lse[:, None])  # 0 where masked (-inf)
-    tl.store(Vertical + bh.to(tl.int64) * N + cols, tl.sum(p, 0), mask=cols < N)
-    dist = tl.maximum((N - L + offs_r)[:, None] - cols[None, :], 0)  # slash distance; p is 0 where it was negative
-    diag = dist // BLOCK
-    frac = (dist % BLOCK).to(tl.float32) / BLOCK
-    d0 = D0 - t
-    part_base = DiagParts + (bh.to(tl.int64) * KT) * NUM_TILES + t
-    for j in tl.static_range(KT):
-        w = tl.where(diag == d0 + j, 1.0 - frac, 0.0) + tl.where(diag == d0 + j - 1, frac, 0.0)
-        tl.store(part_base + j * NUM_TILES, tl.sum(tl.sum(p * w, 1), 0))
+    for i in tl.static_range(TILES):  # the query rows and their lse loaded once for TILES tiles
+        t = first + i
+        cols = t * BLOCK + offs_n
+        s = _tile_logits(q, k_base, stride_kn, cols, offs_r, offs_d, N, L, qk_scale, DOT_F32)
+        p = tl.math.exp2(s - lse[:, None])  # 0 where masked (-inf)
+        tl.store(Vertical + bh.to(tl.int64) * N + cols, tl.sum(p, 0), mask=cols < N)
+        dist = tl.maximum((N - L + offs_r)[:, None] - cols[None, :], 0)  # slash distance; p is 0 where it was negative
+        diag = dist // BLOCK
+        frac = (dist % BLOCK).to(tl.float32) / BLOCK
+        d0 = D0 - t
+        part_base = DiagParts + (bh.to(tl.int64) * KT) * NUM_TILES + t
+        for j in tl.static_range(KT):
+            w = tl.where(diag == d0 + j, 1.0 - frac, 0.0) + tl.where(diag == d0 + j - 1, frac, 0.0)
+            tl.store(part_base + j * NUM_TILES, tl.sum(tl.sum(p * w, 1), 0), mask=t < NUM_TILES)
 
 
-def last_rows_mass(q: torch.Tensor, k: torch.Tensor, last_q: int, scale: float, block: int) -> tuple[torch.Tensor, torch.Tensor]:
+def last_rows_mass(
+    q: torch.Tensor, k: torch.Tensor, last_q: int, scale: float, block: int, tiles_per_program: int = 1
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Column sums [B, H, Nk] and block-diagonal scores [B, H, M] (float32) of the causal
     attention of q's last `last_q` rows over k: `attention_mass(q, k, last_q, scale)`'s
     vertical and `slash_to_diagonal_scores` of its slash, in two launches. q holds the
-    last Nq of k's Nk positions."""
+    last Nq of k's Nk positions.
+
+    `tiles_per_program`: key tiles per program of the second launch, which loads the query
+    rows once for all of them. 1 is what the published figures measured (commit `540ca2d`);
+    `benchmarks/vs_estimate.py --tiles` times others side by side."""
     B, H, Nq, D = q.shape
     Hkv, N = k.shape[1], k.shape[2]
     L = min(last_q, Nq)
@@ -207,7 +216,8 @@ def last_rows_mass(q: torch.Tensor, k: torch.Tensor, last_q: int, scale: float, 
     d0 = (N - L - block + 1) // block  # floor: block diagonal of tile 0's shortest distance
     vertical = torch.empty(B * H, N, dtype=torch.float32, device=q.device)
     diag_parts = torch.empty(B * H, kt, T, dtype=torch.float32, device=q.device)
-    _last_rows_mass[(B * H * T,)](q, k, lse, vertical, diag_parts, qk_scale, *strides, N, Nq, L, H, T, d0, B * H, KT=kt, **meta)
+    programs = B * H * triton.cdiv(T, tiles_per_program)
+    _last_rows_mass[(programs,)](q, k, lse, vertical, diag_parts, qk_scale, *strides, N, Nq, L, H, T, d0, B * H, KT=kt, TILES=tiles_per_program, **meta)
 
     # tile t's part j lands on diagonal d0 - t + j, at position (T - 1 - t) + j from the lowest, d0 - (T - 1)
     low = d0 - (T - 1)
