@@ -74,7 +74,7 @@ mixed-fast)  # one layer of Qwen2.5-0.5B's shape at 128K: fast_candidates budget
 fused)  # the fused vertical-slash estimate: its GPU tests, its speed against the torch estimate, and the layer and kernel figures it moves
     bare
     python -m pytest -q -p no:cacheprovider tests/test_vs_estimate.py tests/test_kernels_gpu.py 2>&1 | tail -8
-    python benchmarks/vs_estimate.py --tiles 1 2 4 8 --out "$OUT" --name "vs_estimate_$(gpu_name)"
+    python benchmarks/vs_estimate.py --tiles 2 4 8 --out "$OUT" --name "vs_estimate_$(gpu_name)"
     python benchmarks/mixed_patterns.py --candidates fast --distinct 1 7 13 --skip-old --out "$OUT" --name "mixed_patterns_fast_fused_$(gpu_name)"
     python benchmarks/kernels.py --lengths 131072 --skip-checks --out "$OUT"
     ;;

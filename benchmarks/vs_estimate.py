@@ -3,7 +3,7 @@ GPU, side by side in one run: the estimate alone and the default index (1024 col
 block diagonals, last 64 queries) built with each, and how far their picks agree.
 
     CTXAGENT_COMMIT=$(git rev-parse HEAD) PYTHONPATH=. python benchmarks/vs_estimate.py \
-        [--lengths 32768 131072 1048576] [--shapes qwen0.5b llama8b] [--tiles 1 4 8] [--quick]
+        [--lengths 32768 131072 1048576] [--shapes qwen0.5b llama8b] [--tiles 2 4 8] [--quick]
 
 Shapes: one attention layer of Qwen2.5-0.5B (14 query / 2 KV heads of 64) and of an
 8B Llama (32 / 8 of 128); bf16, batch 1, structured q/k (`synthetic.structured_qkv`:
@@ -13,7 +13,7 @@ columns that the torch estimate also picks, and of its block diagonals. The torc
 estimate computes bf16 logits, the fused one float32, so near-ties may fall either way.
 `--tiles`: the fused estimate is also timed with that many key tiles per program of its
 second launch (`last_rows_mass(tiles_per_program=)`, the same sums bit for bit), one
-column each; the index columns use the library's default.
+column each; `estimate fused` and the index columns are the library's default, 1.
 Writes <out>/<name>.{md,json,png}. `--quick` (CPU, Triton's interpreter) checks the script only.
 """
 
@@ -88,7 +88,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--lengths", type=int, nargs="+", default=[32768, 131072, 1048576])
     ap.add_argument("--shapes", nargs="+", choices=sorted(SHAPES), default=sorted(SHAPES, reverse=True))
-    ap.add_argument("--tiles", type=int, nargs="+", default=[1], help="key tiles per program of the fused estimate's second launch, one column each")
+    ap.add_argument("--tiles", type=int, nargs="*", default=[], help="also time the fused estimate with this many key tiles per program of its second launch (1, the default, is `estimate fused`), one column each")
     ap.add_argument("--reps-ms", type=int, default=200)
     ap.add_argument("--quick", action="store_true", help="2048 tokens on whatever device there is (a smoke test)")
     ap.add_argument("--name", default=None)

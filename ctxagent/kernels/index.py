@@ -441,7 +441,7 @@ def vertical_slash_mass(
             return vs_estimate.last_rows_mass(q, k, L, scale, block)
     vertical, slash = attention_mass(q, k, last_q, scale, key_chunk)
     seen_by = torch.arange(N - L, N, device=q.device)  # the positions of the estimate's rows
-    if spread_q > 0 and Nq - L > 0:
+    if spread:
         # chosen on the CPU, cached on the device: unique() on the GPU would wait for the queue to drain
         rows = device_ints(tuple(torch.linspace(N - Nq, N - L - 1, min(spread_q, Nq - L)).long().unique().tolist()), q.device)
         spread_vertical, spread_slash = attention_mass(q, k, rows, scale, key_chunk)
