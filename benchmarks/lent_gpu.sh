@@ -5,8 +5,9 @@
 # same warm machine:
 #
 #   bash benchmarks/lent_gpu.sh stage .gpu/cK          # once per part, K = 0..11 (carry .gpu/cK)
-#   CTXAGENT_COMMIT=<sha> bash benchmarks/lent_gpu.sh needles-fast | ab | prefill-1m | estimate-1m | mixed-fast | fused
-# (prefill-1m, estimate-1m, mixed-fast and fused need only the image's torch, triton and transformers: no parts to stage)
+#   CTXAGENT_COMMIT=<sha> bash benchmarks/lent_gpu.sh needles-fast | squad | ab | prefill-1m | estimate-1m | mixed-fast | fused | ceiling
+# (prefill-1m, estimate-1m, mixed-fast, fused and ceiling need only the image's torch, triton and transformers: no parts to stage;
+#  squad also needs pydantic: `bash benchmarks/lent_gpu.sh wheels` here puts its wheels in .gpu/pyd, which that call carries)
 #
 # The parts (`.gpu/c*/bpart*`, ignored by git; about 47 MiB each, so that a part and the working tree
 # together stay under the 64 MiB a call carries) are one blob cut in order: the Qwen2.5-Coder-0.5B
@@ -47,7 +48,7 @@ bare() {  # jobs that need only torch, triton and transformers (the image's): no
 
 gpu_name() { nvidia-smi --query-gpu=name --format=csv,noheader | head -1 | tr ' ' _ | tr -cd 'A-Za-z0-9_'; }
 
-case "${1:?parts | stage DIR | needles-fast | ab | prefill-1m | estimate-1m | mixed-fast | fused}" in
+case "${1:?parts | wheels | stage DIR | needles-fast | squad | ab | prefill-1m | estimate-1m | mixed-fast | fused | ceiling}" in
 parts)  # on this machine, not the lent one: the lean 9-part blob into .gpu/n0 ... .gpu/n8 (ignored by git)
     model=$(HF_HUB_OFFLINE=1 .venv/bin/python -m ctxagent.evaluation.eval_models qwen2.5-coder-0.5b | tail -1)
     work=$(mktemp -d) && trap 'rm -rf "$work"' EXIT
@@ -59,6 +60,13 @@ parts)  # on this machine, not the lent one: the lean 9-part blob into .gpu/n0 .
     for part in "$work"/bpart*; do k=$((10#${part##*bpart})); mkdir -p ".gpu/n$k" && mv "$part" ".gpu/n$k/"; done
     ls -l .gpu/n*/
     ;;
+wheels)  # on this machine: pydantic and its needs for py3.12 (the image lacks them) into .gpu/pyd, for the squad job
+    rm -rf .gpu/pyd && mkdir -p .gpu/pyd
+    .venv/bin/python -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+        --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 -d .gpu/pyd \
+        pydantic==2.14.4 pydantic_core==2.50.5 annotated_types==0.8.0 typing_inspection==0.4.5
+    ls -l .gpu/pyd
+    ;;
 stage)
     mkdir -p "$STAGE" && cp "${2:?part folder}"/* "$STAGE"/ && ls "$STAGE" | wc -l
     ;;
@@ -66,6 +74,17 @@ needles-fast)  # issue 26: the search over fast_candidates against dense and the
     setup
     python benchmarks/needles_real.py --model "$GGUF" --convert-dir /tmp/ctxagent-qwen-hf --out "$OUT" --tokens ${TOKENS:-131072} --needles 64 \
         --candidates fast --budgets ${BUDGETS:-0.10 0.05} --configs ${CONFIGS:-dense searched default} --name "${NAME:-needles_qwen_128k_fast}" --max-seconds "${MAX_SECONDS:-470}"
+    ;;
+squad)  # the 48 SQuAD 2.0 questions over Wikipedia at TOKENS: dense, searched --fast BUDGETS, default (carry .gpu/pyd)
+    setup
+    python -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site .gpu/pyd/*.whl
+    python benchmarks/needles_real.py --task squad --model "$GGUF" --convert-dir /tmp/ctxagent-qwen-hf --out "$OUT" --tokens ${TOKENS:-32768 131072} --needles 48 \
+        --candidates fast --budgets ${BUDGETS:-0.05 0.02} --configs ${CONFIGS:-dense searched default} --name "${NAME:-squad_qwen}" --max-seconds "${MAX_SECONDS:-470}"
+    ;;
+ceiling)  # Qwen2.5-0.5B's shape, random weights, 24 layers: dense, the default (with and without its tail), and no attention at all
+    bare
+    python benchmarks/prefill.py --shape qwen2.5-0.5b --layers 24 --lengths ${LENGTHS:-32768 131072} --reps 3 \
+        --patterns vertical_slash vertical_slash_tail256 --out "$OUT" --name "prefill_qwen05b_$(gpu_name)"
     ;;
 mixed-fast)  # one layer of Qwen2.5-0.5B's shape at 128K: fast_candidates budgets mixed per head, shared estimate vs per budget vs the default
     bare

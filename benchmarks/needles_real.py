@@ -6,6 +6,7 @@ native length and stretched with YaRN, with enough questions to rank configs.
         --model $MODEL --tokens 32768 --needles 64 --name needles_qwen_32k
     ... --tokens 131072 --name needles_qwen_128k        # YaRN x4 past the 32K window
     ... --quick                                          # 1K tokens, 4 needles: a smoke test (CPU too)
+    ... --task squad --needles 48 --tokens 32768 131072  # real questions over Wikipedia instead of needles
 
 MODEL: a .gguf (converted once into a transformers folder, `--convert-dir`; needs the
 `gguf` package) or a transformers folder. Qwen2.5-Coder-0.5B-Instruct (24 layers, 14
@@ -32,7 +33,9 @@ per prompt serves both (the cache is cropped back between them). Prefill seconds
 forward, synchronised, index building included; the table gives the median over the
 prompts. Density = computed share of the causal matrix, measured on the first prompt (every
 layer's index; dense heads count 1; plus the tail's rows, an upper bound). 95% Wilson
-intervals. `--chunked CONFIG` runs a config again with chunked prefill (`--prefill-chunk`
+intervals. `--task squad`: the 48 bundled SQuAD 2.0 questions instead, each over its whole
+Wikipedia article among others (ctxagent.evaluation.squad): questions and text nobody here
+wrote or picked for this test, scored by whole-word containment of a reference answer. `--chunked CONFIG` runs a config again with chunked prefill (`--prefill-chunk`
 tokens at a time over the cached keys) and counts the answers equal to its unchunked run.
 Results after every config to <out>/<name>.{md,json}; the searched configs
 are kept in the JSON. `--max-seconds` stops before a config that would start past it.
@@ -128,6 +131,36 @@ def needle_prompts(tokenizer, text: str, n: int, items: list[dict]) -> list[torc
     return prompts
 
 
+def squad_items(count: int, seed: int = 26) -> list[dict]:
+    """The first `count` (at most 48) SQuAD 2.0 questions in one seeded order: real questions
+    over Wikipedia that nobody here wrote (ctxagent.evaluation.squad; imported here because
+    it needs pydantic, which the needle task does without)."""
+    from ctxagent.evaluation.squad import question_for, squad_questions
+
+    total = len(squad_questions())
+    if count > total:
+        print(f"squad: {total} questions exist; asking all {total}, not {count}", flush=True)
+    return [{"article": a, "question": q} for a, q in (question_for(seed, i) for i in range(min(count, total)))]
+
+
+def squad_prompts(tokenizer, n: int, items: list[dict], seed: int = 26) -> list[torch.Tensor]:
+    """Chat prompts of at most n tokens: the question's whole Wikipedia article among other
+    articles (squad.squad_document, seeded per question), then the question. Sets each
+    item's "depth", where the gold paragraph sits in the document (0 = start)."""
+    from ctxagent.evaluation.squad import squad_document
+
+    count = lambda text: len(tokenizer(text, add_special_tokens=False)["input_ids"])  # noqa: E731  one object: squad caches per function
+    prompts = []
+    for i, item in enumerate(items):
+        pick = squad_document(n - 128, count, random.Random(f"{seed}/{i}"), item["article"], item["question"])
+        item["depth"] = (pick.offset + item["question"].paragraph[0] - pick.cut) / max(1, len(pick.context))
+        body = f"{pick.context}\n\nQuestion: {item['question'].question}\nAnswer with a few words from the text."
+        ids = tokenizer.apply_chat_template([{"role": "user", "content": body}], add_generation_prompt=True, tokenize=True, return_dict=True, return_tensors="pt")["input_ids"]
+        assert ids.shape[1] <= n, f"squad prompt {i} has {ids.shape[1]} tokens, over {n}"
+        prompts.append(ids)
+    return prompts
+
+
 def synchronize(device: str) -> None:
     if device.startswith("cuda"):
         torch.cuda.synchronize()
@@ -143,7 +176,11 @@ def crop_to(cache, length: int) -> None:
 
 def ask(model, tokenizer, ids: torch.Tensor, item: dict, max_new: int = 24, chunk: int | None = None) -> dict:
     """One prefill (timed; with `chunk`, chunked), a greedy answer, then the four-way
-    choice on the same cache."""
+    choice on the same cache (needles; a squad item has no choice: its greedy answer counts
+    when it contains a reference answer, ctxagent.evaluation.scoring.contains_match)."""
+    squad = "question" in item
+    if squad:
+        max_new = 32
     device = str(model.device)
     ids = ids.to(model.device)
     eos = {tokenizer.eos_token_id, tokenizer.pad_token_id} - {None}
@@ -165,10 +202,19 @@ def ask(model, tokenizer, ids: torch.Tensor, item: dict, max_new: int = 24, chun
             if int(nxt) in eos:
                 break
             tokens.append(int(nxt))
-            if ANSWERED.search(tokenizer.decode(tokens, skip_special_tokens=True) + " "):
+            text = tokenizer.decode(tokens, skip_special_tokens=True)
+            if squad and "\n" in text.strip():
+                break  # one line is the answer
+            if not squad and ANSWERED.search(text + " "):
                 break  # a whole number of 4+ digits is out: the answer is given (digits are single tokens here)
             nxt = model(nxt[:, None], past_key_values=cache, use_cache=True).logits[:, -1].argmax(-1)
         answer = tokenizer.decode(tokens, skip_special_tokens=True).strip()
+        if squad:
+            from ctxagent.evaluation.scoring import contains_match
+
+            del cache
+            right = any(contains_match(answer.split("\n")[0], ref) for ref in item["question"].answers)
+            return {"answer": answer, "greedy": right, "chosen": None, "choice": None, "prefill_s": prefill}
         crop_to(cache, n)
         prefix = tokenizer(f"The locker code of {item['name']} is", add_special_tokens=False, return_tensors="pt")["input_ids"].to(model.device)
         first = model(prefix, past_key_values=cache, use_cache=True).logits[:, -1:]
@@ -245,12 +291,20 @@ def wilson(k: int, n: int) -> str:
 
 def write(args, prov: dict, results: list[dict], model_name: str) -> None:
     prov = provenance.finish(dict(prov))
-    lines = [
-        f"# Needles and prefill time on {model_name}: dense against searched and default sparse configs",
-        "",
-        f"{args.needles} questions per config ('What is the locker code of <name>?', one needle per prompt, spread over the depth of the "
+    what = (
+        f"{len(results[0]['configs'][0]['answers']) if results and results[0]['configs'] else args.needles} SQuAD 2.0 questions per config (real "
+        "questions nobody here wrote, each over its whole Wikipedia article among other articles (about 30 at 128K), ctxagent.evaluation.squad); searched "
+        "configs calibrated on other text (Pride and Prejudice, Emma). Greedy = the answer's first line contains a reference answer as "
+        "whole words (scoring.contains_match); no choice test. "
+        if args.task == "squad"
+        else f"{args.needles} questions per config ('What is the locker code of <name>?', one needle per prompt, spread over the depth of the "
         "QuALITY articles and Persuasion); searched configs calibrated on other text (Pride and Prejudice, Emma). Greedy = the answer "
-        "contains the code; choice = the planted code is likelier than three absent codes. [a-b] = 95% Wilson interval, in questions. "
+        "contains the code; choice = the planted code is likelier than three absent codes. "
+    )
+    lines = [
+        f"# {'SQuAD questions' if args.task == 'squad' else 'Needles'} and prefill time on {model_name}: dense against searched and default sparse configs",
+        "",
+        what + "[a-b] = 95% Wilson interval, in questions. "
         "Prefill = median seconds of one synchronised forward over the prompt, sparse index included. Density = computed share of the "
         "causal matrix on the first prompt (dense heads 1, the 256-row tail added as an upper bound).",
         "",
@@ -263,9 +317,10 @@ def write(args, prov: dict, results: list[dict], model_name: str) -> None:
             k = len(c["answers"])
             speed = f"{dense['prefill_median_s'] / c['prefill_median_s']:.2f}" if dense else "-"
             lines.append(
-                f"| {r['tokens']} | {r['rope']} | {c['config']} | {c['density']:.3f} | {wilson(c['greedy_correct'], k)} | {wilson(c['choice_correct'], k)} | "
+                f"| {r['tokens']} | {r['rope']} | {c['config']} | {c['density']:.3f} | {wilson(c['greedy_correct'], k)} | {'-' if c['choice_correct'] is None else wilson(c['choice_correct'], k)} | "
                 f"{c['prefill_median_s']:.3f} | {speed} | "
-                + (f"{c['same_greedy_as_unchunked']}/{k} / {c['same_choice_as_unchunked']}/{k} |" if "same_greedy_as_unchunked" in c else "- |")
+                + (f"{c['same_greedy_as_unchunked']}/{k} / {'-' if c['choice_correct'] is None else str(c['same_choice_as_unchunked']) + '/' + str(k)} |"
+                   if "same_greedy_as_unchunked" in c else "- |")
             )
     for r in results:
         for key, s in r.get("search", {}).items():
@@ -275,8 +330,16 @@ def write(args, prov: dict, results: list[dict], model_name: str) -> None:
     lines += ["", provenance.markdown_line(prov), ""]
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / f"{args.name}.md").write_text("\n".join(lines))
-    (args.out / f"{args.name}.json").write_text(json.dumps({"provenance": prov, "model": model_name, "needles": args.needles, "results": results}, indent=1))
+    (args.out / f"{args.name}.json").write_text(json.dumps({"provenance": prov, "model": model_name, "task": args.task, "needles": args.needles, "results": results}, indent=1))
     print("\n".join(lines), flush=True)
+
+
+def answer_record(item: dict, answer: dict) -> dict:
+    """What the results JSON keeps of one question and its answer."""
+    if "question" in item:
+        q = item["question"]
+        return {"id": q.id, "question": q.question, "references": list(q.answers), "depth": item["depth"], "answer": answer["answer"], "right": answer["greedy"]}
+    return {"name": item["name"], "code": item["code"], "depth": item["depth"], "answer": answer["answer"], "chosen": answer["chosen"]}
 
 
 def run_length(args, folder: Path, n: int, calib: str, held: str, prov: dict, results: list[dict], started: float) -> None:
@@ -284,8 +347,12 @@ def run_length(args, folder: Path, n: int, calib: str, held: str, prov: dict, re
     dtype = torch.bfloat16 if device == "cuda" else torch.float32
     tokenizer, model, rope = real_model.load(folder, n, dtype, device, args.native)
     min_length = min(8192, n // 2)
-    items = needles(args.needles, held)
-    prompts = needle_prompts(tokenizer, held, n, items)
+    if args.task == "squad":
+        items = squad_items(args.needles)
+        prompts = squad_prompts(tokenizer, n, items)
+    else:
+        items = needles(args.needles, held)
+        prompts = needle_prompts(tokenizer, held, n, items)
     row: dict = {"tokens": n, "rope": rope, "prompt_tokens": [int(p.shape[1]) for p in prompts[:1]], "configs": []}
     results.append(row)
     configs: dict[str, SparseConfig | None] = {}
@@ -323,22 +390,22 @@ def run_length(args, folder: Path, n: int, calib: str, held: str, prov: dict, re
             "config": name,
             "density": density,
             "greedy_correct": sum(a["greedy"] for a in answers),
-            "choice_correct": sum(a["choice"] for a in answers),
+            "choice_correct": None if args.task == "squad" else sum(a["choice"] for a in answers),
             "prefill_median_s": statistics.median(a["prefill_s"] for a in answers),
             "prefill_s": [round(a["prefill_s"], 4) for a in answers],
-            "answers": [{"name": i["name"], "code": i["code"], "depth": i["depth"], "answer": a["answer"], "chosen": a["chosen"]} for i, a in zip(items, answers)],
+            "answers": [answer_record(i, a) for i, a in zip(items, answers)],
             "sparse_calls": settings.calls["sparse"] if settings else 0,
             "seconds": time.time() - t0,
         }
         if chunk:  # the same answers as the unchunked run of this config?
             whole = next(c for c in row["configs"] if c["config"] == name.split(",")[0])
             result["same_greedy_as_unchunked"] = sum(a["answer"] == w["answer"] for a, w in zip(result["answers"], whole["answers"]))
-            result["same_choice_as_unchunked"] = sum(a["chosen"] == w["chosen"] for a, w in zip(result["answers"], whole["answers"]))
+            result["same_choice_as_unchunked"] = sum(a.get("chosen") == w.get("chosen") for a, w in zip(result["answers"], whole["answers"]))
         if config is not None:
             result["sparse_config"] = config.to_dict()
             assert result["sparse_calls"] > 0, f"{name} never ran sparse"
         row["configs"].append(result)
-        print(f"{n} {name}: greedy {result['greedy_correct']}/{len(items)} choice {result['choice_correct']}/{len(items)} "
+        print(f"{n} {name}: greedy {result['greedy_correct']}/{len(items)} choice {result['choice_correct']} "
               f"prefill {result['prefill_median_s']:.3f} s density {density:.3f} ({result['seconds']:.0f} s)", flush=True)
         write(args, prov, results, args.model_name)
     del model
@@ -352,7 +419,9 @@ def main() -> None:
     ap.add_argument("--convert-dir", type=Path, default=None, help="where a GGUF is converted to (default: beside it, <stem>-hf)")
     ap.add_argument("--tokens", type=int, nargs="+", default=[32768])
     ap.add_argument("--native", type=int, default=None, help="the model's native window (default: its config's)")
-    ap.add_argument("--needles", type=int, default=64)
+    ap.add_argument("--needles", type=int, default=64, help="questions per config (squad: at most 48)")
+    ap.add_argument("--task", choices=["needles", "squad"], default="needles",
+                    help="needles: planted locker codes; squad: the bundled SQuAD 2.0 questions over Wikipedia articles (needs pydantic)")
     ap.add_argument("--budgets", type=float, nargs="+", default=[0.10, 0.05])
     ap.add_argument("--configs", nargs="+", default=["dense", "searched", "default"], choices=["dense", "searched", "default"])
     ap.add_argument("--candidates", nargs="+", default=["all"], choices=sorted(CANDIDATE_SETS),

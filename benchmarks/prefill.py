@@ -9,7 +9,8 @@
 The model is Llama-3.1-8B-shaped (hidden 4096, 32 query / 8 KV heads of 128, MLP 14336,
 vocabulary 128256, RoPE theta 500000) with RANDOM weights and `--layers` decoder layers
 (default 8, to fit the run in minutes; every layer costs the same, so the ratio holds for
-32), in bf16 on one GPU, built by transformers. Weights do not change the time of the
+32), in bf16 on one GPU, built by transformers. `--shape qwen2.5-0.5b --layers 24` builds the
+needle benchmark's model instead (same random-weight method), for its ceiling. Weights do not change the time of the
 dense layers, and the sparse index is built from the q/k the random weights produce, so
 the sparse times include a real index build on real (if meaningless) activations; the
 answer quality of sparse prefill is measured on a trained model by kernel_recall.py.
@@ -54,30 +55,45 @@ LIGHTER = {
     # the same with the last query rows dense (the question's rows: needles_dense_tail.py)
     "vertical_slash_256_8_tail64": {"kind": "vertical_slash", "n_vertical": 256, "n_diag": 8, "last_q": 64, "dense_tail": 64},
     "vertical_slash_256_8_tail256": {"kind": "vertical_slash", "n_vertical": 256, "n_diag": 8, "last_q": 64, "dense_tail": 256},
+    # the default as the hf engine runs it: 1024 / 32 with its 256-row dense tail
+    "vertical_slash_tail256": {"kind": "vertical_slash", "n_vertical": 1024, "n_diag": 32, "last_q": 64, "dense_tail": 256},
 }
 
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 
 
-def build_model(layers: int, tiny: bool = False):
-    """The 8B-shaped model with random weights; `tiny` (for --quick): the same layout at a
-    toy size, so the script's every path runs on a CPU in seconds."""
-    from transformers import LlamaConfig, LlamaForCausalLM
+# Model shapes (`--shape`): transformers' class name and its config. qwen2.5-0.5b is the
+# real model of issue 26 (Qwen2.5-Coder-0.5B-Instruct: 24 layers, 14 / 2 heads of 64, tied
+# embeddings, biased q/k/v), so its `no_attention` column is the ceiling on the needle
+# benchmark's speed-up (benchmarks/needles_real.py) whatever the attention does.
+SHAPES = {
+    "llama-8b": ("Llama", "Llama-3.1-8B", dict(hidden_size=4096, intermediate_size=14336, num_attention_heads=32, num_key_value_heads=8,
+                                               head_dim=128, vocab_size=128256, rope_theta=500000.0, tie_word_embeddings=False)),
+    "qwen2.5-0.5b": ("Qwen2", "Qwen2.5-0.5B", dict(hidden_size=896, intermediate_size=4864, num_attention_heads=14, num_key_value_heads=2,
+                                                   head_dim=64, vocab_size=151936, rope_theta=1000000.0, tie_word_embeddings=True)),
+    "tiny": ("Llama", "toy", dict(hidden_size=256, intermediate_size=512, num_attention_heads=4, num_key_value_heads=2,
+                                  head_dim=64, vocab_size=1000, rope_theta=500000.0, tie_word_embeddings=False)),
+}
 
-    shape = dict(hidden_size=4096, intermediate_size=14336, num_attention_heads=32, num_key_value_heads=8, head_dim=128, vocab_size=128256)
-    if tiny:
-        shape = dict(hidden_size=256, intermediate_size=512, num_attention_heads=4, num_key_value_heads=2, head_dim=64, vocab_size=1000)
-    config = LlamaConfig(
-        **shape,
+
+def build_model(layers: int, shape: str = "llama-8b"):
+    """A model of `shape` with random weights and `layers` decoder layers; "tiny" (for --quick)
+    is the 8B layout at a toy size, so the script's every path runs on a CPU in seconds."""
+    import transformers
+
+    family, _, dims = SHAPES[shape]
+    dims = dict(dims)
+    theta = dims.pop("rope_theta")
+    config = getattr(transformers, f"{family}Config")(
+        **dims,
         num_hidden_layers=layers,
         max_position_embeddings=1 << 21,
-        rope_parameters={"rope_type": "default", "rope_theta": 500000.0},
-        tie_word_embeddings=False,
+        rope_parameters={"rope_type": "default", "rope_theta": theta},
     )
     torch.manual_seed(0)
     with torch.device(DEVICE):
-        model = LlamaForCausalLM(config).to(torch.bfloat16 if DEVICE == "cuda" else torch.float32)
+        model = getattr(transformers, f"{family}ForCausalLM")(config).to(torch.bfloat16 if DEVICE == "cuda" else torch.float32)
     model.eval()
     return model
 
@@ -145,7 +161,7 @@ def write(results: list[dict], args, prov: dict, gpu: str) -> None:
         else "one prefill forward with KV cache"
     )
     lines = [
-        f"# Time to first token, Llama-3.1-8B-shaped decoder with random weights ({args.layers} layers), {gpu}",
+        f"# Time to first token, {SHAPES[args.shape][1]}-shaped decoder with random weights ({args.layers} layers), {gpu}",
         "",
         f"{'bf16' if DEVICE == 'cuda' else 'float32 on a CPU (the torch reference: a smoke test, not a speed)'}, batch 1, {how} + argmax of the last logits (only the last position's logits are computed); median of "
         f"{args.reps} after a warm-up. Sparse times include building every layer's index. RANDOM weights: "
@@ -167,13 +183,13 @@ def write(results: list[dict], args, prov: dict, gpu: str) -> None:
     text = "\n".join(lines)
     (args.out / f"{slug}.md").write_text(text)
     (args.out / f"{slug}.json").write_text(
-        json.dumps({"provenance": prov, "gpu": gpu, "layers": args.layers, "weights": "random", "reps": args.reps, "prefill_chunk": args.prefill_chunk, "results": results}, indent=1)
+        json.dumps({"provenance": prov, "gpu": gpu, "shape": args.shape, "layers": args.layers, "weights": "random", "reps": args.reps, "prefill_chunk": args.prefill_chunk, "results": results}, indent=1)
     )
     print(text, flush=True)
-    plot(results, args.layers, gpu, args.out / f"{slug}.png")
+    plot(results, args.layers, gpu, args.out / f"{slug}.png", SHAPES[args.shape][1])
 
 
-def plot(results: list[dict], layers: int, gpu: str, path: Path) -> None:
+def plot(results: list[dict], layers: int, gpu: str, path: Path, shape: str = "Llama-3.1-8B") -> None:
     try:
         import matplotlib
 
@@ -192,7 +208,7 @@ def plot(results: list[dict], layers: int, gpu: str, path: Path) -> None:
     ax.set_ylabel("TTFT speed-up over SDPA")
     ax.axhline(1, color="grey", lw=0.5)
     ax.legend()
-    ax.set_title(f"8B-shaped, random weights, {layers} layers - {gpu}", fontsize=9)
+    ax.set_title(f"{shape}-shaped, random weights, {layers} layers - {gpu}", fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
 
@@ -200,13 +216,14 @@ def plot(results: list[dict], layers: int, gpu: str, path: Path) -> None:
 def replot(json_path: Path) -> None:
     """Redraw the plot of a results file (the GPU machine returns only a few files)."""
     data = json.loads(json_path.read_text())
-    plot(data["results"], data["layers"], data["gpu"], json_path.with_suffix(".png"))
+    plot(data["results"], data["layers"], data["gpu"], json_path.with_suffix(".png"), SHAPES[data.get("shape", "llama-8b")][1])
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--lengths", type=int, nargs="+", default=[32768, 65536, 131072, 262144, 524288])
     ap.add_argument("--layers", type=int, default=8)
+    ap.add_argument("--shape", choices=[s for s in SHAPES if s != "tiny"], default="llama-8b", help="the decoder's shape (qwen2.5-0.5b: the needle benchmark's model)")
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--patterns", nargs="+", default=list(PATTERNS), choices=[*PATTERNS, *LIGHTER])
     ap.add_argument("--out", type=Path, default=Path("benchmarks/results"))
@@ -246,7 +263,7 @@ def main() -> None:
         total = torch.cuda.get_device_properties(0).total_memory
         torch.cuda.set_per_process_memory_fraction(min(1.0, args.memory_cap_gib * 2**30 / total))
         gpu += f", allocator capped at {args.memory_cap_gib:g} GiB of {total / 2**30:.0f}"
-    model = build_model(args.layers, tiny=args.quick)
+    model = build_model(args.layers, "tiny" if args.quick else args.shape)
     results = []
     for n in args.lengths:
         ids = torch.randint(0, model.config.vocab_size, (1, n), device=DEVICE, generator=torch.Generator(DEVICE).manual_seed(n))
