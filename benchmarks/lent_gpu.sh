@@ -5,7 +5,7 @@
 # same warm machine:
 #
 #   bash benchmarks/lent_gpu.sh stage .gpu/cK          # once per part, K = 0..11 (carry .gpu/cK)
-#   CTXAGENT_COMMIT=<sha> bash benchmarks/lent_gpu.sh needles-fast | squad | ab | prefill-1m | estimate-1m | mixed-fast | fused | ceiling | masks
+#   CTXAGENT_COMMIT=<sha> bash benchmarks/lent_gpu.sh needles-fast | squad | ab | prefill-1m | estimate-1m | mixed-fast | fused | ceiling
 # (prefill-1m, estimate-1m, mixed-fast, fused and ceiling need only the image's torch, triton and transformers: no parts to stage;
 #  squad also needs pydantic: `bash benchmarks/lent_gpu.sh wheels` here puts its wheels in .gpu/pyd, which that call carries)
 #
@@ -48,7 +48,7 @@ bare() {  # jobs that need only torch, triton and transformers (the image's): no
 
 gpu_name() { nvidia-smi --query-gpu=name --format=csv,noheader | head -1 | tr ' ' _ | tr -cd 'A-Za-z0-9_'; }
 
-case "${1:?parts | wheels | stage DIR | needles-fast | squad | ab | prefill-1m | estimate-1m | mixed-fast | fused | ceiling | masks}" in
+case "${1:?parts | wheels | stage DIR | needles-fast | squad | ab | prefill-1m | estimate-1m | mixed-fast | fused | ceiling}" in
 parts)  # on this machine, not the lent one: the lean 9-part blob into .gpu/n0 ... .gpu/n8 (ignored by git)
     model=$(HF_HUB_OFFLINE=1 .venv/bin/python -m ctxagent.evaluation.eval_models qwen2.5-coder-0.5b | tail -1)
     work=$(mktemp -d) && trap 'rm -rf "$work"' EXIT
@@ -80,17 +80,6 @@ squad)  # the 48 SQuAD 2.0 questions over Wikipedia at TOKENS: dense, searched -
     python -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site .gpu/pyd/*.whl
     python benchmarks/needles_real.py --task squad --model "$GGUF" --convert-dir /tmp/ctxagent-qwen-hf --out "$OUT" --tokens ${TOKENS:-32768 131072} --needles 48 \
         --candidates fast --budgets ${BUDGETS:-0.05 0.02} --configs ${CONFIGS:-dense searched default} --name "${NAME:-squad_qwen}" --max-seconds "${MAX_SECONDS:-470}"
-    ;;
-masks)  # the kernel's causal mask on entry 0 only: GPU tests, side by side with masking every tile, and the figures it moves
-    # (more than the 8 files a call returns: everything goes back as one tar, results.tar)
-    bare
-    python -m pytest -q -p no:cacheprovider tests/test_kernels.py tests/test_kernels_gpu.py tests/test_vs_estimate.py 2>&1 | tail -4
-    mkdir -p /tmp/res
-    python benchmarks/tile_masks.py --out /tmp/res --name "tile_masks_$(gpu_name)"
-    python benchmarks/kernels.py --lengths 131072 --skip-checks --out /tmp/res
-    python benchmarks/mixed_patterns.py --candidates fast --distinct 1 7 13 --skip-old --out /tmp/res --name "mixed_patterns_fast_fused_$(gpu_name)"
-    OUT=/tmp/res bash "$0" ceiling
-    tar -cf "$OUT/results.tar" -C /tmp/res .
     ;;
 ceiling)  # Qwen2.5-0.5B's shape, random weights, 24 layers: dense, the default (with and without its tail), and no attention at all
     bare

@@ -77,53 +77,6 @@ def test_kernel_head_dim_128_float32_group_4(pattern):
     assert rel_err(out, ref) < 3e-3  # interpreter: fp32; on GPU tf32
 
 
-def assert_diagonal_block_first(index):
-    """The kernel masks only entry 0 of each row: every later entry must lie before the
-    diagonal block, and none may repeat."""
-    B, H, Mq, _ = index.block_idx.shape
-    m = torch.arange(index.first_block, index.first_block + Mq)[:, None]
-    listed = torch.arange(index.block_idx.shape[-1]) < index.block_cnt.cpu()[..., None]
-    idx = index.block_idx.cpu().long()
-    assert bool((idx <= m)[listed].all())
-    assert bool((idx[..., 1:] < m)[listed[..., 1:]].all()), "a listed diagonal block is not entry 0"
-    for b, h, r in zip(*torch.nonzero(index.block_cnt.cpu() > 1, as_tuple=True)):
-        row = idx[b, h, r, : index.block_cnt[b, h, r]]
-        assert len(set(row.tolist())) == len(row)
-
-
-@pytest.mark.parametrize("q_from", [0, 37])
-@pytest.mark.parametrize("pattern", ["a_shape", "vertical_slash", "block_sparse", "block_sparse_pooled", "dense", "mixed"])
-def test_listed_diagonal_block_comes_first(pattern, q_from):
-    q, k, _ = qkv(1, 4, 2, 90, 32, torch.float32, seed=5)
-    q = q[:, :, q_from:]
-    if pattern in ("a_shape", "vertical_slash", "block_sparse"):
-        index = build(pattern, q, k, block=16)
-    elif pattern == "block_sparse_pooled":
-        if q_from:
-            pytest.skip("the pooled estimate takes whole prefills only")
-        index = block_sparse_index(q, k, gamma=0.6, max_blocks=3, block=16, estimate="pooled")
-    elif pattern == "dense":
-        index = pattern_index(q, k, HeadPattern.make("dense"), block=16)
-    else:
-        heads = [HeadPattern.make("a_shape", sink=4, local=16), HeadPattern.make("vertical_slash", n_vertical=6, n_diag=2, last_q=8),
-                 HeadPattern.make("block_sparse", gamma=0.5, max_blocks=2), HeadPattern.make("dense")]
-        index = layer_index(q, k, SparseConfig(layers={0: heads}, block=16, min_length=16, dense_tail=0), 0)
-    assert int(index.block_cnt.max()) > 1
-    assert_diagonal_block_first(index)
-
-
-@needs_triton
-@pytest.mark.parametrize("pattern", PATTERNS)
-def test_masking_only_entry_0_gives_the_output_of_masking_every_tile(pattern):
-    from ctxagent.kernels.triton_kernels import launch_sparse_attention
-
-    q, k, v = qkv(1, 4, 2, 83, 32, torch.float32, seed=11)
-    index = build(pattern, q, k, block=16)
-    assert int(index.block_cnt.max()) > 1
-    every, first = (launch_sparse_attention(q, k, v, torch.empty_like(q), index, 32**-0.5, mask_every_tile=m) for m in (True, False))
-    assert torch.equal(every, first)
-
-
 @needs_triton
 def test_mixed_per_head_patterns_in_one_launch():
     q, k, v = qkv(1, 6, 3, 70, 32, torch.float32, seed=3)

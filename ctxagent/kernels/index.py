@@ -5,9 +5,7 @@ One index form serves every pattern (the kernel in `triton_kernels` reads it):
 
     block_idx [B, H, M, MAXB] int32  key blocks computed whole for query block m
                                      (M counts the query blocks from `first_block`)
-                                     (first block_cnt[b, h, m] entries are valid, distinct,
-                                     at most m; block m itself, when listed, comes first:
-                                     the kernel masks only entry 0)
+                                     (first block_cnt[b, h, m] entries are valid)
     block_cnt [B, H, M]       int32
     cols      [B, H, C]       int32  sorted single key columns (vertical lines), or None
     col_cnt   [B, H, M]       int32  how many of `cols` lie at or before query block m's last row

@@ -30,33 +30,22 @@ from ctxagent import envs
 
 
 @triton.jit
-def _attend_keys(
-    q, k_base, v_base, cols, use, offs_m, offs_d, stride_kn, stride_vn, qk_scale, m_i, l_i, acc, DOT_F32: tl.constexpr, MASKED: tl.constexpr = True
-):
+def _attend_keys(q, k_base, v_base, cols, use, offs_m, offs_d, stride_kn, stride_vn, qk_scale, m_i, l_i, acc, DOT_F32: tl.constexpr):
     """One online-softmax step over a tile of key columns `cols` (those with `use` set), causal
-    against the query rows `offs_m`; returns the updated running max, sum and output.
-    MASKED=False is for a tile wholly before the query rows and inside the keys: no mask to
-    load with or to apply (the same result as MASKED=True there, with less work per score)."""
+    against the query rows `offs_m`; returns the updated running max, sum and output."""
     rows = cols.to(tl.int64)
-    if MASKED:
-        k = tl.load(k_base + rows[:, None] * stride_kn + offs_d[None, :], mask=use[:, None], other=0.0)
-    else:
-        k = tl.load(k_base + rows[:, None] * stride_kn + offs_d[None, :])
+    k = tl.load(k_base + rows[:, None] * stride_kn + offs_d[None, :], mask=use[:, None], other=0.0)
     if DOT_F32:  # Triton's CPU interpreter mis-multiplies bf16 in tl.dot; tests only
         k = k.to(tl.float32)
     qk = tl.dot(q, tl.trans(k)) * qk_scale
-    if MASKED:
-        valid = use[None, :] & (cols[None, :] <= offs_m[:, None])
-        qk = tl.where(valid, qk, float("-inf"))
+    valid = use[None, :] & (cols[None, :] <= offs_m[:, None])
+    qk = tl.where(valid, qk, float("-inf"))
     m_new = tl.maximum(m_i, tl.max(qk, 1))
     m_safe = tl.where(m_new == float("-inf"), 0.0, m_new)
     p = tl.math.exp2(qk - m_safe[:, None])
     alpha = tl.math.exp2(m_i - m_safe)
     l_i = l_i * alpha + tl.sum(p, 1)
-    if MASKED:
-        v = tl.load(v_base + rows[:, None] * stride_vn + offs_d[None, :], mask=use[:, None], other=0.0)
-    else:
-        v = tl.load(v_base + rows[:, None] * stride_vn + offs_d[None, :])
+    v = tl.load(v_base + rows[:, None] * stride_vn + offs_d[None, :], mask=use[:, None], other=0.0)
     if DOT_F32:
         v = v.to(tl.float32)
     acc = tl.dot(p.to(v.dtype), v, acc * alpha[:, None])
@@ -99,7 +88,6 @@ def _sparse_attn_fwd(
     BLOCK: tl.constexpr,
     HAS_COLS: tl.constexpr,
     DOT_F32: tl.constexpr,
-    MASK_EVERY_TILE: tl.constexpr,
 ):
     m_row = NUM_M - 1 - tl.program_id(0)  # heaviest query blocks first
     m = m_row + Q_START // BLOCK
@@ -129,17 +117,10 @@ def _sparse_attn_fwd(
 
     row = bh * NUM_M + m_row
     n_blocks = tl.load(BlockCnt + row)
-    row_blocks = BlockIdx + row.to(tl.int64) * MAX_BLOCKS
-    # Only the diagonal block m needs the causal mask (and holds the keys' ragged end), and
-    # a listed diagonal block is entry 0 of its row (SparseIndex): the rest go unmasked.
-    if n_blocks > 0:
-        cols = tl.load(row_blocks) * BLOCK + offs_n
+    for j in range(0, n_blocks):
+        kb = tl.load(BlockIdx + row.to(tl.int64) * MAX_BLOCKS + j)
+        cols = kb * BLOCK + offs_n
         m_i, l_i, acc = _attend_keys(q, k_base, v_base, cols, cols < N, offs_m, offs_d, stride_kn, stride_vn, qk_scale, m_i, l_i, acc, DOT_F32)
-    for j in range(1, n_blocks):
-        cols = tl.load(row_blocks + j) * BLOCK + offs_n
-        m_i, l_i, acc = _attend_keys(
-            q, k_base, v_base, cols, cols < N, offs_m, offs_d, stride_kn, stride_vn, qk_scale, m_i, l_i, acc, DOT_F32, MASK_EVERY_TILE
-        )
 
     if HAS_COLS:
         n_cols = tl.load(ColCnt + row)
@@ -166,13 +147,9 @@ def _sparse_attn_fwd(
 LOG2E = 1.4426950408889634
 
 
-def launch_sparse_attention(
-    q, k, v, out, index, sm_scale: float, num_warps: int | None = None, num_stages: int | None = None, mask_every_tile: bool = False
-):
+def launch_sparse_attention(q, k, v, out, index, sm_scale: float, num_warps: int | None = None, num_stages: int | None = None):
     """Launch `_sparse_attn_fwd` over `index` (a SparseIndex) for q [B, H, Nq, D], the last
-    Nq of the N keys of k/v [B, Hkv, N, D]; writes `out` (shaped like q) in place.
-    `mask_every_tile` applies the causal mask to every listed block, not only to entry 0
-    (the same output): the kernel as it was, kept for benchmarks/kernels.py to time beside."""
+    Nq of the N keys of k/v [B, Hkv, N, D]; writes `out` (shaped like q) in place."""
     B, H, Nq, D = q.shape
     N = k.shape[2]
     group = H // k.shape[1]
@@ -222,7 +199,6 @@ def launch_sparse_attention(
         BLOCK=block,
         HAS_COLS=has_cols,
         DOT_F32=q.dtype == torch.bfloat16 and envs.flag("TRITON_INTERPRET"),
-        MASK_EVERY_TILE=mask_every_tile,
         num_warps=num_warps,
         num_stages=num_stages,
     )
