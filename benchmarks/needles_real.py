@@ -289,8 +289,8 @@ def wilson(k: int, n: int) -> str:
     return f"{k}/{n} [{lo * n:.0f}-{hi * n:.0f}]"
 
 
-def write(args, prov: dict, results: list[dict], model_name: str) -> None:
-    prov = provenance.finish(dict(prov))
+def write(args, prov: dict, results: list[dict], model_name: str, finished: bool = False) -> None:
+    prov = dict(prov) if finished else provenance.finish(dict(prov))
     what = (
         f"{len(results[0]['configs'][0]['answers']) if results and results[0]['configs'] else args.needles} SQuAD 2.0 questions per config (real "
         "questions nobody here wrote, each over its whole Wikipedia article among other articles (about 30 at 128K), ctxagent.evaluation.squad); searched "
@@ -308,8 +308,10 @@ def write(args, prov: dict, results: list[dict], model_name: str) -> None:
         "Prefill = median seconds of one synchronised forward over the prompt, sparse index included. Density = computed share of the "
         "causal matrix on the first prompt (dense heads 1, the 256-row tail added as an upper bound).",
         "",
-        "| tokens | RoPE | config | density | greedy | choice | prefill s (median) | x dense | same greedy / choice as unchunked |",
-        "|---:|---|---|---:|---:|---:|---:|---:|---:|",
+        "Of dense's = how many of the questions dense answers (greedy) this config answers too.",
+        "",
+        "| tokens | RoPE | config | density | greedy | of dense's | choice | prefill s (median) | x dense | same greedy / choice as unchunked |",
+        "|---:|---|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in results:
         dense = next((c for c in r["configs"] if c["config"] == "dense"), None)
@@ -317,7 +319,8 @@ def write(args, prov: dict, results: list[dict], model_name: str) -> None:
             k = len(c["answers"])
             speed = f"{dense['prefill_median_s'] / c['prefill_median_s']:.2f}" if dense else "-"
             lines.append(
-                f"| {r['tokens']} | {r['rope']} | {c['config']} | {c['density']:.3f} | {wilson(c['greedy_correct'], k)} | {'-' if c['choice_correct'] is None else wilson(c['choice_correct'], k)} | "
+                f"| {r['tokens']} | {r['rope']} | {c['config']} | {c['density']:.3f} | {wilson(c['greedy_correct'], k)} | {also_right(c, dense)} | "
+                f"{'-' if c['choice_correct'] is None else wilson(c['choice_correct'], k)} | "
                 f"{c['prefill_median_s']:.3f} | {speed} | "
                 + (f"{c['same_greedy_as_unchunked']}/{k} / {'-' if c['choice_correct'] is None else str(c['same_choice_as_unchunked']) + '/' + str(k)} |"
                    if "same_greedy_as_unchunked" in c else "- |")
@@ -334,12 +337,33 @@ def write(args, prov: dict, results: list[dict], model_name: str) -> None:
     print("\n".join(lines), flush=True)
 
 
+def right(record: dict) -> bool:
+    """Whether a results record's greedy answer is right (squad records say; a needle's holds its code)."""
+    return record["right"] if "right" in record else record["code"] in record["answer"]
+
+
+def also_right(config: dict, dense: dict | None) -> str:
+    """'k of n': of the n questions dense answers, how many `config` answers too."""
+    if dense is None or len(dense["answers"]) != len(config["answers"]):
+        return "-"
+    pairs = [(right(d), right(c)) for d, c in zip(dense["answers"], config["answers"])]
+    return f"{sum(d and c for d, c in pairs)} of {sum(d for d, _ in pairs)}"
+
+
 def answer_record(item: dict, answer: dict) -> dict:
     """What the results JSON keeps of one question and its answer."""
     if "question" in item:
         q = item["question"]
         return {"id": q.id, "question": q.question, "references": list(q.answers), "depth": item["depth"], "answer": answer["answer"], "right": answer["greedy"]}
     return {"name": item["name"], "code": item["code"], "depth": item["depth"], "answer": answer["answer"], "chosen": answer["chosen"]}
+
+
+def rewrite(json_path: Path) -> None:
+    """Write the table of a results JSON again (the GPU run's provenance kept, not restamped)."""
+    data = json.loads(json_path.read_text())
+    prov = dict(data["provenance"])
+    args = argparse.Namespace(task=data.get("task", "needles"), needles=data["needles"], out=json_path.parent, name=json_path.stem)
+    write(args, prov, data["results"], data["model"], finished=True)
 
 
 def run_length(args, folder: Path, n: int, calib: str, held: str, prov: dict, results: list[dict], started: float) -> None:
@@ -434,7 +458,10 @@ def main() -> None:
     ap.add_argument("--name", default=None)
     ap.add_argument("--out", type=Path, default=Path("benchmarks/results"))
     ap.add_argument("--allow-dirty", action="store_true")
+    ap.add_argument("--rewrite", type=Path, default=None, help="only rewrite the table of this results JSON (its <name>.md beside it)")
     args = ap.parse_args()
+    if args.rewrite:
+        return rewrite(args.rewrite)
     if args.quick:
         args.tokens, args.needles, args.rows = [1024], 4, 16
         args.prefill_chunk, args.chunked = 384, args.chunked or ["default"]
