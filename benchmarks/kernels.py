@@ -60,6 +60,10 @@ VARIANTS = {
     "bs lse 0.95/128": lambda q, k: block_sparse_index(q, k, gamma=0.95, max_blocks=128),
     "bs lse 0.98/256": lambda q, k: block_sparse_index(q, k, gamma=0.98, max_blocks=256),
     "a_shape 64+4096": lambda q, k: a_shape_index(q.shape[0], q.shape[1], q.shape[2], sink=64, local=4096, device=q.device),
+    # blocks of 128 (query and key tiles 128 wide, 8 warps): fewer, larger matrix products per
+    # score; 16 diagonals of 128 span the tokens 32 of 64 do, 32 of 128 twice that
+    "vs 1024/16 b128": lambda q, k: vertical_slash_index(q, k, n_vertical=1024, n_diag=16, block=128),
+    "vs 1024/32 b128": lambda q, k: vertical_slash_index(q, k, n_vertical=1024, n_diag=32, block=128),
 }
 
 
@@ -364,6 +368,10 @@ def sweep(n: int, args) -> None:
     for warps, stages in ((4, 2), (4, 3), (8, 3)):
         t = bench(lambda: launch_sparse_attention(q, k, v, out, idx, args.dim**-0.5, warps, stages), 300)
         print(f"sweep n={n} vertical_slash warps={warps} stages={stages}: {t:.2f} ms (kernel only)", flush=True)
+    idx = vertical_slash_index(q, k, n_vertical=1024, n_diag=16, block=128)
+    for warps, stages in ((8, 2), (8, 3), (4, 2)):
+        t = bench(lambda: launch_sparse_attention(q, k, v, out, idx, args.dim**-0.5, warps, stages), 300)
+        print(f"sweep n={n} vertical_slash 1024/16 block 128 warps={warps} stages={stages}: {t:.2f} ms (kernel only)", flush=True)
     dense_tail_timing(q, k, v)
 
 

@@ -5,7 +5,7 @@
 # same warm machine:
 #
 #   bash benchmarks/lent_gpu.sh stage .gpu/cK          # once per part, K = 0..11 (carry .gpu/cK)
-#   CTXAGENT_COMMIT=<sha> bash benchmarks/lent_gpu.sh needles-fast | squad | ab | prefill-1m | estimate-1m | mixed-fast | fused | ceiling
+#   CTXAGENT_COMMIT=<sha> bash benchmarks/lent_gpu.sh needles-fast | squad | ab | prefill-1m | estimate-1m | mixed-fast | fused | ceiling | block128
 # (prefill-1m, estimate-1m, mixed-fast, fused and ceiling need only the image's torch, triton and transformers: no parts to stage;
 #  squad also needs pydantic: `bash benchmarks/lent_gpu.sh wheels` here puts its wheels in .gpu/pyd, which that call carries)
 #
@@ -48,7 +48,7 @@ bare() {  # jobs that need only torch, triton and transformers (the image's): no
 
 gpu_name() { nvidia-smi --query-gpu=name --format=csv,noheader | head -1 | tr ' ' _ | tr -cd 'A-Za-z0-9_'; }
 
-case "${1:?parts | wheels | stage DIR | needles-fast | squad | ab | prefill-1m | estimate-1m | mixed-fast | fused | ceiling}" in
+case "${1:?parts | wheels | stage DIR | needles-fast | squad | ab | prefill-1m | estimate-1m | mixed-fast | fused | ceiling | block128}" in
 parts)  # on this machine, not the lent one: the lean 9-part blob into .gpu/n0 ... .gpu/n8 (ignored by git)
     model=$(HF_HUB_OFFLINE=1 .venv/bin/python -m ctxagent.evaluation.eval_models qwen2.5-coder-0.5b | tail -1)
     work=$(mktemp -d) && trap 'rm -rf "$work"' EXIT
@@ -73,13 +73,24 @@ stage)
 needles-fast)  # issue 26: the search over fast_candidates against dense and the default, 64 needles (TOKENS, default 128K)
     setup
     python benchmarks/needles_real.py --model "$GGUF" --convert-dir /tmp/ctxagent-qwen-hf --out "$OUT" --tokens ${TOKENS:-131072} --needles 64 \
-        --candidates fast --budgets ${BUDGETS:-0.10 0.05} --configs ${CONFIGS:-dense searched default} --name "${NAME:-needles_qwen_128k_fast}" --max-seconds "${MAX_SECONDS:-470}"
+        --candidates fast --budgets ${BUDGETS:-0.10 0.05} --configs ${CONFIGS:-dense searched default} --name "${NAME:-needles_qwen_128k_fast}" --max-seconds "${MAX_SECONDS:-470}" \
+        ${DEFAULT_BLOCK:+--default-block $DEFAULT_BLOCK}
     ;;
 squad)  # the 48 SQuAD 2.0 questions over Wikipedia at TOKENS: dense, searched --fast BUDGETS, default (carry .gpu/pyd)
     setup
     python -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site .gpu/pyd/*.whl
     python benchmarks/needles_real.py --task squad --model "$GGUF" --convert-dir /tmp/ctxagent-qwen-hf --out "$OUT" --tokens ${TOKENS:-32768 131072} --needles 48 \
         --candidates fast --budgets ${BUDGETS:-0.05 0.02} --configs ${CONFIGS:-dense searched default} --name "${NAME:-squad_qwen}" --max-seconds "${MAX_SECONDS:-470}"
+    ;;
+block128)  # blocks of 128 against 64: the kernel's variants and launch settings at 128K (--sweep; log and tables as
+    # kernels_<gpu>_sweep.*), and the Qwen-shaped prefill with the default at each block size (about 3 min; answers:
+    # DEFAULT_BLOCK=128 CONFIGS="dense default" needles-fast after staging)
+    bare
+    python -m pytest -q -p no:cacheprovider tests/test_kernels.py -k "blocks_of_128 or matches_reference" 2>&1 | tail -3 || echo "GPU TESTS FAILED"
+    mkdir -p /tmp/k && python benchmarks/kernels.py --lengths 131072 --skip-checks --sweep --out /tmp/k 2>&1 | tee "$OUT/kernels_$(gpu_name)_sweep.log" | grep -E "^(variant|sweep)" || true
+    for f in /tmp/k/kernels_*; do cp "$f" "$OUT/$(basename "${f%.*}")_sweep.${f##*.}"; done
+    python benchmarks/prefill.py --shape qwen2.5-0.5b --layers 24 --lengths 131072 --reps 3 --no-ceiling \
+        --patterns vertical_slash_tail256 vertical_slash_b128_tail256 --out "$OUT" --name "prefill_qwen05b_b128_$(gpu_name)"
     ;;
 ceiling)  # Qwen2.5-0.5B's shape, random weights, 24 layers: dense, the default (with and without its tail), and no attention at all
     bare
@@ -92,7 +103,7 @@ mixed-fast)  # one layer of Qwen2.5-0.5B's shape at 128K: fast_candidates budget
     ;;
 fused)  # the fused vertical-slash estimate: its GPU tests, its speed against the torch estimate, and the layer and kernel figures it moves
     bare
-    python -m pytest -q -p no:cacheprovider tests/test_vs_estimate.py tests/test_kernels_gpu.py 2>&1 | tail -8
+    python -m pytest -q -p no:cacheprovider tests/test_vs_estimate.py tests/test_kernels_gpu.py 2>&1 | tail -8 || echo "GPU TESTS FAILED (the figures below still run: read them with that in mind)"
     python benchmarks/vs_estimate.py --tiles 2 4 8 --out "$OUT" --name "vs_estimate_$(gpu_name)"
     python benchmarks/mixed_patterns.py --candidates fast --distinct 1 7 13 --skip-old --out "$OUT" --name "mixed_patterns_fast_fused_$(gpu_name)"
     python benchmarks/kernels.py --lengths 131072 --skip-checks --out "$OUT"

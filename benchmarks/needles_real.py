@@ -384,7 +384,9 @@ def run_length(args, folder: Path, n: int, calib: str, held: str, prov: dict, re
         if name == "dense":
             configs["dense"] = None
         elif name == "default":
-            configs["default"] = SparseConfig(default=HeadPattern.from_dict(DEFAULT), min_length=min_length)
+            # in blocks of 128 the default keeps its token band: 16 diagonals of 128 where it has 32 of 64
+            pattern = {**DEFAULT, "n_diag": DEFAULT["n_diag"] * 64 // args.default_block}
+            configs["default"] = SparseConfig(default=HeadPattern.from_dict(pattern), min_length=min_length, block=args.default_block)
     if "searched" in args.configs:
         searched, row["search"] = {}, {}
         for candidate_set in args.candidates:
@@ -395,6 +397,8 @@ def run_length(args, folder: Path, n: int, calib: str, held: str, prov: dict, re
         for name in args.configs:  # searched configs where "searched" stands in --configs
             ordered.update(searched if name == "searched" else {name: configs[name]})
         configs = ordered
+    if args.default_block != 64 and "default" in configs:  # name it by its block in the tables
+        configs = {(f"default_b{args.default_block}" if k == "default" else k): v for k, v in configs.items()}
     runs = [(name, config, None) for name, config in configs.items()]
     runs += [(f"{name}, chunks of {args.prefill_chunk}", configs[name], args.prefill_chunk) for name in args.chunked if name in configs]
     for name, config, chunk in runs:
@@ -453,6 +457,7 @@ def main() -> None:
     ap.add_argument("--prefill-chunk", type=int, default=8192, help="chunk size of the --chunked runs")
     ap.add_argument("--chunked", nargs="*", default=[], help="configs (dense, default, searched_0.1, ...) to run once more with chunked prefill, compared answer by answer")
     ap.add_argument("--rows", type=int, default=64, help="sampled rows per layer for the calibration recall")
+    ap.add_argument("--default-block", type=int, choices=[64, 128], default=64, help="block size of the `default` config (128: 16 diagonals of 128)")
     ap.add_argument("--max-seconds", type=float, default=None, help="start no config after this many seconds (results so far are kept)")
     ap.add_argument("--quick", action="store_true", help="1024 tokens, 4 needles: a smoke test")
     ap.add_argument("--name", default=None)

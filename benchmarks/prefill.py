@@ -57,6 +57,8 @@ LIGHTER = {
     "vertical_slash_256_8_tail256": {"kind": "vertical_slash", "n_vertical": 256, "n_diag": 8, "last_q": 64, "dense_tail": 256},
     # the default as the hf engine runs it: 1024 / 32 with its 256-row dense tail
     "vertical_slash_tail256": {"kind": "vertical_slash", "n_vertical": 1024, "n_diag": 32, "last_q": 64, "dense_tail": 256},
+    # the same in blocks of 128 (16 diagonals of 128 span the tokens 32 of 64 do): larger tiles per score
+    "vertical_slash_b128_tail256": {"kind": "vertical_slash", "n_vertical": 1024, "n_diag": 16, "last_q": 64, "dense_tail": 256, "block": 128},
 }
 
 
