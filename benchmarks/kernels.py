@@ -363,15 +363,15 @@ def sweep(n: int, args) -> None:
         except Exception as exc:
             print(f"variant n={n} {name}: failed {type(exc).__name__}: {exc}", flush=True)
     index_breakdown(q, k)
-    idx = vertical_slash_index(q, k, n_vertical=1024, n_diag=32)
     out = torch.empty_like(q)
-    for warps, stages in ((4, 2), (4, 3), (8, 3)):
-        t = bench(lambda: launch_sparse_attention(q, k, v, out, idx, args.dim**-0.5, warps, stages), 300)
-        print(f"sweep n={n} vertical_slash warps={warps} stages={stages}: {t:.2f} ms (kernel only)", flush=True)
-    idx = vertical_slash_index(q, k, n_vertical=1024, n_diag=16, block=128)
-    for warps, stages in ((8, 2), (8, 3), (4, 2)):
-        t = bench(lambda: launch_sparse_attention(q, k, v, out, idx, args.dim**-0.5, warps, stages), 300)
-        print(f"sweep n={n} vertical_slash 1024/16 block 128 warps={warps} stages={stages}: {t:.2f} ms (kernel only)", flush=True)
+    launches = {  # label: (index, (warps, stages) settings)
+        "vertical_slash": (vertical_slash_index(q, k, n_vertical=1024, n_diag=32), ((4, 2), (4, 3), (8, 3))),
+        "vertical_slash 1024/16 block 128": (vertical_slash_index(q, k, n_vertical=1024, n_diag=16, block=128), ((8, 2), (8, 3), (4, 2))),
+    }
+    for label, (idx, settings) in launches.items():
+        for warps, stages in settings:
+            t = bench(lambda: launch_sparse_attention(q, k, v, out, idx, args.dim**-0.5, warps, stages), 300)
+            print(f"sweep n={n} {label} warps={warps} stages={stages}: {t:.2f} ms (kernel only)", flush=True)
     dense_tail_timing(q, k, v)
 
 

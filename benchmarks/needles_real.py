@@ -179,8 +179,6 @@ def ask(model, tokenizer, ids: torch.Tensor, item: dict, max_new: int = 24, chun
     choice on the same cache (needles; a squad item has no choice: its greedy answer counts
     when it contains a reference answer, ctxagent.evaluation.scoring.contains_match)."""
     squad = "question" in item
-    if squad:
-        max_new = 32
     device = str(model.device)
     ids = ids.to(model.device)
     eos = {tokenizer.eos_token_id, tokenizer.pad_token_id} - {None}
@@ -411,7 +409,8 @@ def run_length(args, folder: Path, n: int, calib: str, held: str, prov: dict, re
         if config is not None:
             settings = enable_sparse_prefill(model, config)
         t0 = time.time()
-        answers = [ask(model, tokenizer, p, item, chunk=chunk) for p, item in zip(prompts, items)]
+        max_new = 32 if args.task == "squad" else 24  # a phrase; a code of 4+ digits
+        answers = [ask(model, tokenizer, p, item, max_new=max_new, chunk=chunk) for p, item in zip(prompts, items)]
         if settings is not None:
             disable_sparse_prefill(model, "sdpa")
         result = {
