@@ -87,11 +87,23 @@ def _sparse_attn_fwd(
     HEAD_DIM: tl.constexpr,
     BLOCK: tl.constexpr,
     HAS_COLS: tl.constexpr,
+    ORDER: tl.constexpr,
     DOT_F32: tl.constexpr,
 ):
-    m_row = NUM_M - 1 - tl.program_id(0)  # heaviest query blocks first
+    # Which programs run side by side decides which K/V tiles they share in L2 (see ORDERS);
+    # in every order the heaviest query blocks (the last) go first, to balance the grid.
+    pid = tl.program_id(0)
+    if ORDER == 0:  # query blocks fastest, one head after another
+        m_row = NUM_M - 1 - pid % NUM_M
+        bh = pid // NUM_M
+    elif ORDER == 1:  # heads fastest: every head's same query block side by side
+        bh = pid % (tl.num_programs(0) // NUM_M)
+        m_row = NUM_M - 1 - pid // (tl.num_programs(0) // NUM_M)
+    else:  # the query heads of one KV head fastest, then query blocks, then KV heads
+        rest = pid // GROUP
+        m_row = NUM_M - 1 - rest % NUM_M
+        bh = (rest // NUM_M) * GROUP + pid % GROUP
     m = m_row + Q_START // BLOCK
-    bh = tl.program_id(1)
     b = (bh // H).to(tl.int64)
     h = (bh % H).to(tl.int64)
     kvh = h // GROUP
@@ -145,11 +157,19 @@ def _sparse_attn_fwd(
 
 
 LOG2E = 1.4426950408889634
+# Program orders of `_sparse_attn_fwd` (one grid axis): the outputs are the same in each, bit
+# for bit; only the sharing of K/V tiles in L2 between programs running together differs.
+ORDERS = {"blocks": 0, "heads": 1, "groups": 2}
 
 
-def launch_sparse_attention(q, k, v, out, index, sm_scale: float, num_warps: int | None = None, num_stages: int | None = None):
+def launch_sparse_attention(
+    q, k, v, out, index, sm_scale: float, num_warps: int | None = None, num_stages: int | None = None, order: str = "blocks"
+):
     """Launch `_sparse_attn_fwd` over `index` (a SparseIndex) for q [B, H, Nq, D], the last
-    Nq of the N keys of k/v [B, Hkv, N, D]; writes `out` (shaped like q) in place."""
+    Nq of the N keys of k/v [B, Hkv, N, D]; writes `out` (shaped like q) in place. `order`:
+    one of ORDERS, which programs run side by side."""
+    if order not in ORDERS:
+        raise ValueError(f"order must be one of {sorted(ORDERS)}; got {order!r}")
     B, H, Nq, D = q.shape
     N = k.shape[2]
     group = H // k.shape[1]
@@ -163,7 +183,7 @@ def launch_sparse_attention(q, k, v, out, index, sm_scale: float, num_warps: int
         num_warps = 4 if block <= 64 else 8
     if num_stages is None:
         num_stages = 3 if D <= 64 or block <= 64 else 2
-    grid = (num_m, B * H)
+    grid = (num_m * B * H,)
     _sparse_attn_fwd[grid](
         q,
         k,
@@ -198,6 +218,7 @@ def launch_sparse_attention(q, k, v, out, index, sm_scale: float, num_warps: int
         HEAD_DIM=D,
         BLOCK=block,
         HAS_COLS=has_cols,
+        ORDER=ORDERS[order],
         DOT_F32=q.dtype == torch.bfloat16 and envs.flag("TRITON_INTERPRET"),
         num_warps=num_warps,
         num_stages=num_stages,
