@@ -92,10 +92,15 @@ block128)  # blocks of 128 against 64: the kernel's variants and launch settings
     python benchmarks/prefill.py --shape qwen2.5-0.5b --layers 24 --lengths 131072 --reps 3 --no-ceiling \
         --patterns vertical_slash_tail256 vertical_slash_b128_tail256 --out "$OUT" --name "prefill_qwen05b_b128_$(gpu_name)"
     ;;
-orders)  # the attention kernel under each program order (kernel_orders.py: both shapes at 32K and 128K) and the index's kernels
+orders)  # the attention kernel under each program order (kernel_orders.py: both shapes at 32K and 128K) and the index's
+    # kernels; the estimate's diagonal sums by rows against per key (vs_estimate.py); kernels.py at 128K. All in $OUT/orders.tar
     bare
-    python -m pytest -q -p no:cacheprovider tests/test_kernels.py -k "program_orders or matches_reference" 2>&1 | tail -3 || echo "GPU TESTS FAILED"
-    python benchmarks/kernel_orders.py --out "$OUT" --name "kernel_orders_$(gpu_name)"
+    python -m pytest -q -p no:cacheprovider tests/test_kernels.py tests/test_vs_estimate.py -k "program_orders or matches_reference or by_rows or estimate" 2>&1 | tail -3 || echo "GPU TESTS FAILED"
+    mkdir -p /tmp/res
+    python benchmarks/kernel_orders.py --out /tmp/res --name "kernel_orders_$(gpu_name)" | grep -v '^{'
+    python benchmarks/vs_estimate.py --lengths 32768 131072 --out /tmp/res --name "vs_estimate_rows_$(gpu_name)" | grep -v '^{'
+    python benchmarks/kernels.py --lengths 131072 --skip-checks --out /tmp/res
+    tar -cf "$OUT/orders.tar" -C /tmp/res .
     ;;
 ceiling)  # Qwen2.5-0.5B's shape, random weights, 24 layers: dense, the default (with and without its tail), and no attention at all
     bare

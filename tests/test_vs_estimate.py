@@ -55,6 +55,26 @@ def test_fused_estimate_matches_the_torch_reference(b, h, hkv, nq, n, d, last_q,
     torch.testing.assert_close(vertical.sum(-1), torch.full((b, h), float(rows), device=DEVICE), **TOL)  # each row sums to 1
 
 
+@pytest.mark.parametrize("tiles", [1, 3])
+@pytest.mark.parametrize(
+    "nq,n,last_q,block",
+    [(300, 300, 64, 16), (120, 517, 20, 16), (200, 1000, 64, 64), (90, 1000, 128, 32), (63, 63, 64, 64)],
+)
+def test_diagonal_sums_by_rows_match_the_weight_per_key(nq, n, last_q, block, tiles):
+    """The diagonal partials from four row sums per tile (the default) against a masked weight
+    per diagonal and key (the kernel's first form), and both against the reference; key
+    positions that do and do not line up with the block, more rows than a block, and a prompt
+    shorter than one block."""
+    q, k = qk(1, 4, 2, nq, n, 32, seed=n + nq)
+    by_rows = last_rows_mass(q, k, last_q, 32**-0.5, block, tiles)
+    per_key = last_rows_mass(q, k, last_q, 32**-0.5, block, tiles, diag_by_rows=False)
+    ref_vertical, ref_diag = reference(q, k, last_q, block)
+    assert torch.equal(by_rows[0], per_key[0])  # the column sums are untouched
+    torch.testing.assert_close(by_rows[1], per_key[1], **TOL)
+    torch.testing.assert_close(by_rows[1], ref_diag, **TOL)
+    assert float(ref_diag.sum()) == pytest.approx(float(by_rows[1].sum()), rel=1e-4)
+
+
 def test_tiles_per_program_give_the_same_sums_bit_for_bit():
     """The second launch may take several key tiles per program (loading the query rows
     once); the sums must not change, a last program past the keys included."""
