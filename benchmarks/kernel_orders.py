@@ -16,7 +16,8 @@ of every query block. Programs running side by side share the tiles they both re
   sharing, within one KV head's working set.
 Patterns: the default vertical-slash (1024 columns, 32 block diagonals) and A-shape with 4096
 local tokens. Shapes as in vs_estimate.py; bf16, batch 1, structured q/k, block 64, medians of
-do_bench in ms. Writes <out>/<name>.{md,json,png}. `--quick` (CPU, Triton's interpreter) checks
+do_bench in ms. `--stages`: order `blocks` also with other pipeline depths (3 is the launch
+default at block 64). Writes <out>/<name>.{md,json,png}. `--quick` (CPU, Triton's interpreter) checks
 the script only.
 """
 
@@ -65,7 +66,7 @@ def index_profile(q: torch.Tensor, k: torch.Tensor, top: int = 12) -> list[dict]
     )
 
 
-def measure(shape: str, n: int, time_ms, device: str, dtype: torch.dtype) -> tuple[list[dict], list[dict]]:
+def measure(shape: str, n: int, stages: list[int], time_ms, device: str, dtype: torch.dtype) -> tuple[list[dict], list[dict]]:
     heads, kv_heads, dim = SHAPES[shape]
     q, k, v = structured_qkv(1, heads, kv_heads, n, dim, seed=0, device=device, dtype=dtype)
     rows = []
@@ -75,6 +76,8 @@ def measure(shape: str, n: int, time_ms, device: str, dtype: torch.dtype) -> tup
         row: dict = {"shape": shape, "tokens": n, "pattern": name, "density": index.density(n)}
         for order in ORDERS:
             row[f"{order}_ms"] = time_ms(lambda: launch_sparse_attention(q, k, v, outs[order], index, dim**-0.5, order=order))
+        for st in stages:
+            row[f"stages{st}_ms"] = time_ms(lambda: launch_sparse_attention(q, k, v, outs["blocks"], index, dim**-0.5, num_stages=st))
         row["index_ms"] = time_ms(lambda: build(q, k))
         row["equal"] = all(torch.equal(outs["blocks"], out) for out in outs.values())
         rows.append(row)
@@ -111,6 +114,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--lengths", type=int, nargs="+", default=[32768, 131072])
     ap.add_argument("--shapes", nargs="+", choices=sorted(SHAPES), default=sorted(SHAPES, reverse=True))
+    ap.add_argument(
+        "--stages", type=int, nargs="*", default=[], help="also time order 'blocks' with this many pipeline stages (the default is 3), one column each"
+    )
     ap.add_argument("--reps-ms", type=int, default=200)
     ap.add_argument("--quick", action="store_true", help="2048 tokens on whatever device there is (a smoke test)")
     ap.add_argument("--name", default=None)
@@ -126,14 +132,14 @@ def main() -> None:
     rows, profile = [], []
     for shape in args.shapes:
         for n in args.lengths:
-            r, p = measure(shape, n, time_ms, device, dtype)
+            r, p = measure(shape, n, args.stages, time_ms, device, dtype)
             rows, profile = rows + r, profile + p
             if device == "cuda":
                 torch.cuda.empty_cache()
     prov = provenance.finish(dict(prov))
     gpu = torch.cuda.get_device_name() if device == "cuda" else "CPU (Triton interpreter)"
     name = args.name or ("kernel_orders" + ("_quick" if args.quick else ""))
-    order_cols = " | ".join(f"{o} ms" for o in ORDERS)
+    order_cols = " | ".join([f"{o} ms" for o in ORDERS] + [f"blocks, {st} stages ms" for st in args.stages])
     lines = [
         f"# Sparse attention kernel by program order: {gpu}",
         "",
@@ -141,11 +147,11 @@ def main() -> None:
         "building the index. `equal`: the outputs of every order are equal bit for bit.",
         "",
         f"| shape | tokens | pattern | density | index ms | {order_cols} | best x | equal |",
-        "|---|---:|---|---:|---:|" + "---:|" * len(ORDERS) + "---:|---|",
+        "|---|---:|---|---:|---:|" + "---:|" * (len(ORDERS) + len(args.stages)) + "---:|---|",
     ]
     for r in rows:
-        times = " | ".join(f"{r[f'{o}_ms']:.2f}" for o in ORDERS)
-        best = r["blocks_ms"] / min(r[f"{o}_ms"] for o in ORDERS)
+        times = " | ".join([f"{r[f'{o}_ms']:.2f}" for o in ORDERS] + [f"{r[f'stages{st}_ms']:.2f}" for st in args.stages])
+        best = r["blocks_ms"] / min([r[f"{o}_ms"] for o in ORDERS] + [r[f"stages{st}_ms"] for st in args.stages])
         lines.append(f"| {r['shape']} | {r['tokens']} | {r['pattern']} | {r['density']:.3f} | {r['index_ms']:.2f} | {times} | {best:.2f} | {r['equal']} |")
     if profile:
         lines += ["", "The default vertical-slash index, its GPU kernels (torch profiler, ms per build, summed by kernel name):", ""]

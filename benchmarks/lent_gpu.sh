@@ -97,7 +97,7 @@ orders)  # the attention kernel under each program order (kernel_orders.py: both
     bare
     python -m pytest -q -p no:cacheprovider tests/test_kernels.py tests/test_vs_estimate.py -k "program_orders or matches_reference or by_rows or estimate" 2>&1 | tail -3 || echo "GPU TESTS FAILED"
     mkdir -p /tmp/res
-    python benchmarks/kernel_orders.py --out /tmp/res --name "kernel_orders_$(gpu_name)" | grep -v '^{'
+    python benchmarks/kernel_orders.py --stages 2 4 --out /tmp/res --name "kernel_orders_$(gpu_name)" | grep -v '^{'
     python benchmarks/vs_estimate.py --lengths 32768 131072 --out /tmp/res --name "vs_estimate_rows_$(gpu_name)" | grep -v '^{'
     python benchmarks/kernels.py --lengths 131072 --skip-checks --out /tmp/res
     tar -cf "$OUT/orders.tar" -C /tmp/res .
