@@ -17,7 +17,9 @@ of every query block. Programs running side by side share the tiles they both re
 Patterns: the default vertical-slash (1024 columns, 32 block diagonals) and A-shape with 4096
 local tokens. Shapes as in vs_estimate.py; bf16, batch 1, structured q/k, block 64, medians of
 do_bench in ms. `--stages`: order `blocks` also with other pipeline depths (3 is the launch
-default at block 64). Writes <out>/<name>.{md,json,png}. `--quick` (CPU, Triton's interpreter) checks
+default at block 64); `--fold`: order `blocks` with the softmax scale folded into the
+exponent (`fold_scale`; its relative difference from the default output in the JSON).
+Writes <out>/<name>.{md,json,png}. `--quick` (CPU, Triton's interpreter) checks
 the script only.
 """
 
@@ -66,7 +68,7 @@ def index_profile(q: torch.Tensor, k: torch.Tensor, top: int = 12) -> list[dict]
     )
 
 
-def measure(shape: str, n: int, stages: list[int], time_ms, device: str, dtype: torch.dtype) -> tuple[list[dict], list[dict]]:
+def measure(shape: str, n: int, stages: list[int], fold: bool, time_ms, device: str, dtype: torch.dtype) -> tuple[list[dict], list[dict]]:
     heads, kv_heads, dim = SHAPES[shape]
     q, k, v = structured_qkv(1, heads, kv_heads, n, dim, seed=0, device=device, dtype=dtype)
     rows = []
@@ -78,6 +80,10 @@ def measure(shape: str, n: int, stages: list[int], time_ms, device: str, dtype: 
             row[f"{order}_ms"] = time_ms(lambda: launch_sparse_attention(q, k, v, outs[order], index, dim**-0.5, order=order))
         for st in stages:
             row[f"stages{st}_ms"] = time_ms(lambda: launch_sparse_attention(q, k, v, outs["blocks"], index, dim**-0.5, num_stages=st))
+        if fold:
+            folded = torch.empty_like(q)
+            row["fold_ms"] = time_ms(lambda: launch_sparse_attention(q, k, v, folded, index, dim**-0.5, fold_scale=True))
+            row["fold_err"] = float((folded.float() - outs["blocks"].float()).norm() / outs["blocks"].float().norm())
         row["index_ms"] = time_ms(lambda: build(q, k))
         row["equal"] = all(torch.equal(outs["blocks"], out) for out in outs.values())
         rows.append(row)
@@ -117,6 +123,7 @@ def main() -> None:
     ap.add_argument(
         "--stages", type=int, nargs="*", default=[], help="also time order 'blocks' with this many pipeline stages (the default is 3), one column each"
     )
+    ap.add_argument("--fold", action="store_true", help="also time order 'blocks' with the softmax scale folded into the exponent (fold_scale), and its relative difference")
     ap.add_argument("--reps-ms", type=int, default=200)
     ap.add_argument("--quick", action="store_true", help="2048 tokens on whatever device there is (a smoke test)")
     ap.add_argument("--name", default=None)
@@ -132,14 +139,15 @@ def main() -> None:
     rows, profile = [], []
     for shape in args.shapes:
         for n in args.lengths:
-            r, p = measure(shape, n, args.stages, time_ms, device, dtype)
+            r, p = measure(shape, n, args.stages, args.fold, time_ms, device, dtype)
             rows, profile = rows + r, profile + p
             if device == "cuda":
                 torch.cuda.empty_cache()
     prov = provenance.finish(dict(prov))
     gpu = torch.cuda.get_device_name() if device == "cuda" else "CPU (Triton interpreter)"
     name = args.name or ("kernel_orders" + ("_quick" if args.quick else ""))
-    order_cols = " | ".join([f"{o} ms" for o in ORDERS] + [f"blocks, {st} stages ms" for st in args.stages])
+    extra = [f"stages{st}" for st in args.stages] + (["fold"] if args.fold else [])
+    order_cols = " | ".join([f"{o} ms" for o in ORDERS] + [f"blocks, {st} stages ms" for st in args.stages] + (["blocks, scale folded ms"] if args.fold else []))
     lines = [
         f"# Sparse attention kernel by program order: {gpu}",
         "",
@@ -147,11 +155,11 @@ def main() -> None:
         "building the index. `equal`: the outputs of every order are equal bit for bit.",
         "",
         f"| shape | tokens | pattern | density | index ms | {order_cols} | best x | equal |",
-        "|---|---:|---|---:|---:|" + "---:|" * (len(ORDERS) + len(args.stages)) + "---:|---|",
+        "|---|---:|---|---:|---:|" + "---:|" * (len(ORDERS) + len(extra)) + "---:|---|",
     ]
     for r in rows:
-        times = " | ".join([f"{r[f'{o}_ms']:.2f}" for o in ORDERS] + [f"{r[f'stages{st}_ms']:.2f}" for st in args.stages])
-        best = r["blocks_ms"] / min([r[f"{o}_ms"] for o in ORDERS] + [r[f"stages{st}_ms"] for st in args.stages])
+        times = " | ".join(f"{r[f'{c}_ms']:.2f}" for c in [*ORDERS, *extra])
+        best = r["blocks_ms"] / min(r[f"{c}_ms"] for c in [*ORDERS, *extra])
         lines.append(f"| {r['shape']} | {r['tokens']} | {r['pattern']} | {r['density']:.3f} | {r['index_ms']:.2f} | {times} | {best:.2f} | {r['equal']} |")
     if profile:
         lines += ["", "The default vertical-slash index, its GPU kernels (torch profiler, ms per build, summed by kernel name):", ""]

@@ -116,6 +116,22 @@ def test_program_orders_give_the_same_output_bit_for_bit():
 
 
 @needs_triton
+@pytest.mark.parametrize("dtype,tol", [(torch.float32, 3e-3), (torch.bfloat16, 2e-2)])
+def test_scale_folded_into_the_exponent_computes_the_same_attention(dtype, tol):
+    """fold_scale applies the softmax scale inside exp2 (one multiply-add per score): the same
+    attention up to rounding, for block lists and columns, rows before the queries' start too."""
+    from ctxagent.kernels.triton_kernels import launch_sparse_attention
+
+    q, k, v = qkv(1, 4, 2, 230, 32, dtype, seed=22)
+    q = q[:, :, 80:].contiguous()
+    index = vertical_slash_index(q, k, n_vertical=12, n_diag=2, last_q=8, block=16)
+    folded = launch_sparse_attention(q, k, v, torch.empty_like(q), index, 32**-0.5, fold_scale=True)
+    plain = launch_sparse_attention(q, k, v, torch.empty_like(q), index, 32**-0.5)
+    ref = sparse_attention_reference(q.double(), k.double(), v.double(), index)
+    assert rel_err(folded, ref) < tol and rel_err(folded, plain) < tol
+
+
+@needs_triton
 def test_mixed_per_head_patterns_in_one_launch():
     q, k, v = qkv(1, 6, 3, 70, 32, torch.float32, seed=3)
     config = SparseConfig(

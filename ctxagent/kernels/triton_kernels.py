@@ -30,19 +30,28 @@ from ctxagent import envs
 
 
 @triton.jit
-def _attend_keys(q, k_base, v_base, cols, use, offs_m, offs_d, stride_kn, stride_vn, qk_scale, m_i, l_i, acc, DOT_F32: tl.constexpr):
+def _attend_keys(q, k_base, v_base, cols, use, offs_m, offs_d, stride_kn, stride_vn, qk_scale, m_i, l_i, acc, FOLD: tl.constexpr, DOT_F32: tl.constexpr):
     """One online-softmax step over a tile of key columns `cols` (those with `use` set), causal
-    against the query rows `offs_m`; returns the updated running max, sum and output."""
+    against the query rows `offs_m`; returns the updated running max, sum and output. FOLD:
+    the scale applied inside the exponent (one multiply-add per score) rather than to every
+    score first; the same softmax up to rounding."""
     rows = cols.to(tl.int64)
     k = tl.load(k_base + rows[:, None] * stride_kn + offs_d[None, :], mask=use[:, None], other=0.0)
     if DOT_F32:  # Triton's CPU interpreter mis-multiplies bf16 in tl.dot; tests only
         k = k.to(tl.float32)
-    qk = tl.dot(q, tl.trans(k)) * qk_scale
+    qk = tl.dot(q, tl.trans(k))
+    if not FOLD:
+        qk = qk * qk_scale
     valid = use[None, :] & (cols[None, :] <= offs_m[:, None])
     qk = tl.where(valid, qk, float("-inf"))
-    m_new = tl.maximum(m_i, tl.max(qk, 1))
-    m_safe = tl.where(m_new == float("-inf"), 0.0, m_new)
-    p = tl.math.exp2(qk - m_safe[:, None])
+    if FOLD:  # the scale is positive, so the scaled maximum is the maximum of the scaled scores
+        m_new = tl.maximum(m_i, tl.max(qk, 1) * qk_scale)
+        m_safe = tl.where(m_new == float("-inf"), 0.0, m_new)
+        p = tl.math.exp2(qk * qk_scale - m_safe[:, None])
+    else:
+        m_new = tl.maximum(m_i, tl.max(qk, 1))
+        m_safe = tl.where(m_new == float("-inf"), 0.0, m_new)
+        p = tl.math.exp2(qk - m_safe[:, None])
     alpha = tl.math.exp2(m_i - m_safe)
     l_i = l_i * alpha + tl.sum(p, 1)
     v = tl.load(v_base + rows[:, None] * stride_vn + offs_d[None, :], mask=use[:, None], other=0.0)
@@ -88,6 +97,7 @@ def _sparse_attn_fwd(
     BLOCK: tl.constexpr,
     HAS_COLS: tl.constexpr,
     ORDER: tl.constexpr,
+    FOLD: tl.constexpr,
     DOT_F32: tl.constexpr,
 ):
     # Which programs run side by side decides which K/V tiles they share in L2 (see ORDERS);
@@ -132,7 +142,7 @@ def _sparse_attn_fwd(
     for j in range(0, n_blocks):
         kb = tl.load(BlockIdx + row.to(tl.int64) * MAX_BLOCKS + j)
         cols = kb * BLOCK + offs_n
-        m_i, l_i, acc = _attend_keys(q, k_base, v_base, cols, cols < N, offs_m, offs_d, stride_kn, stride_vn, qk_scale, m_i, l_i, acc, DOT_F32)
+        m_i, l_i, acc = _attend_keys(q, k_base, v_base, cols, cols < N, offs_m, offs_d, stride_kn, stride_vn, qk_scale, m_i, l_i, acc, FOLD, DOT_F32)
 
     if HAS_COLS:
         n_cols = tl.load(ColCnt + row)
@@ -145,7 +155,7 @@ def _sparse_attn_fwd(
             # A column inside a key block of the block list was computed there already.
             covered = tl.load(diag_base + (m - cols // BLOCK), mask=listed, other=1)
             use = listed & (covered == 0)
-            m_i, l_i, acc = _attend_keys(q, k_base, v_base, cols, use, offs_m, offs_d, stride_kn, stride_vn, qk_scale, m_i, l_i, acc, DOT_F32)
+            m_i, l_i, acc = _attend_keys(q, k_base, v_base, cols, use, offs_m, offs_d, stride_kn, stride_vn, qk_scale, m_i, l_i, acc, FOLD, DOT_F32)
 
     l_i = tl.where(l_i == 0.0, 1.0, l_i)
     out = acc / l_i[:, None]
@@ -163,11 +173,12 @@ ORDERS = {"blocks": 0, "heads": 1, "groups": 2}
 
 
 def launch_sparse_attention(
-    q, k, v, out, index, sm_scale: float, num_warps: int | None = None, num_stages: int | None = None, order: str = "blocks"
+    q, k, v, out, index, sm_scale: float, num_warps: int | None = None, num_stages: int | None = None, order: str = "blocks", fold_scale: bool = False
 ):
     """Launch `_sparse_attn_fwd` over `index` (a SparseIndex) for q [B, H, Nq, D], the last
     Nq of the N keys of k/v [B, Hkv, N, D]; writes `out` (shaped like q) in place. `order`:
-    one of ORDERS, which programs run side by side."""
+    one of ORDERS, which programs run side by side. `fold_scale`: the softmax scale applied
+    inside the exponent (see `_attend_keys`), timed side by side in benchmarks/kernel_orders.py."""
     if order not in ORDERS:
         raise ValueError(f"order must be one of {sorted(ORDERS)}; got {order!r}")
     B, H, Nq, D = q.shape
@@ -219,6 +230,7 @@ def launch_sparse_attention(
         BLOCK=block,
         HAS_COLS=has_cols,
         ORDER=ORDERS[order],
+        FOLD=fold_scale,
         DOT_F32=q.dtype == torch.bfloat16 and envs.flag("TRITON_INTERPRET"),
         num_warps=num_warps,
         num_stages=num_stages,
