@@ -14,9 +14,6 @@ estimate computes bf16 logits, the fused one float32, so near-ties may fall eith
 `--tiles`: the fused estimate is also timed with that many key tiles per program of its
 second launch (`last_rows_mass(tiles_per_program=)`, the same sums bit for bit), one
 column each; `estimate fused` and the index columns are the library's default, 1.
-`fused, per key`: the fused estimate with its diagonal sums taken a masked weight per
-diagonal and key (`diag_by_rows=False`, its first form) rather than from four row sums per
-tile (the default).
 Writes <out>/<name>.{md,json,png}. `--quick` (CPU, Triton's interpreter) checks the script only.
 """
 
@@ -59,7 +56,6 @@ def measure(shape: str, n: int, tiles: list[int], time_ms, device: str, dtype: t
     row["same_diagonals"] = float((fused.is_diag == plain.is_diag).float().mean())
     scale = dim**-0.5
     row["fused_tiles_ms"] = {t: time_ms(lambda: last_rows_mass(q, k, 64, scale, 64, t)) for t in tiles}
-    row["fused_per_key_ms"] = time_ms(lambda: last_rows_mass(q, k, 64, scale, 64, diag_by_rows=False))
     row["estimate_x"] = row["estimate_torch_ms"] / row["estimate_triton_ms"]
     row["index_x"] = row["index_torch_ms"] / row["index_triton_ms"]
     return row
@@ -122,14 +118,14 @@ def main() -> None:
         f"One layer, {dtype}, batch 1, structured q/k; default index (1024 columns, 32 block diagonals, last 64 queries). "
         "Medians in ms. `same columns` / `same diagonals`: share of the fused index's picks that the torch estimate also picks.",
         "",
-        "| shape | tokens | estimate torch | estimate fused | fused, per key | x | "
+        "| shape | tokens | estimate torch | estimate fused | x | "
         + "".join(f"fused, {t} tiles a program | " for t in args.tiles)
         + "index torch | index fused | x | same columns | same diagonals |",
-        "|---|---:|---:|---:|---:|---:|" + "---:|" * len(args.tiles) + "---:|---:|---:|---:|---:|",
+        "|---|---:|---:|---:|---:|" + "---:|" * len(args.tiles) + "---:|---:|---:|---:|---:|",
     ]
     for r in rows:
         lines.append(
-            f"| {r['shape']} | {r['tokens']} | {r['estimate_torch_ms']:.2f} | {r['estimate_triton_ms']:.2f} | {r['fused_per_key_ms']:.2f} | {r['estimate_x']:.2f} | "
+            f"| {r['shape']} | {r['tokens']} | {r['estimate_torch_ms']:.2f} | {r['estimate_triton_ms']:.2f} | {r['estimate_x']:.2f} | "
             + "".join(f"{r['fused_tiles_ms'][t]:.2f} | " for t in args.tiles)
             + f"{r['index_torch_ms']:.2f} | {r['index_triton_ms']:.2f} | {r['index_x']:.2f} | {r['same_columns']:.3f} | {r['same_diagonals']:.3f} |"
         )

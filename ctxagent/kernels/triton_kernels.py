@@ -30,28 +30,19 @@ from ctxagent import envs
 
 
 @triton.jit
-def _attend_keys(q, k_base, v_base, cols, use, offs_m, offs_d, stride_kn, stride_vn, qk_scale, m_i, l_i, acc, FOLD: tl.constexpr, DOT_F32: tl.constexpr):
+def _attend_keys(q, k_base, v_base, cols, use, offs_m, offs_d, stride_kn, stride_vn, qk_scale, m_i, l_i, acc, DOT_F32: tl.constexpr):
     """One online-softmax step over a tile of key columns `cols` (those with `use` set), causal
-    against the query rows `offs_m`; returns the updated running max, sum and output. FOLD:
-    the scale applied inside the exponent (one multiply-add per score) rather than to every
-    score first; the same softmax up to rounding."""
+    against the query rows `offs_m`; returns the updated running max, sum and output."""
     rows = cols.to(tl.int64)
     k = tl.load(k_base + rows[:, None] * stride_kn + offs_d[None, :], mask=use[:, None], other=0.0)
     if DOT_F32:  # Triton's CPU interpreter mis-multiplies bf16 in tl.dot; tests only
         k = k.to(tl.float32)
-    qk = tl.dot(q, tl.trans(k))
-    if not FOLD:
-        qk = qk * qk_scale
+    qk = tl.dot(q, tl.trans(k)) * qk_scale
     valid = use[None, :] & (cols[None, :] <= offs_m[:, None])
     qk = tl.where(valid, qk, float("-inf"))
-    if FOLD:  # the scale is positive, so the scaled maximum is the maximum of the scaled scores
-        m_new = tl.maximum(m_i, tl.max(qk, 1) * qk_scale)
-        m_safe = tl.where(m_new == float("-inf"), 0.0, m_new)
-        p = tl.math.exp2(qk * qk_scale - m_safe[:, None])
-    else:
-        m_new = tl.maximum(m_i, tl.max(qk, 1))
-        m_safe = tl.where(m_new == float("-inf"), 0.0, m_new)
-        p = tl.math.exp2(qk - m_safe[:, None])
+    m_new = tl.maximum(m_i, tl.max(qk, 1))
+    m_safe = tl.where(m_new == float("-inf"), 0.0, m_new)
+    p = tl.math.exp2(qk - m_safe[:, None])
     alpha = tl.math.exp2(m_i - m_safe)
     l_i = l_i * alpha + tl.sum(p, 1)
     v = tl.load(v_base + rows[:, None] * stride_vn + offs_d[None, :], mask=use[:, None], other=0.0)
@@ -96,24 +87,11 @@ def _sparse_attn_fwd(
     HEAD_DIM: tl.constexpr,
     BLOCK: tl.constexpr,
     HAS_COLS: tl.constexpr,
-    ORDER: tl.constexpr,
-    FOLD: tl.constexpr,
     DOT_F32: tl.constexpr,
 ):
-    # Which programs run side by side decides which K/V tiles they share in L2 (see ORDERS);
-    # in every order the heaviest query blocks (the last) go first, to balance the grid.
-    pid = tl.program_id(0)
-    if ORDER == 0:  # query blocks fastest, one head after another
-        m_row = NUM_M - 1 - pid % NUM_M
-        bh = pid // NUM_M
-    elif ORDER == 1:  # heads fastest: every head's same query block side by side
-        bh = pid % (tl.num_programs(0) // NUM_M)
-        m_row = NUM_M - 1 - pid // (tl.num_programs(0) // NUM_M)
-    else:  # the query heads of one KV head fastest, then query blocks, then KV heads
-        rest = pid // GROUP
-        m_row = NUM_M - 1 - rest % NUM_M
-        bh = (rest // NUM_M) * GROUP + pid % GROUP
+    m_row = NUM_M - 1 - tl.program_id(0)  # heaviest query blocks first
     m = m_row + Q_START // BLOCK
+    bh = tl.program_id(1)
     b = (bh // H).to(tl.int64)
     h = (bh % H).to(tl.int64)
     kvh = h // GROUP
@@ -142,7 +120,7 @@ def _sparse_attn_fwd(
     for j in range(0, n_blocks):
         kb = tl.load(BlockIdx + row.to(tl.int64) * MAX_BLOCKS + j)
         cols = kb * BLOCK + offs_n
-        m_i, l_i, acc = _attend_keys(q, k_base, v_base, cols, cols < N, offs_m, offs_d, stride_kn, stride_vn, qk_scale, m_i, l_i, acc, FOLD, DOT_F32)
+        m_i, l_i, acc = _attend_keys(q, k_base, v_base, cols, cols < N, offs_m, offs_d, stride_kn, stride_vn, qk_scale, m_i, l_i, acc, DOT_F32)
 
     if HAS_COLS:
         n_cols = tl.load(ColCnt + row)
@@ -155,7 +133,7 @@ def _sparse_attn_fwd(
             # A column inside a key block of the block list was computed there already.
             covered = tl.load(diag_base + (m - cols // BLOCK), mask=listed, other=1)
             use = listed & (covered == 0)
-            m_i, l_i, acc = _attend_keys(q, k_base, v_base, cols, use, offs_m, offs_d, stride_kn, stride_vn, qk_scale, m_i, l_i, acc, FOLD, DOT_F32)
+            m_i, l_i, acc = _attend_keys(q, k_base, v_base, cols, use, offs_m, offs_d, stride_kn, stride_vn, qk_scale, m_i, l_i, acc, DOT_F32)
 
     l_i = tl.where(l_i == 0.0, 1.0, l_i)
     out = acc / l_i[:, None]
@@ -167,20 +145,11 @@ def _sparse_attn_fwd(
 
 
 LOG2E = 1.4426950408889634
-# Program orders of `_sparse_attn_fwd` (one grid axis): the outputs are the same in each, bit
-# for bit; only the sharing of K/V tiles in L2 between programs running together differs.
-ORDERS = {"blocks": 0, "heads": 1, "groups": 2}
 
 
-def launch_sparse_attention(
-    q, k, v, out, index, sm_scale: float, num_warps: int | None = None, num_stages: int | None = None, order: str = "blocks", fold_scale: bool = False
-):
+def launch_sparse_attention(q, k, v, out, index, sm_scale: float, num_warps: int | None = None, num_stages: int | None = None):
     """Launch `_sparse_attn_fwd` over `index` (a SparseIndex) for q [B, H, Nq, D], the last
-    Nq of the N keys of k/v [B, Hkv, N, D]; writes `out` (shaped like q) in place. `order`:
-    one of ORDERS, which programs run side by side. `fold_scale`: the softmax scale applied
-    inside the exponent (see `_attend_keys`), timed side by side in benchmarks/kernel_orders.py."""
-    if order not in ORDERS:
-        raise ValueError(f"order must be one of {sorted(ORDERS)}; got {order!r}")
+    Nq of the N keys of k/v [B, Hkv, N, D]; writes `out` (shaped like q) in place."""
     B, H, Nq, D = q.shape
     N = k.shape[2]
     group = H // k.shape[1]
@@ -194,7 +163,7 @@ def launch_sparse_attention(
         num_warps = 4 if block <= 64 else 8
     if num_stages is None:
         num_stages = 3 if D <= 64 or block <= 64 else 2
-    grid = (num_m * B * H,)
+    grid = (num_m, B * H)
     _sparse_attn_fwd[grid](
         q,
         k,
@@ -229,8 +198,6 @@ def launch_sparse_attention(
         HEAD_DIM=D,
         BLOCK=block,
         HAS_COLS=has_cols,
-        ORDER=ORDERS[order],
-        FOLD=fold_scale,
         DOT_F32=q.dtype == torch.bfloat16 and envs.flag("TRITON_INTERPRET"),
         num_warps=num_warps,
         num_stages=num_stages,

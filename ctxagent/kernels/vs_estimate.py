@@ -16,7 +16,8 @@ few scores per key tile:
    column sums stored as they are, and their mass per block diagonal stored as a few
    partial sums per tile (a slash line at distance s = d * BLOCK + c counts (BLOCK - c) /
    BLOCK towards block diagonal d and c / BLOCK towards d + 1, as in
-   `slash_to_diagonal_scores`). Tile t's entries reach the diagonals D0 - t .. D0 - t + KT - 1,
+   `slash_to_diagonal_scores`; a row's keys in one tile lie on at most two block diagonals, so
+   four row sums per tile give them). Tile t's entries reach the diagonals D0 - t .. D0 - t + KT - 1,
    so the partials add up with KT shifted slices: no atomics, the same sums every run.
 
 Logits are float32 products of the bf16 inputs (the torch path rounds them to bf16), so
@@ -142,7 +143,6 @@ def _last_rows_mass(
     ROWS: tl.constexpr,
     KT: tl.constexpr,
     TILES: tl.constexpr,
-    BY_ROWS: tl.constexpr,
     DOT_F32: tl.constexpr,
 ):
     """Vertical[bh, c] = sum over rows of P[r, c] for the keys c of tile t, and
@@ -176,32 +176,23 @@ def _last_rows_mass(
         p = tl.math.exp2(s - lse[:, None])  # 0 where masked (-inf)
         tl.store(Vertical + bh.to(tl.int64) * N + cols, tl.sum(p, 0), mask=cols < N)
         part_base = DiagParts + (bh.to(tl.int64) * KT) * NUM_TILES + t
-        if BY_ROWS:
-            # A key's mass goes (1 - frac) to its own diagonal and frac to the next one up, so per
-            # row: the lower keys' (1 - frac) to slot hi - 1, their frac and the upper keys'
-            # (1 - frac) to hi, the upper keys' frac to hi + 1. Four row sums instead of a masked
-            # weight per slot and key.
-            a = p * frac
-            p_hi = tl.sum(tl.where(upper, p, 0.0), 1)
-            a_hi = tl.sum(tl.where(upper, a, 0.0), 1)
-            a_lo = tl.sum(a, 1) - a_hi
-            p_lo = tl.sum(p, 1) - p_hi
-            to_below, to_own, to_above = p_lo - a_lo, p_hi - a_hi + a_lo, a_hi
-            for j in tl.static_range(KT):
-                w = tl.where(hi == j + 1, to_below, 0.0) + tl.where(hi == j, to_own, 0.0) + tl.where(hi == j - 1, to_above, 0.0)
-                tl.store(part_base + j * NUM_TILES, tl.sum(w, 0), mask=t < NUM_TILES)
-        else:  # the same sums a weight per slot and key at a time (as published at 540ca2d)
-            dist = tl.maximum((N - L + offs_r)[:, None] - cols[None, :], 0)  # slash distance; p is 0 where it was negative
-            diag = dist // BLOCK
-            frac_k = (dist % BLOCK).to(tl.float32) / BLOCK
-            d0 = D0 - t
-            for j in tl.static_range(KT):
-                w = tl.where(diag == d0 + j, 1.0 - frac_k, 0.0) + tl.where(diag == d0 + j - 1, frac_k, 0.0)
-                tl.store(part_base + j * NUM_TILES, tl.sum(tl.sum(p * w, 1), 0), mask=t < NUM_TILES)
+        # A key's mass goes (1 - frac) to its own diagonal and frac to the next one up, so per row:
+        # the lower keys' (1 - frac) to slot hi - 1, their frac and the upper keys' (1 - frac) to hi,
+        # the upper keys' frac to hi + 1. Four row sums, not a masked weight per slot and key
+        # (which took 1.46x as long at 128K: benchmarks/results/vs_estimate_rows_*).
+        a = p * frac
+        p_hi = tl.sum(tl.where(upper, p, 0.0), 1)
+        a_hi = tl.sum(tl.where(upper, a, 0.0), 1)
+        a_lo = tl.sum(a, 1) - a_hi
+        p_lo = tl.sum(p, 1) - p_hi
+        to_below, to_own, to_above = p_lo - a_lo, p_hi - a_hi + a_lo, a_hi
+        for j in tl.static_range(KT):
+            w = tl.where(hi == j + 1, to_below, 0.0) + tl.where(hi == j, to_own, 0.0) + tl.where(hi == j - 1, to_above, 0.0)
+            tl.store(part_base + j * NUM_TILES, tl.sum(w, 0), mask=t < NUM_TILES)
 
 
 def last_rows_mass(
-    q: torch.Tensor, k: torch.Tensor, last_q: int, scale: float, block: int, tiles_per_program: int = 1, diag_by_rows: bool = True
+    q: torch.Tensor, k: torch.Tensor, last_q: int, scale: float, block: int, tiles_per_program: int = 1
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Column sums [B, H, Nk] and block-diagonal scores [B, H, M] (float32) of the causal
     attention of q's last `last_q` rows over k: `attention_mass(q, k, last_q, scale)`'s
@@ -210,11 +201,7 @@ def last_rows_mass(
 
     `tiles_per_program`: key tiles per program of the second launch, which loads the query
     rows once for all of them. 1 is what the published figures measured (commit `540ca2d`);
-    `benchmarks/vs_estimate.py --tiles` times others side by side.
-
-    `diag_by_rows`: the diagonal partials from four row sums per tile (the default) rather than
-    a masked weight per diagonal and key (False, the published figures up to `5a63ce5`); the
-    same sums up to float rounding, side by side in `benchmarks/vs_estimate.py`."""
+    `benchmarks/vs_estimate.py --tiles` times others side by side."""
     B, H, Nq, D = q.shape
     Hkv, N = k.shape[1], k.shape[2]
     L = min(last_q, Nq)
@@ -246,7 +233,7 @@ def last_rows_mass(
     vertical = torch.empty(B * H, N, dtype=torch.float32, device=q.device)
     diag_parts = torch.empty(B * H, kt, T, dtype=torch.float32, device=q.device)
     programs = B * H * triton.cdiv(T, tiles_per_program)
-    _last_rows_mass[(programs,)](q, k, lse, vertical, diag_parts, qk_scale, *strides, N, Nq, L, H, T, d0, B * H, KT=kt, TILES=tiles_per_program, BY_ROWS=diag_by_rows, **meta)
+    _last_rows_mass[(programs,)](q, k, lse, vertical, diag_parts, qk_scale, *strides, N, Nq, L, H, T, d0, B * H, KT=kt, TILES=tiles_per_program, **meta)
 
     # tile t's part j lands on diagonal d0 - t + j, at position (T - 1 - t) + j from the lowest, d0 - (T - 1)
     low = d0 - (T - 1)
