@@ -93,10 +93,10 @@ block128)  # blocks of 128 against 64: the kernel's variants and launch settings
         --patterns vertical_slash_tail256 vertical_slash_b128_tail256 --out "$OUT" --name "prefill_qwen05b_b128_$(gpu_name)"
     ;;
 rows-check)  # after staging: the needles at 128K with the estimate's diagonal sums by rows (searched 0.02, the default, dense
-    # last if time allows; the same prompts as needles_qwen_128k_fused, whose estimate summed per key)
+    # last if time allows; CONFIGS=default for the quickest check; the same prompts as needles_qwen_128k_fused, whose estimate summed per key)
     setup
     python benchmarks/needles_real.py --model "$GGUF" --convert-dir /tmp/ctxagent-qwen-hf --out "$OUT" --tokens 131072 --needles 64 \
-        --candidates fast --budgets 0.02 --configs searched default dense --name needles_qwen_128k_rows --max-seconds "${MAX_SECONDS:-200}"
+        --candidates fast --budgets 0.02 --configs ${CONFIGS:-searched default dense} --name "${NAME:-needles_qwen_128k_rows}" --max-seconds "${MAX_SECONDS:-200}"
     ;;
 ceiling)  # Qwen2.5-0.5B's shape, random weights, 24 layers: dense, the default (with and without its tail), and no attention at all
     bare
