@@ -1,0 +1,134 @@
+"""Where the sparse attention kernel's time goes on the default vertical-slash index: the
+kernel alone over the whole index and over parts of it, side by side in one run.
+
+    CTXAGENT_COMMIT=$(git rev-parse HEAD) PYTHONPATH=. python benchmarks/kernel_parts.py \
+        [--lengths 131072] [--shapes qwen0.5b llama8b] [--quick]
+
+Parts of the same index (1024 columns, 32 block diagonals, last 64 queries; block 64):
+- `whole`: as the library runs it;
+- `blocks`: the block lists only (every listed block diagonal), no columns;
+- `own block + columns`: each query block's own diagonal block (entry 0 of its list) and the
+  columns;
+- `own block`: entry 0 alone, what every program pays whatever its index.
+Each row also counts the key tiles the programs step through (a column tile is 64 listed
+columns, covered ones included) and gives microseconds per thousand tiles, so block tiles
+(contiguous keys) and column tiles (gathered keys) can be priced apart.
+Shapes as in vs_estimate.py; bf16, batch 1, structured q/k, medians of do_bench in ms.
+Writes <out>/<name>.{md,json,png}. `--quick` (CPU, Triton's interpreter) checks the script only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import torch
+
+_HERE = Path(__file__).resolve().parent
+sys.path[:] = [p for p in sys.path if p and Path(p).resolve() != _HERE] + [str(_HERE)]
+import provenance  # noqa: E402
+from mixed_patterns import timer  # noqa: E402
+from vs_estimate import SHAPES  # noqa: E402
+
+from ctxagent.kernels.index import SparseIndex, vertical_slash_index  # noqa: E402
+from ctxagent.kernels.synthetic import structured_qkv  # noqa: E402
+from ctxagent.kernels.triton_kernels import launch_sparse_attention  # noqa: E402
+
+
+def parts(index: SparseIndex) -> dict[str, SparseIndex]:
+    """The whole index and the parts named in the module docstring."""
+    own = index.block_cnt.clamp(max=1)
+    return {
+        "whole": index,
+        "blocks": SparseIndex(index.block, index.block_idx, index.block_cnt, q_start=index.q_start),
+        "own block + columns": SparseIndex(index.block, index.block_idx, own, index.cols, index.col_cnt, index.is_diag, index.q_start),
+        "own block": SparseIndex(index.block, index.block_idx, own, q_start=index.q_start),
+    }
+
+
+def tiles(index: SparseIndex) -> tuple[int, int]:
+    """Block tiles and column tiles that the kernel's programs step through."""
+    column_tiles = 0 if index.col_cnt is None else int(((index.col_cnt + index.block - 1) // index.block).sum())
+    return int(index.block_cnt.sum()), column_tiles
+
+
+def measure(shape: str, n: int, time_ms, device: str, dtype: torch.dtype) -> list[dict]:
+    heads, kv_heads, dim = SHAPES[shape]
+    q, k, v = structured_qkv(1, heads, kv_heads, n, dim, seed=n, device=device, dtype=dtype)
+    out = torch.empty_like(q)
+    rows = []
+    for name, index in parts(vertical_slash_index(q, k, n_vertical=1024, n_diag=32)).items():
+        block_tiles, column_tiles = tiles(index)
+        ms = time_ms(lambda: launch_sparse_attention(q, k, v, out, index, dim**-0.5))
+        row = {"shape": shape, "tokens": n, "part": name, "ms": ms, "block_tiles": block_tiles, "column_tiles": column_tiles}
+        row["us_per_1k_tiles"] = 1e3 * ms / max(1, block_tiles + column_tiles) * 1e3
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+    return rows
+
+
+def plot(rows: list[dict], gpu: str, path: Path) -> None:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return
+    fig, ax = plt.subplots(figsize=(7, 4))
+    ax.bar(range(len(rows)), [r["ms"] for r in rows])
+    ax.set_xticks(range(len(rows)), [f"{r['shape']} {r['tokens'] // 1024}K\n{r['part']}" for r in rows], fontsize=6)
+    ax.set_ylabel("kernel ms")
+    ax.set_title(f"sparse attention kernel over parts of the vertical-slash index - {gpu}", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--lengths", type=int, nargs="+", default=[131072])
+    ap.add_argument("--shapes", nargs="+", choices=sorted(SHAPES), default=sorted(SHAPES, reverse=True))
+    ap.add_argument("--reps-ms", type=int, default=200)
+    ap.add_argument("--quick", action="store_true", help="2048 tokens on whatever device there is (a smoke test)")
+    ap.add_argument("--name", default=None)
+    ap.add_argument("--out", type=Path, default=Path("benchmarks/results"))
+    ap.add_argument("--allow-dirty", action="store_true")
+    args = ap.parse_args()
+    if args.quick:
+        args.lengths = [2048]
+    prov = provenance.stamp(args.allow_dirty)
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    dtype = torch.bfloat16 if device == "cuda" else torch.float32
+    time_ms = timer(device, args.reps_ms)
+    rows = []
+    for shape in args.shapes:
+        for n in args.lengths:
+            rows += measure(shape, n, time_ms, device, dtype)
+            if device == "cuda":
+                torch.cuda.empty_cache()
+    prov = provenance.finish(dict(prov))
+    gpu = torch.cuda.get_device_name() if device == "cuda" else "CPU (Triton interpreter)"
+    name = args.name or ("kernel_parts" + ("_quick" if args.quick else ""))
+    lines = [
+        f"# The sparse attention kernel over parts of the default vertical-slash index: {gpu}",
+        "",
+        f"The kernel alone (index built beforehand), {dtype}, batch 1, structured q/k, block 64, vertical-slash 1024/32. "
+        "Medians in ms; tiles: key tiles the programs step through (column tiles: 64 listed columns, covered ones included).",
+        "",
+        "| shape | tokens | part | ms | block tiles | column tiles | us per 1K tiles |",
+        "|---|---:|---|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        lines.append(f"| {r['shape']} | {r['tokens']} | {r['part']} | {r['ms']:.2f} | {r['block_tiles']} | {r['column_tiles']} | {r['us_per_1k_tiles']:.3f} |")
+    lines += ["", provenance.markdown_line(prov), ""]
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / f"{name}.md").write_text("\n".join(lines))
+    (args.out / f"{name}.json").write_text(json.dumps({"provenance": prov, "gpu": gpu, "rows": rows}, indent=1))
+    plot(rows, gpu, args.out / f"{name}.png")
+    print("\n".join(lines), flush=True)
+
+
+if __name__ == "__main__":
+    main()
