@@ -19,7 +19,6 @@ Writes <out>/<name>.{md,json,png}. `--quick` (CPU, Triton's interpreter) checks 
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from pathlib import Path
@@ -29,8 +28,7 @@ import torch
 _HERE = Path(__file__).resolve().parent
 sys.path[:] = [p for p in sys.path if p and Path(p).resolve() != _HERE] + [str(_HERE)]
 import provenance  # noqa: E402
-from mixed_patterns import timer  # noqa: E402
-from vs_estimate import SHAPES  # noqa: E402
+from vs_estimate import SHAPES, over_shapes, shape_parser  # noqa: E402
 
 from ctxagent.kernels.index import SparseIndex, vertical_slash_index  # noqa: E402
 from ctxagent.kernels.synthetic import structured_qkv  # noqa: E402
@@ -65,7 +63,6 @@ def measure(shape: str, n: int, time_ms, device: str, dtype: torch.dtype) -> lis
         row = {"shape": shape, "tokens": n, "part": name, "ms": ms, "block_tiles": block_tiles, "column_tiles": column_tiles}
         row["us_per_1k_tiles"] = 1e3 * ms / max(1, block_tiles + column_tiles) * 1e3
         rows.append(row)
-        print(json.dumps(row), flush=True)
     return rows
 
 
@@ -87,29 +84,8 @@ def plot(rows: list[dict], gpu: str, path: Path) -> None:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--lengths", type=int, nargs="+", default=[131072])
-    ap.add_argument("--shapes", nargs="+", choices=sorted(SHAPES), default=sorted(SHAPES, reverse=True))
-    ap.add_argument("--reps-ms", type=int, default=200)
-    ap.add_argument("--quick", action="store_true", help="2048 tokens on whatever device there is (a smoke test)")
-    ap.add_argument("--name", default=None)
-    ap.add_argument("--out", type=Path, default=Path("benchmarks/results"))
-    ap.add_argument("--allow-dirty", action="store_true")
-    args = ap.parse_args()
-    if args.quick:
-        args.lengths = [2048]
-    prov = provenance.stamp(args.allow_dirty)
-    device = "cuda" if torch.cuda.is_available() else "cpu"
-    dtype = torch.bfloat16 if device == "cuda" else torch.float32
-    time_ms = timer(device, args.reps_ms)
-    rows = []
-    for shape in args.shapes:
-        for n in args.lengths:
-            rows += measure(shape, n, time_ms, device, dtype)
-            if device == "cuda":
-                torch.cuda.empty_cache()
-    prov = provenance.finish(dict(prov))
-    gpu = torch.cuda.get_device_name() if device == "cuda" else "CPU (Triton interpreter)"
+    args = shape_parser(__doc__.splitlines()[0], [131072]).parse_args()
+    rows, prov, gpu, dtype = over_shapes(args, measure)
     name = args.name or ("kernel_parts" + ("_quick" if args.quick else ""))
     lines = [
         f"# The sparse attention kernel over parts of the default vertical-slash index: {gpu}",

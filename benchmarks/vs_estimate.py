@@ -84,17 +84,23 @@ def plot(rows: list[dict], gpu: str, path: Path) -> None:
     fig.savefig(path, dpi=110)
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--lengths", type=int, nargs="+", default=[32768, 131072, 1048576])
+def shape_parser(description: str, lengths: list[int]) -> argparse.ArgumentParser:
+    """The options of the one-layer benchmarks over SHAPES (this one, kernel_parts.py)."""
+    ap = argparse.ArgumentParser(description=description)
+    ap.add_argument("--lengths", type=int, nargs="+", default=lengths)
     ap.add_argument("--shapes", nargs="+", choices=sorted(SHAPES), default=sorted(SHAPES, reverse=True))
-    ap.add_argument("--tiles", type=int, nargs="*", default=[], help="also time the fused estimate with this many key tiles per program of its second launch (1, the default, is `estimate fused`), one column each")
     ap.add_argument("--reps-ms", type=int, default=200)
     ap.add_argument("--quick", action="store_true", help="2048 tokens on whatever device there is (a smoke test)")
     ap.add_argument("--name", default=None)
     ap.add_argument("--out", type=Path, default=Path("benchmarks/results"))
     ap.add_argument("--allow-dirty", action="store_true")
-    args = ap.parse_args()
+    return ap
+
+
+def over_shapes(args: argparse.Namespace, measure) -> tuple[list[dict], dict, str, torch.dtype]:
+    """measure(shape, n, time_ms, device, dtype) -> rows, for each shape and length of `args`
+    (bf16 on a GPU, float32 under the CPU interpreter), each row printed as it comes; returns
+    the rows, the run's provenance, the device's name and the dtype."""
     if args.quick:
         args.lengths = [2048]
     prov = provenance.stamp(args.allow_dirty)
@@ -104,13 +110,20 @@ def main() -> None:
     rows = []
     for shape in args.shapes:
         for n in args.lengths:
-            row = measure(shape, n, args.tiles, time_ms, device, dtype)
-            rows.append(row)
-            print(json.dumps(row), flush=True)
+            for row in measure(shape, n, time_ms, device, dtype):
+                rows.append(row)
+                print(json.dumps(row), flush=True)
             if device == "cuda":
                 torch.cuda.empty_cache()
-    prov = provenance.finish(dict(prov))
     gpu = torch.cuda.get_device_name() if device == "cuda" else "CPU (Triton interpreter)"
+    return rows, provenance.finish(dict(prov)), gpu, dtype
+
+
+def main() -> None:
+    ap = shape_parser(__doc__.splitlines()[0], [32768, 131072, 1048576])
+    ap.add_argument("--tiles", type=int, nargs="*", default=[], help="also time the fused estimate with this many key tiles per program of its second launch (1, the default, is `estimate fused`), one column each")
+    args = ap.parse_args()
+    rows, prov, gpu, dtype = over_shapes(args, lambda shape, n, time_ms, device, dtype: [measure(shape, n, args.tiles, time_ms, device, dtype)])
     name = args.name or ("vs_estimate" + ("_quick" if args.quick else ""))
     lines = [
         f"# The vertical-slash estimate, fused (Triton) against torch: {gpu}",
