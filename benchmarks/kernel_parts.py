@@ -10,7 +10,9 @@ Parts of the same index (1024 columns, 32 block diagonals, last 64 queries; bloc
 - `own block + columns`: each query block's own diagonal block (entry 0 of its list) and the
   columns;
 - `own block`: entry 0 alone, what every program pays whatever its index.
-Each row also counts the key tiles the programs step through (a column tile is 64 listed
+Each part runs with each way of loading K/V (`KERNEL_LOADS`): per-row pointers (the default),
+`tma` (listed blocks through tensor descriptors) and `tma+columns` (the columns too, from a
+contiguous copy the launch makes, its time included). Each row also counts the key tiles the programs step through (a column tile is 64 listed
 columns, covered ones included) and gives microseconds per thousand tiles, so block tiles
 (contiguous keys) and column tiles (gathered keys) can be priced apart.
 Shapes as in vs_estimate.py; bf16, batch 1, structured q/k, medians of do_bench in ms.
@@ -32,7 +34,7 @@ from vs_estimate import SHAPES, over_shapes, shape_parser  # noqa: E402
 
 from ctxagent.kernels.index import SparseIndex, vertical_slash_index  # noqa: E402
 from ctxagent.kernels.synthetic import structured_qkv  # noqa: E402
-from ctxagent.kernels.triton_kernels import launch_sparse_attention  # noqa: E402
+from ctxagent.kernels.triton_kernels import KERNEL_LOADS, launch_sparse_attention  # noqa: E402
 
 
 def parts(index: SparseIndex) -> dict[str, SparseIndex]:
@@ -59,10 +61,14 @@ def measure(shape: str, n: int, time_ms, device: str, dtype: torch.dtype) -> lis
     rows = []
     for name, index in parts(vertical_slash_index(q, k, n_vertical=1024, n_diag=32)).items():
         block_tiles, column_tiles = tiles(index)
-        ms = time_ms(lambda: launch_sparse_attention(q, k, v, out, index, dim**-0.5))
-        row = {"shape": shape, "tokens": n, "part": name, "ms": ms, "block_tiles": block_tiles, "column_tiles": column_tiles}
-        row["us_per_1k_tiles"] = ms * 1e6 / max(1, block_tiles + column_tiles)  # ms -> us (x1e3), per 1K tiles (x1e3)
-        rows.append(row)
+        for loads in KERNEL_LOADS:
+            if loads == "tma+columns" and not column_tiles:
+                continue  # the same launch as tma
+            tma, copy = loads != "pointers", loads == "tma+columns"
+            ms = time_ms(lambda: launch_sparse_attention(q, k, v, out, index, dim**-0.5, tma=tma, copy_columns=copy))
+            row = {"shape": shape, "tokens": n, "part": name, "loads": loads, "ms": ms, "block_tiles": block_tiles, "column_tiles": column_tiles}
+            row["us_per_1k_tiles"] = ms * 1e6 / max(1, block_tiles + column_tiles)  # ms -> us (x1e3), per 1K tiles (x1e3)
+            rows.append(row)
     return rows
 
 
@@ -76,7 +82,7 @@ def plot(rows: list[dict], gpu: str, path: Path) -> None:
         return
     fig, ax = plt.subplots(figsize=(7, 4))
     ax.bar(range(len(rows)), [r["ms"] for r in rows])
-    ax.set_xticks(range(len(rows)), [f"{r['shape']} {r['tokens'] // 1024}K\n{r['part']}" for r in rows], fontsize=6)
+    ax.set_xticks(range(len(rows)), [f"{r['shape']} {r['tokens'] // 1024}K\n{r['part']}\n{r['loads']}" for r in rows], fontsize=6)
     ax.set_ylabel("kernel ms")
     ax.set_title(f"sparse attention kernel over parts of the vertical-slash index - {gpu}", fontsize=9)
     fig.tight_layout()
@@ -93,11 +99,11 @@ def main() -> None:
         f"The kernel alone (index built beforehand), {dtype}, batch 1, structured q/k, block 64, vertical-slash 1024/32. "
         "Medians in ms; tiles: key tiles the programs step through (column tiles: 64 listed columns, covered ones included).",
         "",
-        "| shape | tokens | part | ms | block tiles | column tiles | us per 1K tiles |",
-        "|---|---:|---|---:|---:|---:|---:|",
+        "| shape | tokens | part | loads | ms | block tiles | column tiles | us per 1K tiles |",
+        "|---|---:|---|---|---:|---:|---:|---:|",
     ]
     for r in rows:
-        lines.append(f"| {r['shape']} | {r['tokens']} | {r['part']} | {r['ms']:.2f} | {r['block_tiles']} | {r['column_tiles']} | {r['us_per_1k_tiles']:.3f} |")
+        lines.append(f"| {r['shape']} | {r['tokens']} | {r['part']} | {r['loads']} | {r['ms']:.2f} | {r['block_tiles']} | {r['column_tiles']} | {r['us_per_1k_tiles']:.3f} |")
     lines += ["", provenance.markdown_line(prov), ""]
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / f"{name}.md").write_text("\n".join(lines))

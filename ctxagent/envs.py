@@ -36,6 +36,11 @@ _DECLARED = (
     Variable("HF_HUB_DISABLE_PROGRESS_BARS", None, "1: no weight-loading bars (the CLI sets it unless --verbose)", forward=True),
     Variable("TOKENIZERS_PARALLELISM", None, "false: quiets the tokenizers' fork warning", forward=True),
     Variable("PYTHONPATH", None, "forwarded so Ray workers import the same ctxagent as the driver", forward=True),
+    Variable(
+        "CTXAGENT_KERNEL_LOADS", "pointers",
+        "how the sparse kernel loads K/V: pointers (per row), tma (listed blocks through tensor descriptors) "
+        "or tma+columns (also the columns, from a contiguous copy made per launch)",
+    ),  # fmt: skip
     Variable("TRITON_INTERPRET", None, "1: Triton kernels run in its CPU interpreter (tests, debugging)"),
     Variable("VLLM_TARGET_DEVICE", None, "cpu: the installed vLLM is the CPU build"),
     Variable("MALLOC_ARENA_MAX", None, "glibc's malloc arenas; when set, `ctxagent serve` keeps it instead of capping arenas at 4 (server/memory.py)"),

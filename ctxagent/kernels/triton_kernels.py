@@ -53,10 +53,32 @@ def _attend_keys(q, k_base, v_base, cols, use, offs_m, offs_d, stride_kn, stride
 
 
 @triton.jit
+def _attend_tile(q, k, v, cols, use, offs_m, qk_scale, m_i, l_i, acc, DOT_F32: tl.constexpr):
+    """`_attend_keys` for a tile already loaded whole (through a tensor descriptor: rows past
+    the end come back as zeros and are masked here like any key after the query)."""
+    if DOT_F32:
+        k = k.to(tl.float32)
+        v = v.to(tl.float32)
+    qk = tl.dot(q, tl.trans(k)) * qk_scale
+    qk = tl.where(use[None, :] & (cols[None, :] <= offs_m[:, None]), qk, float("-inf"))
+    m_new = tl.maximum(m_i, tl.max(qk, 1))
+    m_safe = tl.where(m_new == float("-inf"), 0.0, m_new)
+    p = tl.math.exp2(qk - m_safe[:, None])
+    alpha = tl.math.exp2(m_i - m_safe)
+    l_i = l_i * alpha + tl.sum(p, 1)
+    acc = tl.dot(p.to(v.dtype), v, acc * alpha[:, None])
+    return m_new, l_i, acc
+
+
+@triton.jit
 def _sparse_attn_fwd(
     Q,
     K,
     V,
+    KDesc,
+    VDesc,
+    KColDesc,
+    VColDesc,
     Out,
     BlockIdx,
     BlockCnt,
@@ -88,6 +110,8 @@ def _sparse_attn_fwd(
     BLOCK: tl.constexpr,
     HAS_COLS: tl.constexpr,
     DOT_F32: tl.constexpr,
+    TMA: tl.constexpr,
+    COL_COPY: tl.constexpr,
 ):
     m_row = NUM_M - 1 - tl.program_id(0)  # heaviest query blocks first
     m = m_row + Q_START // BLOCK
@@ -120,7 +144,12 @@ def _sparse_attn_fwd(
     for j in range(0, n_blocks):
         kb = tl.load(BlockIdx + row.to(tl.int64) * MAX_BLOCKS + j)
         cols = kb * BLOCK + offs_n
-        m_i, l_i, acc = _attend_keys(q, k_base, v_base, cols, cols < N, offs_m, offs_d, stride_kn, stride_vn, qk_scale, m_i, l_i, acc, DOT_F32)
+        if TMA:  # the block's keys are contiguous: one bulk copy each for K and V
+            k = KDesc.load([b.to(tl.int32), kvh.to(tl.int32), kb * BLOCK, 0]).reshape(BLOCK, HEAD_DIM)
+            v = VDesc.load([b.to(tl.int32), kvh.to(tl.int32), kb * BLOCK, 0]).reshape(BLOCK, HEAD_DIM)
+            m_i, l_i, acc = _attend_tile(q, k, v, cols, cols < N, offs_m, qk_scale, m_i, l_i, acc, DOT_F32)
+        else:
+            m_i, l_i, acc = _attend_keys(q, k_base, v_base, cols, cols < N, offs_m, offs_d, stride_kn, stride_vn, qk_scale, m_i, l_i, acc, DOT_F32)
 
     if HAS_COLS:
         n_cols = tl.load(ColCnt + row)
@@ -133,7 +162,12 @@ def _sparse_attn_fwd(
             # A column inside a key block of the block list was computed there already.
             covered = tl.load(diag_base + (m - cols // BLOCK), mask=listed, other=1)
             use = listed & (covered == 0)
-            m_i, l_i, acc = _attend_keys(q, k_base, v_base, cols, use, offs_m, offs_d, stride_kn, stride_vn, qk_scale, m_i, l_i, acc, DOT_F32)
+            if COL_COPY:  # the head's columns copied contiguously at launch: bulk loads too
+                k = KColDesc.load([b.to(tl.int32), h.to(tl.int32), c0, 0]).reshape(BLOCK, HEAD_DIM)
+                v = VColDesc.load([b.to(tl.int32), h.to(tl.int32), c0, 0]).reshape(BLOCK, HEAD_DIM)
+                m_i, l_i, acc = _attend_tile(q, k, v, cols, use, offs_m, qk_scale, m_i, l_i, acc, DOT_F32)
+            else:
+                m_i, l_i, acc = _attend_keys(q, k_base, v_base, cols, use, offs_m, offs_d, stride_kn, stride_vn, qk_scale, m_i, l_i, acc, DOT_F32)
 
     l_i = tl.where(l_i == 0.0, 1.0, l_i)
     out = acc / l_i[:, None]
@@ -147,9 +181,51 @@ def _sparse_attn_fwd(
 LOG2E = 1.4426950408889634
 
 
-def launch_sparse_attention(q, k, v, out, index, sm_scale: float, num_warps: int | None = None, num_stages: int | None = None):
+def _descriptor(x: torch.Tensor, block: int):
+    """A tensor descriptor of x [B, Hkv, N, D] (any strides) that loads one key block."""
+    from triton.tools.tensor_descriptor import TensorDescriptor
+
+    return TensorDescriptor(x, list(x.shape), list(x.stride()), [1, 1, block, x.shape[-1]])
+
+
+KERNEL_LOADS = ("pointers", "tma", "tma+columns")
+
+
+def kernel_loads() -> str:
+    loads = envs.get("CTXAGENT_KERNEL_LOADS")
+    if loads not in KERNEL_LOADS:
+        raise ValueError(f"CTXAGENT_KERNEL_LOADS must be one of {', '.join(KERNEL_LOADS)}; got {loads!r}")
+    return loads
+
+
+def _column_copy(x: torch.Tensor, cols: torch.Tensor, group: int) -> torch.Tensor:
+    """x's rows at each query head's listed columns: [B, H, columns, D] from x [B, Hkv, N, D]
+    and cols [B, H, columns] (padding past a head's count is clamped to a real row and masked
+    in the kernel)."""
+    B, H, C = cols.shape
+    b = torch.arange(B, device=x.device)[:, None, None]
+    kvh = (torch.arange(H, device=x.device) // group)[None, :, None]
+    return x[b, kvh, cols.long().clamp(0, x.shape[2] - 1)]
+
+
+def launch_sparse_attention(
+    q,
+    k,
+    v,
+    out,
+    index,
+    sm_scale: float,
+    num_warps: int | None = None,
+    num_stages: int | None = None,
+    tma: bool | None = None,
+    copy_columns: bool | None = None,
+):
     """Launch `_sparse_attn_fwd` over `index` (a SparseIndex) for q [B, H, Nq, D], the last
-    Nq of the N keys of k/v [B, Hkv, N, D]; writes `out` (shaped like q) in place."""
+    Nq of the N keys of k/v [B, Hkv, N, D]; writes `out` (shaped like q) in place. `tma`
+    loads the listed blocks' K/V through tensor descriptors (Hopper's bulk copies) instead of
+    per-row pointers. `copy_columns` first copies each head's listed columns' K/V into one
+    contiguous [B, H, columns, D] buffer, so column tiles load in bulk too (the copy is made
+    here, so its time counts in the launch's). Unset, both come from CTXAGENT_KERNEL_LOADS."""
     B, H, Nq, D = q.shape
     N = k.shape[2]
     group = H // k.shape[1]
@@ -163,11 +239,21 @@ def launch_sparse_attention(q, k, v, out, index, sm_scale: float, num_warps: int
         num_warps = 4 if block <= 64 else 8
     if num_stages is None:
         num_stages = 3 if D <= 64 or block <= 64 else 2
+    loads = kernel_loads()
+    tma = loads != "pointers" if tma is None else tma
+    copy_columns = (loads == "tma+columns" if copy_columns is None else copy_columns) and has_cols
+    col_k = col_v = None
+    if copy_columns:
+        col_k, col_v = (_descriptor(_column_copy(x, index.cols, group), block) for x in (k, v))
     grid = (num_m, B * H)
     _sparse_attn_fwd[grid](
         q,
         k,
         v,
+        _descriptor(k, block) if tma else k,
+        _descriptor(v, block) if tma else v,
+        col_k if copy_columns else k,
+        col_v if copy_columns else v,
         out,
         index.block_idx,
         index.block_cnt,
@@ -199,6 +285,8 @@ def launch_sparse_attention(q, k, v, out, index, sm_scale: float, num_warps: int
         BLOCK=block,
         HAS_COLS=has_cols,
         DOT_F32=q.dtype == torch.bfloat16 and envs.flag("TRITON_INTERPRET"),
+        TMA=tma,
+        COL_COPY=copy_columns,
         num_warps=num_warps,
         num_stages=num_stages,
     )
