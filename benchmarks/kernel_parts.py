@@ -10,9 +10,9 @@ Parts of the same index (1024 columns, 32 block diagonals, last 64 queries; bloc
 - `own block + columns`: each query block's own diagonal block (entry 0 of its list) and the
   columns;
 - `own block`: entry 0 alone, what every program pays whatever its index.
-Each part runs with each way of loading K/V (`KERNEL_LOADS`): per-row pointers (the default),
-`tma` (listed blocks through tensor descriptors) and `tma+columns` (the columns too, from a
-contiguous copy the launch makes, its time included). Each row also counts the key tiles the programs step through (a column tile is 64 listed
+Each part runs with each way of loading listed blocks' K/V: per-row pointers and `tma` (through
+tensor descriptors; the default on Hopper). (`33637fc` also timed `tma+columns`, the columns
+too from a contiguous per-head copy made at launch: slower, removed.) Each row also counts the key tiles the programs step through (a column tile is 64 listed
 columns, covered ones included) and gives microseconds per thousand tiles, so block tiles
 (contiguous keys) and column tiles (gathered keys) can be priced apart.
 Shapes as in vs_estimate.py; bf16, batch 1, structured q/k, medians of do_bench in ms.
@@ -34,7 +34,7 @@ from vs_estimate import SHAPES, over_shapes, shape_parser  # noqa: E402
 
 from ctxagent.kernels.index import SparseIndex, vertical_slash_index  # noqa: E402
 from ctxagent.kernels.synthetic import structured_qkv  # noqa: E402
-from ctxagent.kernels.triton_kernels import KERNEL_LOADS, launch_sparse_attention  # noqa: E402
+from ctxagent.kernels.triton_kernels import launch_sparse_attention  # noqa: E402
 
 
 def parts(index: SparseIndex) -> dict[str, SparseIndex]:
@@ -61,11 +61,8 @@ def measure(shape: str, n: int, time_ms, device: str, dtype: torch.dtype) -> lis
     rows = []
     for name, index in parts(vertical_slash_index(q, k, n_vertical=1024, n_diag=32)).items():
         block_tiles, column_tiles = tiles(index)
-        for loads in KERNEL_LOADS:
-            if loads == "tma+columns" and not column_tiles:
-                continue  # the same launch as tma
-            tma, copy = loads != "pointers", loads == "tma+columns"
-            ms = time_ms(lambda: launch_sparse_attention(q, k, v, out, index, dim**-0.5, tma=tma, copy_columns=copy))
+        for loads in ("pointers", "tma"):
+            ms = time_ms(lambda: launch_sparse_attention(q, k, v, out, index, dim**-0.5, tma=loads == "tma"))
             row = {"shape": shape, "tokens": n, "part": name, "loads": loads, "ms": ms, "block_tiles": block_tiles, "column_tiles": column_tiles}
             row["us_per_1k_tiles"] = ms * 1e6 / max(1, block_tiles + column_tiles)  # ms -> us (x1e3), per 1K tiles (x1e3)
             rows.append(row)

@@ -5,7 +5,7 @@
 # same warm machine:
 #
 #   bash benchmarks/lent_gpu.sh stage .gpu/cK          # once per part, K = 0..11 (carry .gpu/cK)
-#   CTXAGENT_COMMIT=<sha> bash benchmarks/lent_gpu.sh needles-fast | squad | ab | prefill-1m | estimate-1m | mixed-fast | fused | ceiling | block128 | kernel-parts | kernel-loads | rows-check
+#   CTXAGENT_COMMIT=<sha> bash benchmarks/lent_gpu.sh needles-fast | squad | ab | prefill-1m | estimate-1m | mixed-fast | fused | ceiling | block128 | kernel-parts | loads-check | rows-check
 # (prefill-1m, estimate-1m, mixed-fast, fused and ceiling need only the image's torch, triton and transformers: no parts to stage;
 #  squad also needs pydantic: `bash benchmarks/lent_gpu.sh wheels` here puts its wheels in .gpu/pyd, which that call carries)
 #
@@ -48,7 +48,7 @@ bare() {  # jobs that need only torch, triton and transformers (the image's): no
 
 gpu_name() { nvidia-smi --query-gpu=name --format=csv,noheader | head -1 | tr ' ' _ | tr -cd 'A-Za-z0-9_'; }
 
-case "${1:?parts | wheels | stage DIR | needles-fast | squad | ab | prefill-1m | estimate-1m | mixed-fast | fused | ceiling | block128 | kernel-parts | kernel-loads | rows-check}" in
+case "${1:?parts | wheels | stage DIR | needles-fast | squad | ab | prefill-1m | estimate-1m | mixed-fast | fused | ceiling | block128 | kernel-parts | loads-check | rows-check}" in
 parts)  # on this machine, not the lent one: the lean 9-part blob into .gpu/n0 ... .gpu/n8 (ignored by git)
     model=$(HF_HUB_OFFLINE=1 .venv/bin/python -m ctxagent.evaluation.eval_models qwen2.5-coder-0.5b | tail -1)
     work=$(mktemp -d) && trap 'rm -rf "$work"' EXIT
@@ -96,38 +96,18 @@ kernel-parts)  # the attention kernel over parts of the default vertical-slash i
     bare
     python benchmarks/kernel_parts.py --out "$OUT" --name "kernel_parts_$(gpu_name)" | grep -v '^{'
     ;;
-kernel-loads)  # K/V through tensor descriptors (tma) and a contiguous column copy (tma+columns) against per-row pointers:
-    # their GPU tests, the kernel over parts of the default index with each, and benchmarks/kernels.py at 128K with each
-    # (the library's path, index included); tables, logs and the kernel's wgmma count in one tar
+loads-check)  # with listed blocks loaded through tensor descriptors by default on Hopper (CTXAGENT_KERNEL_LOADS=auto) and
+    # the estimate's second launch streaming several key tiles a program: the GPU tests, the kernel benchmark at 128K
+    # (into $OUT), then in one tar the estimate's tile counts side by side and the Qwen-shaped prefill at 128K.
+    # (`33637fc`'s kernel-loads job compared the loads side by side: kernel_loads_*, kernels_*_loads_*.)
     bare
-    mkdir -p /tmp/loads
-    python -m pytest -q -p no:cacheprovider tests/test_kernels_gpu.py -k "tensor_descriptor or block_64" 2>&1 | tail -4 || echo "GPU TESTS FAILED"
-    python benchmarks/kernel_parts.py --out /tmp/loads --name "kernel_loads_$(gpu_name)" | grep -v '^{' || echo "kernel_parts failed"
-    for loads in pointers tma tma+columns; do
-        CTXAGENT_KERNEL_LOADS=$loads python benchmarks/kernels.py --lengths 131072 --skip-checks --out "/tmp/k_$loads" > "/tmp/loads/kernels_128k_$loads.log" 2>&1 || echo "kernels.py $loads failed"
-        grep -E "vertical_slash|a_shape|cuDNN|total" "/tmp/loads/kernels_128k_$loads.log" | head -8
-        for f in /tmp/k_$loads/kernels_*; do cp "$f" "/tmp/loads/$(basename "${f%.*}")_$loads.${f##*.}"; done
-    done
-    python - <<'PY' 2>&1 | tee /tmp/loads/compiled.txt || true
-# what each compiled variant became: wgmma (Hopper's warpgroup matrix op) vs mma counts in its PTX, registers, spills
-import torch
-from ctxagent.kernels.index import vertical_slash_index
-from ctxagent.kernels.synthetic import structured_qkv
-from ctxagent.kernels.triton_kernels import _sparse_attn_fwd, launch_sparse_attention
-for heads, kv, dim in ((32, 8, 128), (14, 2, 64)):
-    q, k, v = structured_qkv(1, heads, kv, 8192, dim, seed=0, device="cuda", dtype=torch.bfloat16)
-    index = vertical_slash_index(q, k, n_vertical=1024, n_diag=32)
-    for tma, copy in ((False, False), (True, False), (True, True)):
-        launch_sparse_attention(q, k, v, torch.empty_like(q), index, dim**-0.5, tma=tma, copy_columns=copy)
-for cache in _sparse_attn_fwd.device_caches.values():
-    for part in cache if isinstance(cache, tuple) else (cache,):
-        for kernel in (part.values() if isinstance(part, dict) else ()):
-            ptx = kernel.asm.get("ptx", "")
-            consts = {k: v for k, v in getattr(kernel, "constants", {}).items() if isinstance(v, (bool, int))} if hasattr(kernel, "constants") else ""
-            print(f"{kernel.metadata.name}: wgmma {ptx.count('wgmma.mma_async')} mma.sync {ptx.count('mma.sync')} "
-                  f"cp.async.bulk.tensor {ptx.count('cp.async.bulk.tensor')} regs {kernel.n_regs} spills {kernel.n_spills} {consts}")
-PY
-    tar -cf "$OUT/kernel_loads.tar" -C /tmp loads
+    mkdir -p /tmp/lc
+    python -m pytest -q -p no:cacheprovider tests/test_kernels_gpu.py tests/test_vs_estimate.py 2>&1 | tail -6 || echo "GPU TESTS FAILED"
+    python benchmarks/kernels.py --lengths 131072 --skip-checks --out "$OUT" | grep -E "vertical_slash|a_shape"
+    python benchmarks/vs_estimate.py --lengths 32768 131072 --tiles 1 8 32 --out /tmp/lc --name "vs_estimate_stream_$(gpu_name)" | grep -v '^{' | grep "^|"
+    python benchmarks/prefill.py --shape qwen2.5-0.5b --layers 24 --lengths 131072 --reps 3 \
+        --patterns vertical_slash_tail256 --out /tmp/lc --name "prefill_qwen05b_tma_$(gpu_name)" | grep "^|"
+    tar -cf "$OUT/loads_check.tar" -C /tmp lc
     ;;
 rows-check)  # after staging: the needles at 128K with the estimate's diagonal sums by rows (searched 0.02, the default, dense
     # last if time allows; CONFIGS=default for the quickest check; the same prompts as needles_qwen_128k_fused, whose estimate summed per key)

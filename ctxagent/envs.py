@@ -37,9 +37,9 @@ _DECLARED = (
     Variable("TOKENIZERS_PARALLELISM", None, "false: quiets the tokenizers' fork warning", forward=True),
     Variable("PYTHONPATH", None, "forwarded so Ray workers import the same ctxagent as the driver", forward=True),
     Variable(
-        "CTXAGENT_KERNEL_LOADS", "pointers",
-        "how the sparse kernel loads K/V: pointers (per row), tma (listed blocks through tensor descriptors) "
-        "or tma+columns (also the columns, from a contiguous copy made per launch)",
+        "CTXAGENT_KERNEL_LOADS", "auto",
+        "how the sparse kernel loads listed key blocks: tma (through tensor descriptors), pointers (per row), "
+        "or auto (tma on Hopper and later GPUs when the tensors' strides allow it)",
     ),  # fmt: skip
     Variable("TRITON_INTERPRET", None, "1: Triton kernels run in its CPU interpreter (tests, debugging)"),
     Variable("VLLM_TARGET_DEVICE", None, "cpu: the installed vLLM is the CPU build"),

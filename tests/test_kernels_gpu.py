@@ -74,11 +74,10 @@ def test_tensor_descriptor_block_loads_token_major_at_128k(pattern):
         index = a_shape_index(1, 32, n, sink=64, local=2048, block=64, device="cuda")
     else:
         index = vertical_slash_index(q, k, n_vertical=1024, n_diag=32, block=64)
-    plain = launch_sparse_attention(q, k, v, torch.empty_like(q), index, 128**-0.5)
-    for copy_columns in (False, True):
-        out = launch_sparse_attention(q, k, v, torch.empty_like(q), index, 128**-0.5, tma=True, copy_columns=copy_columns)
-        check_rows(q, k, v, index, out, sample_rows(n))
-        assert float((out.float() - plain.float()).norm() / plain.float().norm()) < 1e-2
+    out = launch_sparse_attention(q, k, v, torch.empty_like(q), index, 128**-0.5, tma=True)
+    check_rows(q, k, v, index, out, sample_rows(n))
+    plain = launch_sparse_attention(q, k, v, torch.empty_like(q), index, 128**-0.5, tma=False)
+    assert float((out.float() - plain.float()).norm() / plain.float().norm()) < 1e-2
 
 
 def test_chunk_after_cached_keys_at_128k():

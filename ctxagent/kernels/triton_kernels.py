@@ -77,8 +77,6 @@ def _sparse_attn_fwd(
     V,
     KDesc,
     VDesc,
-    KColDesc,
-    VColDesc,
     Out,
     BlockIdx,
     BlockCnt,
@@ -111,7 +109,6 @@ def _sparse_attn_fwd(
     HAS_COLS: tl.constexpr,
     DOT_F32: tl.constexpr,
     TMA: tl.constexpr,
-    COL_COPY: tl.constexpr,
 ):
     m_row = NUM_M - 1 - tl.program_id(0)  # heaviest query blocks first
     m = m_row + Q_START // BLOCK
@@ -162,12 +159,7 @@ def _sparse_attn_fwd(
             # A column inside a key block of the block list was computed there already.
             covered = tl.load(diag_base + (m - cols // BLOCK), mask=listed, other=1)
             use = listed & (covered == 0)
-            if COL_COPY:  # the head's columns copied contiguously at launch: bulk loads too
-                k = KColDesc.load([b.to(tl.int32), h.to(tl.int32), c0, 0]).reshape(BLOCK, HEAD_DIM)
-                v = VColDesc.load([b.to(tl.int32), h.to(tl.int32), c0, 0]).reshape(BLOCK, HEAD_DIM)
-                m_i, l_i, acc = _attend_tile(q, k, v, cols, use, offs_m, qk_scale, m_i, l_i, acc, DOT_F32)
-            else:
-                m_i, l_i, acc = _attend_keys(q, k_base, v_base, cols, use, offs_m, offs_d, stride_kn, stride_vn, qk_scale, m_i, l_i, acc, DOT_F32)
+            m_i, l_i, acc = _attend_keys(q, k_base, v_base, cols, use, offs_m, offs_d, stride_kn, stride_vn, qk_scale, m_i, l_i, acc, DOT_F32)
 
     l_i = tl.where(l_i == 0.0, 1.0, l_i)
     out = acc / l_i[:, None]
@@ -188,24 +180,22 @@ def _descriptor(x: torch.Tensor, block: int):
     return TensorDescriptor(x, list(x.shape), list(x.stride()), [1, 1, block, x.shape[-1]])
 
 
-KERNEL_LOADS = ("pointers", "tma", "tma+columns")
+KERNEL_LOADS = ("auto", "pointers", "tma")
 
 
-def kernel_loads() -> str:
+def bulk_loads(k: torch.Tensor, v: torch.Tensor) -> bool:
+    """Whether the kernel loads listed blocks through tensor descriptors (CTXAGENT_KERNEL_LOADS):
+    `auto` does on Hopper and later, where it measured 4% faster than per-row pointers over the
+    whole default index (13% over the block lists alone; docs/kernels.md), when both tensors
+    meet the descriptor's alignment (16-byte base and strides, unit last stride)."""
     loads = envs.get("CTXAGENT_KERNEL_LOADS")
     if loads not in KERNEL_LOADS:
         raise ValueError(f"CTXAGENT_KERNEL_LOADS must be one of {', '.join(KERNEL_LOADS)}; got {loads!r}")
-    return loads
-
-
-def _column_copy(x: torch.Tensor, cols: torch.Tensor, group: int) -> torch.Tensor:
-    """x's rows at each query head's listed columns: [B, H, columns, D] from x [B, Hkv, N, D]
-    and cols [B, H, columns] (padding past a head's count is clamped to a real row and masked
-    in the kernel)."""
-    B, H, C = cols.shape
-    b = torch.arange(B, device=x.device)[:, None, None]
-    kvh = (torch.arange(H, device=x.device) // group)[None, :, None]
-    return x[b, kvh, cols.long().clamp(0, x.shape[2] - 1)]
+    if loads != "auto":
+        return loads == "tma"
+    if k.device.type != "cuda" or envs.flag("TRITON_INTERPRET") or torch.cuda.get_device_capability(k.device) < (9, 0):
+        return False
+    return all(x.stride(-1) == 1 and x.data_ptr() % 16 == 0 and all(s * x.element_size() % 16 == 0 for s in x.stride()[:-1]) for x in (k, v))
 
 
 def launch_sparse_attention(
@@ -218,14 +208,11 @@ def launch_sparse_attention(
     num_warps: int | None = None,
     num_stages: int | None = None,
     tma: bool | None = None,
-    copy_columns: bool | None = None,
 ):
     """Launch `_sparse_attn_fwd` over `index` (a SparseIndex) for q [B, H, Nq, D], the last
     Nq of the N keys of k/v [B, Hkv, N, D]; writes `out` (shaped like q) in place. `tma`
     loads the listed blocks' K/V through tensor descriptors (Hopper's bulk copies) instead of
-    per-row pointers. `copy_columns` first copies each head's listed columns' K/V into one
-    contiguous [B, H, columns, D] buffer, so column tiles load in bulk too (the copy is made
-    here, so its time counts in the launch's). Unset, both come from CTXAGENT_KERNEL_LOADS."""
+    per-row pointers (unset: `bulk_loads`); gathered columns always go through pointers."""
     B, H, Nq, D = q.shape
     N = k.shape[2]
     group = H // k.shape[1]
@@ -239,12 +226,7 @@ def launch_sparse_attention(
         num_warps = 4 if block <= 64 else 8
     if num_stages is None:
         num_stages = 3 if D <= 64 or block <= 64 else 2
-    loads = kernel_loads()
-    tma = loads != "pointers" if tma is None else tma
-    copy_columns = (loads == "tma+columns" if copy_columns is None else copy_columns) and has_cols
-    col_k = col_v = None
-    if copy_columns:
-        col_k, col_v = (_descriptor(_column_copy(x, index.cols, group), block) for x in (k, v))
+    tma = bulk_loads(k, v) if tma is None else tma
     grid = (num_m, B * H)
     _sparse_attn_fwd[grid](
         q,
@@ -252,8 +234,6 @@ def launch_sparse_attention(
         v,
         _descriptor(k, block) if tma else k,
         _descriptor(v, block) if tma else v,
-        col_k if copy_columns else k,
-        col_v if copy_columns else v,
         out,
         index.block_idx,
         index.block_cnt,
@@ -286,7 +266,6 @@ def launch_sparse_attention(
         HAS_COLS=has_cols,
         DOT_F32=q.dtype == torch.bfloat16 and envs.flag("TRITON_INTERPRET"),
         TMA=tma,
-        COL_COPY=copy_columns,
         num_warps=num_warps,
         num_stages=num_stages,
     )

@@ -137,12 +137,12 @@ def _last_rows_mass(
     NUM_TILES,
     D0,
     BATCH_HEADS,
+    TILES,
     GROUP: tl.constexpr,
     HEAD_DIM: tl.constexpr,
     BLOCK: tl.constexpr,
     ROWS: tl.constexpr,
     KT: tl.constexpr,
-    TILES: tl.constexpr,
     DOT_F32: tl.constexpr,
 ):
     """Vertical[bh, c] = sum over rows of P[r, c] for the keys c of tile t, and
@@ -169,8 +169,7 @@ def _last_rows_mass(
     upper = offs_n[None, :] <= split[:, None]  # [ROWS, BLOCK]: keys on the row's higher diagonal
     frac = tl.where(upper, split[:, None] - offs_n[None, :], split[:, None] - offs_n[None, :] + BLOCK).to(tl.float32) / BLOCK
     hi = pos // BLOCK - D0  # the higher diagonal's slot, relative to the tile's first (D0 - t)
-    for i in tl.static_range(TILES):  # the query rows and their lse loaded once for TILES tiles
-        t = first + i
+    for t in range(first, tl.minimum(first + TILES, NUM_TILES)):  # the rows, their lse and the pieces above serve TILES tiles
         cols = t * BLOCK + offs_n
         s = _tile_logits(q, k_base, stride_kn, cols, offs_r, offs_d, N, L, qk_scale, DOT_F32)
         p = tl.math.exp2(s - lse[:, None])  # 0 where masked (-inf)
@@ -188,11 +187,11 @@ def _last_rows_mass(
         to_below, to_own, to_above = p_lo - a_lo, p_hi - a_hi + a_lo, a_hi
         for j in tl.static_range(KT):
             w = tl.where(hi == j + 1, to_below, 0.0) + tl.where(hi == j, to_own, 0.0) + tl.where(hi == j - 1, to_above, 0.0)
-            tl.store(part_base + j * NUM_TILES, tl.sum(w, 0), mask=t < NUM_TILES)
+            tl.store(part_base + j * NUM_TILES, tl.sum(w, 0))
 
 
 def last_rows_mass(
-    q: torch.Tensor, k: torch.Tensor, last_q: int, scale: float, block: int, tiles_per_program: int = 1
+    q: torch.Tensor, k: torch.Tensor, last_q: int, scale: float, block: int, tiles_per_program: int | None = None
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Column sums [B, H, Nk] and block-diagonal scores [B, H, M] (float32) of the causal
     attention of q's last `last_q` rows over k: `attention_mass(q, k, last_q, scale)`'s
@@ -200,8 +199,11 @@ def last_rows_mass(
     last Nq of k's Nk positions.
 
     `tiles_per_program`: key tiles per program of the second launch, which loads the query
-    rows once for all of them. 1 is what the published figures measured (commit `540ca2d`);
-    `benchmarks/vs_estimate.py --tiles` times others side by side."""
+    rows once for all of them and streams the tiles through one loop (pipelined, like the
+    first launch's splits). Unset, each head's keys go to as many programs as the first
+    launch's splits (64 at 4K keys and more). While a program's tiles were unrolled
+    (`fa0be95`..`33637fc`) one tile a program was fastest; `benchmarks/vs_estimate.py --tiles`
+    times other counts side by side."""
     B, H, Nq, D = q.shape
     Hkv, N = k.shape[1], k.shape[2]
     L = min(last_q, Nq)
@@ -232,8 +234,9 @@ def last_rows_mass(
     d0 = (N - L - block + 1) // block  # floor: block diagonal of tile 0's shortest distance
     vertical = torch.empty(B * H, N, dtype=torch.float32, device=q.device)
     diag_parts = torch.empty(B * H, kt, T, dtype=torch.float32, device=q.device)
+    tiles_per_program = tiles_per_program or per_split
     programs = B * H * triton.cdiv(T, tiles_per_program)
-    _last_rows_mass[(programs,)](q, k, lse, vertical, diag_parts, qk_scale, *strides, N, Nq, L, H, T, d0, B * H, KT=kt, TILES=tiles_per_program, **meta)
+    _last_rows_mass[(programs,)](q, k, lse, vertical, diag_parts, qk_scale, *strides, N, Nq, L, H, T, d0, B * H, tiles_per_program, KT=kt, **meta)
 
     # tile t's part j lands on diagonal d0 - t + j, at position (T - 1 - t) + j from the lowest, d0 - (T - 1)
     low = d0 - (T - 1)
