@@ -96,6 +96,21 @@ def test_block_tiles_through_tensor_descriptors_match_pointer_loads(pattern):
     assert rel_err(dense_causal_reference(q.double(), k.double(), v.double()), ref) > 3e-2
 
 
+def test_kernel_loads_setting_is_checked_and_auto_keeps_pointers_off_hopper(monkeypatch):
+    from ctxagent.kernels.triton_kernels import bulk_loads
+
+    k = torch.zeros(1, 2, 64, 32)
+    monkeypatch.setenv("CTXAGENT_KERNEL_LOADS", "tma")
+    assert bulk_loads(k, k)
+    monkeypatch.setenv("CTXAGENT_KERNEL_LOADS", "pointers")
+    assert not bulk_loads(k, k)
+    monkeypatch.setenv("CTXAGENT_KERNEL_LOADS", "auto")
+    assert not bulk_loads(k, k)  # a CPU tensor: no tensor descriptors
+    monkeypatch.setenv("CTXAGENT_KERNEL_LOADS", "bulk")
+    with pytest.raises(ValueError, match="CTXAGENT_KERNEL_LOADS must be one of auto, pointers, tma"):
+        bulk_loads(k, k)
+
+
 @needs_triton
 @pytest.mark.parametrize("pattern", PATTERNS)
 def test_kernel_matches_reference_in_blocks_of_128(pattern):
