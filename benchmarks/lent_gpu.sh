@@ -5,7 +5,7 @@
 # same warm machine:
 #
 #   bash benchmarks/lent_gpu.sh stage .gpu/cK          # once per part, K = 0..11 (carry .gpu/cK)
-#   CTXAGENT_COMMIT=<sha> bash benchmarks/lent_gpu.sh needles-fast | squad | ab | prefill-1m | estimate-1m | mixed-fast | fused | ceiling | block128 | kernel-parts | loads-check | rows-check
+#   CTXAGENT_COMMIT=<sha> bash benchmarks/lent_gpu.sh needles-fast | squad | ab | prefill-1m | estimate-1m | mixed-fast | fused | ceiling | block128 | kernel-parts | loads-check | index-profile | rows-check
 # (prefill-1m, estimate-1m, mixed-fast, fused and ceiling need only the image's torch, triton and transformers: no parts to stage;
 #  squad also needs pydantic: `bash benchmarks/lent_gpu.sh wheels` here puts its wheels in .gpu/pyd, which that call carries)
 #
@@ -48,7 +48,7 @@ bare() {  # jobs that need only torch, triton and transformers (the image's): no
 
 gpu_name() { nvidia-smi --query-gpu=name --format=csv,noheader | head -1 | tr ' ' _ | tr -cd 'A-Za-z0-9_'; }
 
-case "${1:?parts | wheels | stage DIR | needles-fast | squad | ab | prefill-1m | estimate-1m | mixed-fast | fused | ceiling | block128 | kernel-parts | loads-check | rows-check}" in
+case "${1:?parts | wheels | stage DIR | needles-fast | squad | ab | prefill-1m | estimate-1m | mixed-fast | fused | ceiling | block128 | kernel-parts | loads-check | index-profile | rows-check}" in
 parts)  # on this machine, not the lent one: the lean 9-part blob into .gpu/n0 ... .gpu/n8 (ignored by git)
     model=$(HF_HUB_OFFLINE=1 .venv/bin/python -m ctxagent.evaluation.eval_models qwen2.5-coder-0.5b | tail -1)
     work=$(mktemp -d) && trap 'rm -rf "$work"' EXIT
@@ -108,6 +108,10 @@ loads-check)  # with listed blocks loaded through tensor descriptors by default 
     python benchmarks/prefill.py --shape qwen2.5-0.5b --layers 24 --lengths 131072 --reps 3 \
         --patterns vertical_slash_tail256 --out /tmp/lc --name "prefill_qwen05b_tma_$(gpu_name)" | grep "^|"
     tar -cf "$OUT/loads_check.tar" -C /tmp lc
+    ;;
+index-profile)  # where the default fused index's GPU time goes at 128K (torch profiler), both shapes, with its timings
+    bare
+    python benchmarks/vs_estimate.py --lengths 131072 --tiles 8 --profile --out "$OUT" --name "vs_estimate_profile_$(gpu_name)" | grep -v '^{'
     ;;
 rows-check)  # after staging: the needles at 128K with the estimate's diagonal sums by rows (searched 0.02, the default, dense
     # last if time allows; CONFIGS=default for the quickest check; the same prompts as needles_qwen_128k_fused, whose estimate summed per key)

@@ -14,7 +14,7 @@ estimate computes bf16 logits, the fused one float32, so near-ties may fall eith
 `--tiles`: the fused estimate is also timed with that many key tiles per program of its
 second launch (`last_rows_mass(tiles_per_program=)`, the same sums bit for bit), one
 column each; `estimate fused` and the index columns are the library's default, 1.
-Writes <out>/<name>.{md,json,png}. `--quick` (CPU, Triton's interpreter) checks the script only.
+Writes <out>/<name>.{md,json,png} (and <name>_profile.txt with `--profile`). `--quick` (CPU, Triton's interpreter) checks the script only.
 """
 
 from __future__ import annotations
@@ -122,6 +122,7 @@ def over_shapes(args: argparse.Namespace, measure) -> tuple[list[dict], dict, st
 def main() -> None:
     ap = shape_parser(__doc__.splitlines()[0], [32768, 131072, 1048576])
     ap.add_argument("--tiles", type=int, nargs="*", default=[], help="also time the fused estimate with this many key tiles per program of its second launch (1, the default, is `estimate fused`), one column each")
+    ap.add_argument("--profile", action="store_true", help="also write where the fused index's GPU time goes (torch profiler) at the largest length, per shape")
     args = ap.parse_args()
     rows, prov, gpu, dtype = over_shapes(args, lambda shape, n, time_ms, device, dtype: [measure(shape, n, args.tiles, time_ms, device, dtype)])
     name = args.name or ("vs_estimate" + ("_quick" if args.quick else ""))
@@ -147,7 +148,28 @@ def main() -> None:
     (args.out / f"{name}.md").write_text("\n".join(lines))
     (args.out / f"{name}.json").write_text(json.dumps({"provenance": prov, "gpu": gpu, "rows": rows}, indent=1))
     plot(rows, gpu, args.out / f"{name}.png")
+    if args.profile and torch.cuda.is_available():
+        tables = [profile_index(shape, max(args.lengths)) for shape in args.shapes]
+        (args.out / f"{name}_profile.txt").write_text("\n\n".join([provenance.markdown_line(prov), *tables]) + "\n")
+        lines += tables
     print("\n".join(lines), flush=True)
+
+
+def profile_index(shape: str, n: int, reps: int = 10) -> str:
+    """The torch profiler's table of `reps` default fused index builds (GPU time per kernel)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    heads, kv_heads, dim = SHAPES[shape]
+    q, k, _ = structured_qkv(1, heads, kv_heads, n, dim, seed=0, device="cuda", dtype=torch.bfloat16)
+    for _ in range(3):
+        vertical_slash_index(q, k, backend="triton")
+    torch.cuda.synchronize()
+    with profile(activities=[ProfilerActivity.CUDA]) as prof:
+        for _ in range(reps):
+            vertical_slash_index(q, k, backend="triton")
+        torch.cuda.synchronize()
+    table = prof.key_averages().table(sort_by="cuda_time_total", row_limit=25, max_name_column_width=70)
+    return f"{shape}, {n} tokens, {reps} index builds:\n{table}"
 
 
 if __name__ == "__main__":
