@@ -109,8 +109,12 @@ loads-check)  # with listed blocks loaded through tensor descriptors by default 
         --patterns vertical_slash_tail256 --out /tmp/lc --name "prefill_qwen05b_tma_$(gpu_name)" | grep "^|"
     tar -cf "$OUT/loads_check.tar" -C /tmp lc
     ;;
-index-profile)  # where the default fused index's GPU time goes at 128K (torch profiler), both shapes, with its timings
+index-profile)  # where the default fused index's GPU time goes at 128K (torch profiler), both shapes; before it the GPU
+    # tests (the default loads, then the pointer path forced) and the kernel over parts of the index with each load (8B shape)
     bare
+    python -m pytest -q -p no:cacheprovider tests/test_kernels_gpu.py tests/test_vs_estimate.py 2>&1 | tail -2 || echo "GPU TESTS FAILED"
+    CTXAGENT_KERNEL_LOADS=pointers python -m pytest -q -p no:cacheprovider tests/test_kernels_gpu.py -k "block_64 or chunk or tensor_descriptor or dense_tail" 2>&1 | tail -2 || echo "GPU TESTS FAILED (pointers)"
+    python benchmarks/kernel_parts.py --shapes llama8b --out "$OUT" --name "kernel_parts_$(gpu_name)" | grep "^|"
     python benchmarks/vs_estimate.py --lengths 131072 --tiles 8 --profile --out "$OUT" --name "vs_estimate_profile_$(gpu_name)" | grep -v '^{'
     ;;
 rows-check)  # after staging: the needles at 128K with the estimate's diagonal sums by rows (searched 0.02, the default, dense

@@ -12,7 +12,9 @@ Every pattern (A-shape, vertical-slash, block-sparse) is reduced to the same ind
 So one kernel, in the shape of Triton's fused-attention tutorial (an online softmax over
 key tiles), serves all patterns. Query block `m` and key block `kb` share one block size,
 which keeps the causal test to one comparison per element. Query blocks are launched
-heaviest first (the last blocks see the most columns) to balance the grid.
+heaviest first (the last blocks see the most columns) to balance the grid. On Hopper a
+listed block's K/V tile comes in one bulk copy through a tensor descriptor (`bulk_loads`);
+gathered columns, and every tile elsewhere, load row by row through pointers.
 
 Queries may be the last Nq of the N keys (Q_START = N - Nq): positions stay key
 positions, query rows before Q_START in the first query block are masked off, and the
@@ -31,32 +33,21 @@ from ctxagent import envs
 
 @triton.jit
 def _attend_keys(q, k_base, v_base, cols, use, offs_m, offs_d, stride_kn, stride_vn, qk_scale, m_i, l_i, acc, DOT_F32: tl.constexpr):
-    """One online-softmax step over a tile of key columns `cols` (those with `use` set), causal
-    against the query rows `offs_m`; returns the updated running max, sum and output."""
+    """One online-softmax step over a tile of key columns `cols` (those with `use` set),
+    loaded row by row through pointers: gathered columns, or listed blocks off Hopper."""
     rows = cols.to(tl.int64)
     k = tl.load(k_base + rows[:, None] * stride_kn + offs_d[None, :], mask=use[:, None], other=0.0)
-    if DOT_F32:  # Triton's CPU interpreter mis-multiplies bf16 in tl.dot; tests only
-        k = k.to(tl.float32)
-    qk = tl.dot(q, tl.trans(k)) * qk_scale
-    valid = use[None, :] & (cols[None, :] <= offs_m[:, None])
-    qk = tl.where(valid, qk, float("-inf"))
-    m_new = tl.maximum(m_i, tl.max(qk, 1))
-    m_safe = tl.where(m_new == float("-inf"), 0.0, m_new)
-    p = tl.math.exp2(qk - m_safe[:, None])
-    alpha = tl.math.exp2(m_i - m_safe)
-    l_i = l_i * alpha + tl.sum(p, 1)
     v = tl.load(v_base + rows[:, None] * stride_vn + offs_d[None, :], mask=use[:, None], other=0.0)
-    if DOT_F32:
-        v = v.to(tl.float32)
-    acc = tl.dot(p.to(v.dtype), v, acc * alpha[:, None])
-    return m_new, l_i, acc
+    return _attend_tile(q, k, v, cols, use, offs_m, qk_scale, m_i, l_i, acc, DOT_F32)
 
 
 @triton.jit
 def _attend_tile(q, k, v, cols, use, offs_m, qk_scale, m_i, l_i, acc, DOT_F32: tl.constexpr):
-    """`_attend_keys` for a tile already loaded whole (through a tensor descriptor: rows past
-    the end come back as zeros and are masked here like any key after the query)."""
-    if DOT_F32:
+    """One online-softmax step over a loaded tile of keys `cols` (those with `use` set),
+    causal against the query rows `offs_m`; returns the updated running max, sum and output.
+    A tile loaded through a tensor descriptor has zero rows past the end; like any key after
+    the query, they are masked here."""
+    if DOT_F32:  # Triton's CPU interpreter mis-multiplies bf16 in tl.dot; tests only
         k = k.to(tl.float32)
         v = v.to(tl.float32)
     qk = tl.dot(q, tl.trans(k)) * qk_scale
