@@ -109,6 +109,13 @@ def test_kernel_loads_setting_is_checked_and_auto_keeps_pointers_off_hopper(monk
     monkeypatch.setenv("CTXAGENT_KERNEL_LOADS", "bulk")
     with pytest.raises(ValueError, match="CTXAGENT_KERNEL_LOADS must be one of auto, pointers, tma"):
         bulk_loads(k, k)
+    # a Triton without tensor descriptors (3.2, which the [gpu] extra allows): a forced `tma` says so
+    import ctxagent.kernels.triton_kernels as tk
+
+    monkeypatch.setattr(tk, "descriptors_available", lambda: False)
+    monkeypatch.setenv("CTXAGENT_KERNEL_LOADS", "tma")
+    with pytest.raises(ValueError, match="needs Triton 3.3"):
+        bulk_loads(k, k)
 
 
 @needs_triton

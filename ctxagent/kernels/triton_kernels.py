@@ -24,6 +24,8 @@ int64, so token-major layouts past 2^31 elements (512K tokens x 32 heads x 128) 
 
 from __future__ import annotations
 
+import functools
+
 import torch
 import triton
 import triton.language as tl
@@ -174,6 +176,16 @@ def _descriptor(x: torch.Tensor, block: int):
 KERNEL_LOADS = ("auto", "pointers", "tma")
 
 
+@functools.cache
+def descriptors_available() -> bool:
+    """Host-side tensor descriptors came with Triton 3.3; the [gpu] extra allows 3.2."""
+    try:
+        from triton.tools.tensor_descriptor import TensorDescriptor  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
 def bulk_loads(k: torch.Tensor, v: torch.Tensor) -> bool:
     """Whether the kernel loads listed blocks through tensor descriptors (CTXAGENT_KERNEL_LOADS):
     `auto` does on Hopper and later, where it measured 4% faster than per-row pointers over the
@@ -182,9 +194,11 @@ def bulk_loads(k: torch.Tensor, v: torch.Tensor) -> bool:
     loads = envs.get("CTXAGENT_KERNEL_LOADS")
     if loads not in KERNEL_LOADS:
         raise ValueError(f"CTXAGENT_KERNEL_LOADS must be one of {', '.join(KERNEL_LOADS)}; got {loads!r}")
+    if loads == "tma" and not descriptors_available():
+        raise ValueError(f"CTXAGENT_KERNEL_LOADS=tma needs Triton 3.3 or later (tensor descriptors); this is Triton {triton.__version__}")
     if loads != "auto":
         return loads == "tma"
-    if k.device.type != "cuda" or envs.flag("TRITON_INTERPRET") or torch.cuda.get_device_capability(k.device) < (9, 0):
+    if k.device.type != "cuda" or envs.flag("TRITON_INTERPRET") or not descriptors_available() or torch.cuda.get_device_capability(k.device) < (9, 0):
         return False
     return all(x.stride(-1) == 1 and x.data_ptr() % 16 == 0 and all(s * x.element_size() % 16 == 0 for s in x.stride()[:-1]) for x in (k, v))
 
