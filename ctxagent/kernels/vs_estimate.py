@@ -191,7 +191,13 @@ def _last_rows_mass(
 
 
 def last_rows_mass(
-    q: torch.Tensor, k: torch.Tensor, last_q: int, scale: float, block: int, tiles_per_program: int | None = None
+    q: torch.Tensor,
+    k: torch.Tensor,
+    last_q: int,
+    scale: float,
+    block: int,
+    tiles_per_program: int | None = None,
+    lse_keys: int | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Column sums [B, H, Nk] and block-diagonal scores [B, H, M] (float32) of the causal
     attention of q's last `last_q` rows over k: `attention_mass(q, k, last_q, scale)`'s
@@ -200,10 +206,13 @@ def last_rows_mass(
 
     `tiles_per_program`: key tiles per program of the second launch, which loads the query
     rows once for all of them and streams the tiles through one loop (pipelined, like the
-    first launch's splits). Unset, each head's keys go to as many programs as the first
-    launch's splits (64 at 4K keys and more). While a program's tiles were unrolled
-    (`fa0be95`..`33637fc`) one tile a program was fastest; `benchmarks/vs_estimate.py --tiles`
-    times other counts side by side."""
+    first launch's splits). Unset, each head's keys go to 64 programs (fewer below 4K keys).
+    While a program's tiles were unrolled (`fa0be95`..`33637fc`) one tile a program was
+    fastest; `benchmarks/vs_estimate.py --tiles` times other counts side by side.
+
+    `lse_keys`: keys per step of the first launch (a power of two; unset, one block). That
+    launch only normalises the rows, so its steps need not follow the block diagonals, and
+    wider steps mean fewer dependent steps per program (`vs_estimate.py --lse-keys`)."""
     B, H, Nq, D = q.shape
     Hkv, N = k.shape[1], k.shape[2]
     L = min(last_q, Nq)
@@ -215,15 +224,17 @@ def last_rows_mass(
     q, k = (x if x.stride(-1) == 1 else x.contiguous() for x in (q, k))
     T = triton.cdiv(N, block)
     M = T
-    splits = min(T, 64)
-    per_split = triton.cdiv(T, splits)
-    splits = triton.cdiv(T, per_split)
     strides = (q.stride(0), q.stride(1), q.stride(2), k.stride(0), k.stride(1), k.stride(2))
-    meta = dict(GROUP=H // Hkv, HEAD_DIM=D, BLOCK=block, ROWS=rows, DOT_F32=dot_f32, num_warps=4)
+    meta = dict(GROUP=H // Hkv, HEAD_DIM=D, ROWS=rows, DOT_F32=dot_f32, num_warps=4)
     qk_scale = scale * LOG2E
 
+    lse_keys = lse_keys or block
+    lse_steps = triton.cdiv(N, lse_keys)
+    splits = min(lse_steps, 64)
+    per_split = triton.cdiv(lse_steps, splits)
+    splits = triton.cdiv(lse_steps, per_split)
     parts = torch.empty(B * H, splits, 2, rows, dtype=torch.float32, device=q.device)
-    _last_rows_lse[(B * H, splits)](q, k, parts, qk_scale, *strides, N, Nq, L, H, per_split, T, splits, **meta)
+    _last_rows_lse[(B * H, splits)](q, k, parts, qk_scale, *strides, N, Nq, L, H, per_split, lse_steps, splits, BLOCK=lse_keys, **meta)
     top = parts[:, :, 0].amax(1, keepdim=True)
     top_safe = torch.where(torch.isinf(top), torch.zeros_like(top), top)
     total = (parts[:, :, 1] * torch.exp2(parts[:, :, 0] - top_safe)).sum(1)
@@ -234,9 +245,9 @@ def last_rows_mass(
     d0 = (N - L - block + 1) // block  # floor: block diagonal of tile 0's shortest distance
     vertical = torch.empty(B * H, N, dtype=torch.float32, device=q.device)
     diag_parts = torch.empty(B * H, kt, T, dtype=torch.float32, device=q.device)
-    tiles_per_program = tiles_per_program or per_split
+    tiles_per_program = tiles_per_program or triton.cdiv(T, min(T, 64))
     programs = B * H * triton.cdiv(T, tiles_per_program)
-    _last_rows_mass[(programs,)](q, k, lse, vertical, diag_parts, qk_scale, *strides, N, Nq, L, H, T, d0, B * H, tiles_per_program, KT=kt, **meta)
+    _last_rows_mass[(programs,)](q, k, lse, vertical, diag_parts, qk_scale, *strides, N, Nq, L, H, T, d0, B * H, tiles_per_program, BLOCK=block, KT=kt, **meta)
 
     # tile t's part j lands on diagonal d0 - t + j, at position (T - 1 - t) + j from the lowest, d0 - (T - 1)
     low = d0 - (T - 1)
