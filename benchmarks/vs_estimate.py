@@ -154,9 +154,10 @@ def main() -> None:
     (args.out / f"{name}.json").write_text(json.dumps({"provenance": prov, "gpu": gpu, "rows": rows}, indent=1))
     plot(rows, gpu, args.out / f"{name}.png")
     if args.profile and torch.cuda.is_available():
+        # to the file only: the tables are long, and printed they push a job's earlier output out of view
         tables = [profile_index(shape, max(args.lengths)) for shape in args.shapes]
         (args.out / f"{name}_profile.txt").write_text("\n\n".join([provenance.markdown_line(prov), *tables]) + "\n")
-        lines += tables
+        lines += ["", f"Profile tables: {args.out / f'{name}_profile.txt'}"]
     print("\n".join(lines), flush=True)
 
 
