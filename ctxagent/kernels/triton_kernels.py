@@ -34,12 +34,13 @@ from ctxagent import envs
 
 
 @triton.jit
-def _attend_keys(q, k_base, v_base, cols, use, offs_m, offs_d, stride_kn, stride_vn, qk_scale, m_i, l_i, acc, DOT_F32: tl.constexpr):
+def _attend_keys(q, k_base, v_base, cols, load, use, offs_m, offs_d, stride_kn, stride_vn, qk_scale, m_i, l_i, acc, DOT_F32: tl.constexpr):
     """One online-softmax step over a tile of key columns `cols` (those with `use` set),
-    loaded row by row through pointers: gathered columns, or listed blocks off Hopper."""
+    loaded row by row through pointers (rows with `load` set): gathered columns, or listed
+    blocks off Hopper."""
     rows = cols.to(tl.int64)
-    k = tl.load(k_base + rows[:, None] * stride_kn + offs_d[None, :], mask=use[:, None], other=0.0)
-    v = tl.load(v_base + rows[:, None] * stride_vn + offs_d[None, :], mask=use[:, None], other=0.0)
+    k = tl.load(k_base + rows[:, None] * stride_kn + offs_d[None, :], mask=load[:, None], other=0.0)
+    v = tl.load(v_base + rows[:, None] * stride_vn + offs_d[None, :], mask=load[:, None], other=0.0)
     return _attend_tile(q, k, v, cols, use, offs_m, qk_scale, m_i, l_i, acc, DOT_F32)
 
 
@@ -68,8 +69,10 @@ def _sparse_attn_fwd(
     Q,
     K,
     V,
+    QDesc,
     KDesc,
     VDesc,
+    ODesc,
     Out,
     BlockIdx,
     BlockCnt,
@@ -102,6 +105,8 @@ def _sparse_attn_fwd(
     HAS_COLS: tl.constexpr,
     DOT_F32: tl.constexpr,
     TMA: tl.constexpr,
+    COVER: tl.constexpr = True,
+    COVER_LATE: tl.constexpr = True,
 ):
     m_row = NUM_M - 1 - tl.program_id(0)  # heaviest query blocks first
     m = m_row + Q_START // BLOCK
@@ -115,11 +120,14 @@ def _sparse_attn_fwd(
     offs_d = tl.arange(0, HEAD_DIM)
     q_rows = (offs_m - Q_START).to(tl.int64)
     q_ok = (offs_m >= Q_START) & (offs_m < N)
-    q = tl.load(
-        Q + b * stride_qb + h * stride_qh + q_rows[:, None] * stride_qn + offs_d[None, :],
-        mask=q_ok[:, None],
-        other=0.0,
-    )
+    if TMA:  # rows before the first query or past the last come back zero
+        q = QDesc.load([b.to(tl.int32), h.to(tl.int32), (m * BLOCK - Q_START).to(tl.int32), 0]).reshape(BLOCK, HEAD_DIM)
+    else:
+        q = tl.load(
+            Q + b * stride_qb + h * stride_qh + q_rows[:, None] * stride_qn + offs_d[None, :],
+            mask=q_ok[:, None],
+            other=0.0,
+        )
     if DOT_F32:  # Triton's CPU interpreter mis-multiplies bf16 in tl.dot; tests only
         q = q.to(tl.float32)
     k_base = K + b * stride_kb + kvh * stride_kh
@@ -139,7 +147,7 @@ def _sparse_attn_fwd(
             v = VDesc.load([b.to(tl.int32), kvh.to(tl.int32), kb * BLOCK, 0]).reshape(BLOCK, HEAD_DIM)
             m_i, l_i, acc = _attend_tile(q, k, v, cols, cols < N, offs_m, qk_scale, m_i, l_i, acc, DOT_F32)
         else:
-            m_i, l_i, acc = _attend_keys(q, k_base, v_base, cols, cols < N, offs_m, offs_d, stride_kn, stride_vn, qk_scale, m_i, l_i, acc, DOT_F32)
+            m_i, l_i, acc = _attend_keys(q, k_base, v_base, cols, cols < N, cols < N, offs_m, offs_d, stride_kn, stride_vn, qk_scale, m_i, l_i, acc, DOT_F32)
 
     if HAS_COLS:
         n_cols = tl.load(ColCnt + row)
@@ -150,17 +158,23 @@ def _sparse_attn_fwd(
             listed = ci < n_cols
             cols = tl.load(col_base + ci, mask=listed, other=0)
             # A column inside a key block of the block list was computed there already.
-            covered = tl.load(diag_base + (m - cols // BLOCK), mask=listed, other=1)
-            use = listed & (covered == 0)
-            m_i, l_i, acc = _attend_keys(q, k_base, v_base, cols, use, offs_m, offs_d, stride_kn, stride_vn, qk_scale, m_i, l_i, acc, DOT_F32)
+            if COVER:
+                covered = tl.load(diag_base + (m - cols // BLOCK), mask=listed, other=1)
+                use = listed & (covered == 0)
+            else:
+                use = listed
+            m_i, l_i, acc = _attend_keys(q, k_base, v_base, cols, listed if COVER_LATE else use, use, offs_m, offs_d, stride_kn, stride_vn, qk_scale, m_i, l_i, acc, DOT_F32)
 
     l_i = tl.where(l_i == 0.0, 1.0, l_i)
     out = acc / l_i[:, None]
-    tl.store(
-        Out + b * stride_ob + h * stride_oh + q_rows[:, None] * stride_on + offs_d[None, :],
-        out.to(Out.dtype.element_ty),
-        mask=q_ok[:, None],
-    )
+    if TMA:  # rows outside the queries are not written
+        ODesc.store([b.to(tl.int32), h.to(tl.int32), (m * BLOCK - Q_START).to(tl.int32), 0], out.to(Out.dtype.element_ty).reshape(1, 1, BLOCK, HEAD_DIM))
+    else:
+        tl.store(
+            Out + b * stride_ob + h * stride_oh + q_rows[:, None] * stride_on + offs_d[None, :],
+            out.to(Out.dtype.element_ty),
+            mask=q_ok[:, None],
+        )
 
 
 LOG2E = 1.4426950408889634
@@ -186,7 +200,7 @@ def descriptors_available() -> bool:
     return True
 
 
-def bulk_loads(k: torch.Tensor, v: torch.Tensor) -> bool:
+def bulk_loads(*tensors: torch.Tensor) -> bool:
     """Whether the kernel loads listed blocks through tensor descriptors (CTXAGENT_KERNEL_LOADS):
     `auto` does on Hopper and later, where it measured 4% faster than per-row pointers over the
     whole default index (13% over the block lists alone; docs/kernels.md), when both tensors
@@ -198,9 +212,10 @@ def bulk_loads(k: torch.Tensor, v: torch.Tensor) -> bool:
         raise ValueError(f"CTXAGENT_KERNEL_LOADS=tma needs Triton 3.3 or later (tensor descriptors); this is Triton {triton.__version__}")
     if loads != "auto":
         return loads == "tma"
-    if k.device.type != "cuda" or envs.flag("TRITON_INTERPRET") or not descriptors_available() or torch.cuda.get_device_capability(k.device) < (9, 0):
+    device = tensors[0].device
+    if device.type != "cuda" or envs.flag("TRITON_INTERPRET") or not descriptors_available() or torch.cuda.get_device_capability(device) < (9, 0):
         return False
-    return all(x.stride(-1) == 1 and x.data_ptr() % 16 == 0 and all(s * x.element_size() % 16 == 0 for s in x.stride()[:-1]) for x in (k, v))
+    return all(x.stride(-1) == 1 and x.data_ptr() % 16 == 0 and all(s * x.element_size() % 16 == 0 for s in x.stride()[:-1]) for x in tensors)
 
 
 def launch_sparse_attention(
@@ -213,6 +228,7 @@ def launch_sparse_attention(
     num_warps: int | None = None,
     num_stages: int | None = None,
     tma: bool | None = None,
+    probe: dict | None = None,
 ):
     """Launch `_sparse_attn_fwd` over `index` (a SparseIndex) for q [B, H, Nq, D], the last
     Nq of the N keys of k/v [B, Hkv, N, D]; writes `out` (shaped like q) in place. `tma`
@@ -231,14 +247,13 @@ def launch_sparse_attention(
         num_warps = 4 if block <= 64 else 8
     if num_stages is None:
         num_stages = 3 if D <= 64 or block <= 64 else 2
-    tma = bulk_loads(k, v) if tma is None else tma
+    tma = bulk_loads(q, k, v, out) if tma is None else tma
     grid = (num_m, B * H)
     _sparse_attn_fwd[grid](
         q,
         k,
         v,
-        _descriptor(k, block) if tma else k,
-        _descriptor(v, block) if tma else v,
+        *((_descriptor(x, block) for x in (q, k, v, out)) if tma else (q, k, v, out)),
         out,
         index.block_idx,
         index.block_cnt,
@@ -273,6 +288,7 @@ def launch_sparse_attention(
         TMA=tma,
         num_warps=num_warps,
         num_stages=num_stages,
+        **(probe or {}),
     )
     return out
 

@@ -117,10 +117,25 @@ def _last_rows_lse(
 
 
 @triton.jit
+def _row_lse(Parts, bh, offs_r, NUM_SPLITS, SPLITS: tl.constexpr, ROWS: tl.constexpr):
+    """Each row's log-sum-exp (log2 units) from the first launch's partial maxima and sums over
+    its NUM_SPLITS splits; a row with no key (padding) gets 0, so that its -inf logits stay -inf."""
+    offs_s = tl.arange(0, SPLITS)
+    ok = (offs_s < NUM_SPLITS)[:, None]
+    base = Parts + (bh.to(tl.int64) * NUM_SPLITS + offs_s)[:, None] * 2 * ROWS + offs_r[None, :]
+    m = tl.load(base, mask=ok, other=float("-inf"))
+    s = tl.load(base + ROWS, mask=ok, other=0.0)
+    top = tl.max(m, 0)
+    top_safe = tl.where(top == float("-inf"), 0.0, top)
+    total = tl.sum(s * tl.math.exp2(m - top_safe[None, :]), 0)
+    return tl.where(total > 0, top_safe + tl.log2(tl.maximum(total, 1e-30)), 0.0)
+
+
+@triton.jit
 def _last_rows_mass(
     Q,
     K,
-    Lse,
+    Parts,
     Vertical,
     DiagParts,
     qk_scale,
@@ -138,17 +153,22 @@ def _last_rows_mass(
     D0,
     BATCH_HEADS,
     TILES,
+    NUM_SPLITS,
+    WIDTH,
     GROUP: tl.constexpr,
     HEAD_DIM: tl.constexpr,
     BLOCK: tl.constexpr,
     ROWS: tl.constexpr,
     KT: tl.constexpr,
+    SLOTS: tl.constexpr,
+    SPLITS: tl.constexpr,
     DOT_F32: tl.constexpr,
 ):
     """Vertical[bh, c] = sum over rows of P[r, c] for the keys c of tile t, and
-    DiagParts[bh, j, t] = the tile's mass on block diagonal D0 - t + j, for TILES tiles
-    from the program's first. One grid axis, heads fastest (a second axis stops at 65,535
-    tiles, 4M keys), so the query heads of a KV group read a K tile while it sits in L2."""
+    DiagParts[bh, j, NUM_TILES - 1 - t + j] = the tile's mass on block diagonal D0 - t + j
+    (so that summing DiagParts over j lines every diagonal up), for TILES tiles from the
+    program's first. One grid axis, heads fastest (a second axis stops at 65,535 tiles, 4M
+    keys), so the query heads of a KV group read a K tile while it sits in L2."""
     pid = tl.program_id(0)
     bh = pid % BATCH_HEADS
     first = (pid // BATCH_HEADS) * TILES
@@ -157,9 +177,10 @@ def _last_rows_mass(
     offs_r = tl.arange(0, ROWS)
     offs_n = tl.arange(0, BLOCK)
     offs_d = tl.arange(0, HEAD_DIM)
+    offs_j = tl.arange(0, SLOTS)
     q = _load_rows(Q, b, h, stride_qb, stride_qh, stride_qn, NQ, L, offs_r, offs_d, DOT_F32)
     k_base = K + b * stride_kb + (h // GROUP) * stride_kh
-    lse = tl.load(Lse + bh.to(tl.int64) * ROWS + offs_r)
+    lse = _row_lse(Parts, bh, offs_r, NUM_SPLITS, SPLITS, ROWS)
     # Row r (key position N - L + r) meets key c' of a tile at slash distance X + r - c' - t * BLOCK,
     # X = N - L: the same split in every tile, shifted by t diagonals. Along the row the block
     # diagonal steps down once, after c' = split_r; the share `frac` going one diagonal up is the
@@ -169,25 +190,27 @@ def _last_rows_mass(
     upper = offs_n[None, :] <= split[:, None]  # [ROWS, BLOCK]: keys on the row's higher diagonal
     frac = tl.where(upper, split[:, None] - offs_n[None, :], split[:, None] - offs_n[None, :] + BLOCK).to(tl.float32) / BLOCK
     hi = pos // BLOCK - D0  # the higher diagonal's slot, relative to the tile's first (D0 - t)
+    # where each row's three amounts go: [ROWS, SLOTS], so one sum over the rows gives every slot
+    below, own, above = hi[:, None] == offs_j[None, :] + 1, hi[:, None] == offs_j[None, :], hi[:, None] == offs_j[None, :] - 1
+    part_base = DiagParts + bh.to(tl.int64) * KT * WIDTH + offs_j * WIDTH + offs_j
     for t in range(first, tl.minimum(first + TILES, NUM_TILES)):  # the rows, their lse and the pieces above serve TILES tiles
         cols = t * BLOCK + offs_n
         s = _tile_logits(q, k_base, stride_kn, cols, offs_r, offs_d, N, L, qk_scale, DOT_F32)
         p = tl.math.exp2(s - lse[:, None])  # 0 where masked (-inf)
         tl.store(Vertical + bh.to(tl.int64) * N + cols, tl.sum(p, 0), mask=cols < N)
-        part_base = DiagParts + (bh.to(tl.int64) * KT) * NUM_TILES + t
         # A key's mass goes (1 - frac) to its own diagonal and frac to the next one up, so per row:
         # the lower keys' (1 - frac) to slot hi - 1, their frac and the upper keys' (1 - frac) to hi,
         # the upper keys' frac to hi + 1. Four row sums, not a masked weight per slot and key
-        # (which took 1.46x as long at 128K: benchmarks/results/vs_estimate_rows_*).
+        # (which took 1.46x as long at 128K: benchmarks/results/vs_estimate_rows_*), and one
+        # sum over the rows for all slots, not one per slot.
         a = p * frac
         p_hi = tl.sum(tl.where(upper, p, 0.0), 1)
         a_hi = tl.sum(tl.where(upper, a, 0.0), 1)
         a_lo = tl.sum(a, 1) - a_hi
         p_lo = tl.sum(p, 1) - p_hi
         to_below, to_own, to_above = p_lo - a_lo, p_hi - a_hi + a_lo, a_hi
-        for j in tl.static_range(KT):
-            w = tl.where(hi == j + 1, to_below, 0.0) + tl.where(hi == j, to_own, 0.0) + tl.where(hi == j - 1, to_above, 0.0)
-            tl.store(part_base + j * NUM_TILES, tl.sum(w, 0))
+        w = tl.where(below, to_below[:, None], 0.0) + tl.where(own, to_own[:, None], 0.0) + tl.where(above, to_above[:, None], 0.0)
+        tl.store(part_base + (NUM_TILES - 1 - t), tl.sum(w, 0), mask=offs_j < KT)
 
 
 def last_rows_mass(
@@ -235,24 +258,19 @@ def last_rows_mass(
     splits = triton.cdiv(lse_steps, per_split)
     parts = torch.empty(B * H, splits, 2, rows, dtype=torch.float32, device=q.device)
     _last_rows_lse[(B * H, splits)](q, k, parts, qk_scale, *strides, N, Nq, L, H, per_split, lse_steps, splits, BLOCK=lse_keys, **meta)
-    top = parts[:, :, 0].amax(1, keepdim=True)
-    top_safe = torch.where(torch.isinf(top), torch.zeros_like(top), top)
-    total = (parts[:, :, 1] * torch.exp2(parts[:, :, 0] - top_safe)).sum(1)
-    # padding rows (every logit -inf) get 0, so that their -inf - lse stays -inf rather than NaN
-    lse = torch.where(total > 0, top_safe.squeeze(1) + torch.log2(total), torch.zeros_like(total)).contiguous()
 
     kt = (L + block - 2) // block + 3
     d0 = (N - L - block + 1) // block  # floor: block diagonal of tile 0's shortest distance
-    vertical = torch.empty(B * H, N, dtype=torch.float32, device=q.device)
-    diag_parts = torch.empty(B * H, kt, T, dtype=torch.float32, device=q.device)
-    tiles_per_program = tiles_per_program or triton.cdiv(T, min(T, 64))
-    programs = B * H * triton.cdiv(T, tiles_per_program)
-    _last_rows_mass[(programs,)](q, k, lse, vertical, diag_parts, qk_scale, *strides, N, Nq, L, H, T, d0, B * H, tiles_per_program, BLOCK=block, KT=kt, **meta)
-
     # tile t's part j lands on diagonal d0 - t + j, at position (T - 1 - t) + j from the lowest, d0 - (T - 1)
     low = d0 - (T - 1)
-    full = torch.zeros(B * H, max(T + kt - 1, M - low), dtype=torch.float32, device=q.device)
-    for j in range(kt):
-        full[:, j : j + T] += diag_parts[:, j].flip(-1)
-    diag = full[:, -low : -low + M]
+    width = max(T + kt - 1, M - low)
+    vertical = torch.empty(B * H, N, dtype=torch.float32, device=q.device)
+    diag_parts = torch.zeros(B * H, kt, width, dtype=torch.float32, device=q.device)
+    tiles_per_program = tiles_per_program or triton.cdiv(T, min(T, 64))
+    programs = B * H * triton.cdiv(T, tiles_per_program)
+    _last_rows_mass[(programs,)](
+        q, k, parts, vertical, diag_parts, qk_scale, *strides, N, Nq, L, H, T, d0, B * H, tiles_per_program, splits, width,
+        BLOCK=block, KT=kt, SLOTS=triton.next_power_of_2(kt), SPLITS=max(2, triton.next_power_of_2(splits)), **meta
+    )
+    diag = diag_parts.sum(1)[:, -low : -low + M]
     return vertical.view(B, H, N), diag.reshape(B, H, M)
