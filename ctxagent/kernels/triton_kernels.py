@@ -13,8 +13,11 @@ So one kernel, in the shape of Triton's fused-attention tutorial (an online soft
 key tiles), serves all patterns. Query block `m` and key block `kb` share one block size,
 which keeps the causal test to one comparison per element. Query blocks are launched
 heaviest first (the last blocks see the most columns) to balance the grid. On Hopper a
-listed block's K/V tile comes in one bulk copy through a tensor descriptor (`bulk_loads`);
-gathered columns, and every tile elsewhere, load row by row through pointers.
+listed block's K/V tile, the query tile and the output tile each move in one bulk copy
+through a tensor descriptor (`bulk_loads`); gathered columns, and every tile elsewhere,
+load row by row through pointers. A gathered column whose key block is listed too is
+loaded anyway and masked in the softmax only: testing it before the loads put a third
+dependent memory access in front of every column tile's K/V.
 
 Queries may be the last Nq of the N keys (Q_START = N - Nq): positions stay key
 positions, query rows before Q_START in the first query block are masked off, and the
@@ -201,10 +204,11 @@ def descriptors_available() -> bool:
 
 
 def bulk_loads(*tensors: torch.Tensor) -> bool:
-    """Whether the kernel loads listed blocks through tensor descriptors (CTXAGENT_KERNEL_LOADS):
-    `auto` does on Hopper and later, where it measured 4% faster than per-row pointers over the
-    whole default index (13% over the block lists alone; docs/kernels.md), when both tensors
-    meet the descriptor's alignment (16-byte base and strides, unit last stride)."""
+    """Whether the kernel moves listed blocks, queries and outputs through tensor descriptors
+    (CTXAGENT_KERNEL_LOADS): `auto` does on Hopper and later, where the listed blocks alone
+    measured 4% faster than per-row pointers over the whole default index (13% over the block
+    lists alone; docs/kernels.md), when every tensor given meets the descriptor's alignment
+    (16-byte base and strides, unit last stride)."""
     loads = envs.get("CTXAGENT_KERNEL_LOADS")
     if loads not in KERNEL_LOADS:
         raise ValueError(f"CTXAGENT_KERNEL_LOADS must be one of {', '.join(KERNEL_LOADS)}; got {loads!r}")
@@ -232,8 +236,9 @@ def launch_sparse_attention(
 ):
     """Launch `_sparse_attn_fwd` over `index` (a SparseIndex) for q [B, H, Nq, D], the last
     Nq of the N keys of k/v [B, Hkv, N, D]; writes `out` (shaped like q) in place. `tma`
-    loads the listed blocks' K/V through tensor descriptors (Hopper's bulk copies) instead of
-    per-row pointers (unset: `bulk_loads`); gathered columns always go through pointers."""
+    moves the listed blocks' K/V, the queries and the output through tensor descriptors
+    (Hopper's bulk copies) instead of per-row pointers (unset: `bulk_loads`); gathered
+    columns always go through pointers."""
     B, H, Nq, D = q.shape
     N = k.shape[2]
     group = H // k.shape[1]

@@ -10,15 +10,17 @@ Qwen2.5-0.5B's 14 heads, and a third of the default pattern's time on an H100
 attention). Here two launches read K twice and write only [B, H, N] column sums and a
 few scores per key tile:
 
-1. `_last_rows_lse`: each row's log-sum-exp, the keys split over programs (partial max
-   and sum per split, combined in torch);
-2. `_last_rows_mass`: per key tile of BLOCK keys, the probabilities in registers; their
-   column sums stored as they are, and their mass per block diagonal stored as a few
-   partial sums per tile (a slash line at distance s = d * BLOCK + c counts (BLOCK - c) /
-   BLOCK towards block diagonal d and c / BLOCK towards d + 1, as in
-   `slash_to_diagonal_scores`; a row's keys in one tile lie on at most two block diagonals, so
-   four row sums per tile give them). Tile t's entries reach the diagonals D0 - t .. D0 - t + KT - 1,
-   so the partials add up with KT shifted slices: no atomics, the same sums every run.
+1. `_last_rows_lse`: each row's partial maximum and sum over a split of the keys, the
+   keys split over programs;
+2. `_last_rows_mass`: each program first combines its rows' partials into their
+   log-sum-exp, then per key tile of BLOCK keys holds the probabilities in registers; their
+   column sums are stored as they are, and their mass per block diagonal as a few partial
+   sums per tile (a slash line at distance s = d * BLOCK + c counts (BLOCK - c) / BLOCK
+   towards block diagonal d and c / BLOCK towards d + 1, as in `slash_to_diagonal_scores`;
+   a row's keys in one tile lie on at most two block diagonals, so four row sums per tile
+   and one sum over the rows give them). Tile t's entries reach the diagonals
+   D0 - t .. D0 - t + KT - 1 and are stored already shifted to them, so one sum over KT
+   slices adds them up: no atomics, the same sums every run.
 
 Logits are float32 products of the bf16 inputs (the torch path rounds them to bf16), so
 scores agree with the reference to float rounding and the picked columns and diagonals
