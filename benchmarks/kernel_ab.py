@@ -9,9 +9,10 @@ Rows, per shape at 128K (structured q/k/v, bf16, the default index: 1024 columns
 diagonals, last 64 queries, block 64):
 - `estimate`: `last_rows_mass` (the fused estimate, both launches and the torch around them);
 - `index`: `vertical_slash_index` built with each estimate;
-- `kernel`: the attention kernel alone over the same index, this commit's default (queries and
+- `kernel`: the attention kernel alone over the same index, this commit's (queries and
   outputs through tensor descriptors on Hopper, the covered-column test off the K/V loads'
-  path), then two variants of it: the covered test back on the loads' path (`cover_early`),
+  path), then two variants of it, made by editing its source into a temporary module: the
+  covered test back on the loads' path (`cover_early`: only the queries and outputs moved),
   and no covered test at all (`no_cover`: wrong sums, covered columns counted twice; it
   prices the test, nothing more);
 - `index + kernel`: both, as `kernels.py` times the library's path.
@@ -22,8 +23,10 @@ Temporary: it lives in one commit, then goes with its baseline copies."""
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import sys
+import tempfile
 from pathlib import Path
 
 import torch
@@ -41,6 +44,28 @@ from ctxagent.kernels.synthetic import structured_qkv  # noqa: E402
 import ctxagent.kernels.triton_kernels as kernels  # noqa: E402
 
 SHAPES = {"llama8b": (32, 8, 128), "qwen0.5b": (14, 2, 64)}
+
+
+VARIANTS = {  # name: (text in this commit's kernel, what it becomes)
+    "cover_early": ("_attend_keys(q, k_base, v_base, cols, listed, use,", "_attend_keys(q, k_base, v_base, cols, use, use,"),
+    "no_cover (price only)": ("use = listed & (covered == 0)", "use = listed"),
+}
+
+
+def variant(name: str):
+    """This commit's kernel module with one edit (VARIANTS[name]), imported from a temporary file
+    (Triton reads a kernel's source from its file)."""
+    old, new = VARIANTS[name]
+    source = Path(kernels.__file__).read_text()
+    if source.count(old) != 1:
+        raise SystemExit(f"variant {name!r}: {old!r} is not in the kernel once")
+    path = Path(tempfile.mkdtemp()) / f"ab_variant_{len(sys.modules)}.py"
+    path.write_text(source.replace(old, new))
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[path.stem] = module
+    spec.loader.exec_module(module)
+    return module
 
 
 def bench(fn) -> float:
@@ -89,10 +114,10 @@ def measure(shape: str, n: int) -> list[dict]:
     row("index", "this commit" + ("" if same else " (picks differ)"), t["new"], t["base"], 0.0 if same else 1.0)
 
     ref = base_kernels.launch_sparse_attention(q, k, v, torch.empty_like(q), index, scale)
-    variants = {"this commit": {}, "cover_early": {"COVER_LATE": False}, "no_cover (price only)": {"COVER": False}}
-    for name, probe in variants.items():
-        out = kernels.launch_sparse_attention(q, k, v, torch.empty_like(q), index, scale, probe=probe)
-        t = alternate({"new": lambda: kernels.launch_sparse_attention(q, k, v, out, index, scale, probe=probe), "base": lambda: base_kernels.launch_sparse_attention(q, k, v, out, index, scale)})
+    modules = {"this commit": kernels} | {name: variant(name) for name in VARIANTS}
+    for name, module in modules.items():
+        out = module.launch_sparse_attention(q, k, v, torch.empty_like(q), index, scale)
+        t = alternate({"new": lambda: module.launch_sparse_attention(q, k, v, out, index, scale), "base": lambda: base_kernels.launch_sparse_attention(q, k, v, out, index, scale)})
         row("kernel", name, t["new"], t["base"], max_diff(out, ref))
 
     def whole(module, which):

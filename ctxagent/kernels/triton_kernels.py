@@ -108,8 +108,6 @@ def _sparse_attn_fwd(
     HAS_COLS: tl.constexpr,
     DOT_F32: tl.constexpr,
     TMA: tl.constexpr,
-    COVER: tl.constexpr = True,
-    COVER_LATE: tl.constexpr = True,
 ):
     m_row = NUM_M - 1 - tl.program_id(0)  # heaviest query blocks first
     m = m_row + Q_START // BLOCK
@@ -160,13 +158,12 @@ def _sparse_attn_fwd(
             ci = c0 + offs_n
             listed = ci < n_cols
             cols = tl.load(col_base + ci, mask=listed, other=0)
-            # A column inside a key block of the block list was computed there already.
-            if COVER:
-                covered = tl.load(diag_base + (m - cols // BLOCK), mask=listed, other=1)
-                use = listed & (covered == 0)
-            else:
-                use = listed
-            m_i, l_i, acc = _attend_keys(q, k_base, v_base, cols, listed if COVER_LATE else use, use, offs_m, offs_d, stride_kn, stride_vn, qk_scale, m_i, l_i, acc, DOT_F32)
+            # A column inside a key block of the block list was computed there already: its
+            # K/V is loaded all the same (masking the loads by this test as well made them wait
+            # on it, 10% of the kernel; docs/kernels.md), and only the softmax leaves it out.
+            covered = tl.load(diag_base + (m - cols // BLOCK), mask=listed, other=1)
+            use = listed & (covered == 0)
+            m_i, l_i, acc = _attend_keys(q, k_base, v_base, cols, listed, use, offs_m, offs_d, stride_kn, stride_vn, qk_scale, m_i, l_i, acc, DOT_F32)
 
     l_i = tl.where(l_i == 0.0, 1.0, l_i)
     out = acc / l_i[:, None]
@@ -232,7 +229,6 @@ def launch_sparse_attention(
     num_warps: int | None = None,
     num_stages: int | None = None,
     tma: bool | None = None,
-    probe: dict | None = None,
 ):
     """Launch `_sparse_attn_fwd` over `index` (a SparseIndex) for q [B, H, Nq, D], the last
     Nq of the N keys of k/v [B, Hkv, N, D]; writes `out` (shaped like q) in place. `tma`
@@ -293,7 +289,6 @@ def launch_sparse_attention(
         TMA=tma,
         num_warps=num_warps,
         num_stages=num_stages,
-        **(probe or {}),
     )
     return out
 
