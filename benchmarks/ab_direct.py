@@ -48,6 +48,7 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != ROOT / "benchm
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.provenance import finish, markdown_line, shared_note, stamp, wilson  # noqa: E402
+from benchmarks.plotting import pyplot  # noqa: E402
 
 # Every registered recipe but `direct`, which is the baseline row of its own.
 DEFAULT_RECIPES = "auto,map_reduce,retrieve_then_reason,recurrent,memory_tree,compress_then_answer,agentic"
@@ -198,11 +199,9 @@ def markdown(table: list[dict], meta: dict) -> str:
 
 
 def plot(table: list[dict], meta: dict, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
+    if plt is None:
+        return
     fig, (left, right) = plt.subplots(1, 2, figsize=(13, 4.8))
     rows = [r for r in table if r["n"]]
     labels = [f"{r['case']}: {r['recipe']}" for r in rows]

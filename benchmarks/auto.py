@@ -41,6 +41,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.provenance import finish, markdown_line, shared_note, stamp  # noqa: E402
+from benchmarks.plotting import pyplot  # noqa: E402
 
 DATA = ROOT / "ctxagent" / "evaluation" / "data"
 RESULTS = ROOT / "benchmarks" / "results"
@@ -239,11 +240,9 @@ def write(rows: list[Row], provenance: dict, out: Path, context: dict) -> None:
 
 
 def plot(table: list[dict], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
+    if plt is None:
+        return
     labels = ["32K doc\n(median / question)", "2 MB doc\nfirst question", "2 MB doc\nnext question"]
     fig, ax = plt.subplots(figsize=(7, 4))
     xs = range(len(table))

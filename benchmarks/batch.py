@@ -36,6 +36,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from provenance import finish, markdown_line, stamp  # noqa: E402  (benchmarks/ is on sys.path)
+from plotting import pyplot  # noqa: E402  (benchmarks/ is on sys.path)
 
 from ctxagent import batch  # noqa: E402
 from ctxagent.engines import get_engine  # noqa: E402
@@ -198,12 +199,8 @@ def write_results(rows: list[dict], machine: dict, provenance: dict) -> None:
     lines += ["", "mean_load: 1-minute load average around each mode's rounds; above the core count means other work shared the CPU."]
     (RESULTS / f"{name}.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
+    plt = pyplot()
+    if plt is None:
         return
     fig, ax = plt.subplots(figsize=(5, 3.2))
     ax.bar([r["mode"] for r in rows], [r["questions_per_minute"] for r in rows], color=["#999"] + ["#2a7"] * (len(rows) - 1))

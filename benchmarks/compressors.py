@@ -55,6 +55,7 @@ sys.path.insert(0, str(ROOT))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 from provenance import finish, markdown_line, stamp, was_shared  # noqa: E402  (benchmarks/ is on sys.path)
+from plotting import pyplot  # noqa: E402  (benchmarks/ is on sys.path)
 
 RESULTS = ROOT / "benchmarks" / "results"
 
@@ -296,12 +297,8 @@ def write_report(rows: list[dict[str, Any]], meta: dict[str, Any], stem: str = "
 
 
 def plot(summary: list[dict[str, Any]], stem: str) -> None:
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
+    plt = pyplot()
+    if plt is None:
         return
     factors = sorted({c["factor"] for c in summary})
     systems = sorted({c["system"] for c in summary})

@@ -36,6 +36,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 from provenance import finish, markdown_line, shared_note, stamp  # noqa: E402
+from plotting import pyplot  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
 DATA = ROOT / "ctxagent" / "evaluation" / "data"
@@ -126,12 +127,10 @@ def write_report(rows: list[dict[str, Any]], provenance: dict[str, Any], n_docs:
     note = shared_note(provenance.get("load_start") or [], provenance.get("machine", {}).get("cpus"))
     lines += ["", "`rebuild / update`: a full rebuild's time over the incremental update's, after editing one file, measured in the same run.", *([note] if note else []), "", markdown_line(provenance), ""]
     (RESULTS / "corpus.md").write_text("\n".join(lines), encoding="utf-8")
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
+    plt = pyplot()
+    if plt is None:
+        print("matplotlib not installed: no plot", file=sys.stderr)
+    else:
         fig, axes = plt.subplots(1, 2, figsize=(10, 4))
         names = [r["retriever"] for r in rows]
         axes[0].bar([f"{n}\nfull" for n in names] + [f"{n}\n1 edit" for n in names], [r["rebuild_s"] for r in rows] + [r["incremental_s"] for r in rows], color=["#888"] * len(rows) + ["#2a7"] * len(rows))
@@ -142,8 +141,6 @@ def write_report(rows: list[dict[str, Any]], provenance: dict[str, Any], n_docs:
         axes[1].set_title("query latency")
         fig.tight_layout()
         fig.savefig(RESULTS / "corpus.png", dpi=110)
-    except ImportError:
-        print("matplotlib not installed: no plot", file=sys.stderr)
     print("\n".join(lines))
 
 

@@ -30,6 +30,7 @@ from typing import Any, Callable, Iterator
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 from provenance import finish, markdown_line, stamp, was_shared  # noqa: E402  (benchmarks/ is on sys.path)
+from plotting import pyplot  # noqa: E402  (benchmarks/ is on sys.path)
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -272,11 +273,9 @@ def write_plot(results: list[dict[str, Any]]) -> None:
     ok = [r for r in results if r.get("status") == "ok"]
     if not ok:
         return
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
+    if plt is None:
+        return
     fig, (a, b) = plt.subplots(1, 2, figsize=(10, 4))
     names = [r["engine"] for r in ok]
     a.barh(names, [r["prompts_per_s"] for r in ok], color="tab:blue")

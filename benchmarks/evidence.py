@@ -34,6 +34,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from plotting import pyplot  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 RECIPES = ("retrieve_then_reason", "map_reduce", "recurrent", "agentic", "memory_tree")
@@ -201,11 +202,9 @@ def main() -> None:
 
 
 def _plot(tables: dict, recipes: list[str], kinds: list[str]) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
+    if plt is None:
+        return
     fig, axes = plt.subplots(1, len(kinds), figsize=(4 * len(kinds), 3.2), sharey=True)
     for ax, kind in zip(axes, kinds):
         for offset, label in ((-0.2, "baseline"), (0.2, "ours")):

@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from plotting import pyplot  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 KINDS = ("niah_paraphrase", "niah_latent", "two_hop", "arithmetic")
@@ -120,11 +121,9 @@ def main() -> None:
 
 
 def _plot(rows: list[dict], names: list[str], kinds: list[str]) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
+    if plt is None:
+        return
     fig, ax = plt.subplots(figsize=(10, 3.6))
     width = 0.8 / len(names)
     for j, name in enumerate(names):

@@ -37,6 +37,7 @@ sys.path[:] = [p for p in sys.path if p and Path(p).resolve() != _HERE] + [str(_
 import ab_base_triton_kernels as base_kernels  # noqa: E402
 import ab_base_vs_estimate as base_estimate  # noqa: E402
 import provenance  # noqa: E402
+from plotting import pyplot  # noqa: E402
 
 import ctxagent.kernels.vs_estimate as estimate  # noqa: E402
 from ctxagent.kernels.index import vertical_slash_index  # noqa: E402
@@ -130,12 +131,8 @@ def measure(shape: str, n: int) -> list[dict]:
 
 
 def plot(rows: list[dict], gpu: str, path: Path) -> None:
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
+    plt = pyplot()
+    if plt is None:
         return
     fig, ax = plt.subplots(figsize=(7, 4))
     ax.bar(range(len(rows)), [r["x"] for r in rows])

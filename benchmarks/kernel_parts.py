@@ -30,6 +30,7 @@ import torch
 _HERE = Path(__file__).resolve().parent
 sys.path[:] = [p for p in sys.path if p and Path(p).resolve() != _HERE] + [str(_HERE)]
 import provenance  # noqa: E402
+from plotting import pyplot  # noqa: E402
 from vs_estimate import SHAPES, over_shapes, shape_parser  # noqa: E402
 
 from ctxagent.kernels.index import SparseIndex, vertical_slash_index  # noqa: E402
@@ -70,12 +71,8 @@ def measure(shape: str, n: int, time_ms, device: str, dtype: torch.dtype) -> lis
 
 
 def plot(rows: list[dict], gpu: str, path: Path) -> None:
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
+    plt = pyplot()
+    if plt is None:
         return
     fig, ax = plt.subplots(figsize=(7, 4))
     ax.bar(range(len(rows)), [r["ms"] for r in rows])

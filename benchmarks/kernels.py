@@ -43,6 +43,7 @@ from ctxagent.kernels.synthetic import random_qkv, structured_qkv
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import provenance  # noqa: E402
+from plotting import pyplot  # noqa: E402
 
 PATTERNS = {
     "a_shape": lambda q, k: a_shape_index(q.shape[0], q.shape[1], q.shape[2], sink=64, local=2048, device=q.device),
@@ -287,12 +288,8 @@ def write_results(results: list[dict], gpu: str, out_dir: Path, checks: list[str
         json.dumps({"provenance": prov, "gpu": gpu, "torch": torch.__version__, "results": results, "checks": checks}, indent=1)
     )
     print(text)
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
+    plt = pyplot()
+    if plt is None:
         print("matplotlib missing: no plot")
         return
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4))

@@ -41,6 +41,7 @@ import torch
 _HERE = Path(__file__).resolve().parent
 sys.path[:] = [p for p in sys.path if p and Path(p).resolve() != _HERE] + [str(_HERE)]
 import provenance  # noqa: E402
+from plotting import pyplot  # noqa: E402
 
 PATTERNS = {
     "vertical_slash": {"kind": "vertical_slash", "n_vertical": 1024, "n_diag": 32, "last_q": 64},
@@ -192,12 +193,8 @@ def write(results: list[dict], args, prov: dict, gpu: str) -> None:
 
 
 def plot(results: list[dict], layers: int, gpu: str, path: Path, shape: str = "Llama-3.1-8B") -> None:
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
+    plt = pyplot()
+    if plt is None:
         return
     fig, ax = plt.subplots(figsize=(6, 4))
     for n in PATTERNS:

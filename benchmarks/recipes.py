@@ -36,6 +36,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from provenance import finish, markdown_line, stamp, wilson  # noqa: E402  (benchmarks/ is on sys.path)
+from plotting import pyplot  # noqa: E402  (benchmarks/ is on sys.path)
 
 RESULTS = ROOT / "benchmarks" / "results"
 COLOURS = ["green", "silver", "crimson", "amber", "violet", "copper", "ivory", "scarlet"]
@@ -181,11 +182,9 @@ def _range(row: dict, key: str, fmt: str) -> str:
 
 
 def plot(table: list[dict], path: Path, machine: dict) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
+    if plt is None:
+        return
     fig, axes = plt.subplots(1, 3, figsize=(16, 4.8))
     for recipe in dict.fromkeys(r["recipe"] for r in table):
         rs = [r for r in table if r["recipe"] == recipe]

@@ -54,6 +54,7 @@ from ctxagent.retrievers.bm25 import TOKEN_PATTERN  # noqa: E402
 from ctxagent.types import Chunk  # noqa: E402
 
 from provenance import finish, markdown_line, stamp  # noqa: E402  (benchmarks/ is on sys.path)
+from plotting import pyplot  # noqa: E402  (benchmarks/ is on sys.path)
 
 RESULTS = ROOT / "benchmarks" / "results"
 KS = (1, 5, 10)
@@ -410,11 +411,9 @@ def write_report(rows: list[Row], info: dict, warnings: list[str]) -> None:
 
 
 def plot(rows: list[Row]) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
+    if plt is None:
+        return
     sizes = sorted({r.size for r in rows})
     names = list(dict.fromkeys(r.retriever for r in rows))
     fig, axes = plt.subplots(1, 2 + len(sizes), figsize=(7 * (2 + len(sizes)) * 0.8, 5.5))

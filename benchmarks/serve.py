@@ -30,6 +30,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from benchmarks import provenance  # noqa: E402
+from benchmarks.plotting import pyplot  # noqa: E402
 from ctxagent import batch  # noqa: E402
 from ctxagent.engines import get_engine  # noqa: E402
 from ctxagent.types import Budget  # noqa: E402
@@ -163,12 +164,8 @@ def write_results(rows: list[dict], setup: dict, block: dict) -> None:
         lines += ["", note]
     (RESULTS / "serve.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
+    plt = pyplot()
+    if plt is None:
         return
     fig, ax = plt.subplots(figsize=(5.5, 3.2))
     ax.bar(["batch\n(in process)", "serve\n(HTTP)"], [r["questions_per_minute"] for r in rows], color=["#999", "#2a7"])

@@ -30,6 +30,7 @@ import torch
 _HERE = Path(__file__).resolve().parent
 sys.path[:] = [p for p in sys.path if p and Path(p).resolve() != _HERE] + [str(_HERE)]
 import provenance  # noqa: E402
+from plotting import pyplot  # noqa: E402
 from mixed_patterns import timer  # noqa: E402
 
 from ctxagent.kernels.index import vertical_slash_index, vertical_slash_mass  # noqa: E402
@@ -64,12 +65,8 @@ def measure(shape: str, n: int, tiles: list[int], lse_keys: list[int], time_ms, 
 
 
 def plot(rows: list[dict], gpu: str, path: Path) -> None:
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
+    plt = pyplot()
+    if plt is None:
         return
     fig, ax = plt.subplots(figsize=(6, 4))
     for shape in sorted({r["shape"] for r in rows}):
