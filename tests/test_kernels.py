@@ -78,15 +78,16 @@ def test_kernel_head_dim_128_float32_group_4(pattern):
 
 
 @needs_triton
-@pytest.mark.parametrize("chunk", [83, 50])
+@pytest.mark.parametrize("chunk", [83, 51, 50])
 @pytest.mark.parametrize("pattern", PATTERNS)
 def test_block_tiles_through_tensor_descriptors_match_pointer_loads(pattern, chunk):
     """`tma=True` loads listed blocks, the queries and the output through tensor descriptors:
     on key-major strides (token major, as the engines hand them over), a length that ends
-    inside a block (the descriptor's zero rows past the end) and queries that start inside a
-    block (the last 50 of 83 keys: the first query tile starts before the queries), the
-    output is the pointer path's and the reference's, and rows outside the queries are not
-    written."""
+    inside a block (the descriptor's zero rows past the end), queries that start on a block
+    boundary (the last 51 of 83 keys) and inside one (the last 50: the first query tile would
+    start before the queries, at a negative row, which traps on an H100, so there the queries
+    and output go through pointers), the output is the pointer path's and the reference's, and
+    rows around the output are not written."""
     from ctxagent.kernels.triton_kernels import launch_sparse_attention
 
     q, k, v = qkv(1, 4, 2, 83, 32, torch.float32, seed=31)

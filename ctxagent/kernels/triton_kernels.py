@@ -108,6 +108,7 @@ def _sparse_attn_fwd(
     HAS_COLS: tl.constexpr,
     DOT_F32: tl.constexpr,
     TMA: tl.constexpr,
+    QO_TMA: tl.constexpr,
 ):
     m_row = NUM_M - 1 - tl.program_id(0)  # heaviest query blocks first
     m = m_row + Q_START // BLOCK
@@ -121,7 +122,7 @@ def _sparse_attn_fwd(
     offs_d = tl.arange(0, HEAD_DIM)
     q_rows = (offs_m - Q_START).to(tl.int64)
     q_ok = (offs_m >= Q_START) & (offs_m < N)
-    if TMA:  # rows before the first query or past the last come back zero
+    if QO_TMA:  # rows past the last query come back zero
         q = QDesc.load([b.to(tl.int32), h.to(tl.int32), (m * BLOCK - Q_START).to(tl.int32), 0]).reshape(BLOCK, HEAD_DIM)
     else:
         q = tl.load(
@@ -167,7 +168,7 @@ def _sparse_attn_fwd(
 
     l_i = tl.where(l_i == 0.0, 1.0, l_i)
     out = acc / l_i[:, None]
-    if TMA:  # rows outside the queries are not written
+    if QO_TMA:  # rows past the last query are not written
         ODesc.store([b.to(tl.int32), h.to(tl.int32), (m * BLOCK - Q_START).to(tl.int32), 0], out.to(Out.dtype.element_ty).reshape(1, 1, BLOCK, HEAD_DIM))
     else:
         tl.store(
@@ -249,12 +250,19 @@ def launch_sparse_attention(
     if num_stages is None:
         num_stages = 3 if D <= 64 or block <= 64 else 2
     tma = bulk_loads(q, k, v, out) if tma is None else tma
+    # A query tile that starts before the queries (a chunk after cached keys that starts inside
+    # a block) would be copied from a negative row, which traps on an H100: such chunks move
+    # their queries and output through pointers.
+    qo_tma = tma and (N - Nq) % block == 0
     grid = (num_m, B * H)
     _sparse_attn_fwd[grid](
         q,
         k,
         v,
-        *((_descriptor(x, block) for x in (q, k, v, out)) if tma else (q, k, v, out)),
+        _descriptor(q, block) if qo_tma else q,
+        _descriptor(k, block) if tma else k,
+        _descriptor(v, block) if tma else v,
+        _descriptor(out, block) if qo_tma else out,
         out,
         index.block_idx,
         index.block_cnt,
@@ -287,6 +295,7 @@ def launch_sparse_attention(
         HAS_COLS=has_cols,
         DOT_F32=q.dtype == torch.bfloat16 and envs.flag("TRITON_INTERPRET"),
         TMA=tma,
+        QO_TMA=qo_tma,
         num_warps=num_warps,
         num_stages=num_stages,
     )
