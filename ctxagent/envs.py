@@ -38,8 +38,8 @@ _DECLARED = (
     Variable("PYTHONPATH", None, "forwarded so Ray workers import the same ctxagent as the driver", forward=True),
     Variable(
         "CTXAGENT_KERNEL_LOADS", "auto",
-        "how the sparse kernel loads listed key blocks: tma (through tensor descriptors), pointers (per row), "
-        "or auto (tma on Hopper and later GPUs when the tensors' strides allow it)",
+        "how the sparse kernel moves listed key blocks, query tiles and output tiles: tma (through tensor "
+        "descriptors), pointers (per row), or auto (tma on Hopper and later GPUs when the tensors' strides allow it)",
     ),  # fmt: skip
     Variable("TRITON_INTERPRET", None, "1: Triton kernels run in its CPU interpreter (tests, debugging)"),
     Variable("VLLM_TARGET_DEVICE", None, "cpu: the installed vLLM is the CPU build"),

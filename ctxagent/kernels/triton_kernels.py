@@ -161,7 +161,8 @@ def _sparse_attn_fwd(
             cols = tl.load(col_base + ci, mask=listed, other=0)
             # A column inside a key block of the block list was computed there already: its
             # K/V is loaded all the same (masking the loads by this test as well made them wait
-            # on it, 10% of the kernel; docs/kernels.md), and only the softmax leaves it out.
+            # on it: 2% of the 8B-shaped kernel at 128K; docs/kernels.md), and only the softmax
+            # leaves it out.
             covered = tl.load(diag_base + (m - cols // BLOCK), mask=listed, other=1)
             use = listed & (covered == 0)
             m_i, l_i, acc = _attend_keys(q, k_base, v_base, cols, listed, use, offs_m, offs_d, stride_kn, stride_vn, qk_scale, m_i, l_i, acc, DOT_F32)
