@@ -106,6 +106,24 @@ def test_block_tiles_through_tensor_descriptors_match_pointer_loads(pattern, chu
     assert rel_err(dense_causal_reference(q.double(), k.double(), v.double()), ref) > 3e-2
 
 
+@needs_triton
+def test_forced_descriptors_take_pointers_for_queries_a_descriptor_cannot_address():
+    """Queries and output go through descriptors only where one can address them: forced
+    `tma=True` with query rows 33 floats apart (not a 16-byte multiple) still loads the K/V
+    blocks in bulk, and the queries through pointers, giving the pointer path's output."""
+    from ctxagent.kernels.triton_kernels import descriptor_aligned, launch_sparse_attention
+
+    q, k, v = qkv(1, 4, 2, 83, 32, torch.float32, seed=37)
+    wide = torch.zeros(1, 4, 83, 33, device=DEVICE)
+    wide[..., :32] = q
+    q = wide[..., :32]
+    assert not descriptor_aligned(q) and descriptor_aligned(k)
+    index = build("vertical_slash", q, k, block=16)
+    plain = launch_sparse_attention(q, k, v, torch.empty_like(q), index, 32**-0.5, tma=False)
+    bulk = launch_sparse_attention(q, k, v, torch.empty_like(q), index, 32**-0.5, tma=True)
+    assert rel_err(bulk, plain) < F32_TOL
+
+
 def test_kernel_loads_setting_is_checked_and_auto_keeps_pointers_off_hopper(monkeypatch):
     from ctxagent.kernels.triton_kernels import bulk_loads
 

@@ -202,12 +202,17 @@ def descriptors_available() -> bool:
     return True
 
 
-def bulk_loads(*tensors: torch.Tensor) -> bool:
-    """Whether the kernel moves listed blocks, queries and outputs through tensor descriptors
-    (CTXAGENT_KERNEL_LOADS): `auto` does on Hopper and later, where the listed blocks alone
-    measured 4% faster than per-row pointers over the whole default index (13% over the block
-    lists alone; docs/kernels.md), when every tensor given meets the descriptor's alignment
-    (16-byte base and strides, unit last stride)."""
+def descriptor_aligned(x: torch.Tensor) -> bool:
+    """Whether a tensor descriptor can address x: unit last stride, 16-byte base and strides."""
+    return x.stride(-1) == 1 and x.data_ptr() % 16 == 0 and all(s * x.element_size() % 16 == 0 for s in x.stride()[:-1])
+
+
+def bulk_loads(k: torch.Tensor, v: torch.Tensor) -> bool:
+    """Whether the kernel moves listed blocks through tensor descriptors (CTXAGENT_KERNEL_LOADS),
+    and with them the queries and outputs where those allow it (`launch_sparse_attention`):
+    `auto` does on Hopper and later, where the listed blocks alone measured 4% faster than
+    per-row pointers over the whole default index (13% over the block lists alone;
+    docs/kernels.md), when k and v are `descriptor_aligned`."""
     loads = envs.get("CTXAGENT_KERNEL_LOADS")
     if loads not in KERNEL_LOADS:
         raise ValueError(f"CTXAGENT_KERNEL_LOADS must be one of {', '.join(KERNEL_LOADS)}; got {loads!r}")
@@ -215,10 +220,9 @@ def bulk_loads(*tensors: torch.Tensor) -> bool:
         raise ValueError(f"CTXAGENT_KERNEL_LOADS=tma needs Triton 3.3 or later (tensor descriptors); this is Triton {triton.__version__}")
     if loads != "auto":
         return loads == "tma"
-    device = tensors[0].device
-    if device.type != "cuda" or envs.flag("TRITON_INTERPRET") or not descriptors_available() or torch.cuda.get_device_capability(device) < (9, 0):
+    if k.device.type != "cuda" or envs.flag("TRITON_INTERPRET") or not descriptors_available() or torch.cuda.get_device_capability(k.device) < (9, 0):
         return False
-    return all(x.stride(-1) == 1 and x.data_ptr() % 16 == 0 and all(s * x.element_size() % 16 == 0 for s in x.stride()[:-1]) for x in tensors)
+    return descriptor_aligned(k) and descriptor_aligned(v)
 
 
 def launch_sparse_attention(
@@ -234,9 +238,10 @@ def launch_sparse_attention(
 ):
     """Launch `_sparse_attn_fwd` over `index` (a SparseIndex) for q [B, H, Nq, D], the last
     Nq of the N keys of k/v [B, Hkv, N, D]; writes `out` (shaped like q) in place. `tma`
-    moves the listed blocks' K/V, the queries and the output through tensor descriptors
-    (Hopper's bulk copies) instead of per-row pointers (unset: `bulk_loads`); gathered
-    columns always go through pointers."""
+    moves the listed blocks' K/V through tensor descriptors (Hopper's bulk copies) instead of
+    per-row pointers (unset: `bulk_loads`), and the queries and output too where they are
+    `descriptor_aligned` and start on a block boundary; gathered columns always go through
+    pointers."""
     B, H, Nq, D = q.shape
     N = k.shape[2]
     group = H // k.shape[1]
@@ -250,11 +255,12 @@ def launch_sparse_attention(
         num_warps = 4 if block <= 64 else 8
     if num_stages is None:
         num_stages = 3 if D <= 64 or block <= 64 else 2
-    tma = bulk_loads(q, k, v, out) if tma is None else tma
-    # A query tile that starts before the queries (a chunk after cached keys that starts inside
-    # a block) would be copied from a negative row, which traps on an H100: such chunks move
-    # their queries and output through pointers.
-    qo_tma = tma and (N - Nq) % block == 0
+    tma = bulk_loads(k, v) if tma is None else tma
+    # Queries and output follow the K/V blocks where a descriptor can address them. A query tile
+    # that starts before the queries (a chunk after cached keys that starts inside a block)
+    # would be copied from a negative row, which traps on an H100: such chunks move their
+    # queries and output through pointers.
+    qo_tma = tma and (N - Nq) % block == 0 and descriptor_aligned(q) and descriptor_aligned(out)
     grid = (num_m, B * H)
     _sparse_attn_fwd[grid](
         q,
