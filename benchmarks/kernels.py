@@ -288,6 +288,11 @@ def write_results(results: list[dict], gpu: str, out_dir: Path, checks: list[str
         json.dumps({"provenance": prov, "gpu": gpu, "torch": torch.__version__, "results": results, "checks": checks}, indent=1)
     )
     print(text)
+    plot_results(results, gpu, out_dir / f"kernels_{slug}.png")
+
+
+def plot_results(results: list[dict], gpu: str, path: Path) -> None:
+    """Kept apart from write_results so that a figure can be redrawn from a run's JSON alone."""
     plt = pyplot()
     if plt is None:
         print("matplotlib missing: no plot")
@@ -310,7 +315,7 @@ def write_results(results: list[dict], gpu: str, out_dir: Path, checks: list[str
     ax2.axhline(5, color="grey", lw=0.5)
     fig.suptitle(f"Sparse prefill, 32/8 heads, d=128, bf16 - {gpu}")
     fig.tight_layout()
-    fig.savefig(out_dir / f"kernels_{slug}.png", dpi=110)
+    fig.savefig(path, dpi=110)
 
 
 def index_breakdown(q, k) -> None:
