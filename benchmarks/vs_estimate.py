@@ -3,7 +3,7 @@ GPU, side by side in one run: the estimate alone and the default index (1024 col
 block diagonals, last 64 queries) built with each, and how far their picks agree.
 
     CTXAGENT_COMMIT=$(git rev-parse HEAD) PYTHONPATH=. python benchmarks/vs_estimate.py \
-        [--lengths 32768 131072 1048576] [--shapes qwen0.5b llama8b] [--tiles 2 4 8] [--lse-keys 128 256] [--quick]
+        [--lengths 32768 131072 1048576] [--shapes qwen0.5b llama8b] [--tiles 2 4 8] [--quick]
 
 Shapes: one attention layer of Qwen2.5-0.5B (14 query / 2 KV heads of 64) and of an
 8B Llama (32 / 8 of 128); bf16, batch 1, structured q/k (`synthetic.structured_qkv`:
@@ -12,8 +12,7 @@ medians of `triton.testing.do_bench` in ms. Agreement: the share of each head's 
 columns that the torch estimate also picks, and of its block diagonals. The torch
 estimate computes bf16 logits, the fused one float32, so near-ties may fall either way.
 `--tiles`: the fused estimate is also timed with that many key tiles per program of its
-second launch (`last_rows_mass(tiles_per_program=)`, the same sums bit for bit), and with
-`--lse-keys`, with that many keys per step of its first launch (`lse_keys=`), one
+second launch (`last_rows_mass(tiles_per_program=)`, the same sums bit for bit), one
 column each; `estimate fused` and the index columns are the library's defaults.
 Writes <out>/<name>.{md,json,png} (and <name>_profile.txt with `--profile`). `--quick` (CPU, Triton's interpreter) checks the script only.
 """
@@ -45,7 +44,7 @@ def agreement(a: torch.Tensor, b: torch.Tensor) -> float:
     return float((a[..., :, None] == b[..., None, :]).any(-1).float().mean())
 
 
-def measure(shape: str, n: int, tiles: list[int], lse_keys: list[int], time_ms, device: str, dtype: torch.dtype) -> dict:
+def measure(shape: str, n: int, tiles: list[int], time_ms, device: str, dtype: torch.dtype) -> dict:
     heads, kv_heads, dim = SHAPES[shape]
     q, k, _ = structured_qkv(1, heads, kv_heads, n, dim, seed=0, device=device, dtype=dtype)
     row: dict = {"shape": shape, "tokens": n}
@@ -58,7 +57,6 @@ def measure(shape: str, n: int, tiles: list[int], lse_keys: list[int], time_ms, 
     row["same_diagonals"] = float((fused.is_diag == plain.is_diag).float().mean())
     scale = dim**-0.5
     row["fused_tiles_ms"] = {t: time_ms(lambda: last_rows_mass(q, k, 64, scale, 64, t)) for t in tiles}
-    row["fused_lse_keys_ms"] = {w: time_ms(lambda: last_rows_mass(q, k, 64, scale, 64, lse_keys=w)) for w in lse_keys}
     row["estimate_x"] = row["estimate_torch_ms"] / row["estimate_triton_ms"]
     row["index_x"] = row["index_torch_ms"] / row["index_triton_ms"]
     return row
@@ -121,10 +119,9 @@ def over_shapes(args: argparse.Namespace, measure) -> tuple[list[dict], dict, st
 def main() -> None:
     ap = shape_parser(__doc__.splitlines()[0], [32768, 131072, 1048576])
     ap.add_argument("--tiles", type=int, nargs="*", default=[], help="also time the fused estimate with this many key tiles per program of its second launch, one column each")
-    ap.add_argument("--lse-keys", type=int, nargs="*", default=[], help="also time the fused estimate with this many keys per step of its first launch (powers of two), one column each")
     ap.add_argument("--profile", action="store_true", help="also write where the fused index's GPU time goes (torch profiler) at the largest length, per shape")
     args = ap.parse_args()
-    rows, prov, gpu, dtype = over_shapes(args, lambda shape, n, time_ms, device, dtype: [measure(shape, n, args.tiles, args.lse_keys, time_ms, device, dtype)])
+    rows, prov, gpu, dtype = over_shapes(args, lambda shape, n, time_ms, device, dtype: [measure(shape, n, args.tiles, time_ms, device, dtype)])
     name = args.name or ("vs_estimate" + ("_quick" if args.quick else ""))
     lines = [
         f"# The vertical-slash estimate, fused (Triton) against torch: {gpu}",
@@ -134,15 +131,13 @@ def main() -> None:
         "",
         "| shape | tokens | estimate torch | estimate fused | x | "
         + "".join(f"fused, {t} tiles a program | " for t in args.tiles)
-        + "".join(f"fused, first launch {w} keys a step | " for w in args.lse_keys)
         + "index torch | index fused | x | same columns | same diagonals |",
-        "|---|---:|---:|---:|---:|" + "---:|" * (len(args.tiles) + len(args.lse_keys)) + "---:|---:|---:|---:|---:|",
+        "|---|---:|---:|---:|---:|" + "---:|" * len(args.tiles) + "---:|---:|---:|---:|---:|",
     ]
     for r in rows:
         lines.append(
             f"| {r['shape']} | {r['tokens']} | {r['estimate_torch_ms']:.2f} | {r['estimate_triton_ms']:.2f} | {r['estimate_x']:.2f} | "
             + "".join(f"{r['fused_tiles_ms'][t]:.2f} | " for t in args.tiles)
-            + "".join(f"{r['fused_lse_keys_ms'][w]:.2f} | " for w in args.lse_keys)
             + f"{r['index_torch_ms']:.2f} | {r['index_triton_ms']:.2f} | {r['index_x']:.2f} | {r['same_columns']:.3f} | {r['same_diagonals']:.3f} |"
         )
     lines += ["", provenance.markdown_line(prov), ""]

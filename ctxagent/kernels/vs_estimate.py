@@ -222,7 +222,6 @@ def last_rows_mass(
     scale: float,
     block: int,
     tiles_per_program: int | None = None,
-    lse_keys: int | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Column sums [B, H, Nk] and block-diagonal scores [B, H, M] (float32) of the causal
     attention of q's last `last_q` rows over k: `attention_mass(q, k, last_q, scale)`'s
@@ -235,9 +234,9 @@ def last_rows_mass(
     While a program's tiles were unrolled (`fa0be95`..`33637fc`) one tile a program was
     fastest; `benchmarks/vs_estimate.py --tiles` times other counts side by side.
 
-    `lse_keys`: keys per step of the first launch (a power of two; unset, one block). That
-    launch only normalises the rows, so its steps need not follow the block diagonals, and
-    wider steps mean fewer dependent steps per program (`vs_estimate.py --lse-keys`)."""
+    The first launch steps one block at a time. Wider steps (128 or 256 keys, fewer
+    dependent steps per program) were timed at `c8e682e` and gained nothing
+    (`benchmarks/results/vs_estimate_lse_keys_*`), so the option went."""
     B, H, Nq, D = q.shape
     Hkv, N = k.shape[1], k.shape[2]
     L = min(last_q, Nq)
@@ -253,13 +252,11 @@ def last_rows_mass(
     meta = dict(GROUP=H // Hkv, HEAD_DIM=D, ROWS=rows, DOT_F32=dot_f32, num_warps=4)
     qk_scale = scale * LOG2E
 
-    lse_keys = lse_keys or block
-    lse_steps = triton.cdiv(N, lse_keys)
-    splits = min(lse_steps, 64)
-    per_split = triton.cdiv(lse_steps, splits)
-    splits = triton.cdiv(lse_steps, per_split)
+    splits = min(T, 64)
+    per_split = triton.cdiv(T, splits)
+    splits = triton.cdiv(T, per_split)
     parts = torch.empty(B * H, splits, 2, rows, dtype=torch.float32, device=q.device)
-    _last_rows_lse[(B * H, splits)](q, k, parts, qk_scale, *strides, N, Nq, L, H, per_split, lse_steps, splits, BLOCK=lse_keys, **meta)
+    _last_rows_lse[(B * H, splits)](q, k, parts, qk_scale, *strides, N, Nq, L, H, per_split, T, splits, BLOCK=block, **meta)
 
     kt = (L + block - 2) // block + 3
     d0 = (N - L - block + 1) // block  # floor: block diagonal of tile 0's shortest distance
