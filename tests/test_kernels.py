@@ -52,6 +52,34 @@ PATTERNS = ["a_shape", "vertical_slash", "block_sparse"]
 
 
 @needs_triton
+@pytest.mark.parametrize("block,q_from", [(16, 0), (16, 40), (64, 0), (64, 128)])
+def test_covered_words_flag_exactly_the_listed_columns_inside_listed_diagonals(block, q_from):
+    """The kernel leaves out of the softmax a gathered column whose key block its query block
+    computes whole; it reads that flag packed (`covered_words`). Unpacked, the flags must be
+    the plain lookup of each listed column's block diagonal, and some must be set."""
+    from ctxagent.kernels.triton_kernels import covered_words
+
+    n = 300 if block == 16 else 700
+    q, k, _ = qkv(1, 4, 2, n, 32, torch.float32, seed=block + q_from)
+    index = vertical_slash_index(q[:, :, q_from:], k, n_vertical=40, n_diag=4, last_q=8, sink=2, block=block)
+    packed, bits, words = covered_words(index)
+    B, H, num_m = index.col_cnt.shape
+    assert packed.shape[:2] == (B * H, num_m) and bits * words == block
+    set_flags = 0
+    for bh in range(B * H):
+        cols, diag = index.cols.view(B * H, -1)[bh].long().cpu(), index.is_diag.view(B * H, -1)[bh].cpu()
+        for row in range(num_m):
+            m = row + index.first_block
+            n_cols = int(index.col_cnt.view(B * H, -1)[bh, row])
+            want = diag[m - cols[:n_cols] // block] != 0
+            flat = packed[bh, row].cpu().view(-1, words)[:, :, None] >> torch.arange(bits)
+            got = (flat & 1).reshape(-1)[:n_cols] != 0
+            assert torch.equal(got, want), (bh, row)
+            set_flags += int(want.sum())
+    assert set_flags > 0
+
+
+@needs_triton
 @pytest.mark.parametrize("pattern", PATTERNS)
 @pytest.mark.parametrize("dtype,tol", [(torch.float16, 3e-3), (torch.bfloat16, 2e-2)])
 def test_kernel_matches_reference_gqa_odd_length(pattern, dtype, tol):
