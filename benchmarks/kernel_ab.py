@@ -9,7 +9,9 @@ Rows, per shape at 128K (structured q/k/v, bf16, block 64):
 - `mixed`: a layer whose heads cycle through vertical-slash 512/16, 1024/32 and 2048/64 and
   A-shape 64+2048 (`layer_index`), as a searched config mixes them;
 - `covered_words`: this commit's packing launch alone over the default index (part of its
-  kernel row).
+  kernel row);
+- `no_cover (price only)`: this commit's kernel with the covered test edited out (wrong sums:
+  covered columns counted twice), over the default index: what the test still costs.
 Each kernel row times `launch_sparse_attention` over one prebuilt index; `max diff` compares
 the outputs with the baseline's (0 means bit for bit). Times are the minimum over the three
 alternations of do_bench medians, in ms.
@@ -18,8 +20,10 @@ Temporary: it lives in one commit, then goes with its baseline copy."""
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import sys
+import tempfile
 from pathlib import Path
 
 import torch
@@ -43,6 +47,25 @@ MIXED = [
     HeadPattern.make("vertical_slash", n_vertical=2048, n_diag=64, last_q=64),
     HeadPattern.make("a_shape", sink=64, local=2048),
 ]
+
+
+NO_COVER = ("use = listed & (((word >> (offs_n % BITS)) & 1) == 0)", "use = listed")
+
+
+def without_cover_test():
+    """This commit's kernel module with the covered test edited out, imported from a temporary
+    file (Triton reads a kernel's source from its file)."""
+    old, new = NO_COVER
+    source = Path(kernels.__file__).read_text()
+    if source.count(old) != 1:
+        raise SystemExit(f"{old!r} is not in the kernel once")
+    path = Path(tempfile.mkdtemp()) / "ab_no_cover.py"
+    path.write_text(source.replace(old, new))
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[path.stem] = module
+    spec.loader.exec_module(module)
+    return module
 
 
 def bench(fn) -> float:
@@ -74,7 +97,13 @@ def measure(shape: str, n: int) -> list[dict]:
         diff = float((new.float() - old.float()).abs().max())
         rows.append({"shape": shape, "tokens": n, "index": name, "ms": t["new"], "base_ms": t["base"], "x": t["base"] / t["new"], "max_diff": diff})
         print(json.dumps(rows[-1]), flush=True)
-    pack_ms = bench(lambda: kernels.covered_words(indexes["default"]))
+    index = indexes["default"]
+    free = without_cover_test()
+    out = torch.empty_like(q)
+    t = alternate({"new": lambda: free.launch_sparse_attention(q, k, v, out, index, scale), "base": lambda: kernels.launch_sparse_attention(q, k, v, out, index, scale)})
+    rows.append({"shape": shape, "tokens": n, "index": "no_cover (price only), default; baseline = this commit", "ms": t["new"], "base_ms": t["base"], "x": t["base"] / t["new"], "max_diff": float("nan")})
+    print(json.dumps(rows[-1]), flush=True)
+    pack_ms = bench(lambda: kernels.covered_words(index))
     rows.append({"shape": shape, "tokens": n, "index": "covered_words (default)", "ms": pack_ms, "base_ms": float("nan"), "x": float("nan"), "max_diff": 0.0})
     print(json.dumps(rows[-1]), flush=True)
     return rows
