@@ -1,4 +1,4 @@
-"""This commit's attention kernel against the previous commit's (a copy of its module beside
+"""This commit's attention kernel against `713bfd2`'s (a copy of its module beside
 this script: ab_base_triton_kernels.py), side by side in one run on one GPU, each timing
 alternated with its baseline three times.
 
@@ -8,8 +8,6 @@ Rows, per shape at 128K (structured q/k/v, bf16, block 64):
 - `default`: the default vertical-slash index (1024 columns, 32 block diagonals, last 64 queries);
 - `mixed`: a layer whose heads cycle through vertical-slash 512/16, 1024/32 and 2048/64 and
   A-shape 64+2048 (`layer_index`), as a searched config mixes them;
-- `covered_words`: this commit's packing launch alone over the default index (part of its
-  kernel row);
 - `no_cover (price only)`: this commit's kernel with the covered test edited out (wrong sums:
   covered columns counted twice), over the default index: what the test still costs.
 Each kernel row times `launch_sparse_attention` over one prebuilt index; `max diff` compares
@@ -49,7 +47,7 @@ MIXED = [
 ]
 
 
-NO_COVER = ("use = listed & (((word >> (offs_n % BITS)) & 1) == 0)", "use = listed")
+NO_COVER = ("use = listed & (covered == 0)", "use = listed")
 
 
 def without_cover_test():
@@ -103,9 +101,6 @@ def measure(shape: str, n: int) -> list[dict]:
     t = alternate({"new": lambda: free.launch_sparse_attention(q, k, v, out, index, scale), "base": lambda: kernels.launch_sparse_attention(q, k, v, out, index, scale)})
     rows.append({"shape": shape, "tokens": n, "index": "no_cover (price only), default; baseline = this commit", "ms": t["new"], "base_ms": t["base"], "x": t["base"] / t["new"], "max_diff": float("nan")})
     print(json.dumps(rows[-1]), flush=True)
-    pack_ms = bench(lambda: kernels.covered_words(index))
-    rows.append({"shape": shape, "tokens": n, "index": "covered_words (default)", "ms": pack_ms, "base_ms": float("nan"), "x": float("nan"), "max_diff": 0.0})
-    print(json.dumps(rows[-1]), flush=True)
     return rows
 
 
@@ -122,7 +117,7 @@ def main() -> None:
     prov = provenance.finish(dict(prov))
     name = args.name or f"kernel_ab_cover_{gpu.replace(' ', '_')}"
     lines = [
-        f"# This commit's attention kernel against the previous commit's, side by side: {gpu}",
+        f"# This commit's attention kernel against 713bfd2's, side by side: {gpu}",
         "",
         f"{args.tokens} tokens, bf16, structured q/k/v, block 64. Minimum of three alternated do_bench medians, in ms; "
         "x = baseline / this commit; max diff between the outputs.",

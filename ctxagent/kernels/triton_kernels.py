@@ -17,9 +17,8 @@ listed block's K/V tile, the query tile and the output tile each move in one bul
 through a tensor descriptor (`bulk_loads`); gathered columns, and every tile elsewhere,
 load row by row through pointers. A gathered column whose key block is listed too is
 loaded anyway and masked in the softmax only: testing it before the loads put a third
-dependent memory access in front of every column tile's K/V. Which columns those are comes
-packed per query block and column tile from a small launch before (`_covered_words`), so
-the test waits on no gathered address.
+dependent memory access in front of every column tile's K/V. The test compares the columns'
+blocks with the query block's block list, loaded once into registers before the columns.
 
 Queries may be the last Nq of the N keys (Q_START = N - Nq): positions stay key
 positions, query rows before Q_START in the first query block are masked off, and the
@@ -83,7 +82,6 @@ def _sparse_attn_fwd(
     BlockCnt,
     Cols,
     ColCnt,
-    CoverWords,
     qk_scale,
     stride_qb,
     stride_qh,
@@ -103,12 +101,10 @@ def _sparse_attn_fwd(
     MAX_BLOCKS,
     MAX_COLS,
     Q_START,
-    TILES,
     GROUP: tl.constexpr,
     HEAD_DIM: tl.constexpr,
     BLOCK: tl.constexpr,
-    BITS: tl.constexpr,
-    WORDS: tl.constexpr,
+    LISTED: tl.constexpr,
     HAS_COLS: tl.constexpr,
     DOT_F32: tl.constexpr,
     TMA: tl.constexpr,
@@ -158,7 +154,8 @@ def _sparse_attn_fwd(
     if HAS_COLS:
         n_cols = tl.load(ColCnt + row)
         col_base = Cols + bh.to(tl.int64) * MAX_COLS
-        word_base = CoverWords + row.to(tl.int64) * TILES * WORDS
+        offs_b = tl.arange(0, LISTED)
+        row_blocks = tl.load(BlockIdx + row.to(tl.int64) * MAX_BLOCKS + offs_b, mask=offs_b < n_blocks, other=-1)
         for c0 in range(0, n_cols, BLOCK):
             ci = c0 + offs_n
             listed = ci < n_cols
@@ -166,10 +163,10 @@ def _sparse_attn_fwd(
             # A column inside a key block of the block list was computed there already: its
             # K/V is loaded all the same (masking the loads by this test as well made them wait
             # on it: 2% of the 8B-shaped kernel at 128K; docs/kernels.md), and only the softmax
-            # leaves it out. Its flag comes packed from `_covered_words`, at an address that
-            # does not wait on the column indices.
-            word = tl.load(word_base + (c0 // BLOCK) * WORDS + offs_n // BITS, mask=listed, other=0)
-            use = listed & (((word >> (offs_n % BITS)) & 1) == 0)
+            # leaves it out. The test compares with the row's block list held in registers: a
+            # lookup table in memory put one more load in every column tile (13-15% of the kernel).
+            covered = tl.max((cols[:, None] // BLOCK == row_blocks[None, :]).to(tl.int32), 1)
+            use = listed & (covered == 0)
             m_i, l_i, acc = _attend_keys(q, k_base, v_base, cols, listed, use, offs_m, offs_d, stride_kn, stride_vn, qk_scale, m_i, l_i, acc, DOT_F32)
 
     l_i = tl.where(l_i == 0.0, 1.0, l_i)
@@ -182,50 +179,6 @@ def _sparse_attn_fwd(
             out.to(Out.dtype.element_ty),
             mask=q_ok[:, None],
         )
-
-
-@triton.jit
-def _covered_words(Cols, ColCnt, IsDiag, CoverWords, NUM_M, MAX_COLS, NUM_KB, TILES, Q_START, BLOCK: tl.constexpr, BITS: tl.constexpr, WORDS: tl.constexpr):
-    """Per index row (head, query block m) and tile of BLOCK listed columns, which columns lie
-    in a key block of m's block list (a listed block diagonal), as WORDS words of BITS flags.
-    The attention kernel reads them at an address known before its column indices arrive;
-    looking each flag up through the column index itself put a dependent load in every
-    column tile (9-14% of the kernel at 128K; docs/kernels.md)."""
-    m_row = tl.program_id(0)
-    bh = tl.program_id(1)
-    m = m_row + Q_START // BLOCK
-    row = bh * NUM_M + m_row
-    n_cols = tl.load(ColCnt + row)
-    col_base = Cols + bh.to(tl.int64) * MAX_COLS
-    diag_base = IsDiag + bh.to(tl.int64) * NUM_KB
-    word_base = CoverWords + row.to(tl.int64) * TILES * WORDS
-    offs_n = tl.arange(0, BLOCK)
-    offs_w = tl.arange(0, WORDS)
-    for c0 in range(0, n_cols, BLOCK):
-        ci = c0 + offs_n
-        listed = ci < n_cols
-        cols = tl.load(col_base + ci, mask=listed, other=0)
-        covered = tl.load(diag_base + (m - cols // BLOCK), mask=listed, other=0)
-        flags = (covered != 0).to(tl.int32) << (offs_n % BITS)
-        tl.store(word_base + (c0 // BLOCK) * WORDS + offs_w, tl.sum(tl.reshape(flags, [WORDS, BITS]), 1))
-
-
-def covered_words(index) -> tuple[torch.Tensor, int, int]:
-    """The flags `_covered_words` packs for `index` (which has columns): a tensor of
-    [B * H, query blocks, column tiles, words] int32, the flags per word and the words per tile."""
-    block = index.block
-    bits = min(block, 32)
-    words = block // bits
-    bh = index.col_cnt.shape[0] * index.col_cnt.shape[1]
-    num_m = index.col_cnt.shape[-1]
-    max_cols = index.cols.shape[-1]
-    tiles = triton.cdiv(max_cols, block)
-    packed = torch.empty(bh, num_m, tiles, words, dtype=torch.int32, device=index.cols.device)
-    if num_m and tiles:
-        _covered_words[(num_m, bh)](
-            index.cols, index.col_cnt, index.is_diag, packed, num_m, max_cols, index.is_diag.shape[-1], tiles, index.q_start, BLOCK=block, BITS=bits, WORDS=words
-        )
-    return packed, bits, words
 
 
 LOG2E = 1.4426950408889634
@@ -299,7 +252,6 @@ def launch_sparse_attention(
     has_cols = index.cols is not None
     cols = index.cols if has_cols else index.block_cnt
     col_cnt = index.col_cnt if has_cols else index.block_cnt
-    cover, bits, words = covered_words(index) if has_cols else (index.block_cnt, 1, 1)
     if num_warps is None:
         num_warps = 4 if block <= 64 else 8
     if num_stages is None:
@@ -324,7 +276,6 @@ def launch_sparse_attention(
         index.block_cnt,
         cols,
         col_cnt,
-        cover,
         sm_scale * LOG2E,
         q.stride(0),
         q.stride(1),
@@ -344,12 +295,10 @@ def launch_sparse_attention(
         index.block_idx.shape[-1],
         cols.shape[-1] if has_cols else 0,
         N - Nq,
-        cover.shape[2] if has_cols else 0,
         GROUP=group,
         HEAD_DIM=D,
         BLOCK=block,
-        BITS=bits,
-        WORDS=words,
+        LISTED=max(16, triton.next_power_of_2(index.block_idx.shape[-1])),
         HAS_COLS=has_cols,
         DOT_F32=q.dtype == torch.bfloat16 and envs.flag("TRITON_INTERPRET"),
         TMA=tma,
