@@ -5,7 +5,7 @@
 # same warm machine:
 #
 #   bash benchmarks/lent_gpu.sh stage .gpu/cK          # once per part, K = 0..11 (carry .gpu/cK)
-#   CTXAGENT_COMMIT=<sha> bash benchmarks/lent_gpu.sh needles-fast | squad | ab | prefill-1m | estimate-1m | mixed-fast | fused | ceiling | block128 | kernel-parts | loads-check | index-profile | rows-check | qo-check | cover-check
+#   CTXAGENT_COMMIT=<sha> bash benchmarks/lent_gpu.sh needles-fast | squad | ab | prefill-1m | estimate-1m | mixed-fast | fused | ceiling | block128 | kernel-parts | loads-check | index-profile | rows-check | qo-check
 # (prefill-1m, estimate-1m, mixed-fast, fused and ceiling need only the image's torch, triton and transformers: no parts to stage;
 #  squad also needs pydantic: `bash benchmarks/lent_gpu.sh wheels` here puts its wheels in .gpu/pyd, which that call carries)
 #
@@ -48,7 +48,7 @@ bare() {  # jobs that need only torch, triton and transformers (the image's): no
 
 gpu_name() { nvidia-smi --query-gpu=name --format=csv,noheader | head -1 | tr ' ' _ | tr -cd 'A-Za-z0-9_'; }
 
-case "${1:?parts | wheels | stage DIR | needles-fast | squad | ab | prefill-1m | estimate-1m | mixed-fast | fused | ceiling | block128 | kernel-parts | loads-check | index-profile | rows-check | qo-check | cover-check}" in
+case "${1:?parts | wheels | stage DIR | needles-fast | squad | ab | prefill-1m | estimate-1m | mixed-fast | fused | ceiling | block128 | kernel-parts | loads-check | index-profile | rows-check | qo-check}" in
 parts)  # on this machine, not the lent one: the lean 9-part blob into .gpu/n0 ... .gpu/n8 (ignored by git)
     model=$(HF_HUB_OFFLINE=1 .venv/bin/python -m ctxagent.evaluation.eval_models qwen2.5-coder-0.5b | tail -1)
     work=$(mktemp -d) && trap 'rm -rf "$work"' EXIT
@@ -126,16 +126,6 @@ qo-check)  # the GPU tests at d3eb749 or later (queries and outputs through desc
     for r in 1 2; do python benchmarks/kernels.py --lengths 131072 --skip-checks --out "$OUT/run$r" | grep -E "^\| 131072 \| [0-9.]+ \| [0-9.]+ \| (vertical_slash|a_shape)"; done
     python benchmarks/prefill.py --shape qwen2.5-0.5b --layers 24 --lengths 131072 --reps 3 \
         --patterns vertical_slash_tail256 --out "$OUT" --name "prefill_qwen05b_qo_$(gpu_name)" | grep "^|"
-    ;;
-cover-check)  # the covered-column flags packed per column tile (_covered_words): the GPU tests, the kernel against the
-    # previous commit's (kernel_ab.py, with its baseline copy), kernels.py at 128K and the Qwen-shaped prefill (into $OUT)
-    bare
-    for t in tests/test_kernels.py tests/test_kernels_gpu.py; do  # one process each: a trap poisons the CUDA context
-        echo "$t: $(python -m pytest -q -p no:cacheprovider "$t" 2>&1 | grep -E "FAILED|passed|failed" | head -6)"; done
-    python benchmarks/kernel_ab.py --out "$OUT" | grep "^|"
-    python benchmarks/kernels.py --lengths 131072 --skip-checks --out "$OUT/k" | grep -E "^\| 131072 \| [0-9.]+ \| [0-9.]+ \| (vertical_slash|a_shape)"
-    python benchmarks/prefill.py --shape qwen2.5-0.5b --layers 24 --lengths 131072 --reps 3 \
-        --patterns vertical_slash_tail256 --out "$OUT" --name "prefill_qwen05b_cover_$(gpu_name)" | grep "^|"
     ;;
 rows-check)  # after staging: the needles at 128K with the estimate's diagonal sums by rows (searched 0.02, the default, dense
     # last if time allows; CONFIGS=default for the quickest check; the same prompts as needles_qwen_128k_fused, whose estimate summed per key)

@@ -54,9 +54,8 @@ PATTERNS = ["a_shape", "vertical_slash", "block_sparse"]
 @needs_triton
 @pytest.mark.parametrize("block,q_from", [(16, 0), (16, 40), (64, 0), (64, 128)])
 def test_columns_inside_listed_blocks_count_once(block, q_from):
-    """Many of these columns lie in key blocks that their query blocks also compute whole (the
-    kernel tests each against the row's block list, held in registers); each must count once,
-    as in the reference, for whole prompts and for queries after cached keys."""
+    """Many of these columns lie in key blocks that their query blocks also compute whole; each
+    must count once, as in the reference, for whole prompts and for queries after cached keys."""
     n = 300 if block == 16 else 700
     q, k, v = qkv(1, 4, 2, n, 32, torch.float32, seed=block + q_from)
     q = q[:, :, q_from:]

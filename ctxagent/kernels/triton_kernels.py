@@ -17,8 +17,7 @@ listed block's K/V tile, the query tile and the output tile each move in one bul
 through a tensor descriptor (`bulk_loads`); gathered columns, and every tile elsewhere,
 load row by row through pointers. A gathered column whose key block is listed too is
 loaded anyway and masked in the softmax only: testing it before the loads put a third
-dependent memory access in front of every column tile's K/V. The test compares the columns'
-blocks with the query block's block list, loaded once into registers before the columns.
+dependent memory access in front of every column tile's K/V.
 
 Queries may be the last Nq of the N keys (Q_START = N - Nq): positions stay key
 positions, query rows before Q_START in the first query block are masked off, and the
@@ -82,6 +81,7 @@ def _sparse_attn_fwd(
     BlockCnt,
     Cols,
     ColCnt,
+    IsDiag,
     qk_scale,
     stride_qb,
     stride_qh,
@@ -101,10 +101,10 @@ def _sparse_attn_fwd(
     MAX_BLOCKS,
     MAX_COLS,
     Q_START,
+    NUM_KB,
     GROUP: tl.constexpr,
     HEAD_DIM: tl.constexpr,
     BLOCK: tl.constexpr,
-    LISTED: tl.constexpr,
     HAS_COLS: tl.constexpr,
     DOT_F32: tl.constexpr,
     TMA: tl.constexpr,
@@ -154,8 +154,7 @@ def _sparse_attn_fwd(
     if HAS_COLS:
         n_cols = tl.load(ColCnt + row)
         col_base = Cols + bh.to(tl.int64) * MAX_COLS
-        offs_b = tl.arange(0, LISTED)
-        row_blocks = tl.load(BlockIdx + row.to(tl.int64) * MAX_BLOCKS + offs_b, mask=offs_b < n_blocks, other=-1)
+        diag_base = IsDiag + bh.to(tl.int64) * NUM_KB
         for c0 in range(0, n_cols, BLOCK):
             ci = c0 + offs_n
             listed = ci < n_cols
@@ -163,9 +162,8 @@ def _sparse_attn_fwd(
             # A column inside a key block of the block list was computed there already: its
             # K/V is loaded all the same (masking the loads by this test as well made them wait
             # on it: 2% of the 8B-shaped kernel at 128K; docs/kernels.md), and only the softmax
-            # leaves it out. The test compares with the row's block list held in registers: a
-            # lookup table in memory put one more load in every column tile (13-15% of the kernel).
-            covered = tl.max((cols[:, None] // BLOCK == row_blocks[None, :]).to(tl.int32), 1)
+            # leaves it out.
+            covered = tl.load(diag_base + (m - cols // BLOCK), mask=listed, other=1)
             use = listed & (covered == 0)
             m_i, l_i, acc = _attend_keys(q, k_base, v_base, cols, listed, use, offs_m, offs_d, stride_kn, stride_vn, qk_scale, m_i, l_i, acc, DOT_F32)
 
@@ -252,6 +250,7 @@ def launch_sparse_attention(
     has_cols = index.cols is not None
     cols = index.cols if has_cols else index.block_cnt
     col_cnt = index.col_cnt if has_cols else index.block_cnt
+    is_diag = index.is_diag if has_cols else index.block_cnt
     if num_warps is None:
         num_warps = 4 if block <= 64 else 8
     if num_stages is None:
@@ -276,6 +275,7 @@ def launch_sparse_attention(
         index.block_cnt,
         cols,
         col_cnt,
+        is_diag,
         sm_scale * LOG2E,
         q.stride(0),
         q.stride(1),
@@ -295,10 +295,10 @@ def launch_sparse_attention(
         index.block_idx.shape[-1],
         cols.shape[-1] if has_cols else 0,
         N - Nq,
+        is_diag.shape[-1],
         GROUP=group,
         HEAD_DIM=D,
         BLOCK=block,
-        LISTED=max(16, triton.next_power_of_2(index.block_idx.shape[-1])),
         HAS_COLS=has_cols,
         DOT_F32=q.dtype == torch.bfloat16 and envs.flag("TRITON_INTERPRET"),
         TMA=tma,
