@@ -49,7 +49,7 @@ bare() {  # jobs that need only torch, triton and transformers (the image's): no
 gpu_name() { nvidia-smi --query-gpu=name --format=csv,noheader | head -1 | tr ' ' _ | tr -cd 'A-Za-z0-9_'; }
 
 case "${1:?parts | wheels | stage DIR | needles-fast | squad | ab | prefill-1m | estimate-1m | mixed-fast | fused | ceiling | block128 | kernel-parts | loads-check | index-profile | rows-check | qo-check}" in
-parts)  # on this machine, not the lent one: the lean 9-part blob into .gpu/n0 ... .gpu/n8 (ignored by git)
+parts)  # on this machine, not the lent one: the lean 10-part blob into .gpu/n0 ... .gpu/n9 (ignored by git)
     model=$(HF_HUB_OFFLINE=1 .venv/bin/python -m ctxagent.evaluation.eval_models qwen2.5-coder-0.5b | tail -1)
     work=$(mktemp -d) && trap 'rm -rf "$work"' EXIT
     mkdir -p "$work/h25payload/whl" "$work/h25payload/site"
