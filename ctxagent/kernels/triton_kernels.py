@@ -183,7 +183,8 @@ LOG2E = 1.4426950408889634
 
 
 def _descriptor(x: torch.Tensor, block: int):
-    """A tensor descriptor of x [B, Hkv, N, D] (any strides) that loads one key block."""
+    """A tensor descriptor of x [B, heads, N, D] (any strides) that moves one block of rows:
+    a key block of K or V, or a query tile of q or of the output."""
     from triton.tools.tensor_descriptor import TensorDescriptor
 
     return TensorDescriptor(x, list(x.shape), list(x.stride()), [1, 1, block, x.shape[-1]])

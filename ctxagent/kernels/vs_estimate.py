@@ -265,7 +265,7 @@ def last_rows_mass(
     width = max(T + kt - 1, M - low)
     vertical = torch.empty(B * H, N, dtype=torch.float32, device=q.device)
     diag_parts = torch.zeros(B * H, kt, width, dtype=torch.float32, device=q.device)
-    tiles_per_program = tiles_per_program or triton.cdiv(T, min(T, 64))
+    tiles_per_program = tiles_per_program or per_split  # the same 64-way split of the keys as the first launch
     programs = B * H * triton.cdiv(T, tiles_per_program)
     _last_rows_mass[(programs,)](
         q, k, parts, vertical, diag_parts, qk_scale, *strides, N, Nq, L, H, T, d0, B * H, tiles_per_program, splits, width,
