@@ -398,6 +398,11 @@ def is_phrase_name(words: Sequence[str]) -> bool:
     return sum(1 for w in words if len(w) > 1) >= 2
 
 
+def negated(text: str) -> bool:
+    """Whether `text` holds a negation ("not", "never", "n't", "no", ...)."""
+    return bool(_NEGATION.search(text))
+
+
 def plain_word(word: str) -> str:
     """A word without a plural's (or a verb's) final s, for matching "Normans" with "Norman"."""
     return word[:-1] if len(word) > 3 and word.endswith("s") else word

@@ -138,6 +138,13 @@ class Question(BaseModel):
         return value.strip()
 
 
+# The answer text when the documents say nothing about the question.
+NOT_FOUND = "NOT FOUND"
+
+# How an answer stands to its citations (Answer.basis).
+Basis = Literal["stated", "computed", "option", "quote", "none"]
+
+
 class Answer(BaseModel):
     text: str
     citations: list[Citation] = Field(default_factory=list)
@@ -146,6 +153,23 @@ class Answer(BaseModel):
     recipe: str = ""
     partial: bool = Field(default=False, description="true when the budget ran out before the recipe finished")
     notes: list[str] = Field(default_factory=list, description="what the user should know, e.g. how the input was truncated")
+    basis: Basis | None = Field(
+        default=None,
+        description=(
+            "how the answer stands to its citations: `stated`, the model's answer, which the cited passages state "
+            "(checked); `computed`, computed from numbers the cited passages state (the expression is in notes); "
+            "`option`, the choice or yes/no option the cited passages favour most, which they need not state; "
+            "`quote`, no checked answer, so the text is the best verified passage itself; `none`, no answer (NOT FOUND, "
+            "or the budget ran out first). Unset where a recipe does not say (a user's own recipe)."
+        ),
+    )
+
+    @model_validator(mode="after")
+    def _no_answer_has_no_basis(self) -> "Answer":
+        # Whatever a recipe says, an empty answer or NOT FOUND rests on nothing.
+        if self.text.strip() in ("", NOT_FOUND):
+            self.basis = "none"
+        return self
 
 
 # -- streamed events: what `ContextAgent.stream` / `astream` yield, in order -----------------

@@ -164,6 +164,7 @@ def test_batched_answers_equal_one_by_one_answers(engine, local_run):
         together = results[f"q-{doc_id}"]
         assert together.text == alone.text
         assert together.citations == alone.citations
+        assert together.basis == alone.basis and together.basis is not None  # how the text stands to its citations, kept in OUT.jsonl
     assert sum(expected in results[f"q-{d}"].text for d, _, _, expected in FACTS) >= 3  # a 135M model; most are right
 
 

@@ -238,7 +238,7 @@ def _evidence(answer) -> list[list]:
 def test_a_grounded_answer_cites_the_facts_it_used_and_records_its_evidence():
     staff = "Staff numbers rose to 212 by the end of the year."
     answer, engine = _answer("The revenue was 26.4 million euros.\nFacts used: 2", _facts(staff, REVENUE))
-    assert answer.text == "The revenue was 26.4 million euros." and confirmed(answer)
+    assert answer.text == "The revenue was 26.4 million euros." and confirmed(answer) and answer.basis == "stated"
     assert [c.quote for c in answer.citations] == [REVENUE]
     assert "[1] " + staff in engine.calls[0][0] and "Facts used:" in engine.calls[0][0]
     start = DOC.text.index(staff)
@@ -266,6 +266,7 @@ def test_a_derived_answer_is_accepted_and_cites_both_operands():
 def test_an_unsupported_answer_is_refused_for_the_best_quote_naming_why():
     answer, _ = _answer("The revenue was 30 million euros, at the 1886 World's Fair.\nFacts used: 1", _facts(REVENUE))
     assert answer.text == REVENUE and [c.quote for c in answer.citations] == [REVENUE]
+    assert answer.basis == "quote", "the quote is the answer: nothing the model wrote is asserted"
     note = next(n for n in answer.notes if n.startswith(FALLBACK_NOTE))
     assert "'30 million'" in note and "'World's Fair'" in note
     assert not confirmed(answer)
@@ -276,7 +277,7 @@ def test_an_unsupported_answer_is_refused_for_the_best_quote_naming_why():
 
 def test_an_unsupported_answer_over_off_topic_facts_is_not_found():
     answer, _ = _answer("The revenue was 30 million euros.", _facts("The office was repainted in spring."))
-    assert answer.text == NOT_FOUND and not answer.citations
+    assert answer.text == NOT_FOUND and not answer.citations and answer.basis == "none"
     assert any("none about the question" in n and "'30 million'" in n for n in answer.notes)
 
 
@@ -306,6 +307,7 @@ def test_a_quote_answer_records_the_quote_as_evidence():
     answer = quote_answer(ctx, "recurrent", _facts(REVENUE), ["stopped"], partial=True)
     start = DOC.text.index(REVENUE)
     assert answer.text == REVENUE and _evidence(answer) == [[["report", start, start + len(REVENUE)]]]
+    assert answer.basis == "quote"
 
 
 # -- direct ---------------------------------------------------------------------------------
@@ -317,14 +319,16 @@ def _direct(reply: str, question: str = QUESTION):
 def test_direct_cites_the_sentence_that_supports_its_answer_and_records_the_prompt_span():
     answer = _direct("Revenue was 26.4 million euros.")
     assert answer.text == "Revenue was 26.4 million euros." and [c.quote for c in answer.citations] == [REVENUE]
+    assert answer.basis == "stated"
     assert _evidence(answer) == [[["report", 0, len(DOC.text)]]]
 
 
 def test_direct_refuses_an_unsupported_answer():
     quoted = _direct("Revenue was 31.2 million euros.")
-    assert quoted.text == REVENUE and any("'31.2 million'" in n for n in quoted.notes)
+    assert quoted.text == REVENUE and any("'31.2 million'" in n for n in quoted.notes) and quoted.basis == "quote"
     lost = _direct("The CEO is Maria Lopez.", "Who is the chief executive?")
     assert lost.text == NOT_FOUND and not lost.citations and any("'Maria Lopez'" in n for n in lost.notes)
+    assert lost.basis == "none"
 
 
 def test_direct_accepts_a_derived_answer():

@@ -9,8 +9,8 @@ from ctxagent.evaluation import build_task
 from ctxagent.evaluation.scoring import score_task
 from ctxagent.grounding import check_answer
 from ctxagent.recipes.arithmetic import compute, operation
-from ctxagent.recipes.options import choices_of, picked
-from ctxagent.recipes.reading import COMPUTED_NOTE, NOT_FOUND, OPTION_NOTE, parse_reply
+from ctxagent.recipes.options import choices_of, picked, states_claim
+from ctxagent.recipes.reading import COMPUTED_NOTE, NOT_FOUND, OPTION_NOTE, VERDICT_NOTE, parse_reply
 from ctxagent.types import Budget, Document
 from tests.fakes import ScriptedEngine
 
@@ -67,6 +67,56 @@ def test_a_choice_question_never_gets_not_found(reply, engine):
     assert answer.text == "C) a tortoise", answer.notes
     assert answer.citations and "tortoise" in answer.citations[0].quote
     assert any(n.startswith(OPTION_NOTE) for n in answer.notes)
+    assert answer.basis == "option", "an option the evidence favours, not a statement its citations make"
+
+
+LIGHTHOUSE = "The lighthouse was built in 1872 by the engineer Ada Moss."
+
+
+@pytest.mark.parametrize(
+    "question,stated",
+    [
+        ("Was the lighthouse built in 1872?", True),
+        ("Did Ada Moss build the lighthouse?", True),  # another voice, the same claim
+        ("True or false: the lighthouse was built in 1872.", True),
+        ("Was the lighthouse built in 1890?", False),  # a number the passage does not state
+        ("Was the lighthouse built by John Moss?", False),  # a name it does not state
+        ("Was the lighthouse demolished in 1872?", False),  # a word it does not state
+        ("Was the lighthouse built before 1872?", False),
+        ("Was the lighthouse not built in 1872?", False),  # a negated question
+    ],
+)
+def test_a_passage_states_a_yes_no_claim_only_when_it_says_all_of_it(question, stated):
+    assert states_claim(choices_of(question).stem, LIGHTHOUSE) is stated
+
+
+def test_a_negated_or_hedged_passage_states_no_claim():
+    question = "Was the lighthouse built in 1872?"
+    assert not states_claim(question, "The lighthouse was not built in 1872.")
+    assert not states_claim(question, "The lighthouse may have been built in 1872.")
+    assert not states_claim(question, "If the lighthouse was built in 1872, it is the oldest.")
+
+
+TOWN = "The harbour town of Verrin lies on the north coast. " + LIGHTHOUSE + " Every spring the town holds a fair."
+
+
+def _ask_scripted(reply: str, question: str, recipe: str):
+    fake = ScriptedEngine(reply=lambda prompt: reply, context_window=1024)
+    return ContextAgent(engine=fake).ask(Document(id="d", text=TOWN), question, recipe=recipe)
+
+
+@pytest.mark.parametrize("recipe", ["direct", "retrieve_then_reason"])
+def test_a_yes_no_answer_is_stated_only_where_a_passage_states_its_claim(recipe):
+    """A passage states the claim: the model's "No" is refused for "Yes", cited with that passage,
+    basis `stated` (no scoring call needed). No passage states it: the model's verdict stands, but
+    its basis is `option` and a note says the citations do not state it."""
+    wrong = _ask_scripted("No.", "Was the lighthouse built in 1872?", recipe)
+    assert wrong.text == "Yes" and wrong.basis == "stated", wrong.notes
+    assert [c.quote for c in wrong.citations][:1] == [LIGHTHOUSE]
+    right = _ask_scripted("Yes.", "Does the town hold a fair every spring?", recipe)
+    assert right.text == "Yes." and right.basis == "stated" and any("holds a fair" in c.quote for c in right.citations)
+    unstated = _ask_scripted("Yes.", "Was the lighthouse painted red in 1872?", recipe)
+    assert unstated.text == "Yes." and unstated.basis == "option" and VERDICT_NOTE in unstated.notes
 
 
 def _run(engine, kind: str, seeds: range, recipe: str = "auto") -> list[float]:
@@ -88,6 +138,7 @@ def test_the_embedded_model_answers_arithmetic_over_two_facts_with_the_computati
         answer = agent.ask(Document(id=task.id, text=task.context), task.question, recipe="auto", budget=Budget(max_new_tokens=64))
         assert score_task(answer.text, task.answers, task.metric, task.scoring).score == 1.0, (task.question, answer.text, answer.notes)
         assert "=" in answer.text or any(n.startswith(COMPUTED_NOTE) for n in answer.notes) or task.answers[0] in answer.text
+        assert answer.basis == ("computed" if any(n.startswith(COMPUTED_NOTE) for n in answer.notes) else "stated")
         assert check_answer(answer.text, [c.quote for c in answer.citations], task.question).supported
 
 

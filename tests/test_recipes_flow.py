@@ -107,6 +107,22 @@ def test_not_found_is_said_plainly():
     doc = Document(id="doc", text=FILLER * 300)
     answer, _ = _run("map_reduce", doc)
     assert answer.text == NOT_FOUND and not answer.citations and not answer.partial
+    assert answer.basis == "none"
+
+
+def test_an_answer_without_text_rests_on_nothing_whatever_its_recipe_says():
+    """Answer.basis: NOT FOUND and an empty answer are `none` even where a recipe claims more;
+    a user's recipe that says nothing leaves it unset; an unknown basis is refused."""
+    from pydantic import ValidationError
+
+    from ctxagent.types import Answer
+
+    assert Answer(text=NOT_FOUND, basis="stated").basis == "none"
+    assert Answer(text="  ", basis="option").basis == "none"
+    assert Answer(text="Yes").basis is None
+    assert Answer(text="Yes", basis="option").basis == "option"
+    with pytest.raises(ValidationError):
+        Answer(text="Yes", basis="likely")
 
 
 @pytest.mark.parametrize("name", ["map_reduce", "recurrent", "memory_tree"])

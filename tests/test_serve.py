@@ -87,6 +87,7 @@ def test_openai_client_answers_a_long_document_with_its_citation(client, long_do
     extra = response.model_extra["ctxagent"]
     _check_fact(response.choices[0].message.content, extra["citations"], long_document)
     assert extra["recipe"] == "retrieve_then_reason" and extra["split"] == "earlier messages"
+    assert extra["basis"] in ("stated", "computed", "quote")
     assert response.usage.prompt_tokens > 0 and extra["usage"]["engine_calls"] >= 2
 
 

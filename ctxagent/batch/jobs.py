@@ -7,7 +7,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from ctxagent.defaults import DEFAULT_ENGINE, DEFAULT_RECIPE
-from ctxagent.types import Answer, Budget, Citation, Usage
+from ctxagent.types import Answer, Basis, Budget, Citation, Usage
 
 
 class BatchQuestion(BaseModel):
@@ -38,6 +38,7 @@ class BatchResult(BaseModel):
     recipe: str = ""
     partial: bool = False
     notes: list[str] = Field(default_factory=list)
+    basis: Basis | None = None  # Answer.basis
     usage: Usage = Field(default_factory=Usage)
     error: str | None = None
     error_type: str | None = None
@@ -51,7 +52,7 @@ class BatchResult(BaseModel):
     def answered(cls, q: BatchQuestion, answer: Answer) -> "BatchResult":
         return cls(
             id=q.id, doc=q.doc, question=q.question, corpus=q.corpus, text=answer.text, citations=answer.citations,
-            recipe=answer.recipe, partial=answer.partial, notes=answer.notes, usage=answer.usage, extra=q.extra,
+            recipe=answer.recipe, partial=answer.partial, notes=answer.notes, basis=answer.basis, usage=answer.usage, extra=q.extra,
         )
 
     @classmethod

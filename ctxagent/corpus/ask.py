@@ -162,7 +162,7 @@ def _reduce(ctx: RunContext, name: str, question: str, answers: Sequence[tuple[s
         return ctx.answer(NOT_FOUND, recipe=name, partial=partial, notes=[*notes, "no selected document answered the question"])
     if len(found) == 1:
         doc_id, a = found[0]
-        return ctx.answer(a.text, recipe=name, citations=a.citations, partial=partial, notes=[*notes, f"answered from {doc_id}"])
+        return ctx.answer(a.text, recipe=name, citations=a.citations, partial=partial, notes=[*notes, f"answered from {doc_id}"], basis=a.basis)
     citations = [c for _, a in found for c in a.citations]
     quotes = list(dict.fromkeys(c.quote for c in citations))
     try:
@@ -172,10 +172,12 @@ def _reduce(ctx: RunContext, name: str, question: str, answers: Sequence[tuple[s
     except BudgetExhausted as exc:
         text, partial = "", True
         notes.append(f"{exc} before the step that combines the documents' answers")
+    basis = "stated"
     if is_none(text) or not check_answer(reply.checked, quotes, question).supported:
-        text = " ".join(quotes)  # the verified quotes themselves beat a reply that says nothing, or more than they do
+        text, basis = " ".join(quotes), "quote"  # the verified quotes themselves beat a reply that says nothing, or more than they do
         notes.append("the combined answer is the documents' verified quotes")
-    return ctx.answer(text, recipe=name, citations=citations, partial=partial, notes=[*notes, f"combined the answers of {len(found)} documents: {', '.join(d for d, _ in found)}"])
+    combined = f"combined the answers of {len(found)} documents: {', '.join(d for d, _ in found)}"
+    return ctx.answer(text, recipe=name, citations=citations, partial=partial, notes=[*notes, combined], basis=basis)
 
 
 def _view(passage: Passage, document: Document) -> Document:

@@ -29,7 +29,7 @@ from typing import Any, Callable, Iterator, Sequence
 from ctxagent.cancel import CancelToken, Cancelled, Interrupted, current_token, stop_scope
 from ctxagent.engines.base import STOPPED, Completion, Engine, Prompt, SamplingParams, TokenScores, render_messages, streams
 from ctxagent.errors import BudgetExhausted
-from ctxagent.types import Answer, Budget, Citation, Event, PlanEvent, StepEvent, TokenEvent, Trace, TraceStep, Usage
+from ctxagent.types import Answer, Basis, Budget, Citation, Event, PlanEvent, StepEvent, TokenEvent, Trace, TraceStep, Usage
 
 # The reading time of a call is estimated this much longer than the engine's recent pace: the
 # pace moves with the machine's load, and a call that starts must finish reading in time.
@@ -218,6 +218,8 @@ class RunContext:
         citations: Sequence[Citation] = (),
         partial: bool = False,
         notes: Sequence[str] = (),
+        basis: Basis | None = None,
     ) -> Answer:
+        """The run's Answer; `basis` says how the text stands to the citations (Answer.basis)."""
         usage = self.usage.model_copy(update={"seconds": round(self.elapsed(), 3)})
-        return Answer(text=text, citations=list(citations), usage=usage, trace=self.trace, recipe=recipe, partial=partial, notes=list(notes))
+        return Answer(text=text, citations=list(citations), usage=usage, trace=self.trace, recipe=recipe, partial=partial, notes=list(notes), basis=basis)

@@ -21,11 +21,11 @@ from ctxagent.grounding import check_answer, find_specifics
 from ctxagent.recipes import register
 from ctxagent.recipes.context import RunContext
 from ctxagent.recipes.arithmetic import compute, computed, operation
-from ctxagent.recipes.options import Choices, choices_of, pick_option, picked
+from ctxagent.recipes.options import Choices, choices_of, pick_option, picked, stating_facts
 from ctxagent.recipes.prompts import answer_prompt, document_block
-from ctxagent.recipes.reading import COMPUTED_NOTE, NOT_FOUND, OPTION_NOTE, declines, on_topic, record_evidence, refusal_reason, relevance
+from ctxagent.recipes.reading import COMPUTED_NOTE, NOT_FOUND, OPTION_NOTE, VERDICT_NOTE, declines, on_topic, pick_refused, record_evidence, refusal_reason, relevance
 from ctxagent.scaffolding import ANSWER_STOPS, cut_after_answer, strip_scaffolding
-from ctxagent.types import Answer, Citation, Document
+from ctxagent.types import Answer, Basis, Citation, Document
 
 # Sentences an answer is checked against (the best matches of the text read), and citations kept.
 MAX_CANDIDATES = 12
@@ -83,6 +83,7 @@ class DirectReply:
     text: str
     citations: list[Citation] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    basis: Basis = "stated"  # Answer.basis
 
 
 def answer_from(ctx: RunContext, fit: Fit, documents: Sequence[Document], question: str) -> DirectReply:
@@ -121,10 +122,12 @@ def ground_in_regions(ctx: RunContext, reply: str, question: str, documents: Seq
     candidates = _candidates(text, question, sentences)
     grounding = check_answer(text, [c[3] for c in candidates], question)
     choices = choices_of(question)
+    stating: list[int] = []
     if choices:
         mine = picked(choices, text)
-        if mine is None or not grounding.supported:
-            why = "the model picked no option" if mine is None else f"the model's pick was refused: {refusal_reason(grounding)}"
+        stating = stating_facts(choices, [c[3] for c in candidates])
+        why = pick_refused(mine, grounding, stating)
+        if why:
             ctx.trace.add("answer:refused", reply=text[:160], why=why, unsupported=grounding.unsupported)
             return _option(ctx, choices, question, by_id, sentences, why)
     if operation(question) and not (grounding.supported and computed(grounding)):
@@ -133,13 +136,14 @@ def ground_in_regions(ctx: RunContext, reply: str, question: str, documents: Seq
         if calc and check_answer(calc.text, [c[3] for c in shown], question).supported:
             ctx.trace.add("answer:computed", expression=calc.expression, reply=text[:160])
             cited = [citation_for(by_id[shown[i][0]], shown[i][1], shown[i][2]) for i in calc.facts]
-            return DirectReply(text=calc.text, citations=cited, notes=[f"{COMPUTED_NOTE}: {calc.expression}"])
+            return DirectReply(text=calc.text, citations=cited, notes=[f"{COMPUTED_NOTE}: {calc.expression}"], basis="computed")
     if declines(text, question):
         return _refuse(ctx, text, question, documents, regions, sentences, "it says the document does not answer")
     if not grounding.supported:
         return _refuse(ctx, text, question, documents, regions, sentences, refusal_reason(grounding), grounding.unsupported)
-    if grounding.facts_used:
-        citations = [citation_for(by_id[c[0]], c[1], c[2]) for c in (candidates[i] for i in grounding.facts_used[:MAX_CITATIONS])]
+    if stating or grounding.facts_used:
+        used = list(dict.fromkeys([*stating, *grounding.facts_used]))[:MAX_CITATIONS]
+        citations = [citation_for(by_id[c[0]], c[1], c[2]) for c in (candidates[i] for i in used)]
     else:
         citations = ground_answer(text, question, documents, regions)
         if not citations and grounding.derived:
@@ -148,6 +152,8 @@ def ground_in_regions(ctx: RunContext, reply: str, question: str, documents: Seq
         if not citations:
             return _refuse(ctx, text, question, documents, regions, sentences, "it says nothing the document says")
     ctx.trace.add("answer:grounded", derived=grounding.derived, checks=[[s.specific.text, s.how] for s in grounding.supports])
+    if choices and choices.kind == "yes_no" and not stating:
+        return DirectReply(text=text, citations=citations, notes=[VERDICT_NOTE], basis="option")
     return DirectReply(text=text, citations=citations)
 
 
@@ -161,6 +167,7 @@ def _option(ctx: RunContext, choices: Choices, question: str, by_id: dict[str, D
         text=choices.answer(pick.index),
         citations=[citation_for(by_id[c[0]], c[1], c[2]) for c in cited],
         notes=[f"{OPTION_NOTE} ({pick.how}; {why})"],
+        basis="stated" if pick.stated else "option",
     )
 
 
@@ -186,10 +193,10 @@ def _refuse(
     pointed = [c for c in ground_answer(reply, question, documents, regions, max_citations=1) if on_topic(c.quote, question)] if not declines(reply, question) else []
     about = _about_question(question, sentences)
     if pointed:
-        return DirectReply(text=pointed[0].quote, citations=pointed, notes=[f"{QUOTE_NOTE} ({why})"])
+        return DirectReply(text=pointed[0].quote, citations=pointed, notes=[f"{QUOTE_NOTE} ({why})"], basis="quote")
     if about:
-        return DirectReply(text=about[3], citations=[citation_for(by_id[about[0]], about[1], about[2])], notes=[f"{QUOTE_NOTE} ({why})"])
-    return DirectReply(text=NOT_FOUND, notes=[f"{NOT_FOUND_NOTE} ({why}; {len(sentences)} sentences read, none about the question)"])
+        return DirectReply(text=about[3], citations=[citation_for(by_id[about[0]], about[1], about[2])], notes=[f"{QUOTE_NOTE} ({why})"], basis="quote")
+    return DirectReply(text=NOT_FOUND, notes=[f"{NOT_FOUND_NOTE} ({why}; {len(sentences)} sentences read, none about the question)"], basis="none")
 
 
 @register("direct")
@@ -199,4 +206,4 @@ class DirectRecipe:
     def run(self, ctx: RunContext, documents: Sequence[Document], question: str) -> Answer:
         fit = fit_documents(ctx, documents, question)
         reply = answer_from(ctx, fit, documents, question)
-        return ctx.answer(reply.text, recipe=self.name, citations=reply.citations, notes=[*fit.notes, *reply.notes])
+        return ctx.answer(reply.text, recipe=self.name, citations=reply.citations, notes=[*fit.notes, *reply.notes], basis=reply.basis)

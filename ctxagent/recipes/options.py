@@ -15,18 +15,24 @@ does not state, a value it contradicts), the option is chosen by the evidence:
   of the option's own words the evidence states.
 
 The model's own pick stands whenever it is supported, so a capable model is never
-overruled by this; the scores decide only where it gave no supported option.
+overruled by this; the scores decide only where it gave no supported option. One exception:
+a yes/no question whose claim a passage states outright (`states_claim`: every word of the
+question beyond its frame, each number, date and name, no negation, no hedge) is answered
+Yes, and that Yes is the one option whose citations state it (Answer.basis "stated"); any
+other verdict only rests on the evidence (basis "option"), a No above all, which a passage
+can contradict but rarely states.
 """
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass, field
 from typing import Sequence
 
 from ctxagent.citations import content_words
 from ctxagent.errors import BudgetExhausted
-from ctxagent.grounding import check_answer, chosen_option, question_options
+from ctxagent.grounding import check_answer, chosen_option, negated, plain_word, question_options
 from ctxagent.recipes.context import RunContext
 
 _YES_NO_QUESTION = re.compile(
@@ -38,6 +44,18 @@ _INSTRUCTION = re.compile(r"\s*(?:answer|reply)\b[^.?!]*\b(?:letter|option|yes o
 # "Is the flag blue or green?" asks which, not whether ("true or false" and "yes or no" aside).
 _ALTERNATIVES = re.compile(r"\b(?!true\b|yes\b)\w+\s+or\s+(?!false\b|no\b)\w+", re.IGNORECASE)
 _VERDICT_WORDS = {"yes": 0, "true": 0, "correct": 0, "no": 1, "false": 1, "incorrect": 1}
+# Words of a yes/no question that a passage stating its claim need not repeat: the question's frame.
+_FRAME_WORDS = frozenset(
+    "is was are were be been being do does did has have had can could will would shall should may might must "
+    "the a an of in on at to by for with from into and or its it this that these those there their his her "
+    "true false yes no".split()
+)
+# A passage that hedges or conditions a claim does not state it.
+_HEDGES = re.compile(
+    r"\b(?:may|might|could|possibly|perhaps|probably|reportedly|allegedly|supposedly|rumou?red|claim(?:s|ed)?|believed?|said|if|unless|whether)\b",
+    re.IGNORECASE,
+)
+_TRUE_OR_FALSE = re.compile(r"^\W*true\s+or\s+false\W*", re.IGNORECASE)
 # Weight of the share of an option's own words that the evidence states, against the PMI (nats).
 LEXICAL_WEIGHT = 2.0
 # How the engine reads an option after the evidence (plain text: scoring takes no chat template).
@@ -68,6 +86,7 @@ class Pick:
     ruled_out: list[int] = field(default_factory=list)
     supporting: list[int] = field(default_factory=list)  # indexes into the facts
     how: str = ""
+    stated: bool = False  # the supporting facts state the option (Answer.basis "stated"), not only favour it
 
 
 def choices_of(question: str) -> Choices | None:
@@ -101,6 +120,42 @@ def picked(choices: Choices, reply: str) -> int | None:
     return None
 
 
+def _words(text: str) -> list[str]:
+    return re.findall(r"[a-z0-9]+", text.lower().replace("’", "'").replace("'s ", " "))
+
+
+def _same_stem(a: str, b: str) -> bool:
+    """"boats"/"boat", "holds"/"hold", "build"/"built", "north"/"northern"; not "hold"/"held"."""
+    if plain_word(a) == plain_word(b):
+        return True
+    return len(os.path.commonprefix([a, b])) >= max(4, min(len(a), len(b)) - 1)
+
+
+def states_claim(stem: str, fact: str) -> bool:
+    """Whether `fact` states what the yes/no question `stem` asks to confirm: every word of the
+    question beyond its frame (`_FRAME_WORDS`) stands in the fact, each of its numbers, dates and
+    names is stated there (ctxagent.grounding), and neither the question nor the fact negates,
+    nor does the fact hedge or condition. "Was the lighthouse built in 1872?" is stated by "The
+    lighthouse was built in 1872 by Ada Moss."; not by "... built in 1890", "... was not built
+    in 1872", "... may have been built in 1872", and "Was it demolished in 1872?" not at all."""
+    stem = _TRUE_OR_FALSE.sub("", stem)
+    if negated(stem) or negated(fact) or _HEDGES.search(fact):
+        return False
+    words = [w for w in _words(stem) if w not in _FRAME_WORDS]
+    fact_words = set(_words(fact))
+    if not words or not all(any(_same_stem(w, f) for f in fact_words) for w in words):
+        return False
+    verdict = check_answer("Yes", [fact], stem)
+    return verdict.supported and not verdict.contradicted
+
+
+def stating_facts(choices: Choices, facts: Sequence[str]) -> list[int]:
+    """The facts that state a yes/no question's claim (`states_claim`); none for other questions."""
+    if choices.kind != "yes_no":
+        return []
+    return [i for i, fact in enumerate(facts) if states_claim(choices.stem, fact)]
+
+
 def _question_for(choices: Choices, i: int) -> str:
     """What choosing option i asserts, as check_answer reads it."""
     if choices.kind == "choice":
@@ -119,6 +174,10 @@ def pick_option(ctx: RunContext, choices: Choices, facts: Sequence[str], step: s
         verdict = check_answer(choices.answer(i), list(facts), _question_for(choices, i))
         if verdict.contradicted:
             ruled_out.append(i)
+    stating = stating_facts(choices, facts)
+    if stating:  # a passage states the claim: Yes, without scoring (a contradiction found elsewhere notwithstanding)
+        ctx.trace.add(step, kind=choices.kind, stating=stating, ruled_out=ruled_out, chosen=choices.labels[0])
+        return Pick(0, [], ruled_out, stating, "a passage states what the question asks to confirm", stated=True)
     lexical = [0.0] * n
     supporting: list[list[int]] = [[] for _ in range(n)]
     stem_words = set(content_words(choices.stem))

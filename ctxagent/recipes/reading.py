@@ -24,15 +24,13 @@ from ctxagent.errors import BudgetExhausted, InputError
 from ctxagent.grounding import Grounding, check_answer
 from ctxagent.recipes.context import RunContext
 from ctxagent.recipes.arithmetic import compute, computed, operation
-from ctxagent.recipes.options import Choices, choices_of, pick_option, picked
+from ctxagent.recipes.options import Choices, choices_of, pick_option, picked, stating_facts
 from ctxagent.recipes.prompts import facts_answer_prompt
 from ctxagent.scaffolding import ANSWER_STOPS, cut_after_answer, strip_scaffolding
-from ctxagent.types import Answer, Chunk, Citation, Document
+from ctxagent.types import NOT_FOUND, Answer, Chunk, Citation, Document
 
 # An extraction reply is one copied sentence; longer replies are rambling.
 EXTRACT_TOKENS = 40
-# Short answer shown when nothing verifiable was found.
-NOT_FOUND = "NOT FOUND"
 # Note added when the model's answer was replaced by the best quote (followed by why, in parentheses).
 FALLBACK_NOTE = "the model's answer was not supported by the verified quotes; the best quote is the answer"
 # Note added when the model's answer was refused and no verified quote is about the question.
@@ -262,17 +260,19 @@ def answer_from_facts(
     record_evidence(ctx, [(f.citation.doc_id, f.citation.start, f.citation.end) for f in chosen])
     reply = parse_reply(completion.text, len(chosen), [f.text for f in chosen])
     grounding = check_answer(reply.checked, [f.text for f in chosen], question)
+    stating: list[int] = []
     if choices:
         mine = picked(choices, reply.text)
-        if mine is None or not grounding.supported:
-            why = "the model picked no option" if mine is None else f"the model's pick was refused: {refusal_reason(grounding)}"
+        stating = stating_facts(choices, [f.text for f in chosen])
+        why = pick_refused(mine, grounding, stating)
+        if why:
             ctx.trace.add("answer:refused", reply=reply.text[:160], why=why, unsupported=grounding.unsupported)
             return option_answer(ctx, recipe, choices, chosen, notes, why)
     if operation(question) and not (grounding.supported and computed(grounding)):
         calc = compute(question, [f.text for f in chosen])
         if calc and check_answer(calc.text, [f.text for f in chosen], question).supported:
             ctx.trace.add("answer:computed", expression=calc.expression, reply=reply.text[:160], facts=calc.facts)
-            return ctx.answer(calc.text, recipe=recipe, citations=[chosen[i].citation for i in calc.facts], notes=[*notes, f"{COMPUTED_NOTE}: {calc.expression}"])
+            return ctx.answer(calc.text, recipe=recipe, citations=[chosen[i].citation for i in calc.facts], notes=[*notes, f"{COMPUTED_NOTE}: {calc.expression}"], basis="computed")
     if declines(reply.text, question):
         return _refuse(ctx, recipe, facts, question, notes, reply.text, "it says the facts do not answer")
     if not grounding.supported:
@@ -280,14 +280,32 @@ def answer_from_facts(
     asserted = [s for s in grounding.supports if s.how != "question"]
     if not choices and not asserted and not grounding.derived and not _supported(reply.checked, question, chosen):
         return _refuse(ctx, recipe, facts, question, notes, reply.text, "it says nothing the facts say")
-    used = sorted(set(reply.claimed or []) | set(grounding.facts_used))
+    used = sorted(set(stating) | set(reply.claimed or []) | set(grounding.facts_used))
     ctx.trace.add("answer:grounded", claimed=reply.claimed, used=used, derived=grounding.derived, checks=[[s.specific.text, s.how] for s in grounding.supports])
     if used:
         citations = [chosen[i].citation for i in used]
     else:
         regions = [(f.citation.doc_id, f.citation.start, f.citation.end) for f in chosen]
         citations = ground_answer(reply.checked, question, documents, regions) or [chosen[0].citation]
-    return ctx.answer(reply.text, recipe=recipe, citations=citations, notes=notes)
+    if choices and choices.kind == "yes_no" and not stating:
+        return ctx.answer(reply.text, recipe=recipe, citations=citations, notes=[*notes, VERDICT_NOTE], basis="option")
+    return ctx.answer(reply.text, recipe=recipe, citations=citations, notes=notes, basis="stated")
+
+
+def pick_refused(mine: int | None, grounding: Grounding, stating: Sequence[int]) -> str:
+    """Why the model's option is not the answer ("" when it stands): it picked none, its evidence
+    does not support it, or it answered No where a passage states the claim (`stating_facts`)."""
+    if mine is None:
+        return "the model picked no option"
+    if not grounding.supported:
+        return f"the model's pick was refused: {refusal_reason(grounding)}"
+    if mine == 1 and stating:
+        return "the model answered No where a passage states what the question asks to confirm"
+    return ""
+
+
+# Note on the model's own yes/no verdict when no passage states the question's claim.
+VERDICT_NOTE = "the model's verdict: the cited passages bear on the question but do not state the answer"
 
 
 OPTION_NOTE = "the option best supported by the evidence"
@@ -300,7 +318,8 @@ def option_answer(ctx: RunContext, recipe: str, choices: Choices, shown: Sequenc
     (recipes/options.py), cited with the facts that name it (else the best fact shown)."""
     pick = pick_option(ctx, choices, [f.text for f in shown])
     cited = [shown[i].citation for i in pick.supporting[:3]] or [f.citation for f in shown[:1]]
-    return ctx.answer(choices.answer(pick.index), recipe=recipe, citations=cited, notes=[*notes, f"{OPTION_NOTE} ({pick.how}; {why})"])
+    basis = "stated" if pick.stated else "option"
+    return ctx.answer(choices.answer(pick.index), recipe=recipe, citations=cited, notes=[*notes, f"{OPTION_NOTE} ({pick.how}; {why})"], basis=basis)
 
 
 def _refuse(ctx: RunContext, recipe: str, facts: Facts, question: str, notes: list[str], reply: str, why: str, unsupported: Sequence[str] = ()) -> Answer:
@@ -325,7 +344,7 @@ def quote_answer(ctx: RunContext, recipe: str, facts: Facts, notes: Sequence[str
     best = facts.best(1)[0]
     if record:
         record_evidence(ctx, [(best.citation.doc_id, best.citation.start, best.citation.end)])
-    return ctx.answer(best.text, recipe=recipe, citations=[best.citation], partial=partial, notes=list(notes))
+    return ctx.answer(best.text, recipe=recipe, citations=[best.citation], partial=partial, notes=list(notes), basis="quote")
 
 
 def partial_answer(ctx: RunContext, recipe: str, facts: Facts, exc: BudgetExhausted, read: int, total: int) -> Answer:
@@ -339,4 +358,4 @@ def partial_answer(ctx: RunContext, recipe: str, facts: Facts, exc: BudgetExhaus
 
 def confirmed(answer: Answer) -> bool:
     """An answer the model wrote from verified facts and that those facts support."""
-    return not answer.partial and answer.text != NOT_FOUND and bool(answer.citations) and not any(n.startswith((FALLBACK_NOTE, OPTION_NOTE)) for n in answer.notes)
+    return not answer.partial and answer.basis in ("stated", "computed") and bool(answer.citations)

@@ -63,7 +63,7 @@ def answer_context(ctx: RunContext, recipe: str, fit: Fit, documents: Sequence[D
     except BudgetExhausted as exc:
         ctx.trace.add("budget_exhausted", axis=exc.axis, limit=exc.limit)
         return ctx.answer("", recipe=recipe, partial=True, notes=[f"{exc}; no answer was reached. Raise the budget or pick a cheaper recipe."])
-    return ctx.answer(reply.text, recipe=recipe, citations=reply.citations, notes=[*fit.notes, *reply.notes])
+    return ctx.answer(reply.text, recipe=recipe, citations=reply.citations, notes=[*fit.notes, *reply.notes], basis=reply.basis)
 
 
 def plan(ctx: RunContext, documents: Sequence[Document], question: str) -> tuple[str, dict[str, Any], str]:

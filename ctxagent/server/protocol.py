@@ -114,6 +114,7 @@ def answer_extra(answer: Answer, rule: str) -> dict[str, Any]:
         "recipe": answer.recipe,
         "partial": answer.partial,
         "notes": list(answer.notes),
+        "basis": answer.basis,
         "split": rule,
     }
 
