@@ -95,6 +95,11 @@ def test_a_negated_or_hedged_passage_states_no_claim():
     assert not states_claim(question, "The lighthouse was not built in 1872.")
     assert not states_claim(question, "The lighthouse may have been built in 1872.")
     assert not states_claim(question, "If the lighthouse was built in 1872, it is the oldest.")
+    # Real prose (Pride and Prejudice, ch. 3): a report of a plan, which the next sentences undo (he brought five).
+    report = "and a report soon followed that Mr. Bingley was to bring twelve ladies and seven gentlemen with him to the assembly."
+    assert not states_claim("Did Mr. Bingley bring twelve ladies to the assembly?", report)
+    lively = "he was lively and unreserved, danced every dance, was angry that the ball closed so early"
+    assert states_claim("Was Mr. Bingley lively and unreserved?", "Mr. Bingley had soon made himself acquainted with all the principal people in the room; " + lively)
 
 
 TOWN = "The harbour town of Verrin lies on the north coast. " + LIGHTHOUSE + " Every spring the town holds a fair."

@@ -50,9 +50,13 @@ _FRAME_WORDS = frozenset(
     "the a an of in on at to by for with from into and or its it this that these those there their his her "
     "true false yes no".split()
 )
-# A passage that hedges or conditions a claim does not state it.
+# A passage that hedges, reports, wishes or conditions a claim does not state it ("a report soon
+# followed that Mr. Bingley was to bring twelve ladies": he brought five).
 _HEDGES = re.compile(
-    r"\b(?:may|might|could|possibly|perhaps|probably|reportedly|allegedly|supposedly|rumou?red|claim(?:s|ed)?|believed?|said|if|unless|whether)\b",
+    r"\b(?:may|might|could|would|should|possibly|perhaps|probably|likely|reportedly|allegedly|supposedly|"
+    r"reports?|reported|rumou?rs?|rumou?red|say|says|said|claims?|claimed|believes?|believed|thinks?|thought|"
+    r"expects?|expected|hopes?|hoped|fears?|feared|wish(?:es|ed)?|intends?|intended|plans?|planned|idea|"
+    r"seems?|seemed|appears?|appeared|supposed?|fancied|imagined?|wonder(?:s|ed)?|if|unless|whether|was to|were to)\b",
     re.IGNORECASE,
 )
 _TRUE_OR_FALSE = re.compile(r"^\W*true\s+or\s+false\W*", re.IGNORECASE)
