@@ -102,7 +102,8 @@ def cmd_ask(args: argparse.Namespace) -> int:
         print(f"  note: {note}", file=sys.stderr)
     u = answer.usage
     flag = " (partial: budget ran out)" if answer.partial else ""
-    print(f"  recipe {answer.recipe}{flag}; {u.engine_calls} engine calls, {u.prompt_tokens}+{u.completion_tokens} tokens, {u.seconds:.1f} s", file=sys.stderr)
+    basis = f", {answer.basis}" if answer.basis else ""  # how the answer stands to its citations (Answer.basis)
+    print(f"  recipe {answer.recipe}{basis}{flag}; {u.engine_calls} engine calls, {u.prompt_tokens}+{u.completion_tokens} tokens, {u.seconds:.1f} s", file=sys.stderr)
     return 0
 
 

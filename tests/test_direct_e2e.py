@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -79,6 +80,15 @@ def test_cli_reads_stdin_and_prints_json():
     answer = json.loads(done.stdout)
     assert "7319" in answer["text"]
     assert answer["citations"][0]["doc_id"] == "stdin"
+    assert answer["basis"] == "stated"
+
+
+def test_cli_says_how_a_yes_no_answer_stands_to_its_citations():
+    text = "The weather was mild all week. The vault was opened in 1921 by the bank's clerk. Lunch is served at noon."
+    done = _cli("ask", "-", "Was the vault opened in 1921?", stdin=text)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("Yes") and "opened in 1921" in done.stdout
+    assert re.search(r"recipe \S+, stated;", done.stderr), done.stderr
 
 
 def test_cli_reports_bad_input_with_exit_code_2(tmp_path):
