@@ -95,6 +95,8 @@ def test_a_negated_or_hedged_passage_states_no_claim():
     assert not states_claim(question, "The lighthouse was not built in 1872.")
     assert not states_claim(question, "The lighthouse may have been built in 1872.")
     assert not states_claim(question, "If the lighthouse was built in 1872, it is the oldest.")
+    assert not states_claim("Was the lighthouse blue?", "The lighthouse's blueprint hangs in the museum.")  # a word, not its stem
+    assert states_claim("Was Ada Moss's lighthouse built in 1872?", "Ada Moss's lighthouse was built in 1872.")
     # Real prose (Pride and Prejudice, ch. 3): a report of a plan, which the next sentences undo (he brought five).
     report = "and a report soon followed that Mr. Bingley was to bring twelve ladies and seven gentlemen with him to the assembly."
     assert not states_claim("Did Mr. Bingley bring twelve ladies to the assembly?", report)

@@ -125,14 +125,15 @@ def picked(choices: Choices, reply: str) -> int | None:
 
 
 def _words(text: str) -> list[str]:
-    return re.findall(r"[a-z0-9]+", text.lower().replace("’", "'").replace("'s ", " "))
+    return re.findall(r"[a-z0-9]+", re.sub(r"['’]s\b", "", text.lower()))
 
 
 def _same_stem(a: str, b: str) -> bool:
-    """"boats"/"boat", "holds"/"hold", "build"/"built", "north"/"northern"; not "hold"/"held"."""
+    """"boats"/"boat", "holds"/"hold", "build"/"built", "north"/"northern": an inflection apart;
+    not "hold"/"held", nor "blue"/"blueprint"."""
     if plain_word(a) == plain_word(b):
         return True
-    return len(os.path.commonprefix([a, b])) >= max(4, min(len(a), len(b)) - 1)
+    return abs(len(a) - len(b)) <= 3 and len(os.path.commonprefix([a, b])) >= max(4, min(len(a), len(b)) - 1)
 
 
 def states_claim(stem: str, fact: str) -> bool:
