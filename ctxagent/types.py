@@ -156,8 +156,8 @@ class Answer(BaseModel):
     basis: Basis | None = Field(
         default=None,
         description=(
-            "how the answer stands to its citations: `stated`, the model's answer, which the cited passages state "
-            "(checked); `computed`, computed from numbers the cited passages state (the expression is in notes); "
+            "how the answer stands to its citations: `stated`, the cited passages state it (checked: its numbers, dates "
+            "and names, or a yes/no question's whole claim); `computed`, computed from numbers the cited passages state (the expression is in notes); "
             "`option`, the choice or yes/no option the cited passages favour most, which they need not state; "
             "`quote`, no checked answer, so the text is the best verified passage itself; `none`, no answer (NOT FOUND, "
             "or the budget ran out first). Unset where a recipe does not say (a user's own recipe)."
