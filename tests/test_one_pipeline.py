@@ -33,31 +33,31 @@ def _cited(citations: list[Any]) -> list[tuple[str, int, int, str, int | None]]:
     ]
 
 
-def _every_entry_point(engine: Any, name: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> dict[str, tuple[str, list]]:
-    """(answer text, citations) from each entry point, all over MEMO with `engine`."""
+def _every_entry_point(engine: Any, name: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> dict[str, tuple[str, list, str | None]]:
+    """(answer text, citations, basis) from each entry point, all over MEMO with `engine`."""
     register(name)(lambda **_: engine)  # so the CLI's --engine NAME gets this very engine
-    got: dict[str, tuple[str, list]] = {}
+    got: dict[str, tuple[str, list, str | None]] = {}
 
     sdk = ContextAgent(engine=engine).ask(MEMO, QUESTION)
-    got["sdk"] = (sdk.text, _cited(sdk.citations))
+    got["sdk"] = (sdk.text, _cited(sdk.citations), sdk.basis)
 
     graph_mod = pytest.importorskip("ctxagent.graph")
     pytest.importorskip("langgraph")
     graph: Answer = graph_mod.doc_qa_graph(engine).invoke({"sources": [str(MEMO)], "question": QUESTION})["answer"]
-    got["graph"] = (graph.text, _cited(graph.citations))
+    got["graph"] = (graph.text, _cited(graph.citations), graph.basis)
 
     from ctxagent.cli import main
 
     capsys.readouterr()
     assert main(["ask", str(MEMO), QUESTION, "--engine", name, "--json"]) == 0
     cli = json.loads(capsys.readouterr().out)
-    got["cli"] = (cli["text"], _cited(cli["citations"]))
+    got["cli"] = (cli["text"], _cited(cli["citations"]), cli["basis"])
 
     folder = tmp_path / "corpus"
     folder.mkdir()
     shutil.copy(MEMO, folder / MEMO.name)
     corpus = ContextAgent(engine=engine).ask(Corpus(folder), QUESTION)
-    got["corpus"] = (corpus.text, _cited(corpus.citations))
+    got["corpus"] = (corpus.text, _cited(corpus.citations), corpus.basis)
 
     pytest.importorskip("fastapi")
     from fastapi.testclient import TestClient
@@ -73,15 +73,16 @@ def _every_entry_point(engine: Any, name: str, tmp_path: Path, capsys: pytest.Ca
         )
     assert response.status_code == 200, response.text
     body = response.json()
-    got["serve"] = (body["choices"][0]["message"]["content"], _cited(body["ctxagent"]["citations"]))
+    got["serve"] = (body["choices"][0]["message"]["content"], _cited(body["ctxagent"]["citations"]), body["ctxagent"]["basis"])
     return got
 
 
-def _assert_same(got: dict[str, tuple[str, list]]) -> None:
-    text, citations = got["sdk"]
+def _assert_same(got: dict[str, tuple[str, list, str | None]]) -> None:
+    text, citations, basis = got["sdk"]
     assert citations and all(page is not None for *_, page in citations), got["sdk"]  # a PDF: pages are known
+    assert basis is not None, "every library recipe says how its answer stands to its citations"
     for entry, answer in got.items():
-        assert answer == (text, citations), f"{entry} differs from the SDK: {answer} vs {(text, citations)}"
+        assert answer == (text, citations, basis), f"{entry} differs from the SDK: {answer} vs {(text, citations, basis)}"
 
 
 def test_every_entry_point_gives_the_same_answer_with_a_scripted_engine(tmp_path, capsys):
