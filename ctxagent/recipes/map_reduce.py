@@ -17,6 +17,7 @@ from ctxagent.errors import BudgetExhausted
 from ctxagent.recipes import register, steps
 from ctxagent.recipes.context import RunContext
 from ctxagent.recipes.evidence import EvidenceSelector
+from ctxagent.recipes.options import choices_of
 from ctxagent.recipes.reading import Facts, quote_answer
 from ctxagent.types import Answer, Document
 
@@ -40,6 +41,6 @@ class MapReduceRecipe:
             steps.select_evidence(ctx, self.selector, pool, documents, question, facts, step="map")
         except BudgetExhausted as exc:
             return steps.partial(ctx, self.name, facts, exc, 0, len(chunks))
-        if facts and ctx.calls_left() == 0:
+        if facts and ctx.calls_left() == 0 and not choices_of(question):  # a choice question still gets its option (steps.answer)
             return quote_answer(ctx, self.name, facts, ["no engine call left for the reduce step; the answer is the best verified quote"], partial=True)
         return steps.answer(ctx, self.name, documents, question, facts)

@@ -252,11 +252,11 @@ def answer_from_facts(
     max_new = ctx.budget.max_new_tokens
     chosen = facts_that_fit(ctx, facts.best(max_facts), question, max_new)
     if not chosen:
-        return quote_answer(ctx, recipe, facts, notes + ["no room left in the budget for the answer step"], partial=True)
+        return _stopped_before_answer(ctx, recipe, facts, facts.best(max_facts), choices, [*notes, "no room left in the budget for the answer step"])
     try:
         [completion] = ctx.generate([facts_answer_prompt([f.text for f in chosen], question)], SamplingParams(max_new_tokens=max_new, stop=ANSWER_STOPS), step="answer", facts=len(chosen))
     except BudgetExhausted as exc:
-        return quote_answer(ctx, recipe, facts, [*notes, f"{exc} before the answer step"], partial=True)
+        return _stopped_before_answer(ctx, recipe, facts, chosen, choices, [*notes, f"{exc} before the answer step"])
     record_evidence(ctx, [(f.citation.doc_id, f.citation.start, f.citation.end) for f in chosen])
     reply = parse_reply(completion.text, len(chosen), [f.text for f in chosen])
     grounding = check_answer(reply.checked, [f.text for f in chosen], question)
@@ -292,6 +292,16 @@ def answer_from_facts(
     return ctx.answer(reply.text, recipe=recipe, citations=citations, notes=notes, basis="stated")
 
 
+def _stopped_before_answer(ctx: RunContext, recipe: str, facts: Facts, shown: Sequence[Fact], choices: Choices | None, notes: list[str]) -> Answer:
+    """The budget ran out before the answer step: a partial answer from the facts found. A choice
+    or yes/no question still gets its option (chosen without the engine if need be: the evidence's
+    words, or a passage that states the claim), any other question the best verified quote."""
+    if not choices:
+        return quote_answer(ctx, recipe, facts, notes, partial=True)
+    record_evidence(ctx, [(f.citation.doc_id, f.citation.start, f.citation.end) for f in shown])
+    return option_answer(ctx, recipe, choices, shown, notes, "the budget ran out before the answer step", partial=True)
+
+
 def pick_refused(mine: int | None, grounding: Grounding, stating: Sequence[int]) -> str:
     """Why the model's option is not the answer ("" when it stands): it picked none, its evidence
     does not support it, or it answered No where a passage states the claim (`stating_facts`)."""
@@ -313,13 +323,13 @@ OPTION_NOTE = "the option best supported by the evidence"
 COMPUTED_NOTE = "the model's answer did not compute what the question asks; computed from the cited facts"
 
 
-def option_answer(ctx: RunContext, recipe: str, choices: Choices, shown: Sequence[Fact], notes: Sequence[str], why: str) -> Answer:
+def option_answer(ctx: RunContext, recipe: str, choices: Choices, shown: Sequence[Fact], notes: Sequence[str], why: str, partial: bool = False) -> Answer:
     """A choice or yes/no question always gets an option: the one its evidence supports best
     (recipes/options.py), cited with the facts that name it (else the best fact shown)."""
     pick = pick_option(ctx, choices, [f.text for f in shown])
     cited = [shown[i].citation for i in pick.supporting[:3]] or [f.citation for f in shown[:1]]
     basis = "stated" if pick.stated else "option"
-    return ctx.answer(choices.answer(pick.index), recipe=recipe, citations=cited, notes=[*notes, f"{OPTION_NOTE} ({pick.how}; {why})"], basis=basis)
+    return ctx.answer(choices.answer(pick.index), recipe=recipe, citations=cited, partial=partial, notes=[*notes, f"{OPTION_NOTE} ({pick.how}; {why})"], basis=basis)
 
 
 def _refuse(ctx: RunContext, recipe: str, facts: Facts, question: str, notes: list[str], reply: str, why: str, unsupported: Sequence[str] = ()) -> Answer:
