@@ -302,21 +302,23 @@ def test_facts_used_are_parsed_leniently():
     assert parse_reply("Facts used: 7", 3).claimed is None
 
 
+def _no_call_left() -> RunContext:
+    """A run whose one engine call is spent."""
+    ctx = RunContext(engine=ScriptedEngine(lambda prompt: "unused"), budget=Budget(max_calls=1, max_new_tokens=32))
+    ctx.generate(["spend the one call"], step="extract")
+    return ctx
+
+
 @pytest.mark.parametrize("question,text,basis", [("Did revenue reach 26.4 million euros?", "Yes", "stated"), ("Was the office repainted in autumn?", None, "option")])
 def test_a_budget_spent_before_the_answer_step_still_gives_a_yes_no_question_its_option(question, text, basis):
     """No engine call left for the answer step: a yes/no question gets an option, chosen without
     the engine (a passage stating the claim, else the evidence's words), flagged partial; the
     facts shown are the evidence. Any other question gets the best verified quote."""
-    engine = ScriptedEngine(lambda prompt: "unused")
-    ctx = RunContext(engine=engine, budget=Budget(max_calls=1, max_new_tokens=32))
-    ctx.generate(["spend the one call"], step="extract")
-    answer = answer_from_facts(ctx, "map_reduce", [DOC], question, _facts(REVENUE, "The office was repainted in spring."))
+    answer = answer_from_facts(_no_call_left(), "map_reduce", [DOC], question, _facts(REVENUE, "The office was repainted in spring."))
     assert answer.partial and answer.basis == basis and answer.text in (("Yes", "No") if text is None else (text,)), answer.notes
     assert any("before the answer step" in n for n in answer.notes) and answer.citations
     assert len(_evidence(answer)[-1]) == 2
-    ctx = RunContext(engine=ScriptedEngine(lambda prompt: "unused"), budget=Budget(max_calls=1, max_new_tokens=32))
-    ctx.generate(["spend the one call"], step="extract")
-    quoted = answer_from_facts(ctx, "map_reduce", [DOC], QUESTION, _facts(REVENUE))
+    quoted = answer_from_facts(_no_call_left(), "map_reduce", [DOC], QUESTION, _facts(REVENUE))
     assert quoted.partial and quoted.text == REVENUE and quoted.basis == "quote"
 
 

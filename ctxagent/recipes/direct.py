@@ -120,12 +120,13 @@ def ground_in_regions(ctx: RunContext, reply: str, question: str, documents: Seq
     # Reference lists, "[edit]" headings and footers are not evidence while content sentences exist.
     sentences = [s for s in sentences if not in_spans(s[1], s[2], furniture[s[0]]) and not is_boilerplate(s[3])] or sentences
     candidates = _candidates(text, question, sentences)
-    grounding = check_answer(text, [c[3] for c in candidates], question)
+    texts = [c[3] for c in candidates]
+    grounding = check_answer(text, texts, question)
     choices = choices_of(question)
     stating: list[int] = []
     if choices:
         mine = picked(choices, text)
-        stating = stating_facts(choices, [c[3] for c in candidates])
+        stating = stating_facts(choices, texts)
         why = pick_refused(mine, grounding, stating)
         if why:
             ctx.trace.add("answer:refused", reply=text[:160], why=why, unsupported=grounding.unsupported)

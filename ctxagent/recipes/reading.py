@@ -253,24 +253,25 @@ def answer_from_facts(
     chosen = facts_that_fit(ctx, facts.best(max_facts), question, max_new)
     if not chosen:
         return _stopped_before_answer(ctx, recipe, facts, facts.best(max_facts), choices, [*notes, "no room left in the budget for the answer step"])
+    texts = [f.text for f in chosen]
     try:
-        [completion] = ctx.generate([facts_answer_prompt([f.text for f in chosen], question)], SamplingParams(max_new_tokens=max_new, stop=ANSWER_STOPS), step="answer", facts=len(chosen))
+        [completion] = ctx.generate([facts_answer_prompt(texts, question)], SamplingParams(max_new_tokens=max_new, stop=ANSWER_STOPS), step="answer", facts=len(chosen))
     except BudgetExhausted as exc:
         return _stopped_before_answer(ctx, recipe, facts, chosen, choices, [*notes, f"{exc} before the answer step"])
     record_evidence(ctx, [(f.citation.doc_id, f.citation.start, f.citation.end) for f in chosen])
-    reply = parse_reply(completion.text, len(chosen), [f.text for f in chosen])
-    grounding = check_answer(reply.checked, [f.text for f in chosen], question)
+    reply = parse_reply(completion.text, len(chosen), texts)
+    grounding = check_answer(reply.checked, texts, question)
     stating: list[int] = []
     if choices:
         mine = picked(choices, reply.text)
-        stating = stating_facts(choices, [f.text for f in chosen])
+        stating = stating_facts(choices, texts)
         why = pick_refused(mine, grounding, stating)
         if why:
             ctx.trace.add("answer:refused", reply=reply.text[:160], why=why, unsupported=grounding.unsupported)
             return option_answer(ctx, recipe, choices, chosen, notes, why)
     if operation(question) and not (grounding.supported and computed(grounding)):
-        calc = compute(question, [f.text for f in chosen])
-        if calc and check_answer(calc.text, [f.text for f in chosen], question).supported:
+        calc = compute(question, texts)
+        if calc and check_answer(calc.text, texts, question).supported:
             ctx.trace.add("answer:computed", expression=calc.expression, reply=reply.text[:160], facts=calc.facts)
             return ctx.answer(calc.text, recipe=recipe, citations=[chosen[i].citation for i in calc.facts], notes=[*notes, f"{COMPUTED_NOTE}: {calc.expression}"], basis="computed")
     if declines(reply.text, question):
