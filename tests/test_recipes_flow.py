@@ -152,6 +152,29 @@ def test_recurrent_partial_answer_keeps_what_it_verified():
     assert answer.partial and answer.text == NEEDLE and answer.citations[0].quote == NEEDLE
 
 
+
+@pytest.mark.slow  # the real sentence encoder scores a long document: many seconds on two cores
+def test_a_budget_spent_mid_reading_still_gives_a_choice_question_its_option():
+    """Issue 25's rule holds when the budget runs out mid-way through the document, not only
+    before the answer step: the needle is read with the one engine call, the budget runs out
+    on a later chunk that needs another, and the facts found so far choose the option (with
+    no call left: the claim rule, or the evidence's words), flagged partial. An open question
+    keeps the quote (test above)."""
+    parts = [FILLER] * 600
+    parts.insert(0, NEEDLE + " ")
+    parts.insert(300, "The blue vault was painted again by the harbour guards in the spring. ")
+    doc = Document(id="doc", text="".join(parts))
+    for question, expected, basis in [
+        ("Is the secret code to open the blue vault 4817?", "Yes", "stated"),
+        ("What is the secret code to open the blue vault? A) 5521 B) 4817", "B", "option"),
+    ]:
+        ctx = RunContext(engine=ScriptedEngine(_reply, context_window=512), budget=Budget(max_calls=1, max_new_tokens=32))
+        answer = run_recipe(get_recipe("recurrent"), ctx, [doc], question)
+        stop = next(s for s in answer.trace.steps if s.name == "budget_exhausted").detail
+        assert 0 < stop["read"] < stop["total"], stop  # stopped mid-way, the needle read
+        assert answer.partial and answer.basis == basis and answer.text.startswith(expected), (question, answer.text, answer.basis)
+        assert answer.citations[0].quote == NEEDLE and any(f"read {stop['read']} of" in n for n in answer.notes)
+
 def test_auto_picks_by_length_and_budget():
     engine = ScriptedEngine(_reply, context_window=512)
     auto = get_recipe("auto")

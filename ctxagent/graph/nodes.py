@@ -230,7 +230,7 @@ def extract_node(engine: EngineLike = None, *, keys: KeysLike = None, recipe: st
             positions = [found.position(c) for c in kept]
             steps.select_evidence(ctx, rtr.selector, pool, documents, question, facts, step="select", positions=positions, fetch=found.fetch(rtr.k))
         except BudgetExhausted as exc:
-            answer = steps.partial(ctx, recipe or _label(state, k), facts, exc, len(kept), len(kept))
+            answer = steps.partial(ctx, recipe or _label(state, k), question, facts, exc, len(kept), len(kept))
             return _finish("extract", ctx, k, before, answer=answer)
         records = [FactRecord(citation=f.citation, relevance=f.relevance, chunk=f.chunk, about=f.about) for f in facts.items]
         return _finish("extract", ctx, k, before, facts=records)

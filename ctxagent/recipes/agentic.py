@@ -154,5 +154,5 @@ class AgenticRecipe:
                 fetch=lambda query: [i for i, _ in index.search(query, self.k)],
             )
         except BudgetExhausted as exc:
-            return partial_answer(ctx, self.name, facts, exc, len(state.read), len(chunks))
+            return partial_answer(ctx, self.name, question, facts, exc, len(state.read), len(chunks))
         return answer_from_facts(ctx, self.name, documents, question, facts)

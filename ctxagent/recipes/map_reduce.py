@@ -40,7 +40,7 @@ class MapReduceRecipe:
         try:
             steps.select_evidence(ctx, self.selector, pool, documents, question, facts, step="map")
         except BudgetExhausted as exc:
-            return steps.partial(ctx, self.name, facts, exc, 0, len(chunks))
+            return steps.partial(ctx, self.name, question, facts, exc, 0, len(chunks))
         if facts and ctx.calls_left() == 0 and not choices_of(question):  # a choice question still gets its option (steps.answer)
             return quote_answer(ctx, self.name, facts, ["no engine call left for the reduce step; the answer is the best verified quote"], partial=True)
         return steps.answer(ctx, self.name, documents, question, facts)

@@ -186,12 +186,12 @@ class MemoryTreeRecipe:
                         ctx.trace.add("stop", why=f"answer found at leaf {node.chunk}", leaves_read=read, leaves=len(tree.chunks))
                         return answer
         except BudgetExhausted as exc:
-            return partial_answer(ctx, self.name, facts, exc, read, len(tree.chunks))
+            return partial_answer(ctx, self.name, question, facts, exc, read, len(tree.chunks))
         notes = [] if read == len(tree.chunks) else [f"read {read} of {len(tree.chunks)} leaves (max_leaves={limit})"]
         try:
             return self._answer(ctx, pool, documents, question, facts, notes)
         except BudgetExhausted as exc:
-            return partial_answer(ctx, self.name, facts, exc, read, len(tree.chunks))
+            return partial_answer(ctx, self.name, question, facts, exc, read, len(tree.chunks))
 
     # -- collapsed tree -----------------------------------------------------------------
     def _collapsed(self, ctx: RunContext, tree: MemoryTree, documents: Sequence[Document], question: str) -> Answer:
@@ -216,7 +216,7 @@ class MemoryTreeRecipe:
             facts.add(self.selector.select(ctx, pool, documents, question, positions=leaves, step="collapsed:read"))
             return self._answer(ctx, pool, documents, question, facts)
         except BudgetExhausted as exc:
-            return partial_answer(ctx, self.name, facts, exc, len(leaves), len(leaves))
+            return partial_answer(ctx, self.name, question, facts, exc, len(leaves), len(leaves))
 
 
 def _summary_chunk(node: TreeNode) -> Chunk:

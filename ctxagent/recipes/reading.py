@@ -358,13 +358,17 @@ def quote_answer(ctx: RunContext, recipe: str, facts: Facts, notes: Sequence[str
     return ctx.answer(best.text, recipe=recipe, citations=[best.citation], partial=partial, notes=list(notes), basis="quote")
 
 
-def partial_answer(ctx: RunContext, recipe: str, facts: Facts, exc: BudgetExhausted, read: int, total: int) -> Answer:
-    """The budget ran out mid-way: say how far the recipe got and give the best verified quote, if any."""
+def partial_answer(ctx: RunContext, recipe: str, question: str, facts: Facts, exc: BudgetExhausted, read: int, total: int) -> Answer:
+    """The budget ran out mid-way: say how far the recipe got and answer from the facts found,
+    as when it runs out before the answer step (`_stopped_before_answer`): a choice or yes/no
+    question its option, any other question the best verified quote. With no fact found there
+    is nothing to answer from, and an option then would be a guess: the answer is empty."""
     ctx.trace.add("budget_exhausted", axis=exc.axis, limit=exc.limit, read=read, total=total)
     note = f"{exc}: read {read} of {total} chunks; raise the budget or pick a cheaper recipe to read the rest"
-    if facts:
+    choices = choices_of(question) if facts else None
+    if facts and not choices:
         note += "; the answer is the best verified quote found so far"
-    return quote_answer(ctx, recipe, facts, [note], partial=True)
+    return _stopped_before_answer(ctx, recipe, facts, facts.best(5), choices, [note])
 
 
 def confirmed(answer: Answer) -> bool:

@@ -82,8 +82,8 @@ class RecurrentRecipe:
                         ctx.trace.add("stop", why=f"answer found in chunk {i} and supported by the verified notes", read=read, total=len(chunks))
                         return answer
         except BudgetExhausted as exc:
-            return partial_answer(ctx, self.name, facts, exc, read, len(chunks))
+            return partial_answer(ctx, self.name, question, facts, exc, read, len(chunks))
         try:
             return self._finish(ctx, pool, documents, question, facts, read)
         except BudgetExhausted as exc:
-            return partial_answer(ctx, self.name, facts, exc, read, len(chunks))
+            return partial_answer(ctx, self.name, question, facts, exc, read, len(chunks))

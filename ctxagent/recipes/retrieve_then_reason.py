@@ -62,5 +62,5 @@ class RetrieveThenReasonRecipe:
         try:
             steps.select_evidence(ctx, self.selector, pool, documents, question, facts, step="select", positions=positions, fetch=found.fetch(self.k))
         except BudgetExhausted as exc:
-            return steps.partial(ctx, self.name, facts, exc, len(hits), len(hits))
+            return steps.partial(ctx, self.name, question, facts, exc, len(hits), len(hits))
         return steps.answer(ctx, self.name, documents, question, facts)
