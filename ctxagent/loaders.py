@@ -135,11 +135,25 @@ def printable(name: str) -> str:
     return name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
+_TEXT_HINT = "; to ask about text in memory, pass Document(id=..., text=...) or ctxagent.loaders.document_from_text(text)"
+
+
+def _shown(name: str, limit: int = 80) -> str:
+    """A path as an error shows it: text passed by mistake can be a whole book."""
+    name = printable(name)
+    return repr(name) if len(name) <= limit and "\n" not in name else f"{name[:limit]!r}... ({len(name)} characters)"
+
+
 def load_document(path: str | Path, doc_id: str | None = None, encoding: str = "utf-8") -> Document:
     """Read one file into a Document whose id defaults to the file name."""
     path = Path(path)
-    if not path.exists():
-        raise InputError(f"file not found: {path}")
+    try:
+        found = path.exists()
+    except OSError as exc:  # a name too long for a path, say: text passed where a path goes
+        raise InputError(f"not a file path ({exc.strerror}): {_shown(str(path))}{_TEXT_HINT}") from None
+    if not found:
+        looks_like_text = "\n" in str(path) or len(str(path)) > 255
+        raise InputError(f"file not found: {_shown(str(path))}{_TEXT_HINT if looks_like_text else ''}")
     if path.is_dir():
         raise InputError(f"{path} is a folder; pass a file (for a corpus, use `ctxagent batch`)")
     loader = LOADERS.get(path.suffix.lower())

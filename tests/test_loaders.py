@@ -35,6 +35,19 @@ def test_missing_file_is_named(tmp_path):
         load_document(tmp_path / "nope.txt")
 
 
+
+def test_text_passed_as_a_path_is_a_clear_error_not_an_oserror():
+    """A user who passes a document's text where a path goes gets an InputError that says
+    how to pass text, with the text cut short: a whole book once came back as an OSError
+    ('File name too long') that printed all of it."""
+    book = "Chapter 3\n\n" + "It was a truth universally acknowledged. " * 400
+    with pytest.raises(InputError, match=r"not a file path .*\(16411 characters\); .*pass Document\(id=") as caught:
+        load_document(book)
+    assert len(str(caught.value)) < 300
+    with pytest.raises(InputError, match=r"file not found: 'It rained.\\nThen it stopped.'.*document_from_text"):
+        load_document("It rained.\nThen it stopped.")
+
+
 def test_invalid_utf8_names_the_byte_and_the_fix(tmp_path):
     path = tmp_path / "latin.txt"
     path.write_bytes("café au lait".encode("latin-1"))
