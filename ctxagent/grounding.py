@@ -177,7 +177,7 @@ class Grounding:
 class _Number:
     value: float
     mantissa: float
-    fact: int  # index of the fact it came from; -1 for the question, -2 for a constant or a count
+    fact: int  # index of the fact it came from; -1 for the question, -2 for a constant or a result of shown arithmetic, -3 for the count of the facts
     year: bool = False
     percent: bool = False
 
@@ -351,6 +351,21 @@ def _enumerator(text: str, n: Specific) -> bool:
     return bool(re.match(r"[.)]\s+[A-Z\"“]", text[n.end : n.end + 4])) or len(_LIST_ITEM.findall(text)) >= 2
 
 
+# "one" as a pronoun, not a count: "only one more", "one of them", "no one", "the one who".
+_ONE_BEFORE = re.compile(r"\b(?:no|any|every|some|the|this|that|each|which|such|a|an|little|last|next|another)\s+$", re.IGNORECASE)
+_ONE_AFTER = re.compile(
+    r"^(?:['’]s\b|\s*(?:[^\w\s]|$)|\s+(?:of|more|another|or|and|but|who|whom|whose|that|which|must|can|could|would|should|may|might|will|shall"
+    r"|is|was|has|had|does|did|ought|cannot|after|by|to|in|at|on|with|for)\b)",
+    re.IGNORECASE,
+)
+
+
+def _pronoun_one(text: str, n: Specific) -> bool:
+    """A fact's "one" that counts nothing: "Only one more, papa" states no 1 for an answer to rest
+    on (a count of daughters was once "stated" by it). "one daughter", "one day" still count."""
+    return n.text.lower() == "one" and bool(_ONE_AFTER.match(text[n.end : n.end + 12]) or _ONE_BEFORE.search(text[max(0, n.start - 12) : n.start]))
+
+
 def find_specifics(text: str) -> list[Specific]:
     """The numbers, dates and names `text` asserts, in order (words of closed classes, such as
     colours, are judged separately: see `_class_word_supports`). "one" alone is not a number
@@ -427,11 +442,14 @@ class _Source:
                 src.dates.append((d.date, index))  # type: ignore[arg-type]
                 year, _, day = d.date  # type: ignore[misc]
                 src.numbers += [_Number(float(v), float(v), index, year=v == year) for v in (year, day) if v is not None]
-            src.numbers += [_Number(n.value, n.mantissa, index, year=n.year, percent=n.percent) for n in _numbers(text, dates)]  # type: ignore[arg-type]
+            src.numbers += [_Number(n.value, n.mantissa, index, year=n.year, percent=n.percent) for n in _numbers(text, dates) if not _pronoun_one(text, n)]  # type: ignore[arg-type]
             words = _words_of(text)
             src.words.append(words | {plain_word(w) for w in words})
             src.sequences.append(name_sequence(text))
         return src
+
+
+_COUNT_OF_FACTS = -3  # `_Number.fact` of the count a count question may be answered with
 
 
 def _close(value: float, target: float, tolerance: float) -> bool:
@@ -461,7 +479,8 @@ def _computed(spec: Specific, numbers: Sequence[_Number], most: int = 3) -> tupl
     # 125,000") is allowed only within 1% of it, so a small integer is not "computed" by some ratio of
     # two unrelated numbers that happens to round to it.
     target, tol = spec.value, min(max(spec.tolerance, spec.rounded), 0.01 * abs(spec.value))
-    pool = list({(n.value, n.fact): n for n in numbers}.values())[:60]
+    # The count of the facts is an answer in itself, not a quantity to add to the facts' numbers.
+    pool = list({(n.value, n.fact): n for n in numbers if n.fact != _COUNT_OF_FACTS}.values())[:60]
     for a, b in combinations(pool, 2):
         x, y = a.value, b.value
         candidates = [(x + y, "sum"), (abs(x - y), "difference")] if a.percent == b.percent else []
@@ -614,7 +633,7 @@ def check_answer(answer: str, facts: Sequence[str], question: str = "") -> Groun
     operands = [*source.numbers, *question_source.numbers]
     derive = _derivation(question, options)
     if _is_count_question(question) and facts:
-        operands.append(_Number(float(len(facts)), float(len(facts)), -2))
+        operands.append(_Number(float(len(facts)), float(len(facts)), _COUNT_OF_FACTS))
 
     text = answer
     if choice:  # the letter itself is not a name
@@ -712,9 +731,11 @@ def _support(spec: Specific, source: _Source, echo: _Source, operands: Sequence[
         computed = _computed(spec, operands, derive)
         if computed:
             return Support(spec, computed[0], tuple(i for i in computed[1] if i >= 0))
-        hits = [n.fact for n in operands if n.fact == -2 and _close(n.value, spec.value, spec.tolerance)]  # type: ignore[arg-type]
-        if hits:
+        hits = [n.fact for n in operands if n.fact in (-2, _COUNT_OF_FACTS) and _close(n.value, spec.value, spec.tolerance)]  # type: ignore[arg-type]
+        if _COUNT_OF_FACTS in hits:
             return Support(spec, "count of the facts", tuple(range(len(source.words))))
+        if hits:
+            return Support(spec, "a result of the arithmetic shown")
         return Support(spec, "")
     if spec.kind == "date":
         return _date_support(spec, source, echo if echo_allowed else _Source(), operands, derive)

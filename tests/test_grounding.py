@@ -212,6 +212,27 @@ def test_a_count_may_count_the_facts():
     assert not _ok("3", VOYAGE, "What is the ship's number?")
 
 
+
+EMMA = [
+    "Sixteen years had Miss Taylor been in Mr. Woodhouse's family, less as a governess than a friend, very fond of both daughters.",
+    '"Only one more, papa; only for Mr. Elton. Poor Mr. Elton!"',
+]
+
+
+def test_a_pronoun_one_states_no_count():
+    """Found on Emma with the embedded model: "How many daughters did Mr. Woodhouse have?" was
+    answered "The answer is 1." and passed as stated, the 1 read from "Only one more, papa", and
+    "3" as the sum of that 1 and the count of the facts. A fact's "one" that counts nothing
+    supports no number, and the count of the facts is an answer, not an operand."""
+    question = "How many daughters did Mr. Woodhouse have?"
+    assert not _ok("The answer is 1.", EMMA, question)
+    assert not _ok("Mr. Woodhouse had 3 daughters.", EMMA, question)
+    assert _ok("16 years", EMMA, "How many years had Miss Taylor been in the family?")
+    for fact in ["He had one daughter.", "One day she left for Bath.", "It ended one year later."]:
+        assert _ok("1", [fact], "What is it?"), fact
+    for fact in ["No one came.", "She was one of them.", "He was the one who spoke.", "Only one more, papa."]:
+        assert not _ok("1", [fact], "What is it?"), fact
+
 # -- the answer step ------------------------------------------------------------------------
 DOC = Document(id="report", text="The office was repainted in spring. " + REVENUE + " Staff numbers rose to 212 by the end of the year. " + VOYAGE[0])
 QUESTION = "What was the third-quarter revenue?"
