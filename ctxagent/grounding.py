@@ -669,6 +669,7 @@ def check_answer(answer: str, facts: Sequence[str], question: str = "") -> Groun
     for spec in carried:
         supports.append(_support(spec, source, _Source(), operands, derive, echo_allowed=False))
     supports = [_name_against(s, facts) for s in supports]
+    supports = _ages_kept(supports, text, facts)
     taken = [s.specific for s in supports] + [Specific("number", "", a, b) for a, b in in_equation]
     supports += _class_word_supports(text, facts, question, taken, affirms=affirms)
     if choice:
@@ -677,6 +678,43 @@ def check_answer(answer: str, facts: Sequence[str], question: str = "") -> Groun
         asked = re.sub(r"\(?\b[A-H][).:]\s", " ", question)
         supports += _class_word_supports(asked, facts, "", [], affirms=True, where=len(text))
     return Grounding(supports=supports, derived=derived)
+
+
+# A number given as someone's age: "sixteen years old", "a 16-year-old", "aged 16", "at the age of 16".
+_AGE = re.compile(
+    r"\b(?P<before>[\w-]+(?:[\s-]+[\w-]+)?)[\s-]+years?[\s-]+old\b|\b(?:aged|age of)\s+(?P<after>[\w-]+(?:[\s-]+[\w-]+)?)",
+    re.IGNORECASE,
+)
+
+
+def _ages(text: str) -> list[tuple[float, int, int]]:
+    """Each age `text` states: its value and the span of its number."""
+    out = []
+    for m in _AGE.finditer(text):
+        group = "before" if m.group("before") else "after"
+        numbers = _numbers(m.group(group), [])
+        if numbers:
+            n = numbers[-1] if group == "before" else numbers[0]
+            out.append((float(n.value), m.start(group) + n.start, m.start(group) + n.end))  # type: ignore[arg-type]
+    return out
+
+
+def _ages_kept(supports: list[Support], answer: str, facts: Sequence[str]) -> list[Support]:
+    """A number the answer gives as an age is stated only by a fact that gives it as an age: "Sixteen
+    years had Miss Taylor been in the family" does not make her "sixteen years old" (the embedded
+    model's answer on Emma). A computed age (a gap between two years) and an echo of the question stand."""
+    asked = _ages(answer)
+    if not asked:
+        return supports
+    stated = {value for f in facts for value, _, _ in _ages(f)}
+    out = []
+    for s in supports:
+        spec = s.specific
+        if s.how == "stated" and spec.kind == "number" and any(a <= spec.start < b for _, a, b in asked):
+            if not any(_close(v, spec.value, spec.tolerance) for v in stated):  # type: ignore[arg-type]
+                s = Support(spec, "")
+        out.append(s)
+    return out
 
 
 def _name_against(support: Support, facts: Sequence[str]) -> Support:

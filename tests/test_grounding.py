@@ -233,6 +233,21 @@ def test_a_pronoun_one_states_no_count():
     for fact in ["No one came.", "She was one of them.", "He was the one who spoke.", "Only one more, papa."]:
         assert not _ok("1", [fact], "What is it?"), fact
 
+
+def test_an_age_rests_only_on_an_age():
+    """Also on Emma: "How many years had Miss Taylor been in Mr. Woodhouse's family?" was answered
+    "Miss Taylor was sixteen years old when she was sent to Mr. Woodhouse's family" from "Sixteen
+    years had Miss Taylor been in Mr. Woodhouse's family", and passed as stated. A number given as
+    an age needs a fact that gives it as an age, or a gap between years."""
+    question = "How many years had Miss Taylor been in Mr. Woodhouse's family?"
+    assert not _ok("Miss Taylor was sixteen years old when she was sent to the family.", EMMA, question)
+    assert _ok("Sixteen years.", EMMA, question) and _ok("She had been there 16 years.", EMMA, question)
+    lives = ["He died at the age of 72 in 1901.", "Born in 1880, he left home in 1896.", "She was a 16-year-old clerk."]
+    assert _ok("He was 72 years old.", lives, "How old was he when he died?")
+    assert _ok("He was 16 years old.", lives, "How old was he when he left home?")  # 1896 - 1880
+    assert _ok("She was aged sixteen.", lives[2:], "How old was the clerk?")
+    assert not _ok("He was 1901 years old.", lives[:1], "How old was he?")
+
 # -- the answer step ------------------------------------------------------------------------
 DOC = Document(id="report", text="The office was repainted in spring. " + REVENUE + " Staff numbers rose to 212 by the end of the year. " + VOYAGE[0])
 QUESTION = "What was the third-quarter revenue?"
