@@ -323,6 +323,14 @@ def test_a_reply_saying_the_facts_do_not_answer_falls_back_to_the_quote():
     # Repeating the question (its specifics included) answers nothing either.
     echo, _ = _answer("The third-quarter revenue in 2023.", _facts(REVENUE), "What was the third-quarter revenue in 2023?")
     assert echo.text == REVENUE and any("says nothing the facts say" in n for n in echo.notes)
+    # So does one whose names are the question's, though a fact states them too, and whose
+    # other words are the question's give or take an inflection (Qwen 0.5B on Emma: "Miss
+    # Taylor married." to "Who did Miss Taylor marry?", passed as stated).
+    asked = "Who sailed the ship Aurora from Lisbon?"
+    names, _ = _answer("The ship Aurora sailed from Lisbon.", _facts(VOYAGE[0]), asked)
+    assert names.text == VOYAGE[0] and names.basis == "quote" and any("says nothing the facts say" in n for n in names.notes)
+    told, _ = _answer("The Aurora left Lisbon in 1886.", _facts(VOYAGE[0]), "When did the Aurora leave Lisbon?")
+    assert told.basis == "stated" and told.text.startswith("The Aurora left")
 
 
 def test_facts_used_are_parsed_leniently():

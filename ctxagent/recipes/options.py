@@ -128,7 +128,7 @@ def _words(text: str) -> list[str]:
     return re.findall(r"[a-z0-9]+", re.sub(r"['’]s\b", "", text.lower()))
 
 
-def _same_stem(a: str, b: str) -> bool:
+def same_stem(a: str, b: str) -> bool:
     """"boats"/"boat", "holds"/"hold", "build"/"built", "north"/"northern": an inflection apart;
     not "hold"/"held", nor "blue"/"blueprint"."""
     if plain_word(a) == plain_word(b):
@@ -148,7 +148,7 @@ def states_claim(stem: str, fact: str) -> bool:
         return False
     words = [w for w in _words(stem) if w not in _FRAME_WORDS]
     fact_words = set(_words(fact))
-    if not words or not all(any(_same_stem(w, f) for f in fact_words) for w in words):
+    if not words or not all(any(same_stem(w, f) for f in fact_words) for w in words):
         return False
     verdict = check_answer("Yes", [fact], stem)
     return verdict.supported and not verdict.contradicted

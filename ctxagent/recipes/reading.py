@@ -21,10 +21,10 @@ from ctxagent.citations import content_words, ground_answer
 from ctxagent.defaults import TEMPLATE_SLACK
 from ctxagent.engines.base import Prompt, SamplingParams
 from ctxagent.errors import BudgetExhausted, InputError
-from ctxagent.grounding import Grounding, check_answer
+from ctxagent.grounding import Grounding, Support, check_answer
 from ctxagent.recipes.context import RunContext
 from ctxagent.recipes.arithmetic import compute, computed, operation
-from ctxagent.recipes.options import Choices, choices_of, pick_option, picked, stating_facts
+from ctxagent.recipes.options import Choices, choices_of, pick_option, picked, same_stem, stating_facts
 from ctxagent.recipes.prompts import facts_answer_prompt
 from ctxagent.scaffolding import ANSWER_STOPS, cut_after_answer, strip_scaffolding
 from ctxagent.types import NOT_FOUND, Answer, Chunk, Citation, Document
@@ -194,10 +194,20 @@ def on_topic(quote: str, question: str) -> bool:
 
 
 def _supported(answer: str, question: str, facts: Sequence[Fact]) -> bool:
-    """Does the answer say something the facts say and the question does not? (for answers with no specifics)"""
-    novel = set(content_words(answer)) - set(content_words(question))
+    """Does the answer say something the facts say and the question does not, an inflection
+    aside? (for answers that assert no specific of their own: "Miss Taylor married." says
+    nothing to "Who did Miss Taylor marry?")"""
+    asked = set(content_words(question))
+    novel = {w for w in content_words(answer) if not any(same_stem(w, q) for q in asked)}
     fact_words = {w for f in facts for w in content_words(f.text)}
     return bool(novel & fact_words)
+
+
+def _asserted(grounding: Grounding, question: str) -> list[Support]:
+    """The answer's specifics that are its own: not those it repeats from the question, even
+    where a fact states them too (a name the user asked about is no answer)."""
+    asked = set(re.findall(r"[a-z0-9]+", question.lower()))
+    return [s for s in grounding.supports if s.how != "question" and not (s.specific.kind == "name" and s.specific.words and set(s.specific.words) <= asked)]
 
 
 def facts_that_fit(ctx: RunContext, facts: Sequence[Fact], question: str, max_new: int) -> list[Fact]:
@@ -278,7 +288,7 @@ def answer_from_facts(
         return _refuse(ctx, recipe, facts, question, notes, reply.text, "it says the facts do not answer")
     if not grounding.supported:
         return _refuse(ctx, recipe, facts, question, notes, reply.text, refusal_reason(grounding), grounding.unsupported)
-    asserted = [s for s in grounding.supports if s.how != "question"]
+    asserted = _asserted(grounding, question)
     if not choices and not asserted and not grounding.derived and not _supported(reply.checked, question, chosen):
         return _refuse(ctx, recipe, facts, question, notes, reply.text, "it says nothing the facts say")
     used = sorted(set(stating) | set(reply.claimed or []) | set(grounding.facts_used))
