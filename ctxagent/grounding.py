@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import ast
 import operator
+import os
 import re
 from dataclasses import dataclass, field, replace
 from itertools import combinations
@@ -670,6 +671,7 @@ def check_answer(answer: str, facts: Sequence[str], question: str = "") -> Groun
         supports.append(_support(spec, source, _Source(), operands, derive, echo_allowed=False))
     supports = [_name_against(s, facts) for s in supports]
     supports = _ages_kept(supports, text, facts)
+    supports = _topical_numbers(supports, source, question, in_equation)
     taken = [s.specific for s in supports] + [Specific("number", "", a, b) for a, b in in_equation]
     supports += _class_word_supports(text, facts, question, taken, affirms=affirms)
     if choice:
@@ -678,6 +680,57 @@ def check_answer(answer: str, facts: Sequence[str], question: str = "") -> Groun
         asked = re.sub(r"\(?\b[A-H][).:]\s", " ", question)
         supports += _class_word_supports(asked, facts, "", [], affirms=True, where=len(text))
     return Grounding(supports=supports, derived=derived)
+
+
+# Words of a question that say what kind of answer it wants, not what it is about.
+_FRAME_WORDS = frozenset(
+    "a an and are as at be by did do does for from had has have how i in is it its of on or that the their there this to was were "
+    "what when where which who whom whose why will with you your many much year years date day time first last".split()
+)
+
+
+def _topical_numbers(supports: list[Support], source: "_Source", question: str, in_equation: Sequence[tuple[int, int]] = ()) -> list[Support]:
+    """A number or date the answer states is supported only by a fact that shares a word with the
+    question (an inflection aside): one stated only in a fact about something else was taken from
+    the wrong sentence. Qwen 0.5B on SQuAD: "Honda, Toyota and Nissan opened US assembly plants in
+    1985", the 1985 from "By 1985, the average American vehicle moved 17.4 miles per gallon", and
+    "The Second Polish Republic was established in 1806" from Napoleon's liberation of Warsaw.
+    Operands of shown arithmetic are exempt: a derivation may rest on a fact in other words
+    (revenue per employee from "Staff numbers rose to 212")."""
+    asked = {w for w in _words_of(question) if w not in _FRAME_WORDS}
+    if not asked:
+        return supports
+    topical = {i for i, words in enumerate(source.words) if any(_stem_match(w, q) for w in words for q in asked)}
+    out = []
+    for s in supports:
+        shown = any(a <= s.specific.start < b for a, b in in_equation)
+        if s.how == "stated" and s.specific.kind in ("number", "date") and s.facts and not shown and not set(s.facts) & topical:
+            others = _stating(s.specific, source)
+            if not others & topical:
+                s = Support(s.specific, "", against="")
+        out.append(s)
+    return out
+
+
+def _stem_match(a: str, b: str) -> bool:
+    """"opened"/"open", "plants"/"plant": the same word an inflection apart (a short common prefix is no match)."""
+    if a == b or plain_word(a) == plain_word(b):
+        return True
+    n = len(os.path.commonprefix([a, b]))
+    return n >= 4 and n >= min(len(a), len(b)) - 2 and abs(len(a) - len(b)) <= 3
+
+
+def _date_agrees(spec: Specific, parts: tuple) -> bool:
+    year, month, day = spec.date  # type: ignore[misc]
+    f_year, f_month, f_day = parts
+    return f_month == month and (day is None or f_day == day) and (year is None or f_year == year)
+
+
+def _stating(spec: Specific, source: "_Source") -> set[int]:
+    """Every fact that states the number or date `spec` (not only the first)."""
+    if spec.kind == "date":
+        return {i for parts, i in source.dates if _date_agrees(spec, parts)}
+    return {i for i in _literal(spec, source.numbers) if i >= 0}
 
 
 # A number given as someone's age: "sixteen years old", "a 16-year-old", "aged 16", "at the age of 16".

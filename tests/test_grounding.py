@@ -248,6 +248,20 @@ def test_an_age_rests_only_on_an_age():
     assert _ok("She was aged sixteen.", lives[2:], "How old was the clerk?")
     assert not _ok("He was 1901 years old.", lives[:1], "How old was he?")
 
+
+def test_a_number_from_a_fact_about_something_else_is_unsupported():
+    """Qwen 0.5B on SQuAD took a year from the wrong sentence and passed as stated. A number or
+    date must be stated by a fact that shares a word with the question (an inflection aside);
+    shown arithmetic may still rest on a fact in other words."""
+    plants = [
+        "A decade after the 1973 oil crisis, Honda, Toyota and Nissan, affected by the 1981 voluntary export restraints, opened US assembly plants.",
+        "By 1985, the average American vehicle moved 17.4 miles per gallon, compared to 13.5 in 1970.",
+    ]
+    question = "When did Honda, Toyota and Nissan open US assembly plants?"
+    assert not _ok("Honda, Toyota and Nissan opened US assembly plants in 1985.", plants, question)
+    assert _ok("They opened them after the 1981 export restraints.", plants, question)
+    assert _ok("17.4 miles per gallon.", plants, "How far did the average American vehicle move per gallon in 1985?")
+
 # -- the answer step ------------------------------------------------------------------------
 DOC = Document(id="report", text="The office was repainted in spring. " + REVENUE + " Staff numbers rose to 212 by the end of the year. " + VOYAGE[0])
 QUESTION = "What was the third-quarter revenue?"
