@@ -700,24 +700,22 @@ def _topical_numbers(supports: list[Support], source: "_Source", question: str, 
     asked = {w for w in _words_of(question) if w not in _FRAME_WORDS}
     if not asked:
         return supports
-    topical = {i for i, words in enumerate(source.words) if any(_stem_match(w, q) for w in words for q in asked)}
+    topical = {i for i, words in enumerate(source.words) if any(same_stem(w, q) for w in words for q in asked)}
     out = []
     for s in supports:
         shown = any(a <= s.specific.start < b for a, b in in_equation)
-        if s.how == "stated" and s.specific.kind in ("number", "date") and s.facts and not shown and not set(s.facts) & topical:
-            others = _stating(s.specific, source)
-            if not others & topical:
-                s = Support(s.specific, "", against="")
+        if s.how == "stated" and s.specific.kind in ("number", "date") and not shown and not _stating(s.specific, source) & topical:
+            s = Support(s.specific, "")
         out.append(s)
     return out
 
 
-def _stem_match(a: str, b: str) -> bool:
-    """"opened"/"open", "plants"/"plant": the same word an inflection apart (a short common prefix is no match)."""
-    if a == b or plain_word(a) == plain_word(b):
+def same_stem(a: str, b: str) -> bool:
+    """"boats"/"boat", "holds"/"hold", "build"/"built", "north"/"northern", "opened"/"open": an
+    inflection apart; not "hold"/"held", nor "blue"/"blueprint"."""
+    if plain_word(a) == plain_word(b):
         return True
-    n = len(os.path.commonprefix([a, b]))
-    return n >= 4 and n >= min(len(a), len(b)) - 2 and abs(len(a) - len(b)) <= 3
+    return abs(len(a) - len(b)) <= 3 and len(os.path.commonprefix([a, b])) >= max(4, min(len(a), len(b)) - 1)
 
 
 def _date_agrees(spec: Specific, parts: tuple) -> bool:

@@ -25,14 +25,13 @@ can contradict but rarely states.
 
 from __future__ import annotations
 
-import os
 import re
 from dataclasses import dataclass, field
 from typing import Sequence
 
 from ctxagent.citations import content_words
 from ctxagent.errors import BudgetExhausted
-from ctxagent.grounding import check_answer, chosen_option, negated, plain_word, question_options
+from ctxagent.grounding import check_answer, chosen_option, negated, question_options, same_stem
 from ctxagent.recipes.context import RunContext
 
 _YES_NO_QUESTION = re.compile(
@@ -126,14 +125,6 @@ def picked(choices: Choices, reply: str) -> int | None:
 
 def _words(text: str) -> list[str]:
     return re.findall(r"[a-z0-9]+", re.sub(r"['’]s\b", "", text.lower()))
-
-
-def same_stem(a: str, b: str) -> bool:
-    """"boats"/"boat", "holds"/"hold", "build"/"built", "north"/"northern": an inflection apart;
-    not "hold"/"held", nor "blue"/"blueprint"."""
-    if plain_word(a) == plain_word(b):
-        return True
-    return abs(len(a) - len(b)) <= 3 and len(os.path.commonprefix([a, b])) >= max(4, min(len(a), len(b)) - 1)
 
 
 def states_claim(stem: str, fact: str) -> bool:

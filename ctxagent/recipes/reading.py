@@ -21,10 +21,10 @@ from ctxagent.citations import content_words, ground_answer
 from ctxagent.defaults import TEMPLATE_SLACK
 from ctxagent.engines.base import Prompt, SamplingParams
 from ctxagent.errors import BudgetExhausted, InputError
-from ctxagent.grounding import Grounding, Support, check_answer
+from ctxagent.grounding import Grounding, Support, check_answer, same_stem
 from ctxagent.recipes.context import RunContext
 from ctxagent.recipes.arithmetic import compute, computed, operation
-from ctxagent.recipes.options import Choices, choices_of, pick_option, picked, same_stem, stating_facts
+from ctxagent.recipes.options import Choices, choices_of, pick_option, picked, stating_facts
 from ctxagent.recipes.prompts import facts_answer_prompt
 from ctxagent.scaffolding import ANSWER_STOPS, cut_after_answer, strip_scaffolding
 from ctxagent.types import NOT_FOUND, Answer, Chunk, Citation, Document
