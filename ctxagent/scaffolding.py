@@ -207,7 +207,22 @@ def drop_debris(text: str) -> str:
     return text if cut == len(sentences) else text[: starts[cut]].rstrip()
 
 
+def stop_at_repeat(text: str) -> str:
+    """`text` cut before its first sentence that repeats an earlier one word for word: a model caught
+    in a loop (SmolLM2 on SQuAD wrote the same two sentences four times, then stopped mid-way)."""
+    starts = _sentence_starts(text)
+    bounds = starts + [len(text)]
+    seen: set[tuple[str, ...]] = set()
+    for a, b in zip(bounds, bounds[1:]):
+        words = tuple(_sentence_words(text[a:b]))
+        if len(words) >= 3 and words in seen:
+            return text[:a].rstrip()
+        seen.add(words)
+    return text
+
+
 def cut_after_answer(text: str, shown: Sequence[str]) -> str:
-    """`text` ending at its answer: the `shown` evidence recited after it (`stop_at_recital`) and the
-    debris left after that (`drop_debris`) cut off. The one call every answer step makes."""
-    return drop_debris(stop_at_recital(text, shown))
+    """`text` ending at its answer: the `shown` evidence recited after it (`stop_at_recital`), a loop
+    (`stop_at_repeat`) and the debris left after those (`drop_debris`) cut off. The one call every
+    answer step makes."""
+    return drop_debris(stop_at_repeat(stop_at_recital(text, shown)))

@@ -9,7 +9,7 @@ from ctxagent.engines.base import render_messages
 from ctxagent.evaluation import generate_tasks, run_eval
 from ctxagent.evaluation.tasks import HARD_KINDS, TASK_KINDS
 from ctxagent.recipes import prompts
-from ctxagent.scaffolding import ANSWER_STOPS, drop_debris, is_clean_answer, scaffolding_in, stop_at_recital, strip_scaffolding
+from ctxagent.scaffolding import ANSWER_STOPS, cut_after_answer, drop_debris, is_clean_answer, scaffolding_in, stop_at_recital, stop_at_repeat, strip_scaffolding
 from ctxagent.types import Budget, Document
 from tests.fakes import ScriptedEngine
 
@@ -172,6 +172,17 @@ def test_debris_after_a_complete_answer_is_dropped(reply, answer):
 def test_an_answer_without_debris_is_left_whole(reply):
     assert drop_debris(reply) == reply
 
+
+
+def test_a_loop_is_cut_at_its_first_repeat():
+    """SmolLM2 on SQuAD ("A function problem is an example of what?") wrote its answer, then the
+    same two sentences four times and a fifth cut off; the answer ends before the first repeat."""
+    answer = "A function problem is a type of computational problem."
+    loop = "The problem of finding whether a graph is connected is a classic example. It is often called a function problem."
+    reply = f"{answer}\n\n{loop}\n\n{loop}\n\n{loop}\n\nThe problem of finding whether a graph is"
+    assert cut_after_answer(reply, []) == f"{answer}\n\n{loop}"
+    assert stop_at_repeat("Yes. Yes. It was.") == "Yes. Yes. It was."  # too short to be a loop
+    assert stop_at_repeat(answer) == answer
 
 def test_the_answer_step_cuts_a_recital_and_cites_what_remains():
     from ctxagent.citations import citation_for
