@@ -28,7 +28,10 @@ from collections import Counter
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.append(str(ROOT))  # after PYTHONPATH, so a checkout named there supplies ctxagent
+_HERE = Path(__file__).resolve().parent
+# This folder last (its kernels.py would shadow a package transformers imports), and the checkout
+# after PYTHONPATH, so a checkout named there supplies ctxagent.
+sys.path[:] = [p for p in sys.path if p and Path(p).resolve() != _HERE] + [str(ROOT)]
 
 from benchmarks.provenance import finish, markdown_line, stamp, wilson  # noqa: E402
 
