@@ -697,16 +697,18 @@ def _topical_numbers(supports: list[Support], source: "_Source", question: str, 
     "The Second Polish Republic was established in 1806" from Napoleon's liberation of Warsaw.
     Operands of shown arithmetic are exempt: a derivation may rest on a fact in other words
     (revenue per employee from "Staff numbers rose to 212")."""
+    judged = [
+        i for i, s in enumerate(supports)
+        if s.how == "stated" and s.specific.kind in ("number", "date") and not any(a <= s.specific.start < b for a, b in in_equation)
+    ]
     asked = {w for w in _words_of(question) if w not in _FRAME_WORDS}
-    if not asked:
+    if not judged or not asked:  # most answers state no number: no word of the facts is compared
         return supports
     topical = {i for i, words in enumerate(source.words) if any(same_stem(w, q) for w in words for q in asked)}
-    out = []
-    for s in supports:
-        shown = any(a <= s.specific.start < b for a, b in in_equation)
-        if s.how == "stated" and s.specific.kind in ("number", "date") and not shown and not _stating(s.specific, source) & topical:
-            s = Support(s.specific, "")
-        out.append(s)
+    out = list(supports)
+    for i in judged:
+        if not _stating(supports[i].specific, source) & topical:
+            out[i] = Support(supports[i].specific, "")
     return out
 
 

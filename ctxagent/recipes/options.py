@@ -160,8 +160,9 @@ def _question_for(choices: Choices, i: int) -> str:
     return choices.stem
 
 
-def pick_option(ctx: RunContext, choices: Choices, facts: Sequence[str], step: str = "answer:option") -> Pick:
-    """The option the evidence supports best (see the module docstring); never none."""
+def pick_option(ctx: RunContext, choices: Choices, facts: Sequence[str], step: str = "answer:option", stating: Sequence[int] | None = None) -> Pick:
+    """The option the evidence supports best (see the module docstring); never none. `stating`:
+    `stating_facts` of these facts where the caller has it already."""
     n = len(choices.labels)
     ruled_out = []
     for i in range(n):
@@ -170,7 +171,7 @@ def pick_option(ctx: RunContext, choices: Choices, facts: Sequence[str], step: s
         verdict = check_answer(choices.answer(i), list(facts), _question_for(choices, i))
         if verdict.contradicted:
             ruled_out.append(i)
-    stating = stating_facts(choices, facts)
+    stating = list(stating_facts(choices, facts) if stating is None else stating)
     if stating:  # a passage states the claim: Yes, without scoring (a contradiction found elsewhere notwithstanding)
         ctx.trace.add(step, kind=choices.kind, stating=stating, ruled_out=ruled_out, chosen=choices.labels[0])
         return Pick(0, [], ruled_out, stating, "a passage states what the question asks to confirm", stated=True)

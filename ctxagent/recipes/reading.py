@@ -31,6 +31,8 @@ from ctxagent.types import NOT_FOUND, Answer, Chunk, Citation, Document
 
 # An extraction reply is one copied sentence; longer replies are rambling.
 EXTRACT_TOKENS = 40
+# How many of the best facts the answer step is shown (fewer where the window or budget is short).
+ANSWER_FACTS = 5
 # Note added when the model's answer was replaced by the best quote (followed by why, in parentheses).
 FALLBACK_NOTE = "the model's answer was not supported by the verified quotes; the best quote is the answer"
 # Note added when the model's answer was refused and no verified quote is about the question.
@@ -240,7 +242,7 @@ def answer_from_facts(
     question: str,
     facts: Facts,
     notes: Sequence[str] = (),
-    max_facts: int = 5,
+    max_facts: int = ANSWER_FACTS,
 ) -> Answer:
     """The reduce step shared by all recipes: answer from the verified facts, cite the facts used.
 
@@ -278,7 +280,7 @@ def answer_from_facts(
         why = pick_refused(mine, grounding, stating)
         if why:
             ctx.trace.add("answer:refused", reply=reply.text[:160], why=why, unsupported=grounding.unsupported)
-            return option_answer(ctx, recipe, choices, chosen, notes, why)
+            return option_answer(ctx, recipe, choices, chosen, notes, why, stating=stating)
     if operation(question) and not (grounding.supported and computed(grounding)):
         calc = compute(question, texts)
         if calc and check_answer(calc.text, texts, question).supported:
@@ -334,10 +336,11 @@ OPTION_NOTE = "the option best supported by the evidence"
 COMPUTED_NOTE = "the model's answer did not compute what the question asks; computed from the cited facts"
 
 
-def option_answer(ctx: RunContext, recipe: str, choices: Choices, shown: Sequence[Fact], notes: Sequence[str], why: str, partial: bool = False) -> Answer:
+def option_answer(ctx: RunContext, recipe: str, choices: Choices, shown: Sequence[Fact], notes: Sequence[str], why: str, partial: bool = False, stating: Sequence[int] | None = None) -> Answer:
     """A choice or yes/no question always gets an option: the one its evidence supports best
-    (recipes/options.py), cited with the facts that name it (else the best fact shown)."""
-    pick = pick_option(ctx, choices, [f.text for f in shown])
+    (recipes/options.py), cited with the facts that name it (else the best fact shown).
+    `stating`: the shown facts that state a yes/no claim, where the caller has them already."""
+    pick = pick_option(ctx, choices, [f.text for f in shown], stating=stating)
     cited = [shown[i].citation for i in pick.supporting[:3]] or [f.citation for f in shown[:1]]
     basis = "stated" if pick.stated else "option"
     return ctx.answer(choices.answer(pick.index), recipe=recipe, citations=cited, partial=partial, notes=[*notes, f"{OPTION_NOTE} ({pick.how}; {why})"], basis=basis)
@@ -378,7 +381,7 @@ def partial_answer(ctx: RunContext, recipe: str, question: str, facts: Facts, ex
     choices = choices_of(question) if facts else None
     if facts and not choices:
         note += "; the answer is the best verified quote found so far"
-    return _stopped_before_answer(ctx, recipe, facts, facts.best(5), choices, [note])
+    return _stopped_before_answer(ctx, recipe, facts, facts.best(ANSWER_FACTS), choices, [note])
 
 
 def confirmed(answer: Answer) -> bool:
