@@ -409,6 +409,14 @@ def name_in(words: Sequence[str], sequence: Sequence[str]) -> bool:
     return n > 0 and any(all(_same_word(a, b) for a, b in zip(words, sequence[i : i + n])) for i in range(len(sequence) - n + 1))
 
 
+def loose_names(text: str) -> set[str]:
+    """Capitalised words that are not common words, wherever they stand (lower-cased): a loose
+    reading of the names a text may give, sentence openers included ("Edgar was her brother."),
+    for asking whether an answer names anyone at all, not for support."""
+    words = (_name_word(w) for m in re.finditer(r"\b[A-Z][A-Za-z'’]*", text) for w in [m.group()])
+    return {w for w in words if w and w not in _COMMON}
+
+
 def is_phrase_name(words: Sequence[str]) -> bool:
     """A name of two or more words (initials aside), which `name_in` must find together in one text."""
     return sum(1 for w in words if len(w) > 1) >= 2

@@ -33,6 +33,7 @@ from ctxagent.errors import BudgetExhausted, InputError
 from ctxagent.grounding import check_answer
 from ctxagent.recipes import get_recipe, steps
 from ctxagent.recipes.base import run_recipe
+from ctxagent.recipes.asked import asked_for, gives
 from ctxagent.recipes.context import RunContext
 from ctxagent.recipes.prompts import facts_answer_prompt
 from ctxagent.recipes.reading import NOT_FOUND, is_none, parse_reply, relevance
@@ -173,11 +174,19 @@ def _reduce(ctx: RunContext, name: str, question: str, answers: Sequence[tuple[s
         text, partial = "", True
         notes.append(f"{exc} before the step that combines the documents' answers")
     basis = "stated"
-    if is_none(text) or not check_answer(reply.checked, quotes, question).supported:
+    if is_none(text) or not _answers_from(reply.checked, quotes, question):
         text, basis = " ".join(quotes), "quote"  # the verified quotes themselves beat a reply that says nothing, or more than they do
         notes.append("the combined answer is the documents' verified quotes")
     combined = f"combined the answers of {len(found)} documents: {', '.join(d for d, _ in found)}"
     return ctx.answer(text, recipe=name, citations=citations, partial=partial, notes=[*notes, combined], basis=basis)
+
+
+def _answers_from(reply: str, quotes: Sequence[str], question: str) -> bool:
+    """A combined reply stands when the quotes support it and it gives what the question asks
+    for (ctxagent.recipes.asked), as a recipe's answer must."""
+    grounding = check_answer(reply, quotes, question)
+    asked = None if grounding.derived else asked_for(question)
+    return grounding.supported and not (asked and not gives(reply, question, asked))
 
 
 def _view(passage: Passage, document: Document) -> Document:
