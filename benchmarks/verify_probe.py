@@ -31,13 +31,19 @@ from benchmarks.provenance import finish, markdown_line, stamp  # noqa: E402
 FORMS = {
     "correct": "{facts}\n\nQuestion: {question}\nProposed answer: {answer}\nIs the proposed answer correct according to the text above? Answer:",
     "says": "Text: {facts}\n\nQuestion: {question}\nAnswer: {answer}\n\nDoes the text say that this is the answer to the question (yes or no)?",
+    # the same question as a chat turn, rendered with the model's template; the reply's first word is scored
+    "chat": "Text:\n{facts}\n\nQuestion: {question}\nProposed answer: {answer}\n\nDoes the text support the proposed answer to the question? Reply yes or no.",
 }
-_YES, _NO = (" Yes", " yes"), (" No", " no")
 
 
-def margin(engine, context: str) -> float:
+def margin(engine, context: str, chat: bool) -> float:
     """log p(yes) - log p(no) for the next word after `context`, either case."""
-    scores = engine.score([*_YES, *_NO], [context] * 4)
+    if chat:
+        from ctxagent.engines.base import prompt_text
+
+        context = prompt_text(engine.tokenizer, context)
+    words = ["Yes", "yes", "No", "no"] if chat else [" Yes", " yes", " No", " no"]
+    scores = engine.score(words, [context] * 4)
     probs = [math.exp(sum(s.logprobs)) for s in scores]
     return math.log(probs[0] + probs[1]) - math.log(probs[2] + probs[3])
 
@@ -67,7 +73,7 @@ def main() -> None:
     for r in rows:
         facts = "\n".join(f"- {c}" for c in r["citations"])
         for form, text in FORMS.items():
-            margins[form][r["right"]].append(margin(agent.engine, text.format(facts=facts, question=r["question"], answer=r["answer"])))
+            margins[form][r["right"]].append(margin(agent.engine, text.format(facts=facts, question=r["question"], answer=r["answer"]), form == "chat"))
     right, wrong = sum(r["right"] for r in rows), sum(not r["right"] for r in rows)
     lines = [
         f"# Can the model tell right `stated` answers from wrong ones? ({args.model or 'the embedded model'})",
