@@ -11,6 +11,7 @@ grounding rule that turns one into the verified quote holding the answer moves i
 
     python benchmarks/squad_passages.py --model qwen2.5-coder-0.5b --name squad_passages_qwen05b
     python benchmarks/squad_passages.py --name squad_passages_smollm2          # the embedded model
+    python benchmarks/squad_passages.py --model qwen2.5-coder-0.5b --pad 4000 --recipe retrieve_then_reason --name squad_rtr_qwen05b
 
 To measure the library at another commit with this script, put that checkout first on
 PYTHONPATH: the results then name its commit (its ctxagent.provenance stamps them).
@@ -56,6 +57,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default=None, help="an hf model path, hub id or eval-model name (qwen2.5-coder-0.5b); default: the embedded model")
     ap.add_argument("--pad", type=int, default=1200, help="characters of the article kept either side of the answer's paragraph")
+    ap.add_argument("--recipe", default=None, help="a recipe to use instead of `auto` (e.g. retrieve_then_reason: the long-document answer step on a short text)")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
     ap.add_argument("--name", default="squad_passages")
     ap.add_argument("--allow-dirty", action="store_true")
@@ -73,7 +75,7 @@ def main() -> None:
     with open(args.out / f"{args.name}.jsonl", "w", encoding="utf-8") as log:
         for i, q in enumerate(questions(args.pad)):
             started = time.time()
-            answer = agent.ask(Document(id=q["title"], text=q["text"]), q["question"])
+            answer = agent.ask(Document(id=q["title"], text=q["text"]), q["question"], recipe=args.recipe)
             row = {"question": q["question"], "references": q["answers"], "answer": answer.text, "basis": answer.basis,
                    "recipe": answer.recipe, "right": any(r.lower() in answer.text.lower() for r in q["answers"]),
                    "citations": [c.quote for c in answer.citations], "seconds": round(time.time() - started, 1)}
@@ -89,7 +91,7 @@ def write(rows: list[dict], args: argparse.Namespace, prov: dict | None) -> None
     lo, hi = wilson(right, n)
     by = Counter((r["basis"], r["right"]) for r in rows)
     lines = [
-        f"# SQuAD passages: what the answers assert ({args.model or 'the embedded model'})",
+        f"# SQuAD passages: what the answers assert ({args.model or 'the embedded model'}, recipe {args.recipe or 'auto'})",
         "",
         f"{n} bundled SQuAD 2.0 questions, each asked of its paragraph and {args.pad} characters either side through "
         "`ContextAgent.ask`. Right = the answer contains a reference answer; basis = how it stands to its citations.",
@@ -104,7 +106,7 @@ def write(rows: list[dict], args: argparse.Namespace, prov: dict | None) -> None
         markdown_line(prov),
     ]
     (args.out / f"{args.name}.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
-    (args.out / f"{args.name}.json").write_text(json.dumps({"provenance": prov, "model": args.model, "pad": args.pad, "right": right, "n": n,
+    (args.out / f"{args.name}.json").write_text(json.dumps({"provenance": prov, "model": args.model, "recipe": args.recipe, "pad": args.pad, "right": right, "n": n,
                                                           "by_basis": {f"{b}/{'right' if ok else 'wrong'}": c for (b, ok), c in by.items()}}, indent=1))
     print("\n".join(lines))
 
