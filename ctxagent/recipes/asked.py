@@ -34,7 +34,7 @@ Asked = Literal["year", "time", "count", "person"]
 _YEAR = re.compile(r"\b(?:what|which)\s+(?:(?:was|is|were|are)\s+)?(?:the\s+)?(?:\w+\s+)?(?:year|century|decade)\b", re.IGNORECASE)
 _WHEN = re.compile(r"^\W*when\b", re.IGNORECASE)
 _HOW_MANY = re.compile(r"\bhow many\b", re.IGNORECASE)
-_WHO = re.compile(r"^\W*(?:who|whom|by whom|to whom|with whom|for whom)\b", re.IGNORECASE)
+_WHO = re.compile(r"^\W*(?:(?:by|to|with|for|from)\s+)?(?:who|whom)\b", re.IGNORECASE)
 _TIME_WORDS = re.compile(
     r"\b(?:spring|summer|autumn|fall|winter|morning|afternoon|evening|night|midnight|noon|dawn|dusk|today|tomorrow|yesterday"
     r"|week|weeks|month|months|year|years|decade|decades|century|centuries|day|days|hour|hours|minute|minutes|moment|ago"
