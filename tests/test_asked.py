@@ -7,14 +7,14 @@ from __future__ import annotations
 
 import pytest
 
-from ctxagent.citations import citation_for
 from ctxagent.recipes import get_recipe
 from ctxagent.recipes.asked import asked_for, gives
 from ctxagent.recipes.base import run_recipe
 from ctxagent.recipes.context import RunContext
-from ctxagent.recipes.reading import Fact, Facts, answer_from_facts, confirmed
+from ctxagent.recipes.reading import Facts, answer_from_facts, confirmed
 from ctxagent.types import Budget, Document
 from tests.fakes import ScriptedEngine
+from tests.grounded import facts_of
 
 NONG_SHU = "Some Yuan documents such as Wang Zhen's Nong Shu were printed with earthenware movable type, a technology invented in the 12th century."
 DOC = Document(id="yuan", text="The Yuan court patronised printing. " + NONG_SHU + " Western musical instruments were introduced.")
@@ -71,11 +71,7 @@ def test_whether_an_answer_gives_it(question, answer, given):
 
 
 def _facts(*quotes: str) -> Facts:
-    facts = Facts()
-    for rank, quote in enumerate(quotes):
-        start = DOC.text.index(quote)
-        facts.add([Fact(citation=citation_for(DOC, start, start + len(quote)), relevance=1.0 - 0.1 * rank)])
-    return facts
+    return facts_of(DOC, *quotes)
 
 
 def _ctx(reply: str) -> RunContext:

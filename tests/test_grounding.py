@@ -13,9 +13,10 @@ from ctxagent.grounding import check_answer, find_specifics, question_options
 from ctxagent.recipes import get_recipe
 from ctxagent.recipes.base import run_recipe
 from ctxagent.recipes.context import RunContext
-from ctxagent.recipes.reading import FALLBACK_NOTE, NOT_FOUND, Fact, Facts, answer_from_facts, confirmed, parse_reply, quote_answer
+from ctxagent.recipes.reading import FALLBACK_NOTE, NOT_FOUND, Facts, answer_from_facts, confirmed, parse_reply, quote_answer
 from ctxagent.types import Budget, Document
 from tests.fakes import ScriptedEngine
+from tests.grounded import facts_of
 
 REVENUE = "Third-quarter revenue reached 26.4 million euros, the highest in the company's history, driven by the first deliveries to Osaka."
 VOYAGE = ["The ship Aurora left Lisbon in 1886.", "The Aurora reached Macau in 1890 with 12 crew.", "Another 30 sailors joined the crew at Macau."]
@@ -268,11 +269,7 @@ QUESTION = "What was the third-quarter revenue?"
 
 
 def _facts(*quotes: str) -> Facts:
-    facts = Facts()
-    for rank, quote in enumerate(quotes):
-        start = DOC.text.index(quote)
-        facts.add([Fact(citation=citation_for(DOC, start, start + len(quote)), relevance=1.0 - 0.1 * rank)])
-    return facts
+    return facts_of(DOC, *quotes)
 
 
 def _answer(reply: str, facts: Facts, question: str = QUESTION):
