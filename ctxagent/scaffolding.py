@@ -155,6 +155,10 @@ def _sentence_words(text: str) -> list[str]:
     return [w for i, w in enumerate(words) if i == 0 or w != words[i - 1]]
 
 
+# Words a model puts before a sentence it copies ("And Be it known then, that Sir Walter ...", Qwen 0.5B on Persuasion).
+_CONNECTIVES = frozenset("and also but so then plus".split())
+
+
 def stop_at_recital(text: str, shown: Sequence[str]) -> str:
     """`text` cut before its first sentence, after the first, that copies one of the `shown` passages'
     sentences (the evidence the answer step was given); a lone list marker left on the answer ("1. ")
@@ -173,6 +177,8 @@ def stop_at_recital(text: str, shown: Sequence[str]) -> str:
     ends = starts[1:] + [len(text)]
     for start, end in zip(starts[1:], ends[1:]):
         words = _sentence_words(text[start:end])
+        if words and words[0] in _CONNECTIVES:  # "And Be it known then, ...": a recital all the same
+            words = words[1:]
         if len(words) < RECITAL_WORDS or tuple(words[:RECITAL_OPENING]) not in openings:
             continue
         own = list(zip(words, words[1:]))

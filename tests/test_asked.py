@@ -53,6 +53,9 @@ def test_the_kind_a_question_asks_for(question, kind):
         ("Who is Emma's governess?", "Miss Taylor", True),
         ("In what year did Harvard President Joseph Willard die?", "In the early years the College trained many Puritan ministers.", False),
         ("In what year did Harvard President Joseph Willard die?", "He died in 1804.", True),
+        ("In what year did Lady Elliot die?", "Lady Elliot died in 13 years.", False),  # Qwen 0.5B on Persuasion: no year
+        ("In what year did Lady Elliot die?", "She died on 4 June 1800.", True),
+        ("Which century saw the fall of Rome?", "The 5th century.", True),
         ("What happened in 1781 at the mill?", "The mill burned in 1781.", True),  # not judged: no kind asked
         ("What was the first year that Yale and Harvard played football?", "The first game was in 1875.", True),
         ("When were the Crofts to have possession?", "At Michaelmas.", True),

@@ -147,6 +147,13 @@ def test_a_stuttered_recital_is_cut_too():
     assert stop_at_recital(reply, NORMANS) == "One of the Norman's major exports was fighting horsemen."
 
 
+def test_a_recital_led_by_a_connective_is_cut_too():
+    # Qwen2.5-Coder-0.5B on Persuasion: the copy opened with "And", which hid it from the opening check
+    fact = "Be it known then, that Sir Walter, like a good father, prided himself on remaining single for his dear daughters."
+    reply = "Sir Walter had 2 daughters. And Be it known then, that Sir Walter, like a good father, prided himself on remaining single for his dear daughters."
+    assert stop_at_recital(reply, [fact]) == "Sir Walter had 2 daughters."
+
+
 DEBRIS = [
     # Qwen2.5-Coder-0.5B answers on the A/B at 9c162c6 (H100): a list of bare values, an unfinished fragment
     ("In 1804, Harvard President Joseph Willard died. 1803\n2. 1804\n3. 1650\n4. 1650", "In 1804, Harvard President Joseph Willard died."),

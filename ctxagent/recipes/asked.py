@@ -9,7 +9,8 @@ sentence instead of answering; marked `stated`, it would assert that the sentenc
 the answer. Three kinds of question say plainly what their answer must hold, and only
 those are judged, loosely (the rule catches non-answers, not wrong answers):
 
-- a year, century or decade ("what year", "in which century"): a number or a date;
+- a year ("what year", "in which year"): a year, alone or in a date ("Lady Elliot died in 13
+  years" is no answer); a century or decade ("in which century"): a number or a date;
 - "when": a date or number, a name (Michaelmas, the Reformation) or a word of time
   ("after the war", "in the spring", "while she was away");
 - "how many": a number or a word of quantity ("several", "none");
@@ -32,6 +33,7 @@ from ctxagent.recipes.options import choices_of
 Asked = Literal["year", "time", "count", "person"]
 
 _YEAR = re.compile(r"\b(?:what|which)\s+(?:(?:was|is|were|are)\s+)?(?:the\s+)?(?:\w+\s+)?(?:year|century|decade)\b", re.IGNORECASE)
+_YEAR_ITSELF = re.compile(r"\byear\b", re.IGNORECASE)  # "what year", not "what century": the answer holds a year
 _WHEN = re.compile(r"^\W*when\b", re.IGNORECASE)
 _HOW_MANY = re.compile(r"\bhow many\b", re.IGNORECASE)
 _WHO = re.compile(r"^\W*(?:(?:by|to|with|for|from)\s+)?(?:who|whom)\b", re.IGNORECASE)
@@ -67,7 +69,7 @@ def gives(answer: str, question: str, asked: Asked) -> bool:
     new = [s for s in find_specifics(answer) if s.text.lower() not in echoed]
     quantities = any(s.kind in ("number", "date") for s in new)
     if asked == "year":
-        return quantities
+        return any(s.year or (s.date and s.date[0]) for s in new) if _YEAR_ITSELF.search(question) else quantities
     if asked == "count":
         return any(s.kind == "number" for s in new) or bool(_QUANTITY_WORDS.search(answer))
     named = bool(loose_names(answer) - set(name_sequence(question)))
