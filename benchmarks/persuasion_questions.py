@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 import time
 from collections import Counter
@@ -48,6 +49,13 @@ QUESTIONS = [
 BASES = ("stated", "computed", "option", "quote", "none", "")
 
 
+def is_right(answer: str, references: list[str]) -> bool:
+    """A yes/no reference must open the answer ("No, ..."; "know" holds no "no"); any other must be in it."""
+    if references in (["Yes"], ["No"]):
+        return bool(re.match(rf"\W*{references[0]}\b", answer, re.IGNORECASE))
+    return any(r.lower() in answer.lower() for r in references)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default=None, help="an hf model path, hub id or eval-model name (qwen2.5-coder-0.5b); default: the embedded model")
@@ -68,7 +76,7 @@ def main() -> None:
             started = time.time()
             answer = agent.ask(TEXT, question)
             row = {"question": question, "references": references, "answer": answer.text, "basis": answer.basis, "recipe": answer.recipe,
-                   "right": any(r.lower() in answer.text.lower() for r in references), "partial": answer.partial,
+                   "right": is_right(answer.text, references), "partial": answer.partial,
                    "citations": [c.quote for c in answer.citations], "note": answer.notes[-1] if answer.notes else "",
                    "seconds": round(time.time() - started, 1)}
             rows.append(row)
