@@ -181,6 +181,7 @@ class _Number:
     fact: int  # index of the fact it came from; -1 for the question, -2 for a constant or a result of shown arithmetic, -3 for the count of the facts
     year: bool = False
     percent: bool = False
+    day: bool = False  # a date's day of the month ("March 1, 1760" states 1 only as a day)
 
 
 # -- finding specifics ----------------------------------------------------------------------
@@ -450,7 +451,10 @@ class _Source:
             for d in dates:
                 src.dates.append((d.date, index))  # type: ignore[arg-type]
                 year, _, day = d.date  # type: ignore[misc]
-                src.numbers += [_Number(float(v), float(v), index, year=v == year) for v in (year, day) if v is not None]
+                if year is not None:
+                    src.numbers.append(_Number(float(year), float(year), index, year=True))
+                if day is not None:
+                    src.numbers.append(_Number(float(day), float(day), index, day=True))
             src.numbers += [_Number(n.value, n.mantissa, index, year=n.year, percent=n.percent) for n in _numbers(text, dates) if not _pronoun_one(text, n)]  # type: ignore[arg-type]
             words = _words_of(text)
             src.words.append(words | {plain_word(w) for w in words})
@@ -599,6 +603,8 @@ _ASKS_QUANTITY = re.compile(
     r"|population|cost|price|value|size|height|length|width|weight|speed|temperature|budget|revenue|income|salary|score)\b",
     re.IGNORECASE,
 )
+# A question a date's day of the month may answer as a bare number ("On what day of June ...? The 12th").
+_ASKS_DAY = re.compile(r"\bwhen\b|\bdays?\b|\bdates?\b|\bon what\b", re.IGNORECASE)
 # A question asking for a total ("together", "in all"): only its answer may add three numbers unshown.
 TOTAL = re.compile(r"\b(?:together|in total|altogether|combined|in all|total|sum of|both)\b", re.IGNORECASE)
 
@@ -621,6 +627,8 @@ def check_answer(answer: str, facts: Sequence[str], question: str = "") -> Groun
     are echoes rather than assertions unless the answer affirms it or picks one of its options.
     """
     source = _Source.of(facts)
+    if question and not (_ASKS_DAY.search(question) or _YES_NO.search(question)):
+        source.numbers = [n for n in source.numbers if not n.day]  # "How old was she? 1", from "born March 1, 1760"
     question_source = _Source.of([question], index_base=-1)
     options = question_options(question)
     verdict = _VERDICT.match(answer) or _LATE_VERDICT.search(answer)

@@ -263,6 +263,14 @@ def test_a_number_from_a_fact_about_something_else_is_unsupported():
     assert _ok("They opened them after the 1981 export restraints.", plants, question)
     assert _ok("17.4 miles per gallon.", plants, "How far did the average American vehicle move per gallon in 1985?")
 
+def test_a_dates_day_supports_a_bare_number_only_where_a_day_is_asked_for():
+    # SmolLM2 on Persuasion: "How old was Elizabeth Elliot?" answered "1", from "born March 1, 1760"
+    fact = ['"Walter Elliot, born March 1, 1760, married, July 15, 1784, Elizabeth, daughter of James Stevenson, Esq.']
+    assert not _ok("1", fact, "How old was Elizabeth Elliot?")
+    assert _ok("The 15th.", fact, "On what day of July did Walter Elliot marry?")
+    assert _ok("He was born in 1760.", fact, "When was Walter Elliot born?")
+
+
 # -- the answer step ------------------------------------------------------------------------
 DOC = Document(id="report", text="The office was repainted in spring. " + REVENUE + " Staff numbers rose to 212 by the end of the year. " + VOYAGE[0])
 QUESTION = "What was the third-quarter revenue?"
