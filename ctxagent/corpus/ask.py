@@ -33,7 +33,7 @@ from ctxagent.errors import BudgetExhausted, InputError
 from ctxagent.grounding import check_answer
 from ctxagent.recipes import get_recipe, steps
 from ctxagent.recipes.base import run_recipe
-from ctxagent.recipes.asked import asked_for, gives
+from ctxagent.recipes.asked import not_given
 from ctxagent.recipes.context import RunContext
 from ctxagent.recipes.prompts import facts_answer_prompt
 from ctxagent.recipes.reading import NOT_FOUND, is_none, parse_reply, relevance
@@ -185,8 +185,7 @@ def _answers_from(reply: str, quotes: Sequence[str], question: str) -> bool:
     """A combined reply stands when the quotes support it and it gives what the question asks
     for (ctxagent.recipes.asked), as a recipe's answer must."""
     grounding = check_answer(reply, quotes, question)
-    asked = None if grounding.derived else asked_for(question)
-    return grounding.supported and not (asked and not gives(reply, question, asked))
+    return grounding.supported and not not_given(reply, question, grounding.derived)
 
 
 def _view(passage: Passage, document: Document) -> Document:

@@ -78,7 +78,12 @@ def gives(answer: str, question: str, asked: Asked) -> bool:
     return named
 
 
-def missing(asked: Asked) -> str:
-    """Why an answer that does not give the asked kind is refused."""
+def not_given(answer: str, question: str, derived: str = "") -> str:
+    """Why the answer is refused for not giving what the question asks for; "" when it gives it,
+    or the question asks for no plain kind, or the answer is a derived verdict or choice
+    (`Grounding.derived`). The one check every answer step makes."""
+    asked = None if derived else asked_for(question)
+    if asked is None or gives(answer, question, asked):
+        return ""
     what = {"year": "no year", "time": "no time", "count": "no number", "person": "no one"}[asked]
     return f"it gives {what}, which the question asks for"

@@ -21,7 +21,7 @@ from ctxagent.grounding import check_answer, find_specifics
 from ctxagent.recipes import register
 from ctxagent.recipes.context import RunContext
 from ctxagent.recipes.arithmetic import compute, computed, operation
-from ctxagent.recipes.asked import asked_for, gives, missing
+from ctxagent.recipes.asked import not_given
 from ctxagent.recipes.options import Choices, choices_of, pick_option, picked, stating_facts
 from ctxagent.recipes.prompts import answer_prompt, document_block
 from ctxagent.recipes.reading import COMPUTED_NOTE, NOT_FOUND, OPTION_NOTE, VERDICT_NOTE, declines, on_topic, pick_refused, record_evidence, refusal_reason, relevance
@@ -153,9 +153,9 @@ def ground_in_regions(ctx: RunContext, reply: str, question: str, documents: Seq
             citations = [citation_for(by_id[about[0]], about[1], about[2])] if about else []
         if not citations:
             return _refuse(ctx, text, question, documents, regions, sentences, "it says nothing the document says")
-    asked = None if grounding.derived else asked_for(question)
-    if asked and not gives(text, question, asked):
-        return _refuse(ctx, text, question, documents, regions, sentences, missing(asked))
+    why = not_given(text, question, grounding.derived)
+    if why:
+        return _refuse(ctx, text, question, documents, regions, sentences, why)
     ctx.trace.add("answer:grounded", derived=grounding.derived, checks=[[s.specific.text, s.how] for s in grounding.supports])
     if choices and choices.kind == "yes_no" and not stating:
         return DirectReply(text=text, citations=citations, notes=[VERDICT_NOTE], basis="option")

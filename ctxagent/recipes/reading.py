@@ -24,7 +24,7 @@ from ctxagent.errors import BudgetExhausted, InputError
 from ctxagent.grounding import Grounding, Support, check_answer, same_stem
 from ctxagent.recipes.context import RunContext
 from ctxagent.recipes.arithmetic import compute, computed, operation
-from ctxagent.recipes.asked import asked_for, gives, missing
+from ctxagent.recipes.asked import not_given
 from ctxagent.recipes.options import Choices, choices_of, pick_option, picked, stating_facts
 from ctxagent.recipes.prompts import facts_answer_prompt
 from ctxagent.scaffolding import ANSWER_STOPS, cut_after_answer, strip_scaffolding
@@ -294,9 +294,9 @@ def answer_from_facts(
     asserted = _asserted(grounding, question)
     if not choices and not asserted and not grounding.derived and not _supported(reply.checked, question, chosen):
         return _refuse(ctx, recipe, facts, question, notes, reply.text, "it says nothing the facts say")
-    asked = None if grounding.derived else asked_for(question)
-    if asked and not gives(reply.checked, question, asked):
-        return _refuse(ctx, recipe, facts, question, notes, reply.text, missing(asked))
+    why = not_given(reply.checked, question, grounding.derived)
+    if why:
+        return _refuse(ctx, recipe, facts, question, notes, reply.text, why)
     used = sorted(set(stating) | set(reply.claimed or []) | set(grounding.facts_used))
     ctx.trace.add("answer:grounded", claimed=reply.claimed, used=used, derived=grounding.derived, checks=[[s.specific.text, s.how] for s in grounding.supports])
     if used:
