@@ -19,13 +19,13 @@ import json
 import re
 import sys
 import time
-from collections import Counter
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 _HERE = Path(__file__).resolve().parent
 sys.path[:] = [p for p in sys.path if p and Path(p).resolve() != _HERE] + [str(ROOT)]
 
+from benchmarks.asking import add_run_args, agent_for, by_basis  # noqa: E402
 from benchmarks.provenance import finish, markdown_line, stamp, wilson  # noqa: E402
 
 TEXT = ROOT / "ctxagent" / "evaluation" / "data" / "persuasion.txt"
@@ -58,17 +58,11 @@ def is_right(answer: str, references: list[str]) -> bool:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--model", default=None, help="an hf model path, hub id or eval-model name (qwen2.5-coder-0.5b); default: the embedded model")
-    ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
-    ap.add_argument("--name", default="persuasion_questions")
-    ap.add_argument("--allow-dirty", action="store_true")
+    add_run_args(ap, "persuasion_questions")
     args = ap.parse_args()
     prov = stamp(args.allow_dirty)
 
-    from ctxagent import ContextAgent
-    from ctxagent.evaluation.eval_models import resolve_model
-
-    agent = ContextAgent(engine="hf", model=resolve_model(args.model)) if args.model else ContextAgent()
+    agent = agent_for(args.model)
     args.out.mkdir(parents=True, exist_ok=True)
     rows = []
     with open(args.out / f"{args.name}.jsonl", "w", encoding="utf-8") as log:
@@ -85,7 +79,7 @@ def main() -> None:
     prov = finish(prov)
     n, right = len(rows), sum(r["right"] for r in rows)
     lo, hi = wilson(right, n)
-    by = Counter((r["basis"], r["right"]) for r in rows)
+    table, counts = by_basis(rows, BASES)
     lines = [
         f"# Persuasion questions: what a reader asks ({args.model or 'the embedded model'})",
         "",
@@ -95,9 +89,7 @@ def main() -> None:
         f"Right: {right}/{n} [{lo * n:.0f}-{hi * n:.0f}]; partial: {sum(r['partial'] for r in rows)}; seconds per question: "
         f"{sum(r['seconds'] for r in rows) / max(n, 1):.1f}.",
         "",
-        "| basis | right | wrong |",
-        "|---|---:|---:|",
-        *[f"| {b or '(empty)'} | {by[(b, True)]} | {by[(b, False)]} |" for b in BASES if by[(b, True)] or by[(b, False)]],
+        *table,
         "",
         "| question | answer | basis | right |",
         "|---|---|---|---|",
@@ -107,7 +99,7 @@ def main() -> None:
     ]
     (args.out / f"{args.name}.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
     (args.out / f"{args.name}.json").write_text(json.dumps({"provenance": prov, "model": args.model, "right": right, "n": n,
-                                                          "by_basis": {f"{b}/{'right' if ok else 'wrong'}": c for (b, ok), c in by.items()}}, indent=1))
+                                                          "by_basis": counts}, indent=1))
     print("\n".join(lines))
 
 

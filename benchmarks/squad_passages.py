@@ -25,7 +25,6 @@ import gzip
 import json
 import sys
 import time
-from collections import Counter
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -34,6 +33,7 @@ _HERE = Path(__file__).resolve().parent
 # after PYTHONPATH, so a checkout named there supplies ctxagent.
 sys.path[:] = [p for p in sys.path if p and Path(p).resolve() != _HERE] + [str(ROOT)]
 
+from benchmarks.asking import add_run_args, agent_for, by_basis  # noqa: E402
 from benchmarks.provenance import finish, markdown_line, stamp, wilson  # noqa: E402
 
 DATA = ROOT / "ctxagent" / "evaluation" / "data" / "squad.jsonl.gz"
@@ -55,21 +55,15 @@ def questions(pad: int) -> list[dict]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--model", default=None, help="an hf model path, hub id or eval-model name (qwen2.5-coder-0.5b); default: the embedded model")
+    add_run_args(ap, "squad_passages")
     ap.add_argument("--pad", type=int, default=1200, help="characters of the article kept either side of the answer's paragraph")
     ap.add_argument("--recipe", default=None, help="a recipe to use instead of `auto` (e.g. retrieve_then_reason: the long-document answer step on a short text)")
-    ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
-    ap.add_argument("--name", default="squad_passages")
-    ap.add_argument("--allow-dirty", action="store_true")
     args = ap.parse_args()
     prov = stamp(args.allow_dirty)
 
-    from ctxagent import ContextAgent
     from ctxagent.types import Document
 
-    from ctxagent.evaluation.eval_models import resolve_model
-
-    agent = ContextAgent(engine="hf", model=resolve_model(args.model)) if args.model else ContextAgent()
+    agent = agent_for(args.model)
     args.out.mkdir(parents=True, exist_ok=True)
     rows = []
     with open(args.out / f"{args.name}.jsonl", "w", encoding="utf-8") as log:
@@ -89,7 +83,7 @@ def write(rows: list[dict], args: argparse.Namespace, prov: dict | None) -> None
     n = len(rows)
     right = sum(r["right"] for r in rows)
     lo, hi = wilson(right, n)
-    by = Counter((r["basis"], r["right"]) for r in rows)
+    table, counts = by_basis(rows, BASES)
     lines = [
         f"# SQuAD passages: what the answers assert ({args.model or 'the embedded model'}, recipe {args.recipe or 'auto'})",
         "",
@@ -99,15 +93,13 @@ def write(rows: list[dict], args: argparse.Namespace, prov: dict | None) -> None
         f"Right: {right}/{n} [{lo * n:.0f}-{hi * n:.0f}] (95% Wilson interval, in questions); seconds per question: "
         f"{sum(r['seconds'] for r in rows) / max(n, 1):.1f}.",
         "",
-        "| basis | right | wrong |",
-        "|---|---:|---:|",
-        *[f"| {b} | {by[(b, True)]} | {by[(b, False)]} |" for b in BASES if by[(b, True)] or by[(b, False)]],
+        *table,
         "",
         markdown_line(prov),
     ]
     (args.out / f"{args.name}.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
     (args.out / f"{args.name}.json").write_text(json.dumps({"provenance": prov, "model": args.model, "recipe": args.recipe, "pad": args.pad, "right": right, "n": n,
-                                                          "by_basis": {f"{b}/{'right' if ok else 'wrong'}": c for (b, ok), c in by.items()}}, indent=1))
+                                                          "by_basis": counts}, indent=1))
     print("\n".join(lines))
 
 

@@ -26,6 +26,7 @@ ROOT = Path(__file__).resolve().parent.parent
 _HERE = Path(__file__).resolve().parent
 sys.path[:] = [p for p in sys.path if p and Path(p).resolve() != _HERE] + [str(ROOT)]
 
+from benchmarks.asking import add_run_args, agent_for  # noqa: E402
 from benchmarks.provenance import finish, markdown_line, stamp  # noqa: E402
 
 FORMS = {
@@ -56,17 +57,11 @@ def auc(right: list[float], wrong: list[float]) -> float:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("answers", type=Path, help="a squad_passages.py .jsonl")
-    ap.add_argument("--model", default=None, help="an hf model path, hub id or eval-model name; default: the embedded model")
-    ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
-    ap.add_argument("--name", default="verify_probe")
-    ap.add_argument("--allow-dirty", action="store_true")
+    add_run_args(ap, "verify_probe")
     args = ap.parse_args()
     prov = stamp(args.allow_dirty)
 
-    from ctxagent import ContextAgent
-    from ctxagent.evaluation.eval_models import resolve_model
-
-    agent = ContextAgent(engine="hf", model=resolve_model(args.model)) if args.model else ContextAgent()
+    agent = agent_for(args.model)
     rows = [json.loads(line) for line in args.answers.read_text(encoding="utf-8").splitlines()]
     rows = [r for r in rows if r["basis"] == "stated" and r["citations"]]
     margins = {form: {True: [], False: []} for form in FORMS}
