@@ -414,7 +414,7 @@ def loose_names(text: str) -> set[str]:
     """Capitalised words that are not common words, wherever they stand (lower-cased): a loose
     reading of the names a text may give, sentence openers included ("Edgar was her brother."),
     for asking whether an answer names anyone at all, not for support."""
-    words = (_name_word(w) for m in re.finditer(r"\b[A-Z][A-Za-z'’]*", text) for w in [m.group()])
+    words = (_name_word(m.group()) for m in re.finditer(r"\b[A-Z][A-Za-z'’]*", text))
     return {w for w in words if w and w not in _COMMON}
 
 
